@@ -1,0 +1,81 @@
+//! Builds the guest kernel for `x86_64-unknown-none` and hands its path to the CLI.
+//!
+//! The kernel is its own cargo workspace (`kernel/`) with its own `.cargo/config.toml`, so the
+//! nested cargo runs with `current_dir(kernel/)` and a target directory of its own
+//! (`target/kernel`). It is always built in release mode: guest instructions are expensive on
+//! emulated hosts, and a debug kernel would be a different test payload. The environment the
+//! outer build leaks (rustflags, wrappers, profile overrides) is removed so the kernel builds
+//! the same from `cargo build`, `cargo test` and `cargo run --release` (BOOT-NOTES.md).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() {
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    for p in [
+        "kernel/src",
+        "kernel/Cargo.toml",
+        "kernel/Cargo.lock",
+        "kernel/build.rs",
+        "kernel/.cargo/config.toml",
+        "protocol/src",
+        "protocol/Cargo.toml",
+        "linker.ld",
+    ] {
+        println!("cargo:rerun-if-changed={}", root.join(p).display());
+    }
+    let target_dir = kernel_target_dir(&root);
+    let elf = build_kernel(&root, &target_dir);
+    println!("cargo:rustc-env=CVMPROBE_KERNEL_ELF={}", elf.display());
+}
+
+/// `<target>/kernel`, next to the host build's own profile directories.
+fn kernel_target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) => PathBuf::from(d).join("kernel"),
+        None => root.join("target").join("kernel"),
+    }
+}
+
+fn build_kernel(root: &Path, target_dir: &Path) -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(root.join("kernel"))
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            "x86_64-unknown-none",
+        ])
+        .arg("--target-dir")
+        .arg(target_dir);
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy().into_owned();
+        let leaks = matches!(
+            k.as_str(),
+            "CARGO_ENCODED_RUSTFLAGS"
+                | "RUSTFLAGS"
+                | "RUSTC_WORKSPACE_WRAPPER"
+                | "CARGO_TARGET_DIR"
+                | "CARGO_BUILD_TARGET"
+                | "CARGO_BUILD_RUSTFLAGS"
+                | "RUSTDOCFLAGS"
+                | "CARGO_ENCODED_RUSTDOCFLAGS"
+        ) || k.starts_with("CARGO_PROFILE_")
+            || k.starts_with("CARGO_FEATURE_")
+            || k.starts_with("CARGO_CFG_");
+        if leaks {
+            cmd.env_remove(&k);
+        }
+    }
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run cargo to build the kernel: {e}"));
+    if !status.success() {
+        panic!(
+            "building the guest kernel failed ({status}); run `cd kernel && cargo build --release` to see why"
+        );
+    }
+    target_dir.join("x86_64-unknown-none/release/cvmprobe-kernel")
+}

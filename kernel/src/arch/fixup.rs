@@ -1,0 +1,55 @@
+//! The exception-fixup table: instructions allowed to fault, and where to resume.
+//!
+//! A wrapper that may fault (`rdmsr_safe`) emits an entry `(faulting RIP, resume RIP)` into
+//! the `.ex_table` section; the trap handler looks the faulting RIP up here, records the
+//! fault, and resumes at the fixup code instead of reporting an unexpected exception.
+
+use super::insn::Fault;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+#[repr(C)]
+struct Entry {
+    insn: u64,
+    fixup: u64,
+}
+
+unsafe extern "C" {
+    static __ex_table_start: Entry;
+    static __ex_table_end: Entry;
+}
+
+fn table() -> &'static [Entry] {
+    // SAFETY: the linker script brackets `.ex_table` with these symbols; the section holds
+    // only `Entry`-shaped pairs (8-byte aligned quads) and is read-only.
+    unsafe {
+        let start = &raw const __ex_table_start;
+        let end = &raw const __ex_table_end;
+        let n = (end as usize - start as usize) / core::mem::size_of::<Entry>();
+        core::slice::from_raw_parts(start, n)
+    }
+}
+
+static LAST_VECTOR: AtomicU64 = AtomicU64::new(u64::MAX);
+static LAST_ERROR: AtomicU64 = AtomicU64::new(0);
+
+/// The resume address for a fault at `rip`, recording the fault for [`take_fault`].
+pub fn search(rip: u64, vector: u8, error_code: u64) -> Option<u64> {
+    let e = table().iter().find(|e| e.insn == rip)?;
+    LAST_VECTOR.store(u64::from(vector), Ordering::Relaxed);
+    LAST_ERROR.store(error_code, Ordering::Relaxed);
+    Some(e.fixup)
+}
+
+/// The fault recorded by the last fixup (called by the wrapper that resumed).
+pub fn take_fault() -> Fault {
+    let v = LAST_VECTOR.swap(u64::MAX, Ordering::Relaxed);
+    Fault {
+        vector: v as u8,
+        error_code: LAST_ERROR.load(Ordering::Relaxed),
+    }
+}
+
+/// Number of fixup entries (for the boot diagnostic).
+pub fn entries() -> usize {
+    table().len()
+}

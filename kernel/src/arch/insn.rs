@@ -1,0 +1,209 @@
+//! Raw wrappers for the instructions a TDX or SEV-ES host intercepts: port IO, RDMSR/WRMSR,
+//! CPUID, HLT. One wrapper per instruction, typed operands.
+//!
+//! Only the legacy backend and the platform detection probe may call these: after detection,
+//! a TDX or SEV-ES guest must reach the host through `tdcall`/`vmgexit` instead (a host test
+//! disassembles the kernel and checks where these instructions appear).
+
+use core::arch::asm;
+
+/// Fault taken by a fixup-protected instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fault {
+    /// Exception vector (13 = #GP).
+    pub vector: u8,
+    /// Error code pushed by the CPU (0 if none).
+    pub error_code: u64,
+}
+
+/// `in al, dx`.
+///
+/// # Safety
+/// Port IO can have any side effect the device defines; the caller owns the port.
+#[inline(always)]
+pub unsafe fn inb(port: u16) -> u8 {
+    let v: u8;
+    // SAFETY: per the function contract.
+    unsafe {
+        asm!("in al, dx", in("dx") port, out("al") v, options(nomem, nostack, preserves_flags))
+    };
+    v
+}
+
+/// `in ax, dx`.
+///
+/// # Safety
+/// As [`inb`].
+#[inline(always)]
+pub unsafe fn inw(port: u16) -> u16 {
+    let v: u16;
+    // SAFETY: per the function contract.
+    unsafe {
+        asm!("in ax, dx", in("dx") port, out("ax") v, options(nomem, nostack, preserves_flags))
+    };
+    v
+}
+
+/// `in eax, dx`.
+///
+/// # Safety
+/// As [`inb`].
+#[inline(always)]
+pub unsafe fn inl(port: u16) -> u32 {
+    let v: u32;
+    // SAFETY: per the function contract.
+    unsafe {
+        asm!("in eax, dx", in("dx") port, out("eax") v, options(nomem, nostack, preserves_flags))
+    };
+    v
+}
+
+/// `out dx, al`.
+///
+/// # Safety
+/// As [`inb`].
+#[inline(always)]
+pub unsafe fn outb(port: u16, v: u8) {
+    // SAFETY: per the function contract.
+    unsafe {
+        asm!("out dx, al", in("dx") port, in("al") v, options(nomem, nostack, preserves_flags))
+    };
+}
+
+/// `out dx, ax`.
+///
+/// # Safety
+/// As [`inb`].
+#[inline(always)]
+pub unsafe fn outw(port: u16, v: u16) {
+    // SAFETY: per the function contract.
+    unsafe {
+        asm!("out dx, ax", in("dx") port, in("ax") v, options(nomem, nostack, preserves_flags))
+    };
+}
+
+/// `out dx, eax`.
+///
+/// # Safety
+/// As [`inb`].
+#[inline(always)]
+pub unsafe fn outl(port: u16, v: u32) {
+    // SAFETY: per the function contract.
+    unsafe {
+        asm!("out dx, eax", in("dx") port, in("eax") v, options(nomem, nostack, preserves_flags))
+    };
+}
+
+/// `rdmsr` under the fixup table: a fault (#GP for a missing MSR) returns `Err`.
+#[inline(always)]
+pub fn rdmsr_safe(msr: u32) -> Result<u64, Fault> {
+    let (lo, hi): (u32, u32);
+    let failed: u32;
+    // SAFETY: RDMSR at CPL0 only reads; if it faults, the trap handler finds the `.ex_table`
+    // entry for label 2 and resumes at label 4, which flags the failure and returns zeros.
+    unsafe {
+        asm!(
+            "xor {f:e}, {f:e}",
+            "2: rdmsr",
+            "3:",
+            ".pushsection .ex_table, \"a\"",
+            ".balign 8",
+            ".quad 2b, 4f",
+            ".popsection",
+            ".pushsection .text.fixup, \"ax\"",
+            "4: mov {f:e}, 1",
+            "xor eax, eax",
+            "xor edx, edx",
+            "jmp 3b",
+            ".popsection",
+            f = out(reg) failed,
+            in("ecx") msr,
+            out("eax") lo,
+            out("edx") hi,
+            options(nostack),
+        );
+    }
+    if failed != 0 {
+        Err(super::fixup::take_fault())
+    } else {
+        Ok(u64::from(hi) << 32 | u64::from(lo))
+    }
+}
+
+/// `wrmsr` under the fixup table: a fault returns `Err`.
+///
+/// # Safety
+/// Writing an MSR can change any CPU behaviour; the caller knows what this MSR does.
+#[inline(always)]
+pub unsafe fn wrmsr_safe(msr: u32, v: u64) -> Result<(), Fault> {
+    let failed: u32;
+    // SAFETY: per the function contract; a fault resumes at label 4 as in `rdmsr_safe`.
+    unsafe {
+        asm!(
+            "xor {f:e}, {f:e}",
+            "2: wrmsr",
+            "3:",
+            ".pushsection .ex_table, \"a\"",
+            ".balign 8",
+            ".quad 2b, 4f",
+            ".popsection",
+            ".pushsection .text.fixup, \"ax\"",
+            "4: mov {f:e}, 1",
+            "jmp 3b",
+            ".popsection",
+            f = out(reg) failed,
+            in("ecx") msr,
+            in("eax") v as u32,
+            in("edx") (v >> 32) as u32,
+            options(nostack),
+        );
+    }
+    if failed != 0 {
+        Err(super::fixup::take_fault())
+    } else {
+        Ok(())
+    }
+}
+
+/// Registers returned by CPUID.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuidResult {
+    /// EAX.
+    pub eax: u32,
+    /// EBX.
+    pub ebx: u32,
+    /// ECX.
+    pub ecx: u32,
+    /// EDX.
+    pub edx: u32,
+}
+
+/// `cpuid` with leaf and subleaf.
+#[inline(always)]
+pub fn cpuid(leaf: u32, subleaf: u32) -> CpuidResult {
+    // CPUID has no side effects at CPL0; core's intrinsic takes care of RBX (LLVM-reserved).
+    let r = core::arch::x86_64::__cpuid_count(leaf, subleaf);
+    CpuidResult {
+        eax: r.eax,
+        ebx: r.ebx,
+        ecx: r.ecx,
+        edx: r.edx,
+    }
+}
+
+/// `sti; hlt; cli`: wait for one interrupt with interrupts enabled only while halted. The
+/// STI shadow covers HLT, so an interrupt already pending wakes it instead of being lost.
+#[inline(always)]
+pub fn sti_hlt_cli() {
+    // SAFETY: the IDT handles every vector that can arrive; interrupts are off again after.
+    unsafe { asm!("sti", "hlt", "cli", options(nomem, nostack)) };
+}
+
+/// `cli; hlt` forever (the last resort when the exit port did not stop the VM).
+#[inline(always)]
+pub fn cli_hlt_loop() -> ! {
+    loop {
+        // SAFETY: stops the CPU; nothing to preserve.
+        unsafe { asm!("cli", "hlt", options(nomem, nostack)) };
+    }
+}

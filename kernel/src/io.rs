@@ -1,0 +1,173 @@
+//! The I/O API every test uses.
+//!
+//! `mmio_read::<u32>(gpa)`, `mmio_write(gpa, 0x1234u16)`: the access size comes from the type,
+//! never from an argument, and the set of types is closed (u8, u16, u32, u64 for MMIO; u8,
+//! u16, u32 for port IO). Every call goes through the platform backend chosen at boot.
+//!
+//! Host errors: on TDX and SEV-ES the host answers each request and may refuse it or answer
+//! nonsense. The plain functions then record the error for the running case (which fails
+//! with the error as its diagnostic) and return all ones, like a read of a floating bus; the
+//! `try_` variants return the error instead.
+
+use crate::platform::{self, HostError, MsrError};
+use protocol::access::Width;
+
+pub use crate::arch::insn::CpuidResult;
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for u8 {}
+    impl Sealed for u16 {}
+    impl Sealed for u32 {}
+    impl Sealed for u64 {}
+}
+
+/// A value one MMIO access moves: u8, u16, u32 or u64.
+pub trait MmioValue: sealed::Sealed + Copy + Eq + core::fmt::Debug {
+    /// The access width.
+    const WIDTH: Width;
+    /// Zero-extends to u64.
+    fn to_u64(self) -> u64;
+    /// Truncates from u64.
+    fn from_u64(v: u64) -> Self;
+}
+
+/// A value one port-IO access moves: u8, u16 or u32.
+pub trait PioValue: MmioValue {}
+
+macro_rules! value {
+    ($t:ty, $w:expr) => {
+        impl MmioValue for $t {
+            const WIDTH: Width = $w;
+            #[inline(always)]
+            fn to_u64(self) -> u64 {
+                self as u64
+            }
+            #[inline(always)]
+            fn from_u64(v: u64) -> Self {
+                v as $t
+            }
+        }
+    };
+}
+value!(u8, Width::B1);
+value!(u16, Width::B2);
+value!(u32, Width::B4);
+value!(u64, Width::B8);
+impl PioValue for u8 {}
+impl PioValue for u16 {}
+impl PioValue for u32 {}
+
+static HOST_ERROR: spin::Mutex<Option<HostError>> = spin::Mutex::new(None);
+
+#[cold]
+fn record(e: HostError) {
+    let mut slot = HOST_ERROR.lock();
+    if slot.is_none() {
+        *slot = Some(e);
+    }
+}
+
+/// The first host error recorded since the last call (the case runner fails the case).
+pub fn take_host_error() -> Option<HostError> {
+    HOST_ERROR.lock().take()
+}
+
+/// Reads a `T` from MMIO at guest-physical address `gpa`.
+#[inline]
+pub fn mmio_read<T: MmioValue>(gpa: u64) -> T {
+    match try_mmio_read(gpa) {
+        Ok(v) => v,
+        Err(e) => {
+            record(e);
+            T::from_u64(u64::MAX)
+        }
+    }
+}
+
+/// Writes `v` to MMIO at guest-physical address `gpa`.
+#[inline]
+pub fn mmio_write<T: MmioValue>(gpa: u64, v: T) {
+    if let Err(e) = try_mmio_write(gpa, v) {
+        record(e);
+    }
+}
+
+/// [`mmio_read`] returning the host error instead of recording it.
+#[inline]
+pub fn try_mmio_read<T: MmioValue>(gpa: u64) -> Result<T, HostError> {
+    check_not_ram(gpa, T::WIDTH)?;
+    platform::mmio_read(gpa, T::WIDTH).map(T::from_u64)
+}
+
+/// [`mmio_write`] returning the host error instead of recording it.
+#[inline]
+pub fn try_mmio_write<T: MmioValue>(gpa: u64, v: T) -> Result<(), HostError> {
+    check_not_ram(gpa, T::WIDTH)?;
+    platform::mmio_write(gpa, T::WIDTH, v.to_u64())
+}
+
+/// Reads a `T` from I/O port `port`.
+#[inline]
+pub fn pio_read<T: PioValue>(port: u16) -> T {
+    match platform::pio_read(port, T::WIDTH) {
+        Ok(v) => T::from_u64(v),
+        Err(e) => {
+            record(e);
+            T::from_u64(u64::MAX)
+        }
+    }
+}
+
+/// Writes `v` to I/O port `port`.
+#[inline]
+pub fn pio_write<T: PioValue>(port: u16, v: T) {
+    if let Err(e) = platform::pio_write(port, T::WIDTH, v.to_u64()) {
+        record(e);
+    }
+}
+
+/// CPUID `leaf`/`subleaf`.
+pub fn cpuid(leaf: u32, subleaf: u32) -> CpuidResult {
+    platform::cpuid(leaf, subleaf).unwrap_or_else(|e| {
+        record(e);
+        CpuidResult::default()
+    })
+}
+
+/// RDMSR `msr`.
+pub fn rdmsr(msr: u32) -> Result<u64, MsrError> {
+    platform::rdmsr(msr)
+}
+
+/// WRMSR `msr` = `v`.
+///
+/// # Safety
+/// Writing an MSR can change any CPU behaviour (paging, segment bases, ...): the caller
+/// knows what `msr` does and that `v` keeps the kernel running.
+pub unsafe fn wrmsr(msr: u32, v: u64) -> Result<(), MsrError> {
+    // SAFETY: per the function contract.
+    unsafe { platform::wrmsr(msr, v) }
+}
+
+/// Halts until an interrupt arrives (interrupts are enabled only while halted).
+pub fn halt() {
+    if let Err(e) = platform::halt() {
+        record(e);
+    }
+}
+
+/// Refuses MMIO to the kernel's own RAM: a plain store there would corrupt the kernel, so the
+/// safe API only reaches device memory. (Memslot tests that turn RAM into MMIO do their
+/// accesses with explicit volatile pointers, not through this API.)
+#[inline(always)]
+fn check_not_ram(gpa: u64, w: Width) -> Result<(), HostError> {
+    let end = gpa.wrapping_add(w.bytes());
+    if crate::memory::overlaps_ram(gpa, end) {
+        Err(HostError::Unsupported {
+            request: "MMIO to a GPA that is kernel RAM",
+        })
+    } else {
+        Ok(())
+    }
+}

@@ -1,0 +1,477 @@
+//! Every suite and case the guest runs, in run order.
+//!
+//! The guest's test tables (`kernel/src/tests/`) pair each [`CaseSpec`] here with the function
+//! that runs it, and a compile-time check in the kernel makes the two lists agree name for
+//! name. The host reads this catalog to list cases without booting (`cvmprobe list`), to know
+//! which cases a run must report (a case that never reports is a failure), and to apply the
+//! same [`Filter`] the guest applies.
+
+use crate::platform::{PlatformKind, Platforms};
+
+/// One test case: what it checks, where it runs, and where its expectation comes from.
+#[derive(Debug)]
+pub struct CaseSpec {
+    /// Name inside its suite (KTAP test name), `[a-z0-9_]+`.
+    pub name: &'static str,
+    /// Platforms the case is meant for; elsewhere it reports `# SKIP`.
+    pub platforms: Platforms,
+    /// One sentence: what the case checks.
+    pub doc: &'static str,
+    /// Where the expected answer comes from (spec section, device source, KVM function).
+    pub source: &'static str,
+}
+
+/// A group of cases printed as one KTAP subtest block.
+#[derive(Debug)]
+pub struct SuiteSpec {
+    /// Suite name (KTAP subtest name), `[a-z0-9_]+`.
+    pub name: &'static str,
+    /// One sentence: what the suite covers.
+    pub doc: &'static str,
+    /// The cases, in run order.
+    pub cases: &'static [CaseSpec],
+}
+
+const fn case(
+    name: &'static str,
+    platforms: Platforms,
+    doc: &'static str,
+    source: &'static str,
+) -> CaseSpec {
+    CaseSpec {
+        name,
+        platforms,
+        doc,
+        source,
+    }
+}
+
+const ALL: Platforms = Platforms::ALL;
+
+/// Port IO through the backend: `pio_read::<T>` / `pio_write` at 1, 2 and 4 bytes.
+pub static IO: SuiteSpec = SuiteSpec {
+    name: "io",
+    doc: "port IO of 1, 2 and 4 bytes against a device with known answers",
+    cases: &[
+        case(
+            "u32_roundtrip",
+            ALL,
+            "a 4-byte OUT to a data register reads back with a 4-byte IN",
+            "QEMU hw/misc/pc-testdev.c test_ioport_read/write (port 0xe0)",
+        ),
+        case(
+            "u16_lanes",
+            ALL,
+            "2-byte accesses to each half of a 4-byte register hit the right byte lanes",
+            "QEMU hw/misc/pc-testdev.c test_ioport_read/write (start_bit = (addr & 3) * 8)",
+        ),
+        case(
+            "u8_lanes",
+            ALL,
+            "1-byte accesses to each of the four byte lanes of a 4-byte register",
+            "QEMU hw/misc/pc-testdev.c test_ioport_read/write",
+        ),
+        case(
+            "split_register",
+            ALL,
+            "a register implemented byte-wise answers a 4-byte access as four 1-byte accesses",
+            "QEMU hw/misc/pc-testdev.c test_ioport_byte_ops (port 0xe8, impl.max_access_size = 1)",
+        ),
+        case(
+            "unassigned_port",
+            ALL,
+            "reads of a port no device claims return all ones at 1, 2 and 4 bytes",
+            "QEMU system/ioport.c unassigned_io_read; PC convention for floating ISA lines",
+        ),
+    ],
+};
+
+/// MMIO through the backend: `mmio_read::<T>` / `mmio_write` at 1, 2, 4 and 8 bytes.
+pub static MMIO: SuiteSpec = SuiteSpec {
+    name: "mmio",
+    doc: "MMIO reads and writes of 1, 2, 4 and 8 bytes, read-after-write and byte lanes",
+    cases: &[
+        case(
+            "u8_roundtrip",
+            ALL,
+            "1-byte MMIO writes read back at several offsets",
+            "QEMU hw/misc/pc-testdev.c test_iomem_read/write (0xff000000, memory-like)",
+        ),
+        case(
+            "u16_roundtrip",
+            ALL,
+            "2-byte MMIO writes read back",
+            "QEMU hw/misc/pc-testdev.c test_iomem_read/write",
+        ),
+        case(
+            "u32_roundtrip",
+            ALL,
+            "4-byte MMIO writes read back",
+            "QEMU hw/misc/pc-testdev.c test_iomem_read/write",
+        ),
+        case(
+            "u64_roundtrip",
+            ALL,
+            "8-byte MMIO writes read back (QEMU may split them into two 4-byte accesses)",
+            "QEMU hw/misc/pc-testdev.c test_iomem_read/write; system/memory.c access_with_adjusted_size",
+        ),
+        case(
+            "byte_lanes",
+            ALL,
+            "an 8-byte write read back as bytes, halves and words lands in little-endian lanes",
+            "Intel SDM vol. 1 1.3.1 (little-endian byte order)",
+        ),
+        case(
+            "narrow_write_merge",
+            ALL,
+            "1- and 2-byte writes into an 8-byte value change only their lanes",
+            "QEMU hw/misc/pc-testdev.c test_iomem_write (memcpy of len bytes)",
+        ),
+        case(
+            "pci_edu",
+            ALL,
+            "the QEMU edu PCI device found through config space answers its ID and liveness registers",
+            "QEMU docs/specs/edu.rst (0x00 = 0x010000ed, 0x04 reads back the inverse)",
+        ),
+    ],
+};
+
+/// CPUID through the backend.
+pub static CPUID: SuiteSpec = SuiteSpec {
+    name: "cpuid",
+    doc: "CPUID leaves whose answers the host chose or the architecture fixes",
+    cases: &[
+        case(
+            "max_leaves",
+            ALL,
+            "leaf 0 reports a max basic leaf >= 1 and 0x80000000 a max extended leaf >= 0x80000004",
+            "Intel SDM vol. 2A CPUID; AMD APM vol. 3 E.3.1",
+        ),
+        case(
+            "hypervisor_bit",
+            ALL,
+            "leaf 1 ECX bit 31 (hypervisor present) is set",
+            "Intel SDM vol. 2A CPUID leaf 1 ECX[31]; KVM/QEMU always set it",
+        ),
+        case(
+            "brand_string",
+            ALL,
+            "leaves 0x80000002-4 spell the brand string the host chose for this run",
+            "Intel SDM vol. 2A CPUID 0x80000002-4; value from cvmprobe.brand= (QEMU -cpu model-id)",
+        ),
+        case(
+            "leaf1_apic_id",
+            ALL,
+            "leaf 1 EBX[31:24] (initial APIC ID) is 0 on the boot vCPU",
+            "Intel SDM vol. 2A CPUID leaf 1 EBX[31:24]",
+        ),
+    ],
+};
+
+/// RDMSR/WRMSR through the backend, with fault fixups.
+pub static MSR: SuiteSpec = SuiteSpec {
+    name: "msr",
+    doc: "RDMSR/WRMSR of known MSRs, a write read back, and a missing MSR faulting cleanly",
+    cases: &[
+        case(
+            "efer_long_mode",
+            ALL,
+            "IA32_EFER has LME and LMA set in 64-bit mode",
+            "Intel SDM vol. 3A 2.2.1 (IA32_EFER bits 8, 10)",
+        ),
+        case(
+            "write_read_back",
+            ALL,
+            "a value written to IA32_KERNEL_GS_BASE reads back unchanged",
+            "Intel SDM vol. 4 table 2-2 (0xC0000102)",
+        ),
+        case(
+            "tsc_advances",
+            ALL,
+            "IA32_TIME_STAMP_COUNTER read twice increases",
+            "Intel SDM vol. 3B 18.17 (MSR 0x10)",
+        ),
+        case(
+            "apic_base",
+            ALL,
+            "IA32_APIC_BASE holds the default base 0xfee00000 with the BSP flag set",
+            "Intel SDM vol. 3A 11.4.4 (MSR 0x1B)",
+        ),
+        case(
+            "missing_msr_faults",
+            ALL,
+            "RDMSR and WRMSR of an MSR no one implements fault with #GP and return an error",
+            "Intel SDM vol. 2B RDMSR (#GP(0) if ECX is reserved or unimplemented)",
+        ),
+    ],
+};
+
+/// HLT through the backend, woken by a timer interrupt.
+pub static HALT: SuiteSpec = SuiteSpec {
+    name: "halt",
+    doc: "HLT returns when a timer interrupt arrives",
+    cases: &[
+        case(
+            "timer_wakeup",
+            ALL,
+            "a one-shot timer interrupt wakes a halted vCPU and its handler runs once",
+            "Intel SDM vol. 2A HLT; vol. 3A 11.5.4 (APIC timer)",
+        ),
+        case(
+            "repeated_wakeups",
+            ALL,
+            "three one-shot timers wake three HLTs, one interrupt each",
+            "Intel SDM vol. 3A 11.5.4",
+        ),
+    ],
+};
+
+/// Every suite, in run order.
+pub static SUITES: &[&SuiteSpec] = &[&IO, &MMIO, &CPUID, &MSR, &HALT];
+
+/// Finds a suite by name.
+pub fn suite(name: &str) -> Option<&'static SuiteSpec> {
+    SUITES.iter().copied().find(|s| s.name == name)
+}
+
+/// Case selection: a comma-separated list of patterns, each `suite` or `suite.case`, where
+/// `*` matches any run of characters (`mmio,io.*`, `*.u8_*`). An empty filter selects all.
+#[derive(Clone, Copy, Debug)]
+pub struct Filter<'a> {
+    patterns: &'a str,
+}
+
+/// Why a filter string was rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FilterError<'a> {
+    /// A pattern contains a character outside `[a-z0-9_.*-]`.
+    BadCharacter(&'a str),
+    /// A pattern has more than one `.`.
+    TooManyDots(&'a str),
+    /// A pattern selects no case of the catalog (probably a typo).
+    MatchesNothing(&'a str),
+}
+
+impl<'a> Filter<'a> {
+    /// A filter that selects everything.
+    pub const ALL: Filter<'static> = Filter { patterns: "" };
+
+    /// Parses and checks a filter string against the catalog.
+    pub fn parse(patterns: &'a str) -> Result<Self, FilterError<'a>> {
+        let f = Filter { patterns };
+        for p in f.patterns() {
+            if !p
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.*-".contains(&b))
+            {
+                return Err(FilterError::BadCharacter(p));
+            }
+            if p.bytes().filter(|&b| b == b'.').count() > 1 {
+                return Err(FilterError::TooManyDots(p));
+            }
+            let hits = SUITES
+                .iter()
+                .flat_map(|s| s.cases.iter().map(move |c| (s.name, c.name)))
+                .any(|(s, c)| pattern_selects(p, s, c));
+            if !hits {
+                return Err(FilterError::MatchesNothing(p));
+            }
+        }
+        Ok(f)
+    }
+
+    fn patterns(&self) -> impl Iterator<Item = &'a str> {
+        self.patterns
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+    }
+
+    /// Whether the filter selects case `case` of suite `suite`.
+    pub fn selects(&self, suite: &str, case: &str) -> bool {
+        let mut any = false;
+        for p in self.patterns() {
+            any = true;
+            if pattern_selects(p, suite, case) {
+                return true;
+            }
+        }
+        !any
+    }
+
+    /// Whether the filter selects at least one case of `suite`.
+    pub fn selects_suite(&self, suite: &SuiteSpec) -> bool {
+        suite.cases.iter().any(|c| self.selects(suite.name, c.name))
+    }
+
+    /// The filter text as given.
+    pub fn as_str(&self) -> &'a str {
+        self.patterns
+    }
+}
+
+fn pattern_selects(pattern: &str, suite: &str, case: &str) -> bool {
+    match pattern.split_once('.') {
+        Some((ps, pc)) => {
+            glob(ps.as_bytes(), suite.as_bytes()) && glob(pc.as_bytes(), case.as_bytes())
+        }
+        None => glob(pattern.as_bytes(), suite.as_bytes()),
+    }
+}
+
+/// `*`-only glob match (iterative, no allocation, linear backtracking on the last star).
+fn glob(pat: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pat.len() && pat[p] == b'*' {
+            star = Some((p, t));
+            p += 1;
+        } else if p < pat.len() && pat[p] == text[t] {
+            p += 1;
+            t += 1;
+        } else if let Some((sp, st)) = star {
+            p = sp + 1;
+            t = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    while p < pat.len() && pat[p] == b'*' {
+        p += 1;
+    }
+    p == pat.len()
+}
+
+/// What a run on `platform` with `filter` must report for one case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expected {
+    /// The case runs and reports ok / not ok.
+    Runs,
+    /// The case is not meant for the platform: the guest reports `# SKIP`.
+    SkippedForPlatform,
+}
+
+/// The cases a run must report, in order: `(suite, case, expected)`, filtered.
+pub fn planned<'f>(
+    platform: PlatformKind,
+    filter: Filter<'f>,
+) -> impl Iterator<Item = (&'static SuiteSpec, &'static CaseSpec, Expected)> + 'f {
+    SUITES.iter().copied().flat_map(move |s| {
+        s.cases.iter().filter_map(move |c| {
+            if !filter.selects(s.name, c.name) {
+                return None;
+            }
+            let e = if c.platforms.contains(platform) {
+                Expected::Runs
+            } else {
+                Expected::SkippedForPlatform
+            };
+            Some((s, c, e))
+        })
+    })
+}
+
+/// Whether `name` is a valid suite or case name (`[a-z0-9_]+`).
+pub const fn is_valid_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    if b.is_empty() {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_') {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// `const` string equality (for the kernel's compile-time table check).
+pub const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_valid_and_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for s in SUITES {
+            assert!(is_valid_name(s.name), "{}", s.name);
+            assert!(seen.insert(s.name), "duplicate suite {}", s.name);
+            let mut cases = std::collections::HashSet::new();
+            for c in s.cases {
+                assert!(is_valid_name(c.name), "{}.{}", s.name, c.name);
+                assert!(cases.insert(c.name), "duplicate case {}.{}", s.name, c.name);
+                assert!(!c.doc.is_empty() && !c.source.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn glob_matches() {
+        assert!(glob(b"*", b""));
+        assert!(glob(b"u8_*", b"u8_lanes"));
+        assert!(glob(b"*_lanes", b"u16_lanes"));
+        assert!(glob(b"*o*", b"io"));
+        assert!(!glob(b"u8", b"u8_lanes"));
+        assert!(!glob(b"*x", b"io"));
+        assert!(glob(b"a*b*c", b"aXbYbZc"));
+    }
+
+    #[test]
+    fn filter_selects() {
+        let f = Filter::parse("mmio,io.u8_*").unwrap();
+        assert!(f.selects("mmio", "u64_roundtrip"));
+        assert!(f.selects("io", "u8_lanes"));
+        assert!(!f.selects("io", "u16_lanes"));
+        assert!(!f.selects("cpuid", "max_leaves"));
+        assert!(Filter::ALL.selects("cpuid", "max_leaves"));
+        assert!(
+            Filter::parse(" ,  ")
+                .unwrap()
+                .selects("halt", "timer_wakeup")
+        );
+    }
+
+    #[test]
+    fn filter_rejects() {
+        assert!(matches!(
+            Filter::parse("nosuch"),
+            Err(FilterError::MatchesNothing("nosuch"))
+        ));
+        assert!(matches!(
+            Filter::parse("io.a.b"),
+            Err(FilterError::TooManyDots(_))
+        ));
+        assert!(matches!(
+            Filter::parse("IO"),
+            Err(FilterError::BadCharacter(_))
+        ));
+    }
+
+    #[test]
+    fn planned_counts() {
+        let all: usize = SUITES.iter().map(|s| s.cases.len()).sum();
+        assert_eq!(planned(PlatformKind::Legacy, Filter::ALL).count(), all);
+        let f = Filter::parse("io").unwrap();
+        assert_eq!(planned(PlatformKind::Legacy, f).count(), IO.cases.len());
+    }
+}

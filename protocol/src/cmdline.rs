@@ -1,0 +1,178 @@
+//! Kernel command-line keys and their parser.
+//!
+//! The command line reaches the guest on every boot path: PVH start info (`-append`, the
+//! built-in VMM), and for BIOS/UEFI images the ramdisk the host writes per run. It is a list of
+//! space-separated `key=value` tokens; the guest reads only keys starting with [`PREFIX`] and
+//! ignores the rest (so it can share a command line with other consumers). Values contain no
+//! spaces. The last occurrence of a key wins.
+
+/// Every key this crate defines starts with this.
+pub const PREFIX: &str = "cvmprobe.";
+
+/// `cvmprobe.filter=<patterns>`: which cases run (see [`crate::catalog::Filter`]).
+pub const KEY_FILTER: &str = "cvmprobe.filter";
+/// `cvmprobe.inject=<fault>[@suite.case]`: test-only fault injection (see [`Inject`]).
+pub const KEY_INJECT: &str = "cvmprobe.inject";
+/// `cvmprobe.mode=full|empty`: `empty` boots, prints an empty plan and exits (benchmarks).
+pub const KEY_MODE: &str = "cvmprobe.mode";
+/// `cvmprobe.brand=<text>`: the CPUID brand string the host chose for this run (QEMU
+/// `-cpu ...,model-id=`); `_` stands for a space.
+pub const KEY_BRAND: &str = "cvmprobe.brand";
+
+/// Every key the guest understands (it warns about others with the prefix).
+pub const KNOWN_KEYS: [&str; 4] = [KEY_FILTER, KEY_INJECT, KEY_MODE, KEY_BRAND];
+
+/// Iterates over `(key, value)` of every `key=value` token (`value` is `""` for a bare key).
+pub fn tokens(cmdline: &str) -> impl Iterator<Item = (&str, &str)> {
+    cmdline
+        .split_ascii_whitespace()
+        .map(|t| t.split_once('=').unwrap_or((t, "")))
+}
+
+/// The value of the last occurrence of `key`.
+pub fn get<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
+    tokens(cmdline)
+        .filter(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+        .last()
+}
+
+/// Keys with [`PREFIX`] that this crate does not define.
+pub fn unknown_keys(cmdline: &str) -> impl Iterator<Item = &str> {
+    tokens(cmdline)
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with(PREFIX) && !KNOWN_KEYS.contains(k))
+}
+
+/// What the guest does with its test tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Run the selected cases (default).
+    Full,
+    /// Boot, print the KTAP header with an empty plan, exit: the start-up floor for benchmarks.
+    Empty,
+}
+
+impl Mode {
+    /// Parses the value of [`KEY_MODE`].
+    pub fn parse(v: &str) -> Option<Self> {
+        match v {
+            "full" => Some(Self::Full),
+            "empty" => Some(Self::Empty),
+            _ => None,
+        }
+    }
+}
+
+/// A fault the guest injects on purpose, to test the host's failure handling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// `panic!` inside a case.
+    Panic,
+    /// An unexpected exception (`ud2`, #UD) inside a case.
+    Exception,
+    /// A triple fault: load an empty IDT and trap.
+    TripleFault,
+    /// Spin forever with interrupts off.
+    Hang,
+}
+
+impl Fault {
+    /// All faults, for help texts.
+    pub const ALL: [Fault; 4] = [Self::Panic, Self::Exception, Self::TripleFault, Self::Hang];
+
+    /// The name used on the command line.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Panic => "panic",
+            Self::Exception => "exception",
+            Self::TripleFault => "triple-fault",
+            Self::Hang => "hang",
+        }
+    }
+}
+
+/// A parsed `cvmprobe.inject=` value: the fault and, optionally, the case it happens in.
+/// Without `@suite.case` it happens at the start of the first case of the second suite that
+/// runs (so the first suite's results are on record), or the first case if only one suite runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Inject<'a> {
+    /// What to do.
+    pub fault: Fault,
+    /// `(suite, case)` where to do it.
+    pub at: Option<(&'a str, &'a str)>,
+}
+
+impl<'a> Inject<'a> {
+    /// Parses `fault[@suite.case]`.
+    pub fn parse(v: &'a str) -> Option<Self> {
+        let (f, at) = match v.split_once('@') {
+            Some((f, at)) => (f, Some(at.split_once('.')?)),
+            None => (v, None),
+        };
+        let fault = Fault::ALL.into_iter().find(|x| x.name() == f)?;
+        Some(Self { fault, at })
+    }
+}
+
+/// Decodes a [`KEY_BRAND`] value: `_` stands for a space.
+pub fn brand_matches(value: &str, brand: &[u8]) -> bool {
+    let v = value.as_bytes();
+    // CPUID pads the 48-byte brand with NULs after the text.
+    let trimmed = match brand.iter().position(|&b| b == 0) {
+        Some(n) => &brand[..n],
+        None => brand,
+    };
+    v.len() == trimmed.len()
+        && v.iter()
+            .zip(trimmed)
+            .all(|(&a, &b)| a == b || (a == b'_' && b == b' '))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn get_last_wins() {
+        let c = "console=ttyS0 cvmprobe.filter=io cvmprobe.filter=mmio,io.* noapic";
+        assert_eq!(get(c, KEY_FILTER), Some("mmio,io.*"));
+        assert_eq!(get(c, KEY_MODE), None);
+        assert_eq!(get("cvmprobe.mode", KEY_MODE), Some(""));
+    }
+
+    #[test]
+    fn unknown() {
+        let c = "cvmprobe.filtr=io cvmprobe.mode=empty other.key=1";
+        assert_eq!(unknown_keys(c).collect::<Vec<_>>(), vec!["cvmprobe.filtr"]);
+    }
+
+    #[test]
+    fn inject() {
+        assert_eq!(
+            Inject::parse("panic"),
+            Some(Inject {
+                fault: Fault::Panic,
+                at: None
+            })
+        );
+        assert_eq!(
+            Inject::parse("hang@mmio.u8_roundtrip"),
+            Some(Inject {
+                fault: Fault::Hang,
+                at: Some(("mmio", "u8_roundtrip"))
+            })
+        );
+        assert_eq!(Inject::parse("hang@mmio"), None);
+        assert_eq!(Inject::parse("explode"), None);
+    }
+
+    #[test]
+    fn brand() {
+        let mut b = [0u8; 48];
+        b[..13].copy_from_slice(b"cvmprobe 1234");
+        assert!(brand_matches("cvmprobe_1234", &b));
+        assert!(!brand_matches("cvmprobe_123", &b));
+        assert!(!brand_matches("cvmprobe_12345", &b));
+    }
+}

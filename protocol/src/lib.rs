@@ -1,0 +1,23 @@
+//! Facts the cvmprobe guest and host must agree on, in one place.
+//!
+//! Everything here is plain data and pure functions: no asm, no I/O, `no_std`, unit-tested
+//! on the host. The guest kernel (`kernel/`) and the host tools (the `cvmprobe` CLI, the
+//! built-in VMM) both depend on this crate, so a number changes in exactly one place.
+//!
+//! - [`access`]: access widths and directions.
+//! - [`catalog`]: every suite and case the guest runs, with the platforms that run it;
+//!   the filter syntax that selects cases.
+//! - [`cmdline`]: the kernel command-line keys (`cvmprobe.filter=...`) and their parser.
+//! - [`ktap`]: the KTAP v1 line vocabulary the guest prints and the host reads.
+//! - [`exit`]: the isa-debug-exit port and the codes written to it.
+//! - [`platform`]: the platform kinds (legacy, TDX, SEV-ES).
+//! - [`qemu_devices`]: register facts of the QEMU devices the legacy suites use.
+#![cfg_attr(not(any(feature = "std", test)), no_std)]
+
+pub mod access;
+pub mod catalog;
+pub mod cmdline;
+pub mod exit;
+pub mod ktap;
+pub mod platform;
+pub mod qemu_devices;

@@ -1,0 +1,3 @@
+fn main() {
+    println!("{}", env!("CVMPROBE_KERNEL_ELF"));
+}
