@@ -1,0 +1,1 @@
+//! cvmprobe's built-in KVM VMM (work in progress).
