@@ -1,4 +1,15 @@
 //! cvmprobe host library: everything the `cvmprobe` CLI does, as modules the integration
 //! tests can call directly.
+//!
+//! - [`cli`]: command-line definitions.
+//! - [`qemu`]: QEMU command line and runs with a timeout.
+//! - [`run`]: one run of the guest, from command line to [`report::Summary`].
+//! - [`report`]: the verdict, its table and JUnit cases.
+//! - [`ktap`]: the KTAP parser.
+//! - [`junit`]: the JUnit writer.
+pub mod cli;
 pub mod junit;
 pub mod ktap;
+pub mod qemu;
+pub mod report;
+pub mod run;

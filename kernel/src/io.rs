@@ -74,7 +74,7 @@ pub fn take_host_error() -> Option<HostError> {
 }
 
 /// Reads a `T` from MMIO at guest-physical address `gpa`.
-#[inline]
+#[inline(always)]
 pub fn mmio_read<T: MmioValue>(gpa: u64) -> T {
     match try_mmio_read(gpa) {
         Ok(v) => v,
@@ -86,7 +86,7 @@ pub fn mmio_read<T: MmioValue>(gpa: u64) -> T {
 }
 
 /// Writes `v` to MMIO at guest-physical address `gpa`.
-#[inline]
+#[inline(always)]
 pub fn mmio_write<T: MmioValue>(gpa: u64, v: T) {
     if let Err(e) = try_mmio_write(gpa, v) {
         record(e);
@@ -94,24 +94,24 @@ pub fn mmio_write<T: MmioValue>(gpa: u64, v: T) {
 }
 
 /// [`mmio_read`] returning the host error instead of recording it.
-#[inline]
+#[inline(always)]
 pub fn try_mmio_read<T: MmioValue>(gpa: u64) -> Result<T, HostError> {
     check_not_ram(gpa, T::WIDTH)?;
-    platform::mmio_read(gpa, T::WIDTH).map(T::from_u64)
+    platform::mmio_read::<T>(gpa)
 }
 
 /// [`mmio_write`] returning the host error instead of recording it.
-#[inline]
+#[inline(always)]
 pub fn try_mmio_write<T: MmioValue>(gpa: u64, v: T) -> Result<(), HostError> {
     check_not_ram(gpa, T::WIDTH)?;
-    platform::mmio_write(gpa, T::WIDTH, v.to_u64())
+    platform::mmio_write(gpa, v)
 }
 
 /// Reads a `T` from I/O port `port`.
-#[inline]
+#[inline(always)]
 pub fn pio_read<T: PioValue>(port: u16) -> T {
-    match platform::pio_read(port, T::WIDTH) {
-        Ok(v) => T::from_u64(v),
+    match platform::pio_read::<T>(port) {
+        Ok(v) => v,
         Err(e) => {
             record(e);
             T::from_u64(u64::MAX)
@@ -120,9 +120,17 @@ pub fn pio_read<T: PioValue>(port: u16) -> T {
 }
 
 /// Writes `v` to I/O port `port`.
-#[inline]
+#[inline(always)]
 pub fn pio_write<T: PioValue>(port: u16, v: T) {
-    if let Err(e) = platform::pio_write(port, T::WIDTH, v.to_u64()) {
+    if let Err(e) = platform::pio_write(port, v) {
+        record(e);
+    }
+}
+
+/// Writes `bytes` to port `port` one byte at a time as a single string operation (the same
+/// as `pio_write::<u8>` for each byte, in one request to the host where the platform allows).
+pub fn pio_write_bytes(port: u16, bytes: &[u8]) {
+    if let Err(e) = platform::pio_write_bytes(port, bytes) {
         record(e);
     }
 }

@@ -3,9 +3,15 @@
 
 use protocol::ktap;
 
-/// One output line under construction.
+use core::mem::MaybeUninit;
+
+/// Capacity of one line.
+const LINE_MAX: usize = 400;
+
+/// One output line under construction. The buffer is not zeroed (that alone cost more guest
+/// instructions than formatting the line): only `buf[..len]` is ever read.
 pub struct Line {
-    buf: [u8; 400],
+    buf: [MaybeUninit<u8>; LINE_MAX],
     len: usize,
     truncated: bool,
 }
@@ -14,7 +20,7 @@ impl Line {
     /// A line indented by `depth` KTAP levels.
     pub fn new(depth: usize) -> Self {
         let mut l = Line {
-            buf: [0; 400],
+            buf: [MaybeUninit::uninit(); LINE_MAX],
             len: 0,
             truncated: false,
         };
@@ -26,22 +32,32 @@ impl Line {
 
     fn push(&mut self, b: u8) {
         // Keep room for "...\n".
-        if self.len < self.buf.len() - 4 {
-            self.buf[self.len] = b;
+        if self.len < LINE_MAX - 4 {
+            self.buf[self.len] = MaybeUninit::new(b);
             self.len += 1;
         } else {
             self.truncated = true;
         }
     }
 
-    /// Appends text; newlines are replaced so a value cannot break the KTAP structure.
+    /// Appends text the kernel controls (literals, catalog names): one copy, no per-byte work.
+    /// Text from outside (command line, host answers) goes through [`Line::bytes`].
     pub fn str(&mut self, s: &str) -> &mut Self {
-        self.bytes(s.as_bytes())
+        let room = LINE_MAX - 4 - self.len;
+        let n = s.len().min(room);
+        self.buf[self.len..self.len + n].write_copy_of_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        if n < s.len() {
+            self.truncated = true;
+        }
+        self
     }
 
-    /// Appends bytes, showing non-printable ones as `?`.
+    /// Appends bytes from outside, showing non-printable ones (newlines included, so a value
+    /// cannot break the KTAP structure) as `?`; NUL padding at the end is dropped.
     pub fn bytes(&mut self, s: &[u8]) -> &mut Self {
-        for &b in s {
+        let end = s.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+        for &b in &s[..end] {
             self.push(if (0x20..0x7f).contains(&b) { b } else { b'?' });
         }
         self
@@ -84,12 +100,13 @@ impl Line {
     fn finish(&mut self) -> &[u8] {
         if self.truncated {
             for &b in b"..." {
-                self.buf[self.len] = b;
+                self.buf[self.len] = MaybeUninit::new(b);
                 self.len += 1;
             }
         }
-        self.buf[self.len] = b'\n';
-        &self.buf[..=self.len]
+        self.buf[self.len] = MaybeUninit::new(b'\n');
+        // SAFETY: every byte of `buf[..=len]` was written by `push`, `str` or the line above.
+        unsafe { self.buf[..=self.len].assume_init_ref() }
     }
 
     /// Writes the line to the console.

@@ -8,6 +8,7 @@
 extern crate alloc;
 
 mod arch;
+mod bench;
 mod boot;
 mod console;
 mod io;
@@ -28,7 +29,7 @@ const PIC2_DATA: u16 = 0xa1;
 pub fn kmain() -> ! {
     let params = boot::params();
     arch::init();
-    let platform = platform::init(params.phys_offset);
+    let (platform, host_check) = platform::init(params);
     if !console::init() {
         platform::exit(EXIT_BAIL);
     }
@@ -43,6 +44,14 @@ pub fn kmain() -> ! {
         .str(" ");
     platform::describe(&mut l);
     l.emit();
+    if let Err(e) = host_check {
+        let mut l = ktap::Line::new(0);
+        l.str(protocol::ktap::BAIL_OUT)
+            .str(" the host's answers at platform setup are invalid: ");
+        tests::describe_host_error(&mut l, &e);
+        l.emit();
+        platform::exit(EXIT_BAIL);
+    }
     if let Err(why) = memory::init(params) {
         bail(why);
     }
@@ -51,11 +60,12 @@ pub fn kmain() -> ! {
     io::pio_write::<u8>(PIC1_DATA, 0xff);
     io::pio_write::<u8>(PIC2_DATA, 0xff);
 
-    let cfg = match tests::RunConfig::from_cmdline(params.cmdline()) {
+    let keys = protocol::cmdline::Keys::parse(params.cmdline());
+    let cfg = match tests::RunConfig::from_cmdline(&keys) {
         Ok(c) => c,
         Err(why) => bail(&why),
     };
-    let env = tests::Env::discover(platform, params.cmdline());
+    let env = tests::Env::discover(platform, &keys);
     ktap::diag(0)
         .str("hypervisor: ")
         .bytes(&env.hypervisor)

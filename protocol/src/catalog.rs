@@ -83,6 +83,12 @@ pub static IO: SuiteSpec = SuiteSpec {
             "reads of a port no device claims return all ones at 1, 2 and 4 bytes",
             "QEMU system/ioport.c unassigned_io_read; PC convention for floating ISA lines",
         ),
+        case(
+            "host_values",
+            ALL,
+            "1-, 2- and 4-byte reads of a register answer the values the host chose for this run",
+            "protocol::testdev::host_value (built-in VMM test device; skipped under QEMU)",
+        ),
     ],
 };
 
@@ -126,6 +132,12 @@ pub static MMIO: SuiteSpec = SuiteSpec {
             ALL,
             "1- and 2-byte writes into an 8-byte value change only their lanes",
             "QEMU hw/misc/pc-testdev.c test_iomem_write (memcpy of len bytes)",
+        ),
+        case(
+            "host_values",
+            ALL,
+            "1-, 2-, 4- and 8-byte reads of registers answer the values the host chose for this run",
+            "protocol::testdev::host_value (built-in VMM test device; skipped under QEMU)",
         ),
         case(
             "pci_edu",
@@ -226,8 +238,40 @@ pub static HALT: SuiteSpec = SuiteSpec {
     ],
 };
 
+/// Platform detection and the backend's own parameters.
+pub static PLATFORM: SuiteSpec = SuiteSpec {
+    name: "platform",
+    doc: "platform detection, the TDX shared bit, the SEV-ES C-bit and GHCB page",
+    cases: &[
+        case(
+            "detected",
+            ALL,
+            "the platform the guest detected is the one the host set up (cvmprobe.platform=)",
+            "GHCI 1.5 2.4.5 (CPUID 0x21 \"IntelTDX    \"); AMD APM vol. 2 15.34.10 (SEV_STATUS bit 1)",
+        ),
+        case(
+            "tdx_vp_info",
+            Platforms::TDX,
+            "TDG.VP.INFO reports GPAW 48 or 52, the shared bit is GPAW-1, and the vCPU index is below the vCPU count",
+            "TDX module ABI spec, TDG.VP.INFO; GHCI 1.5 2.4.2",
+        ),
+        case(
+            "sev_es_cbit",
+            Platforms::SEV_ES,
+            "the C-bit from the MSR protocol equals CPUID 0x8000001F EBX[5:0] read through the GHCB page",
+            "GHCB spec 2.x 2.3.1 (SEV information); AMD APM vol. 3 E.4.17",
+        ),
+        case(
+            "sev_es_ghcb_shared",
+            Platforms::SEV_ES,
+            "the guest's page tables map the GHCB page shared (C-bit clear) and its own RAM private",
+            "GHCB spec 2.x 2.2 (the GHCB must be mapped unencrypted); AMD APM vol. 2 15.34.5",
+        ),
+    ],
+};
+
 /// Every suite, in run order.
-pub static SUITES: &[&SuiteSpec] = &[&IO, &MMIO, &CPUID, &MSR, &HALT];
+pub static SUITES: &[&SuiteSpec] = &[&PLATFORM, &IO, &MMIO, &CPUID, &MSR, &HALT];
 
 /// Finds a suite by name.
 pub fn suite(name: &str) -> Option<&'static SuiteSpec> {
@@ -289,6 +333,9 @@ impl<'a> Filter<'a> {
 
     /// Whether the filter selects case `case` of suite `suite`.
     pub fn selects(&self, suite: &str, case: &str) -> bool {
+        if self.patterns.is_empty() {
+            return true;
+        }
         let mut any = false;
         for p in self.patterns() {
             any = true;
@@ -301,7 +348,7 @@ impl<'a> Filter<'a> {
 
     /// Whether the filter selects at least one case of `suite`.
     pub fn selects_suite(&self, suite: &SuiteSpec) -> bool {
-        suite.cases.iter().any(|c| self.selects(suite.name, c.name))
+        self.patterns.is_empty() || suite.cases.iter().any(|c| self.selects(suite.name, c.name))
     }
 
     /// The filter text as given.

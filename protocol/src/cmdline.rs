@@ -13,14 +13,19 @@ pub const PREFIX: &str = "cvmprobe.";
 pub const KEY_FILTER: &str = "cvmprobe.filter";
 /// `cvmprobe.inject=<fault>[@suite.case]`: test-only fault injection (see [`Inject`]).
 pub const KEY_INJECT: &str = "cvmprobe.inject";
-/// `cvmprobe.mode=full|empty`: `empty` boots, prints an empty plan and exits (benchmarks).
+/// `cvmprobe.mode=full|empty|bench`: `empty` boots, prints an empty plan and exits;
+/// `bench` runs the guest microbenchmarks instead of the tables.
 pub const KEY_MODE: &str = "cvmprobe.mode";
 /// `cvmprobe.brand=<text>`: the CPUID brand string the host chose for this run (QEMU
 /// `-cpu ...,model-id=`); `_` stands for a space.
 pub const KEY_BRAND: &str = "cvmprobe.brand";
 
+/// `cvmprobe.platform=legacy|tdx|sev-es`: the platform the host set up (the guest's
+/// `platform.detected` case compares it with what it detected).
+pub const KEY_PLATFORM: &str = "cvmprobe.platform";
+
 /// Every key the guest understands (it warns about others with the prefix).
-pub const KNOWN_KEYS: [&str; 4] = [KEY_FILTER, KEY_INJECT, KEY_MODE, KEY_BRAND];
+pub const KNOWN_KEYS: [&str; 5] = [KEY_FILTER, KEY_INJECT, KEY_MODE, KEY_BRAND, KEY_PLATFORM];
 
 /// Iterates over `(key, value)` of every `key=value` token (`value` is `""` for a bare key).
 pub fn tokens(cmdline: &str) -> impl Iterator<Item = (&str, &str)> {
@@ -37,6 +42,49 @@ pub fn get<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
         .last()
 }
 
+/// Every `cvmprobe.*` key of a command line, found in one pass (the guest parses its command
+/// line once: each pass over it costs guest instructions).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Keys<'a> {
+    /// [`KEY_FILTER`].
+    pub filter: Option<&'a str>,
+    /// [`KEY_INJECT`].
+    pub inject: Option<&'a str>,
+    /// [`KEY_MODE`].
+    pub mode: Option<&'a str>,
+    /// [`KEY_BRAND`].
+    pub brand: Option<&'a str>,
+    /// [`KEY_PLATFORM`].
+    pub platform: Option<&'a str>,
+    /// The first key with [`PREFIX`] that this crate does not define.
+    pub unknown: Option<&'a str>,
+}
+
+impl<'a> Keys<'a> {
+    /// Parses `cmdline`; later occurrences of a key win, as with [`get`].
+    pub fn parse(cmdline: &'a str) -> Self {
+        let mut k = Keys::default();
+        for (key, v) in tokens(cmdline) {
+            let Some(name) = key.strip_prefix(PREFIX) else {
+                continue;
+            };
+            match name {
+                "filter" => k.filter = Some(v),
+                "inject" => k.inject = Some(v),
+                "mode" => k.mode = Some(v),
+                "brand" => k.brand = Some(v),
+                "platform" => k.platform = Some(v),
+                _ => {
+                    if k.unknown.is_none() {
+                        k.unknown = Some(key);
+                    }
+                }
+            }
+        }
+        k
+    }
+}
+
 /// Keys with [`PREFIX`] that this crate does not define.
 pub fn unknown_keys(cmdline: &str) -> impl Iterator<Item = &str> {
     tokens(cmdline)
@@ -51,6 +99,8 @@ pub enum Mode {
     Full,
     /// Boot, print the KTAP header with an empty plan, exit: the start-up floor for benchmarks.
     Empty,
+    /// Run the guest microbenchmarks (`# bench ...` diagnostics) instead of the tables.
+    Bench,
 }
 
 impl Mode {
@@ -59,6 +109,7 @@ impl Mode {
         match v {
             "full" => Some(Self::Full),
             "empty" => Some(Self::Empty),
+            "bench" => Some(Self::Bench),
             _ => None,
         }
     }
@@ -75,11 +126,20 @@ pub enum Fault {
     TripleFault,
     /// Spin forever with interrupts off.
     Hang,
+    /// One extra read of the test device inside the case, which the case does not declare:
+    /// the host's access-log check must turn the case's `ok` into a failure.
+    UndeclaredAccess,
 }
 
 impl Fault {
     /// All faults, for help texts.
-    pub const ALL: [Fault; 4] = [Self::Panic, Self::Exception, Self::TripleFault, Self::Hang];
+    pub const ALL: [Fault; 5] = [
+        Self::Panic,
+        Self::Exception,
+        Self::TripleFault,
+        Self::Hang,
+        Self::UndeclaredAccess,
+    ];
 
     /// The name used on the command line.
     pub const fn name(self) -> &'static str {
@@ -88,6 +148,7 @@ impl Fault {
             Self::Exception => "exception",
             Self::TripleFault => "triple-fault",
             Self::Hang => "hang",
+            Self::UndeclaredAccess => "undeclared-access",
         }
     }
 }
@@ -139,6 +200,20 @@ mod tests {
         assert_eq!(get(c, KEY_FILTER), Some("mmio,io.*"));
         assert_eq!(get(c, KEY_MODE), None);
         assert_eq!(get("cvmprobe.mode", KEY_MODE), Some(""));
+    }
+
+    #[test]
+    fn keys_in_one_pass_agree_with_get() {
+        let c = "a=1 cvmprobe.filter=io cvmprobe.brand=x_y cvmprobe.bogus=1 cvmprobe.filter=mmio cvmprobe.mode=empty";
+        let k = Keys::parse(c);
+        assert_eq!(k.filter, get(c, KEY_FILTER));
+        assert_eq!(k.mode, get(c, KEY_MODE));
+        assert_eq!(k.brand, get(c, KEY_BRAND));
+        assert_eq!(k.inject, None);
+        assert_eq!(k.unknown, Some("cvmprobe.bogus"));
+        for key in KNOWN_KEYS {
+            assert!(key.starts_with(PREFIX));
+        }
     }
 
     #[test]

@@ -9,15 +9,21 @@
 //!   the filter syntax that selects cases.
 //! - [`cmdline`]: the kernel command-line keys (`cvmprobe.filter=...`) and their parser.
 //! - [`ktap`]: the KTAP v1 line vocabulary the guest prints and the host reads.
+//! - [`ghcb`]: AMD SEV-ES GHCB protocol: MSR protocol, page layout, exit and error codes.
+//! - [`tdx`]: Intel TDX GHCI: TDCALL leaves, TDVMCALL sub-functions and statuses.
 //! - [`exit`]: the isa-debug-exit port and the codes written to it.
 //! - [`platform`]: the platform kinds (legacy, TDX, SEV-ES).
 //! - [`qemu_devices`]: register facts of the QEMU devices the legacy suites use.
+//! - [`testdev`]: the built-in VMM's test device: registers, host values, declared accesses.
 #![cfg_attr(not(any(feature = "std", test)), no_std)]
 
 pub mod access;
 pub mod catalog;
 pub mod cmdline;
 pub mod exit;
+pub mod ghcb;
 pub mod ktap;
 pub mod platform;
 pub mod qemu_devices;
+pub mod tdx;
+pub mod testdev;

@@ -48,8 +48,3 @@ pub fn take_fault() -> Fault {
         error_code: LAST_ERROR.load(Ordering::Relaxed),
     }
 }
-
-/// Number of fixup entries (for the boot diagnostic).
-pub fn entries() -> usize {
-    table().len()
-}

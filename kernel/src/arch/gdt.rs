@@ -1,12 +1,13 @@
 //! GDT and TSS with separate IST stacks for the faults that must not reuse a broken stack.
 
+use core::cell::UnsafeCell;
 use x86_64::VirtAddr;
 use x86_64::instructions::segmentation::{CS, DS, ES, SS, Segment};
 use x86_64::instructions::tables::load_tss;
-use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
+use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable};
 use x86_64::structures::tss::TaskStateSegment;
 
-/// IST slot (1-based in the IDT, 0-based in the TSS) for #DF.
+/// IST slot (0-based in the TSS) for #DF.
 pub const IST_DOUBLE_FAULT: u16 = 0;
 /// IST slot for NMI.
 pub const IST_NMI: u16 = 1;
@@ -16,58 +17,59 @@ pub const IST_MACHINE_CHECK: u16 = 2;
 pub const IST_VC: u16 = 3;
 
 const IST_STACK_SIZE: usize = 16 * 1024;
+const IST_STACKS: usize = 4;
 
 #[repr(C, align(16))]
-struct Stack([u8; IST_STACK_SIZE]);
-
-static mut IST_STACKS: [Stack; 4] = [const { Stack([0; IST_STACK_SIZE]) }; 4];
+struct Stacks([[u8; IST_STACK_SIZE]; IST_STACKS]);
 
 struct Tables {
     gdt: GlobalDescriptorTable,
     tss: TaskStateSegment,
-    code: SegmentSelector,
-    data: SegmentSelector,
-    tss_sel: SegmentSelector,
 }
 
-static mut TABLES: Tables = Tables {
+struct TablesCell(UnsafeCell<Tables>);
+
+// SAFETY: written once by `init` on the boot CPU before interrupts are enabled; afterwards
+// only the CPU reads it (GDTR, TR, IST pointers).
+unsafe impl Sync for TablesCell {}
+
+static TABLES: TablesCell = TablesCell(UnsafeCell::new(Tables {
     gdt: GlobalDescriptorTable::new(),
     tss: TaskStateSegment::new(),
-    code: SegmentSelector(0),
-    data: SegmentSelector(0),
-    tss_sel: SegmentSelector(0),
-};
+}));
 
-/// The kernel code selector (for IDT gates).
-pub fn code_selector() -> SegmentSelector {
-    // SAFETY: written once by `init` before any reader; read-only after.
-    unsafe { (*(&raw const TABLES)).code }
-}
+struct StacksCell(UnsafeCell<Stacks>);
+
+// SAFETY: only the CPU uses the stacks (through the IST pointers); Rust code takes their
+// addresses once in `init`.
+unsafe impl Sync for StacksCell {}
+
+/// Kept apart from `TABLES` so that 64 KiB of zeros land in `.bss`, not in the ELF.
+static STACKS: StacksCell = StacksCell(UnsafeCell::new(Stacks([[0; IST_STACK_SIZE]; IST_STACKS])));
 
 /// Builds and loads the GDT and TSS, reloads the segment registers.
 pub fn init() {
-    // SAFETY: runs once on the boot CPU before interrupts are enabled and before anything
-    // else touches TABLES or IST_STACKS; afterwards both are only read by the CPU.
-    let t = unsafe { &mut *(&raw mut TABLES) };
-    for (i, _) in [(); 4].iter().enumerate() {
-        // SAFETY: taking the address of a static without creating a reference.
-        let base = unsafe { (&raw const IST_STACKS[i]) as u64 };
-        t.tss.interrupt_stack_table[i] = VirtAddr::new(base + IST_STACK_SIZE as u64);
+    // SAFETY: runs once on the boot CPU before anything else touches TABLES; the tables
+    // live in a static for the rest of the run, as GDTR and TR require.
+    let t: &'static mut Tables = unsafe { &mut *TABLES.0.get() };
+    let stacks = STACKS.0.get() as u64;
+    // Indexed: the TSS is packed, so its array cannot be borrowed for an iterator.
+    #[allow(clippy::needless_range_loop)]
+    for i in 0..IST_STACKS {
+        t.tss.interrupt_stack_table[i] = VirtAddr::new(stacks + ((i + 1) * IST_STACK_SIZE) as u64);
     }
-    t.code = t.gdt.append(Descriptor::kernel_code_segment());
-    t.data = t.gdt.append(Descriptor::kernel_data_segment());
-    // SAFETY: `t.tss` lives in a static for the rest of the run.
-    let tss: &'static TaskStateSegment = unsafe { &*(&raw const TABLES.tss) };
-    t.tss_sel = t.gdt.append(Descriptor::tss_segment(tss));
-    // SAFETY: same static; the GDT outlives every use of its selectors.
-    let gdt: &'static GlobalDescriptorTable = unsafe { &*(&raw const TABLES.gdt) };
+    let code = t.gdt.append(Descriptor::kernel_code_segment());
+    let data = t.gdt.append(Descriptor::kernel_data_segment());
+    let tss: &'static TaskStateSegment = &t.tss;
+    let tss_sel = t.gdt.append(Descriptor::tss_segment(tss));
+    let gdt: &'static GlobalDescriptorTable = &t.gdt;
     gdt.load();
     // SAFETY: the selectors index valid descriptors of the GDT just loaded.
     unsafe {
-        CS::set_reg(t.code);
-        DS::set_reg(t.data);
-        ES::set_reg(t.data);
-        SS::set_reg(t.data);
-        load_tss(t.tss_sel);
+        CS::set_reg(code);
+        DS::set_reg(data);
+        ES::set_reg(data);
+        SS::set_reg(data);
+        load_tss(tss_sel);
     }
 }

@@ -94,6 +94,24 @@ pub unsafe fn outl(port: u16, v: u32) {
     };
 }
 
+/// `rep outsb`: writes every byte of `bytes` to `port` (DF is clear in this kernel).
+///
+/// # Safety
+/// As [`inb`].
+#[inline(always)]
+pub unsafe fn rep_outsb(port: u16, bytes: &[u8]) {
+    // SAFETY: per the function contract; RSI/RCX describe a live slice that OUTSB only reads.
+    unsafe {
+        asm!(
+            "rep outsb",
+            in("dx") port,
+            inout("rsi") bytes.as_ptr() => _,
+            inout("rcx") bytes.len() => _,
+            options(nostack, preserves_flags, readonly)
+        )
+    };
+}
+
 /// `rdmsr` under the fixup table: a fault (#GP for a missing MSR) returns `Err`.
 #[inline(always)]
 pub fn rdmsr_safe(msr: u32) -> Result<u64, Fault> {
@@ -197,6 +215,13 @@ pub fn cpuid(leaf: u32, subleaf: u32) -> CpuidResult {
 pub fn sti_hlt_cli() {
     // SAFETY: the IDT handles every vector that can arrive; interrupts are off again after.
     unsafe { asm!("sti", "hlt", "cli", options(nomem, nostack)) };
+}
+
+/// `sti; nop; cli`: lets one pending interrupt in (the STI shadow covers the NOP).
+#[inline(always)]
+pub fn interrupt_window() {
+    // SAFETY: the IDT handles every vector that can arrive; interrupts are off again after.
+    unsafe { asm!("sti", "nop", "cli", options(nomem, nostack)) };
 }
 
 /// `cli; hlt` forever (the last resort when the exit port did not stop the VM).

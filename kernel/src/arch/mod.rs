@@ -5,6 +5,7 @@
 pub mod fixup;
 pub mod gdt;
 pub mod insn;
+pub mod paging;
 pub mod trap;
 
 /// Installs the GDT, TSS and IDT. Must run first in `kmain`: detection probes MSRs under

@@ -15,10 +15,6 @@ pub const IRQ_BASE: u8 = 32;
 pub const IRQ_COUNT: u8 = 16;
 /// Spurious-interrupt vector (LAPIC SVR); ignored.
 pub const SPURIOUS_VECTOR: u8 = 0xff;
-/// #VE (Intel SDM vol. 3A 6.15, vector 20).
-pub const VECTOR_VE: u8 = 20;
-/// #VC (AMD APM vol. 2 15.35.5, vector 29).
-pub const VECTOR_VC: u8 = 29;
 
 /// Saved state of the interrupted code, in stack order (lowest address first).
 #[repr(C)]
@@ -56,30 +52,6 @@ const _: () = {
     assert!(core::mem::offset_of!(TrapFrame, rip) == 17 * 8);
     assert!(core::mem::size_of::<TrapFrame>() == 22 * 8);
 };
-
-impl TrapFrame {
-    /// GPR `n` in the architectural order (RAX=0, RCX=1, ..., R15=15), as ModRM encodes it.
-    pub fn gpr_mut(&mut self, n: u8) -> &mut u64 {
-        match n & 15 {
-            0 => &mut self.rax,
-            1 => &mut self.rcx,
-            2 => &mut self.rdx,
-            3 => &mut self.rbx,
-            4 => &mut self.rsp,
-            5 => &mut self.rbp,
-            6 => &mut self.rsi,
-            7 => &mut self.rdi,
-            8 => &mut self.r8,
-            9 => &mut self.r9,
-            10 => &mut self.r10,
-            11 => &mut self.r11,
-            12 => &mut self.r12,
-            13 => &mut self.r13,
-            14 => &mut self.r14,
-            _ => &mut self.r15,
-        }
-    }
-}
 
 global_asm!(
     r#"
@@ -165,7 +137,12 @@ unsafe extern "C" {
     fn trap_stub_255();
 }
 
-static mut IDT: InterruptDescriptorTable = InterruptDescriptorTable::new();
+struct IdtCell(core::cell::UnsafeCell<InterruptDescriptorTable>);
+
+// SAFETY: filled once by `init` on the boot CPU with interrupts off; read only by the CPU after.
+unsafe impl Sync for IdtCell {}
+
+static IDT: IdtCell = IdtCell(core::cell::UnsafeCell::new(InterruptDescriptorTable::new()));
 
 fn stub(v: usize) -> VirtAddr {
     // SAFETY: `trap_stub_table` is a read-only table of 48 code addresses built by the asm above.
@@ -176,9 +153,9 @@ fn stub(v: usize) -> VirtAddr {
 pub fn init() {
     use super::gdt;
     // SAFETY: runs once on the boot CPU with interrupts off, before any other access to IDT.
-    let idt = unsafe { &mut *(&raw mut IDT) };
-    // SAFETY (block): every address is one of our stubs, which save state, call
-    // `trap_dispatch` and return with IRETQ; IST indexes name stacks set up in `gdt::init`.
+    let idt: &'static mut InterruptDescriptorTable = unsafe { &mut *IDT.0.get() };
+    // SAFETY: every address is one of our stubs, which save state, call `trap_dispatch` and
+    // return with IRETQ; IST indexes name stacks set up in `gdt::init`.
     unsafe {
         idt.divide_error.set_handler_addr(stub(0));
         idt.debug.set_handler_addr(stub(1));
@@ -214,10 +191,9 @@ pub fn init() {
         for v in IRQ_BASE..IRQ_BASE + IRQ_COUNT {
             idt[v].set_handler_addr(stub(usize::from(v)));
         }
-        idt[SPURIOUS_VECTOR].set_handler_addr(VirtAddr::new(trap_stub_255 as usize as u64));
+        idt[SPURIOUS_VECTOR].set_handler_addr(VirtAddr::new(trap_stub_255 as *const () as u64));
     }
-    // SAFETY: IDT is a static that lives for the whole run and is not modified after this.
-    let idt: &'static InterruptDescriptorTable = unsafe { &*(&raw const IDT) };
+    let idt: &'static InterruptDescriptorTable = idt;
     idt.load();
 }
 

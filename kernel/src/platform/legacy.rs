@@ -1,86 +1,75 @@
 //! The legacy backend: the CPU's own instructions, intercepted by the host directly.
 //!
-//! The access functions are `#[inline(never)]` on purpose: the raw `in`/`out`/`rdmsr`/
-//! `wrmsr`/`cpuid`/`hlt` instructions then live only in this module's symbols, which is what
-//! the host's disassembly check expects.
+//! The port-IO, MSR, CPUID and HLT functions are `#[inline(never)]` on purpose: the raw
+//! `in`/`out`/`rdmsr`/`wrmsr`/`cpuid`/`hlt` instructions then live only in this module's
+//! symbols, which is what the host's disassembly check expects. They are generic over the
+//! access type, so each is one instruction and a return. MMIO is a plain load or store, which
+//! no platform forbids, and is inlined.
 
 use crate::arch::insn::{self, CpuidResult, Fault};
-use crate::platform::HostError;
+use crate::io::{MmioValue, PioValue};
+use core::sync::atomic::{AtomicU64, Ordering};
 use protocol::access::Width;
 
-/// State of the legacy backend.
-pub struct Legacy {
-    /// Virtual address of GPA 0.
-    phys_offset: u64,
+/// Virtual address of GPA 0 (`va = gpa + PHYS_OFFSET`).
+static PHYS_OFFSET: AtomicU64 = AtomicU64::new(0);
+
+/// Sets where GPA 0 is mapped (0 for the PVH identity map).
+pub fn set_phys_offset(off: u64) {
+    PHYS_OFFSET.store(off, Ordering::Relaxed);
 }
 
-impl Legacy {
-    /// The backend used before detection (PVH identity map).
-    pub const EARLY: Self = Self { phys_offset: 0 };
-
-    /// The backend for a kernel whose GPA `g` is mapped at `g + phys_offset`.
-    pub const fn new(phys_offset: u64) -> Self {
-        Self { phys_offset }
-    }
-
-    /// MMIO read: one load of the access width.
-    #[inline(always)]
-    pub fn mmio_read(&self, gpa: u64, w: Width) -> Result<u64, HostError> {
-        let va = gpa.wrapping_add(self.phys_offset);
-        // SAFETY: the I/O API checked that `gpa` is not RAM the kernel owns; the mapping
-        // covers it (identity map of the low 4 GiB, or the loader's physical-memory map).
-        // A volatile load of the exact width is the access the test asked for.
-        Ok(unsafe {
-            match w {
-                Width::B1 => u64::from(core::ptr::read_volatile(va as *const u8)),
-                Width::B2 => u64::from(core::ptr::read_volatile(va as *const u16)),
-                Width::B4 => u64::from(core::ptr::read_volatile(va as *const u32)),
-                Width::B8 => core::ptr::read_volatile(va as *const u64),
-            }
-        })
-    }
-
-    /// MMIO write: one store of the access width.
-    #[inline(always)]
-    pub fn mmio_write(&self, gpa: u64, w: Width, v: u64) -> Result<(), HostError> {
-        let va = gpa.wrapping_add(self.phys_offset);
-        // SAFETY: as in `mmio_read`.
-        unsafe {
-            match w {
-                Width::B1 => core::ptr::write_volatile(va as *mut u8, v as u8),
-                Width::B2 => core::ptr::write_volatile(va as *mut u16, v as u16),
-                Width::B4 => core::ptr::write_volatile(va as *mut u32, v as u32),
-                Width::B8 => core::ptr::write_volatile(va as *mut u64, v),
-            }
-        }
-        Ok(())
-    }
+/// MMIO read: one load of the access width.
+#[inline(always)]
+pub fn mmio_read<T: MmioValue>(gpa: u64) -> T {
+    let va = gpa.wrapping_add(PHYS_OFFSET.load(Ordering::Relaxed));
+    // SAFETY: the I/O API checked that `gpa` is not RAM the kernel owns; the mapping covers
+    // it (identity map of the low 4 GiB, or the loader's physical-memory map). A volatile
+    // load of the exact width is the access the test asked for.
+    unsafe { core::ptr::read_volatile(va as *const T) }
 }
 
-/// IN of 1, 2 or 4 bytes (an 8-byte request reads 4).
+/// MMIO write: one store of the access width.
+#[inline(always)]
+pub fn mmio_write<T: MmioValue>(gpa: u64, v: T) {
+    let va = gpa.wrapping_add(PHYS_OFFSET.load(Ordering::Relaxed));
+    // SAFETY: as in `mmio_read`.
+    unsafe { core::ptr::write_volatile(va as *mut T, v) }
+}
+
+/// IN of `T`'s width.
 #[inline(never)]
-pub fn pio_read(port: u16, w: Width) -> u64 {
+pub fn pio_read<T: PioValue>(port: u16) -> T {
     // SAFETY: port IO has no memory-safety effect on the guest; the caller owns the port.
-    unsafe {
-        match w {
+    let v = unsafe {
+        match T::WIDTH {
             Width::B1 => u64::from(insn::inb(port)),
             Width::B2 => u64::from(insn::inw(port)),
             Width::B4 | Width::B8 => u64::from(insn::inl(port)),
         }
-    }
+    };
+    T::from_u64(v)
 }
 
-/// OUT of 1, 2 or 4 bytes.
+/// OUT of `T`'s width.
 #[inline(never)]
-pub fn pio_write(port: u16, w: Width, v: u64) {
+pub fn pio_write<T: PioValue>(port: u16, v: T) {
+    let v = v.to_u64();
     // SAFETY: as in `pio_read`.
     unsafe {
-        match w {
+        match T::WIDTH {
             Width::B1 => insn::outb(port, v as u8),
             Width::B2 => insn::outw(port, v as u16),
             Width::B4 | Width::B8 => insn::outl(port, v as u32),
         }
     }
+}
+
+/// `rep outsb`: all of `bytes` to `port` in one instruction (one exit under KVM).
+#[inline(never)]
+pub fn pio_write_bytes(port: u16, bytes: &[u8]) {
+    // SAFETY: as in `pio_read`; OUTSB only reads `bytes` (RSI..RSI+RCX), which is a live slice.
+    unsafe { insn::rep_outsb(port, bytes) }
 }
 
 /// CPUID.
@@ -109,4 +98,13 @@ pub unsafe fn wrmsr(msr: u32, v: u64) -> Result<(), Fault> {
 #[inline(never)]
 pub fn halt() {
     insn::sti_hlt_cli();
+}
+
+/// `n` raw 4-byte INs from `port`: the exit floor the benchmark compares the API against.
+#[inline(never)]
+pub fn raw_pio_read_loop(port: u16, n: u64) {
+    for _ in 0..n {
+        // SAFETY: as in `pio_read`.
+        core::hint::black_box(unsafe { insn::inl(port) });
+    }
 }

@@ -1,21 +1,23 @@
 //! The platform backend, chosen once at boot.
 //!
-//! [`init`] runs detection and stores one [`Backend`]; every request the guest makes to its
-//! host (MMIO, port IO, CPUID, MSR, HLT) goes through it. Nothing else in the kernel branches
-//! on the platform. Before `init` the early backend is legacy, which is what a guest can do
-//! before it knows better (and all it needs to report an early failure on a legacy VM).
-//!
-//! TDX (`tdx.rs`) and SEV-ES (`sev_es.rs`) add a variant each to [`Backend`]; the match arms
-//! in this file are the one place they plug in.
+//! [`init`] runs detection and stores the platform once (an atomic byte, so dispatch is one
+//! load); every request the guest makes to its host (MMIO, port IO, CPUID, MSR, HLT) goes
+//! through the functions here, and nothing else in the kernel branches on the platform.
+//! Before `init` the platform reads as legacy, which is what a guest can do before it knows
+//! better (and all it needs to report an early failure on a legacy VM).
 
 pub mod detect;
 pub mod legacy;
+pub mod sev_es;
+pub mod tdx;
 
 use crate::arch::insn::{CpuidResult, Fault};
-use protocol::access::Width;
+use crate::boot::{BootParams, BootPath, MemoryKind};
+use crate::io::{MmioValue, PioValue};
+use core::sync::atomic::{AtomicU8, Ordering};
 use protocol::platform::PlatformKind;
 
-/// A host answer the guest refuses (never used on legacy, where the CPU itself answers).
+/// A host answer the guest refuses (never on legacy, where the CPU itself answers).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HostError {
     /// The host answered `request` with error status `status`.
@@ -48,100 +50,159 @@ pub enum MsrError {
     Host(HostError),
 }
 
-/// The backend of one platform.
-pub enum Backend {
-    /// Plain loads/stores and `in`/`out`.
-    Legacy(legacy::Legacy),
-}
+const KIND_LEGACY: u8 = 0;
+const KIND_TDX: u8 = 1;
+const KIND_SEV_ES: u8 = 2;
 
-static BACKEND: spin::Once<Backend> = spin::Once::new();
-static EARLY: Backend = Backend::Legacy(legacy::Legacy::EARLY);
+/// The platform, fixed by [`init`].
+static KIND: AtomicU8 = AtomicU8::new(KIND_LEGACY);
 
 #[inline(always)]
-fn backend() -> &'static Backend {
-    match BACKEND.get() {
-        Some(b) => b,
-        None => &EARLY,
+fn kind_raw() -> u8 {
+    KIND.load(Ordering::Relaxed)
+}
+
+/// Detects the platform and fixes the backend for the rest of the run. On TDX and SEV-ES the
+/// host's first answers are checked here; if they are bad the platform is still fixed (the
+/// console needs a backend to report it) and the error comes back for `kmain` to bail out on.
+pub fn init(params: &BootParams) -> (PlatformKind, Result<(), HostError>) {
+    legacy::set_phys_offset(params.phys_offset);
+    match detect::detect() {
+        detect::Detected::Legacy => {
+            KIND.store(KIND_LEGACY, Ordering::Relaxed);
+            (PlatformKind::Legacy, Ok(()))
+        }
+        detect::Detected::Tdx => {
+            KIND.store(KIND_TDX, Ordering::Relaxed);
+            (PlatformKind::Tdx, tdx::init().map(|_| ()))
+        }
+        detect::Detected::SevEs { .. } => {
+            let info = match sev_es::init(params.phys_offset) {
+                Ok(i) => i,
+                // Without an agreed protocol the GHCB cannot be used, so there is no console
+                // either: ask the host to end the guest (GHCB spec 2.3.1, reason 1).
+                Err(_) => sev_es::terminate(
+                    protocol::ghcb::TERM_SET_GENERAL,
+                    protocol::ghcb::TERM_PROTOCOL_UNSUPPORTED,
+                ),
+            };
+            if params.path == BootPath::Pvh {
+                let ram_end = params
+                    .regions()
+                    .iter()
+                    .filter(|r| r.kind == MemoryKind::Ram && r.base < 1 << 32)
+                    .map(|r| (r.base + r.len).min(1 << 32))
+                    .max()
+                    .unwrap_or(0);
+                // SAFETY: PVH identity map; the SEV-ES host aliases RAM at the C-bit (both
+                // in hardware and in the simulated platform); nothing has used the old
+                // attributes yet.
+                unsafe {
+                    crate::arch::paging::set_cbit_on_ram(info.cbit, ram_end, sev_es::ghcb_gpa())
+                };
+            }
+            KIND.store(KIND_SEV_ES, Ordering::Relaxed);
+            (PlatformKind::SevEs, Ok(()))
+        }
     }
-}
-
-/// Detects the platform and fixes the backend for the rest of the run.
-pub fn init(phys_offset: u64) -> PlatformKind {
-    let detected = detect::detect();
-    let b = BACKEND.call_once(|| match detected {
-        detect::Detected::Legacy => Backend::Legacy(legacy::Legacy::new(phys_offset)),
-    });
-    b.kind()
-}
-
-/// The platform in use.
-pub fn kind() -> PlatformKind {
-    backend().kind()
 }
 
 /// Appends the platform's parameters to a KTAP diagnostic line (`gpaw=48 shared_bit=47`).
 pub fn describe(line: &mut crate::ktap::Line) {
-    match backend() {
-        Backend::Legacy(_) => {
+    match kind_raw() {
+        KIND_TDX => {
+            line.str("gpaw=")
+                .dec(u64::from(tdx::gpaw()))
+                .str(" shared_bit=")
+                .dec(u64::from(tdx::shared_bit().trailing_zeros()));
+        }
+        KIND_SEV_ES => {
+            line.str("cbit=")
+                .dec(u64::from(sev_es::cbit()))
+                .str(" ghcb_version=")
+                .dec(u64::from(sev_es::version()))
+                .str(" ghcb_gpa=")
+                .hex(sev_es::ghcb_gpa());
+        }
+        _ => {
             line.str("(no confidential-computing extensions detected)");
         }
     }
 }
 
-impl Backend {
-    fn kind(&self) -> PlatformKind {
-        match self {
-            Backend::Legacy(_) => PlatformKind::Legacy,
-        }
+/// MMIO read of a `T` at `gpa`.
+#[inline(always)]
+pub fn mmio_read<T: MmioValue>(gpa: u64) -> Result<T, HostError> {
+    match kind_raw() {
+        KIND_LEGACY => Ok(legacy::mmio_read::<T>(gpa)),
+        KIND_TDX => tdx::mmio_read::<T>(gpa),
+        _ => sev_es::mmio_read::<T>(gpa),
     }
 }
 
-/// MMIO read of `w` bytes at `gpa`; the value is zero-extended.
+/// MMIO write of `v` at `gpa`.
 #[inline(always)]
-pub fn mmio_read(gpa: u64, w: Width) -> Result<u64, HostError> {
-    match backend() {
-        Backend::Legacy(l) => l.mmio_read(gpa, w),
-    }
-}
-
-/// MMIO write of the low `w` bytes of `v` at `gpa`.
-#[inline(always)]
-pub fn mmio_write(gpa: u64, w: Width, v: u64) -> Result<(), HostError> {
-    match backend() {
-        Backend::Legacy(l) => l.mmio_write(gpa, w, v),
-    }
-}
-
-/// Port read of `w` bytes (1, 2 or 4).
-#[inline(always)]
-pub fn pio_read(port: u16, w: Width) -> Result<u64, HostError> {
-    match backend() {
-        Backend::Legacy(_) => Ok(legacy::pio_read(port, w)),
-    }
-}
-
-/// Port write of the low `w` bytes of `v` (1, 2 or 4).
-#[inline(always)]
-pub fn pio_write(port: u16, w: Width, v: u64) -> Result<(), HostError> {
-    match backend() {
-        Backend::Legacy(_) => {
-            legacy::pio_write(port, w, v);
+pub fn mmio_write<T: MmioValue>(gpa: u64, v: T) -> Result<(), HostError> {
+    match kind_raw() {
+        KIND_LEGACY => {
+            legacy::mmio_write(gpa, v);
             Ok(())
         }
+        KIND_TDX => tdx::mmio_write(gpa, v),
+        _ => sev_es::mmio_write(gpa, v),
+    }
+}
+
+/// Port read of a `T` (1, 2 or 4 bytes).
+#[inline(always)]
+pub fn pio_read<T: PioValue>(port: u16) -> Result<T, HostError> {
+    match kind_raw() {
+        KIND_LEGACY => Ok(legacy::pio_read::<T>(port)),
+        KIND_TDX => tdx::pio_read::<T>(port),
+        _ => sev_es::pio_read::<T>(port),
+    }
+}
+
+/// Port write of `v` (1, 2 or 4 bytes).
+#[inline(always)]
+pub fn pio_write<T: PioValue>(port: u16, v: T) -> Result<(), HostError> {
+    match kind_raw() {
+        KIND_LEGACY => {
+            legacy::pio_write(port, v);
+            Ok(())
+        }
+        KIND_TDX => tdx::pio_write(port, v),
+        _ => sev_es::pio_write(port, v),
+    }
+}
+
+/// String port write of `bytes` (1-byte units).
+pub fn pio_write_bytes(port: u16, bytes: &[u8]) -> Result<(), HostError> {
+    match kind_raw() {
+        KIND_LEGACY => {
+            legacy::pio_write_bytes(port, bytes);
+            Ok(())
+        }
+        KIND_TDX => tdx::pio_write_bytes(port, bytes),
+        _ => sev_es::pio_write_bytes(port, bytes),
     }
 }
 
 /// CPUID.
 pub fn cpuid(leaf: u32, subleaf: u32) -> Result<CpuidResult, HostError> {
-    match backend() {
-        Backend::Legacy(_) => Ok(legacy::cpuid(leaf, subleaf)),
+    match kind_raw() {
+        KIND_LEGACY => Ok(legacy::cpuid(leaf, subleaf)),
+        KIND_TDX => tdx::cpuid(leaf, subleaf),
+        _ => sev_es::cpuid(leaf, subleaf),
     }
 }
 
 /// RDMSR.
 pub fn rdmsr(msr: u32) -> Result<u64, MsrError> {
-    match backend() {
-        Backend::Legacy(_) => legacy::rdmsr(msr).map_err(MsrError::Fault),
+    match kind_raw() {
+        KIND_LEGACY => legacy::rdmsr(msr).map_err(MsrError::Fault),
+        KIND_TDX => tdx::rdmsr(msr),
+        _ => sev_es::rdmsr(msr),
     }
 }
 
@@ -150,17 +211,24 @@ pub fn rdmsr(msr: u32) -> Result<u64, MsrError> {
 /// # Safety
 /// Writing an MSR can change any CPU behaviour; the caller knows what this MSR does.
 pub unsafe fn wrmsr(msr: u32, v: u64) -> Result<(), MsrError> {
-    match backend() {
+    match kind_raw() {
         // SAFETY: per the function contract.
-        Backend::Legacy(_) => unsafe { legacy::wrmsr(msr, v) }.map_err(MsrError::Fault),
+        KIND_LEGACY => unsafe { legacy::wrmsr(msr, v) }.map_err(MsrError::Fault),
+        KIND_TDX => tdx::wrmsr(msr, v),
+        _ => sev_es::wrmsr(msr, v),
     }
 }
 
 /// Halts until the next interrupt (interrupts are enabled only while halted).
 pub fn halt() -> Result<(), HostError> {
-    match backend() {
-        Backend::Legacy(_) => {
+    match kind_raw() {
+        KIND_LEGACY => {
             legacy::halt();
+            Ok(())
+        }
+        KIND_TDX => tdx::halt(),
+        _ => {
+            sev_es::halt();
             Ok(())
         }
     }
@@ -174,6 +242,13 @@ pub fn end_of_interrupt(vector: u8) {
 /// Ends the run: writes `code` to the exit port through the backend, then stops the vCPU
 /// for good if the port did not end the VM.
 pub fn exit(code: u32) -> ! {
-    let _ = pio_write(protocol::exit::EXIT_PORT, Width::B4, u64::from(code));
-    crate::arch::insn::cli_hlt_loop()
+    let _ = pio_write::<u32>(protocol::exit::EXIT_PORT, code);
+    match kind_raw() {
+        KIND_TDX => tdx::stop_forever(),
+        KIND_SEV_ES => sev_es::terminate(
+            protocol::ghcb::TERM_SET_GENERAL,
+            protocol::ghcb::TERM_GENERAL_REQUEST,
+        ),
+        _ => crate::arch::insn::cli_hlt_loop(),
+    }
 }

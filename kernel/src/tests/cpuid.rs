@@ -48,7 +48,7 @@ fn hypervisor_bit(ctx: &mut Ctx<'_>) {
 }
 
 fn brand_string(ctx: &mut Ctx<'_>) {
-    let Some(want) = cmdline::get(ctx.env.cmdline, cmdline::KEY_BRAND) else {
+    let Some(want) = ctx.env.brand else {
         ctx.skip("the host chose no brand string (no cvmprobe.brand= on the command line)");
         return;
     };

@@ -6,11 +6,13 @@
 
 use super::{Case, Ctx, Patterns, Suite};
 use crate::io::{mmio_read, mmio_write, pio_read, pio_write};
+use protocol::access::Width;
 use protocol::catalog;
 use protocol::qemu_devices::{
     EDU_BAR_FALLBACK, EDU_DEVICE, EDU_ID_V1, EDU_REG_ID, EDU_REG_LIVENESS, EDU_VENDOR,
-    PC_TESTDEV_IOMEM as IOMEM, PCI_CONFIG_ADDRESS, PCI_CONFIG_DATA,
+    PCI_CONFIG_ADDRESS, PCI_CONFIG_DATA,
 };
+use protocol::testdev::{self, Space};
 
 pub static SUITE: Suite = Suite {
     spec: &catalog::MMIO,
@@ -40,74 +42,79 @@ pub static SUITE: Suite = Suite {
             run: narrow_write_merge,
         },
         Case {
+            name: "host_values",
+            run: host_values,
+        },
+        Case {
             name: "pci_edu",
             run: pci_edu,
         },
     ],
 };
 
-fn need_window(ctx: &mut Ctx<'_>) -> bool {
-    if !ctx.env.pc_testdev {
-        ctx.skip("no MMIO test window (QEMU: -device pc-testdev)");
-        return false;
+/// The memory-like window's GPA, or a skip.
+fn window(ctx: &mut Ctx<'_>) -> Option<u64> {
+    let w = ctx.env.mmio_window();
+    if w.is_none() {
+        ctx.skip("no MMIO test window (QEMU: -device pc-testdev; built-in VMM: its test device)");
     }
-    true
+    w
 }
 
 fn u8_roundtrip(ctx: &mut Ctx<'_>) {
-    if !need_window(ctx) {
+    let Some(iomem) = window(ctx) else {
         return;
-    }
-    let mut p = Patterns::new(0x20_08);
+    };
+    let mut p = Patterns::new(0x2008_0001);
     for off in [0x10u64, 0x11, 0x17, 0xfff] {
         let v = p.next() as u8;
-        mmio_write::<u8>(IOMEM + off, v);
-        ctx.check_eq("1-byte read after write", v, mmio_read::<u8>(IOMEM + off));
+        mmio_write::<u8>(iomem + off, v);
+        ctx.check_eq("1-byte read after write", v, mmio_read::<u8>(iomem + off));
     }
 }
 
 fn u16_roundtrip(ctx: &mut Ctx<'_>) {
-    if !need_window(ctx) {
+    let Some(iomem) = window(ctx) else {
         return;
-    }
-    let mut p = Patterns::new(0x20_16);
+    };
+    let mut p = Patterns::new(0x2016_0001);
     for off in [0x20u64, 0x22, 0x2e] {
         let v = p.next() as u16;
-        mmio_write::<u16>(IOMEM + off, v);
-        ctx.check_eq("2-byte read after write", v, mmio_read::<u16>(IOMEM + off));
+        mmio_write::<u16>(iomem + off, v);
+        ctx.check_eq("2-byte read after write", v, mmio_read::<u16>(iomem + off));
     }
 }
 
 fn u32_roundtrip(ctx: &mut Ctx<'_>) {
-    if !need_window(ctx) {
+    let Some(iomem) = window(ctx) else {
         return;
-    }
-    let mut p = Patterns::new(0x20_32);
+    };
+    let mut p = Patterns::new(0x2032_0001);
     for off in [0x40u64, 0x44, 0x7c] {
         let v = p.next() as u32;
-        mmio_write::<u32>(IOMEM + off, v);
-        ctx.check_eq("4-byte read after write", v, mmio_read::<u32>(IOMEM + off));
+        mmio_write::<u32>(iomem + off, v);
+        ctx.check_eq("4-byte read after write", v, mmio_read::<u32>(iomem + off));
     }
 }
 
 fn u64_roundtrip(ctx: &mut Ctx<'_>) {
-    if !need_window(ctx) {
+    let Some(iomem) = window(ctx) else {
         return;
-    }
-    let mut p = Patterns::new(0x20_64);
+    };
+    let mut p = Patterns::new(0x2064_0001);
     for off in [0x80u64, 0x88, 0xf8] {
         let v = p.next();
-        mmio_write::<u64>(IOMEM + off, v);
-        ctx.check_eq("8-byte read after write", v, mmio_read::<u64>(IOMEM + off));
+        mmio_write::<u64>(iomem + off, v);
+        ctx.check_eq("8-byte read after write", v, mmio_read::<u64>(iomem + off));
     }
 }
 
 fn byte_lanes(ctx: &mut Ctx<'_>) {
-    if !need_window(ctx) {
+    let Some(iomem) = window(ctx) else {
         return;
-    }
-    let base = IOMEM + 0x100;
-    let v = Patterns::new(0x20_1a).next();
+    };
+    let base = iomem + 0x100;
+    let v = Patterns::new(0x201a_0001).next();
     mmio_write::<u64>(base, v);
     for i in 0..8 {
         ctx.check_eq("byte lane", (v >> (8 * i)) as u8, mmio_read::<u8>(base + i));
@@ -129,11 +136,11 @@ fn byte_lanes(ctx: &mut Ctx<'_>) {
 }
 
 fn narrow_write_merge(ctx: &mut Ctx<'_>) {
-    if !need_window(ctx) {
+    let Some(iomem) = window(ctx) else {
         return;
-    }
-    let base = IOMEM + 0x200;
-    let mut p = Patterns::new(0x20_3e);
+    };
+    let base = iomem + 0x200;
+    let mut p = Patterns::new(0x203e_0001);
     let mut expect = p.next();
     mmio_write::<u64>(base, expect);
     let b = p.next() as u8;
@@ -194,7 +201,7 @@ fn pci_edu(ctx: &mut Ctx<'_>) {
         EDU_ID_V1,
         mmio_read::<u32>(bar + EDU_REG_ID),
     );
-    let mut p = Patterns::new(0x20_ed);
+    let mut p = Patterns::new(0x20ed_0001);
     for _ in 0..2 {
         let v = p.next() as u32;
         mmio_write::<u32>(bar + EDU_REG_LIVENESS, v);
@@ -204,4 +211,33 @@ fn pci_edu(ctx: &mut Ctx<'_>) {
             mmio_read::<u32>(bar + EDU_REG_LIVENESS),
         );
     }
+}
+
+fn host_values(ctx: &mut Ctx<'_>) {
+    let Some(seed) = ctx.env.seed() else {
+        ctx.skip("needs the built-in VMM's test device: the host chooses these values per run");
+        return;
+    };
+    let base = testdev::MMIO_BASE + testdev::mmio::VALUE;
+    let want = |off: u64, w| testdev::host_value(seed, Space::Mmio, testdev::mmio::VALUE + off, w);
+    ctx.check_eq(
+        "1-byte host value",
+        want(0, Width::B1) as u8,
+        mmio_read::<u8>(base),
+    );
+    ctx.check_eq(
+        "2-byte host value",
+        want(0x8, Width::B2) as u16,
+        mmio_read::<u16>(base + 0x8),
+    );
+    ctx.check_eq(
+        "4-byte host value",
+        want(0x10, Width::B4) as u32,
+        mmio_read::<u32>(base + 0x10),
+    );
+    ctx.check_eq(
+        "8-byte host value",
+        want(0x18, Width::B8),
+        mmio_read::<u64>(base + 0x18),
+    );
 }

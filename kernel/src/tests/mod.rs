@@ -10,6 +10,7 @@ mod halt;
 mod io;
 mod mmio;
 mod msr;
+mod platform;
 
 use crate::ktap::{self, Line};
 use alloc::format;
@@ -35,7 +36,8 @@ pub struct Suite {
 }
 
 /// Every suite, in run order (the catalog's order).
-pub static SUITES: [&Suite; 5] = [
+pub static SUITES: [&Suite; 6] = [
+    &platform::SUITE,
     &io::SUITE,
     &mmio::SUITE,
     &cpuid::SUITE,
@@ -79,26 +81,26 @@ pub struct RunConfig {
 
 impl RunConfig {
     /// Parses the `cvmprobe.*` keys; a malformed value is an error (the run bails out).
-    pub fn from_cmdline(c: &'static str) -> Result<Self, String> {
-        for k in cmdline::unknown_keys(c) {
+    pub fn from_cmdline(keys: &cmdline::Keys<'static>) -> Result<Self, String> {
+        if let Some(k) = keys.unknown {
             ktap::diag(0)
                 .str("warning: unknown command-line key ")
-                .str(k)
+                .bytes(k.as_bytes())
                 .emit();
         }
-        let filter = match cmdline::get(c, cmdline::KEY_FILTER) {
+        let filter = match keys.filter {
             Some(v) => Filter::parse(v)
                 .map_err(|e| format!("bad {}= value: {:?}", cmdline::KEY_FILTER, e))?,
             None => Filter::ALL,
         };
-        let inject = match cmdline::get(c, cmdline::KEY_INJECT) {
+        let inject = match keys.inject {
             Some(v) => Some(
                 Inject::parse(v)
                     .ok_or_else(|| format!("bad {}= value: {v}", cmdline::KEY_INJECT))?,
             ),
             None => None,
         };
-        let mode = match cmdline::get(c, cmdline::KEY_MODE) {
+        let mode = match keys.mode {
             Some(v) => {
                 Mode::parse(v).ok_or_else(|| format!("bad {}= value: {v}", cmdline::KEY_MODE))?
             }
@@ -112,26 +114,97 @@ impl RunConfig {
     }
 }
 
+/// The test device the `io` and `mmio` suites run against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TestDevice {
+    /// None found.
+    None,
+    /// QEMU's `pc-testdev` (ports 0xe0/0xe8, IO memory at 0xff000000).
+    PcTestdev,
+    /// The built-in VMM's test device, with the per-run seed read from it.
+    Cvmprobe {
+        /// Seed of `protocol::testdev::host_value`.
+        seed: u64,
+    },
+}
+
 /// What the guest found around it at boot (devices the suites can use).
 pub struct Env {
     /// The detected platform.
     pub platform: PlatformKind,
-    /// The command line.
-    pub cmdline: &'static str,
-    /// QEMU's `pc-testdev` answers at its ports.
-    pub pc_testdev: bool,
+    /// The brand string the host chose (`cvmprobe.brand=`), if any.
+    pub brand: Option<&'static str>,
+    /// The platform the host set up (`cvmprobe.platform=`), if it said.
+    pub expected_platform: Option<&'static str>,
+    /// The device for the `io` and `mmio` suites.
+    pub device: TestDevice,
     /// CPUID 0x40000000 signature (zeros if the hypervisor bit is clear).
     pub hypervisor: [u8; 12],
 }
 
 impl Env {
     /// Probes for the devices the suites use.
-    pub fn discover(platform: PlatformKind, cmdline: &'static str) -> Self {
+    pub fn discover(platform: PlatformKind, keys: &protocol::cmdline::Keys<'static>) -> Self {
+        let device = if let Some(seed) = io::probe_cvmprobe_testdev() {
+            TestDevice::Cvmprobe { seed }
+        } else if io::probe_pc_testdev() {
+            TestDevice::PcTestdev
+        } else {
+            TestDevice::None
+        };
         Self {
             platform,
-            cmdline,
-            pc_testdev: io::probe_pc_testdev(),
+            brand: keys.brand,
+            expected_platform: keys.platform,
+            device,
             hypervisor: hypervisor_signature(),
+        }
+    }
+
+    /// `(data port, byte-wise port)` of the port-IO test registers, if any.
+    pub fn pio_ports(&self) -> Option<(u16, u16)> {
+        use protocol::testdev::{PIO_BASE, pio};
+        match self.device {
+            TestDevice::None => None,
+            TestDevice::PcTestdev => Some((
+                protocol::qemu_devices::PC_TESTDEV_IOPORT,
+                protocol::qemu_devices::PC_TESTDEV_IOPORT_BYTE,
+            )),
+            TestDevice::Cvmprobe { .. } => Some((PIO_BASE + pio::DATA, PIO_BASE + pio::DATA_BYTE)),
+        }
+    }
+
+    /// The data port of the port-IO test device, if any.
+    pub fn pio_data_port(&self) -> Option<u16> {
+        self.pio_ports().map(|(d, _)| d)
+    }
+
+    /// The GPA of the memory-like MMIO test window, if any.
+    pub fn mmio_window(&self) -> Option<u64> {
+        match self.device {
+            TestDevice::None => None,
+            TestDevice::PcTestdev => Some(protocol::qemu_devices::PC_TESTDEV_IOMEM),
+            TestDevice::Cvmprobe { .. } => {
+                Some(protocol::testdev::MMIO_BASE + protocol::testdev::mmio::SCRATCH)
+            }
+        }
+    }
+
+    /// The host's per-run seed, if the built-in VMM's test device is present.
+    pub fn seed(&self) -> Option<u64> {
+        match self.device {
+            TestDevice::Cvmprobe { seed } => Some(seed),
+            _ => None,
+        }
+    }
+
+    /// Tells the built-in VMM's test device which case runs (0 = none).
+    fn announce(&self, id: u32) {
+        if let TestDevice::Cvmprobe { .. } = self.device {
+            crate::io::pio_write::<u32>(
+                protocol::testdev::PIO_BASE + protocol::testdev::pio::CASE,
+                id,
+            );
         }
     }
 
@@ -234,6 +307,10 @@ impl Patterns {
 
 fn inject(f: Fault) {
     match f {
+        Fault::UndeclaredAccess => {
+            let port = protocol::testdev::PIO_BASE + protocol::testdev::pio::VALUE;
+            core::hint::black_box(crate::io::pio_read::<u32>(port));
+        }
         Fault::Panic => panic!("injected by {}=panic", cmdline::KEY_INJECT),
         Fault::Exception => {
             // SAFETY: deliberately raises #UD, which the trap handler reports as unexpected.
@@ -259,107 +336,133 @@ fn inject(f: Fault) {
 
 /// Runs the selected cases; returns whether any failed.
 pub fn run(cfg: &RunConfig, env: &Env) -> bool {
-    let suites: alloc::vec::Vec<&Suite> = SUITES
-        .iter()
-        .copied()
-        .filter(|s| cfg.filter.selects_suite(s.spec))
-        .collect();
-    if cfg.mode == Mode::Empty {
-        ktap::plan(0, 0);
-        return false;
+    match cfg.mode {
+        Mode::Full => {}
+        Mode::Empty => {
+            ktap::plan(0, 0);
+            return false;
+        }
+        Mode::Bench => {
+            crate::bench::run(env);
+            return false;
+        }
     }
-    ktap::plan(0, suites.len());
+    let f = &cfg.filter;
+    let selected = |s: &Suite| {
+        s.cases
+            .iter()
+            .filter(|c| f.selects(s.spec.name, c.name))
+            .count()
+    };
+    let nsuites = SUITES.iter().filter(|s| selected(s) > 0).count();
+    ktap::plan(0, nsuites);
 
     // Where an injected fault happens: the named case, else the first case of the second
-    // suite (so the first suite's results are on record), else the first case.
-    let inject_at: Option<(&str, &str)> = cfg.inject.map(|i| match i.at {
-        Some(at) => at,
-        None => {
-            let s = suites.get(1).or(suites.first()).copied();
-            match s {
+    // selected suite (so the first suite's results are on record), else the first case.
+    let inject_at: Option<(&str, &str)> = cfg.inject.map(|i| {
+        i.at.unwrap_or_else(|| {
+            let mut suites = SUITES.iter().filter(|s| selected(s) > 0);
+            let first = suites.next();
+            match suites.next().or(first) {
                 Some(s) => {
-                    let c = s
-                        .cases
-                        .iter()
-                        .find(|c| cfg.filter.selects(s.spec.name, c.name));
+                    let c = s.cases.iter().find(|c| f.selects(s.spec.name, c.name));
                     (s.spec.name, c.map_or("", |c| c.name))
                 }
                 None => ("", ""),
             }
-        }
+        })
     });
 
     let mut any_failed = false;
-    for (si, suite) in suites.iter().enumerate() {
+    let mut si = 0;
+    for (suite_index, suite) in SUITES.iter().enumerate() {
+        let total = selected(suite);
+        if total == 0 {
+            continue;
+        }
+        si += 1;
         ktap::version(1);
         ktap::subtest(1, suite.spec.name);
-        let selected: alloc::vec::Vec<(usize, &Case)> = suite
-            .cases
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| cfg.filter.selects(suite.spec.name, c.name))
-            .collect();
-        ktap::plan(1, selected.len());
-        let (mut failed, mut skipped) = (0usize, 0usize);
-        for (n, (ci, case)) in selected.iter().enumerate() {
-            if inject_at == Some((suite.spec.name, case.name)) {
-                if let Some(i) = cfg.inject {
-                    inject(i.fault);
-                }
-            }
-            let spec = &suite.spec.cases[*ci];
-            if !spec.platforms.contains(env.platform) {
-                let mut reason = [0u8; 64];
-                let r = not_for_platform(&mut reason, env.platform);
-                ktap::result(1, n + 1, case.name, ktap::Result::Skip(r));
-                skipped += 1;
+        ktap::plan(1, total);
+        let (mut n, mut failed, mut skipped) = (0usize, 0usize, 0usize);
+        for (ci, case) in suite.cases.iter().enumerate() {
+            if !f.selects(suite.spec.name, case.name) {
                 continue;
             }
-            let mut ctx = Ctx {
-                env,
-                name: case.name,
-                failed: false,
-                skipped: None,
-            };
-            let _ = crate::io::take_host_error();
-            (case.run)(&mut ctx);
-            if let Some(e) = crate::io::take_host_error() {
-                ctx.failed = true;
-                let mut l = ctx.diag();
-                l.str("host error: ");
-                describe_host_error(&mut l, &e);
-                l.emit();
+            n += 1;
+            let r = run_case(cfg, env, inject_at, suite, suite_index, ci, case);
+            match r {
+                ktap::Result::Fail => failed += 1,
+                ktap::Result::Skip(_) => skipped += 1,
+                ktap::Result::Pass => {}
             }
-            let r = if ctx.failed {
-                failed += 1;
-                ktap::Result::Fail
-            } else if let Some(why) = ctx.skipped {
-                skipped += 1;
-                ktap::Result::Skip(why)
-            } else {
-                ktap::Result::Pass
-            };
-            ktap::result(1, n + 1, case.name, r);
+            ktap::result(1, n, case.name, r);
         }
         let r = if failed > 0 {
             any_failed = true;
             ktap::Result::Fail
-        } else if skipped == selected.len() {
+        } else if skipped == total {
             ktap::Result::Skip("all cases skipped")
         } else {
             ktap::Result::Pass
         };
-        ktap::result(0, si + 1, suite.spec.name, r);
+        ktap::result(0, si, suite.spec.name, r);
     }
     any_failed
 }
 
-fn not_for_platform(buf: &mut [u8; 64], p: PlatformKind) -> &str {
-    let prefix = b"not for platform ";
-    let name = p.name().as_bytes();
-    buf[..prefix.len()].copy_from_slice(prefix);
-    buf[prefix.len()..prefix.len() + name.len()].copy_from_slice(name);
-    core::str::from_utf8(&buf[..prefix.len() + name.len()]).unwrap_or("not for this platform")
+/// Runs one case (announcing it to the host's test device) and returns its result.
+fn run_case(
+    cfg: &RunConfig,
+    env: &Env,
+    inject_at: Option<(&str, &str)>,
+    suite: &Suite,
+    suite_index: usize,
+    ci: usize,
+    case: &Case,
+) -> ktap::Result<'static> {
+    let spec = &suite.spec.cases[ci];
+    env.announce(protocol::testdev::case_id(suite_index, ci));
+    if inject_at == Some((suite.spec.name, case.name))
+        && let Some(i) = cfg.inject
+    {
+        inject(i.fault);
+    }
+    if !spec.platforms.contains(env.platform) {
+        env.announce(0);
+        return ktap::Result::Skip(not_for_platform(env.platform));
+    }
+    let mut ctx = Ctx {
+        env,
+        name: case.name,
+        failed: false,
+        skipped: None,
+    };
+    let _ = crate::io::take_host_error();
+    (case.run)(&mut ctx);
+    env.announce(0);
+    if let Some(e) = crate::io::take_host_error() {
+        ctx.failed = true;
+        let mut l = ctx.diag();
+        l.str("host error: ");
+        describe_host_error(&mut l, &e);
+        l.emit();
+    }
+    if ctx.failed {
+        ktap::Result::Fail
+    } else if let Some(why) = ctx.skipped {
+        ktap::Result::Skip(why)
+    } else {
+        ktap::Result::Pass
+    }
+}
+
+fn not_for_platform(p: PlatformKind) -> &'static str {
+    match p {
+        PlatformKind::Legacy => "not for platform legacy",
+        PlatformKind::Tdx => "not for platform tdx",
+        PlatformKind::SevEs => "not for platform sev-es",
+    }
 }
 
 /// Appends a host error to a diagnostic.

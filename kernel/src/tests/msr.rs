@@ -89,7 +89,7 @@ fn write_read_back(ctx: &mut Ctx<'_>) {
         return;
     };
     // Canonical addresses only (bits 63:47 equal), or WRMSR #GPs.
-    let mut p = Patterns::new(0x30_02);
+    let mut p = Patterns::new(0x3002_0001);
     for _ in 0..2 {
         let v = p.next() & 0x0000_7fff_ffff_f000;
         // SAFETY: KERNEL_GS_BASE only matters to SWAPGS, which this kernel never runs.

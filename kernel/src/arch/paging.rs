@@ -1,0 +1,99 @@
+//! Page-table helpers for the PVH identity map (`boot_pd` in `boot/pvh.rs`: 2048 2 MiB pages
+//! covering the low 4 GiB).
+//!
+//! SEV-ES: private memory is mapped with the C-bit set and shared memory with it clear (AMD
+//! APM vol. 2 15.34.5). After detection the guest sets the C-bit on the pages that hold RAM
+//! and keeps the GHCB page shared by splitting its 2 MiB page into 4 KiB pages. MMIO windows
+//! above RAM stay shared. (The simulated SEV-ES host aliases RAM at the C-bit, so both
+//! mappings reach the same memory; the C-bit makes the guest's view of what is private real
+//! for the #VC handler's page walk.)
+
+use core::cell::UnsafeCell;
+
+/// Present | writable.
+const PTE_PW: u64 = 0x3;
+/// Page size (2 MiB leaf in a PD entry).
+const PTE_PS: u64 = 0x80;
+/// Entries of the identity-mapping page directory.
+const PD_ENTRIES: usize = 2048;
+
+unsafe extern "C" {
+    /// The PVH identity map's page directory (4 x 512 entries).
+    static mut boot_pd: [u64; PD_ENTRIES];
+}
+
+#[repr(C, align(4096))]
+struct PageTable([u64; 512]);
+
+struct PtCell(UnsafeCell<PageTable>);
+
+// SAFETY: written once by `set_cbit_on_ram` on the boot CPU before it is linked into the
+// paging structures; only the CPU reads it afterwards.
+unsafe impl Sync for PtCell {}
+
+/// The 4 KiB page table that maps the 2 MiB around the shared GHCB page.
+static SPLIT_PT: PtCell = PtCell(UnsafeCell::new(PageTable([0; 512])));
+
+/// Sets C-bit `cbit` on every 2 MiB page below `ram_end` (identity map, PVH boot only),
+/// except the 4 KiB page at `shared_gpa`, and reloads CR3.
+///
+/// # Safety
+/// Only on the PVH identity map, with RAM reachable at both GPA and GPA | C-bit (the SEV-ES
+/// host's view), and before anything else depends on the old mappings' attributes.
+pub unsafe fn set_cbit_on_ram(cbit: u8, ram_end: u64, shared_gpa: u64) {
+    let c = 1u64 << cbit;
+    // SAFETY: per the function contract, nothing else uses the page directory now; raw
+    // pointer accesses avoid references to the `static mut`.
+    unsafe {
+        let pd = (&raw mut boot_pd).cast::<u64>();
+        let last = ram_end.div_ceil(1 << 21).min(PD_ENTRIES as u64) as usize;
+        for i in 0..last {
+            *pd.add(i) |= c;
+        }
+        let big = (shared_gpa >> 21) as usize;
+        if big < PD_ENTRIES {
+            let pt = SPLIT_PT.0.get().cast::<u64>();
+            let base = (big as u64) << 21;
+            for j in 0..512u64 {
+                *pt.add(j as usize) = (base + (j << 12)) | PTE_PW | c;
+            }
+            let k = ((shared_gpa >> 12) & 511) as usize;
+            *pt.add(k) &= !c;
+            // The page table itself is private RAM; the PS bit is clear: it is a table.
+            *pd.add(big) = (pt as u64) | PTE_PW | c;
+            debug_assert!(*pd.add(big) & PTE_PS == 0);
+        }
+        let (frame, flags) = x86_64::registers::control::Cr3::read_raw();
+        x86_64::registers::control::Cr3::write_raw(frame, flags);
+    }
+}
+
+/// The leaf page-table entry that maps virtual address `va` in the current page tables (the
+/// kernel's page tables are reachable at their physical addresses: PVH identity map).
+pub fn translate(va: u64) -> Option<u64> {
+    let (frame, _) = x86_64::registers::control::Cr3::read_raw();
+    let mut table = frame.start_address().as_u64();
+    const ADDR: u64 = 0x000f_ffff_ffff_f000;
+    for level in (0..4).rev() {
+        let idx = (va >> (12 + 9 * level)) & 511;
+        // SAFETY: `table` is the physical (= virtual, identity map) address of a live page
+        // table; the read does not outlive this loop iteration.
+        let e = unsafe { core::ptr::read_volatile((table as *const u64).add(idx as usize)) };
+        if e & 1 == 0 {
+            return None;
+        }
+        if level == 0 || (level <= 2 && e & PTE_PS != 0) {
+            return Some(e);
+        }
+        table = e & ADDR & !cbit_mask();
+    }
+    None
+}
+
+/// The C-bit of the current platform (0 if none), stripped from table addresses in walks.
+fn cbit_mask() -> u64 {
+    match crate::platform::sev_es::cbit() {
+        0 => 0,
+        c => 1 << c,
+    }
+}

@@ -1,0 +1,572 @@
+//! The SEV-ES backend: the GHCB MSR protocol and one GHCB page, with a single VMGEXIT.
+//!
+//! Requests that carry data go through the GHCB page (GHCB spec 2.x, section 4): the page is
+//! zeroed, the fields the request needs are written and marked valid, the GHCB MSR is set to
+//! the page's GPA, VMGEXIT. Answers are read once each into private memory and checked:
+//! `sw_exit_info_1` must be 0 (or 1 with an exception to inject, or 2 with an error reason),
+//! returned registers must be marked valid and fit their width. The host is untrusted.
+//!
+//! HLT is an automatic exit under SEV-ES (AMD APM vol. 2 15.35.4), so halting is a plain HLT;
+//! the GHCB MSR itself is read and written with RDMSR/WRMSR, which SEV-ES does not intercept.
+//! Those are the only raw intercepted instructions here.
+
+use crate::arch::insn::{self, CpuidResult, Fault};
+use crate::io::{MmioValue, PioValue};
+use crate::platform::{HostError, MsrError};
+use core::arch::global_asm;
+use core::cell::UnsafeCell;
+use core::mem::MaybeUninit;
+use core::sync::atomic::{AtomicU8, AtomicU16, AtomicU64, Ordering};
+use protocol::access::Width;
+use protocol::ghcb::{
+    self, CpuidReg, Ghcb, MsrRequest, MsrResponse, exit, ioio, off, result, valid_bit,
+};
+
+global_asm!(
+    ".pushsection .text.vmgexit, \"ax\"",
+    ".global cvmprobe_vmgexit",
+    ".balign 16",
+    "cvmprobe_vmgexit:",
+    ".global cvmprobe_vmgexit_insn",
+    "cvmprobe_vmgexit_insn:",
+    // VMGEXIT = REP VMMCALL (F3 0F 01 D9), spelled as bytes.
+    ".byte 0xf3, 0x0f, 0x01, 0xd9",
+    "ret",
+    ".popsection",
+);
+
+unsafe extern "C" {
+    /// VMGEXIT: hands the GHCB MSR (and the GHCB it may point to) to the host.
+    fn cvmprobe_vmgexit();
+}
+
+/// VMGEXIT. The host reads the GHCB MSR and, for GHCB requests, the GHCB page.
+fn vmgexit() {
+    // SAFETY: VMGEXIT changes no guest register or memory except what the host writes into
+    // the shared GHCB page and the GHCB MSR, both read only through volatile accesses.
+    unsafe { cvmprobe_vmgexit() }
+}
+
+/// RDMSR of the GHCB MSR (not intercepted under SEV-ES).
+#[inline(never)]
+fn ghcb_msr_read() -> u64 {
+    insn::rdmsr_safe(ghcb::MSR_GHCB).unwrap_or(u64::MAX)
+}
+
+/// WRMSR of the GHCB MSR.
+#[inline(never)]
+fn ghcb_msr_write(v: u64) {
+    // SAFETY: the GHCB MSR only tells the host where to look; it affects nothing in the guest.
+    let _ = unsafe { insn::wrmsr_safe(ghcb::MSR_GHCB, v) };
+}
+
+/// One MSR-protocol exchange: request in the GHCB MSR, VMGEXIT, response from the MSR.
+pub fn msr_protocol(request: u64) -> u64 {
+    ghcb_msr_write(request);
+    vmgexit();
+    ghcb_msr_read()
+}
+
+/// Asks the host to end the guest (GHCB MSR protocol 0x100), then stops for good.
+pub fn terminate(set: u8, code: u8) -> ! {
+    msr_protocol(MsrRequest::Terminate { set, code }.into());
+    stop_forever()
+}
+
+/// `cli; hlt` forever (HLT is an automatic exit under SEV-ES).
+#[inline(never)]
+pub fn stop_forever() -> ! {
+    insn::cli_hlt_loop()
+}
+
+/// `sti; hlt; cli` — HLT is an automatic exit: no GHCB (KVM would answer a GHCB HLT request
+/// with INVALID_EVENT).
+#[inline(never)]
+pub fn halt() {
+    insn::sti_hlt_cli();
+}
+
+static CBIT: AtomicU8 = AtomicU8::new(0);
+static VERSION: AtomicU16 = AtomicU16::new(0);
+static GHCB_GPA: AtomicU64 = AtomicU64::new(0);
+
+/// What the SEV information request and CPUID 0x8000001F told the guest.
+#[derive(Clone, Copy, Debug)]
+pub struct SevInfo {
+    /// C-bit position.
+    pub cbit: u8,
+}
+
+/// Negotiates the protocol (MSR protocol SEV information and CPUID 0x8000001F), checks the
+/// host's answers, and prepares the GHCB page.
+pub fn init(phys_offset: u64) -> Result<SevInfo, HostError> {
+    let raw = msr_protocol(MsrRequest::SevInfo.into());
+    let MsrResponse::SevInfo { max, min, cbit } = MsrResponse::decode(raw) else {
+        return Err(HostError::BadAnswer {
+            request: "GHCB MSR SEV information request (expected response 0x001)",
+            value: raw,
+        });
+    };
+    if min > ghcb::GHCB_VERSION_MAX || max < ghcb::GHCB_VERSION_MIN || min > max {
+        return Err(HostError::BadAnswer {
+            request: "GHCB protocol version range (this guest speaks 1-2)",
+            value: raw,
+        });
+    }
+    // The C-bit is a physical-address bit above 4 GiB and below the 52-bit architectural limit.
+    if !(32..=51).contains(&cbit) {
+        return Err(HostError::BadAnswer {
+            request: "C-bit position in the SEV information response (32-51)",
+            value: u64::from(cbit),
+        });
+    }
+    let eax = cpuid_msr(ghcb::CPUID_SEV_LEAF, CpuidReg::Eax)?;
+    if eax & (ghcb::CPUID_SEV | ghcb::CPUID_SEV_ES) != (ghcb::CPUID_SEV | ghcb::CPUID_SEV_ES) {
+        return Err(HostError::BadAnswer {
+            request: "CPUID 0x8000001F EAX through the MSR protocol (SEV and SEV-ES bits)",
+            value: u64::from(eax),
+        });
+    }
+    let ebx = cpuid_msr(ghcb::CPUID_SEV_LEAF, CpuidReg::Ebx)?;
+    if ebx & 0x3f != u32::from(cbit) {
+        return Err(HostError::BadAnswer {
+            request: "CPUID 0x8000001F EBX[5:0] (C-bit) disagrees with the SEV information",
+            value: u64::from(ebx),
+        });
+    }
+    let version = max.min(ghcb::GHCB_VERSION_MAX);
+    CBIT.store(cbit, Ordering::Relaxed);
+    VERSION.store(version, Ordering::Relaxed);
+    GHCB_GPA.store(GHCB.0.get() as u64 - phys_offset, Ordering::Relaxed);
+    Ok(SevInfo { cbit })
+}
+
+/// One CPUID register through the MSR protocol (no GHCB needed).
+pub fn cpuid_msr(function: u32, register: CpuidReg) -> Result<u32, HostError> {
+    let raw = msr_protocol(MsrRequest::Cpuid { function, register }.into());
+    match MsrResponse::decode(raw) {
+        MsrResponse::Cpuid { value } => Ok(value),
+        _ => Err(HostError::BadAnswer {
+            request: "GHCB MSR CPUID request (expected response 0x005)",
+            value: raw,
+        }),
+    }
+}
+
+/// The C-bit position negotiated at init.
+pub fn cbit() -> u8 {
+    CBIT.load(Ordering::Relaxed)
+}
+
+/// The GHCB version in use.
+pub fn version() -> u16 {
+    VERSION.load(Ordering::Relaxed)
+}
+
+/// GPA of the GHCB page.
+pub fn ghcb_gpa() -> u64 {
+    GHCB_GPA.load(Ordering::Relaxed)
+}
+
+struct GhcbCell(UnsafeCell<MaybeUninit<Ghcb>>);
+
+// SAFETY: accessed only through `Request`, which holds `GHCB_BUSY` for its lifetime, with
+// volatile accesses (the host writes the page concurrently with nothing else).
+unsafe impl Sync for GhcbCell {}
+
+/// The GHCB page: page-aligned, in `.bss`, mapped shared (C-bit clear).
+static GHCB: GhcbCell = GhcbCell(UnsafeCell::new(MaybeUninit::zeroed()));
+static GHCB_BUSY: spin::Mutex<()> = spin::Mutex::new(());
+
+/// The virtual address of the GHCB page (for the page-table setup).
+pub fn ghcb_va() -> u64 {
+    GHCB.0.get() as u64
+}
+
+/// A GHCB request under construction; holds the page.
+pub struct Request {
+    _busy: spin::MutexGuard<'static, ()>,
+    page: *mut u8,
+}
+
+/// The host's answer, copied out of the shared page once.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Response {
+    /// SW_EXITINFO1 as returned.
+    pub info1: u64,
+    /// SW_EXITINFO2 as returned.
+    pub info2: u64,
+    valid: [u8; 16],
+    rax: u64,
+    rbx: u64,
+    rcx: u64,
+    rdx: u64,
+}
+
+impl Response {
+    /// A returned register at GHCB offset `off` (RAX, RBX, RCX, RDX), if marked valid.
+    pub fn reg(&self, off: usize) -> Option<u64> {
+        let bit = valid_bit(off);
+        if self.valid[bit / 8] & (1 << (bit % 8)) == 0 {
+            return None;
+        }
+        match off {
+            off::RAX => Some(self.rax),
+            off::RBX => Some(self.rbx),
+            off::RCX => Some(self.rcx),
+            off::RDX => Some(self.rdx),
+            _ => None,
+        }
+    }
+
+    /// The register, valid and within `width`, or a diagnostic.
+    fn reg_fits(&self, off: usize, width: Width, name: &'static str) -> Result<u64, HostError> {
+        match self.reg(off) {
+            None => Err(HostError::BadAnswer {
+                request: name,
+                value: self.info1,
+            }),
+            Some(v) if width.fits(v) => Ok(v),
+            Some(v) => Err(HostError::BadAnswer {
+                request: name,
+                value: v,
+            }),
+        }
+    }
+}
+
+impl Request {
+    /// Takes and zeroes the GHCB, sets the version and usage. `None` if the page is in use
+    /// (a #VC arrived in the middle of a request).
+    pub fn new() -> Option<Self> {
+        let busy = GHCB_BUSY.try_lock()?;
+        let page = GHCB.0.get().cast::<u8>();
+        // SAFETY: the page is ours while `busy` is held; zeroing it means no private bytes
+        // from an earlier request reach the host.
+        unsafe { core::ptr::write_bytes(page, 0, 4096) };
+        let r = Self { _busy: busy, page };
+        r.write16(off::PROTOCOL_VERSION, version());
+        Some(r)
+    }
+
+    fn write16(&self, off: usize, v: u16) {
+        // SAFETY: `off` is a field offset inside the 4 KiB page we hold.
+        unsafe { core::ptr::write_volatile(self.page.add(off).cast::<u16>(), v) }
+    }
+
+    fn read64(&self, off: usize) -> u64 {
+        // SAFETY: as in `write16`; 8-byte fields are 8-byte aligned in the page.
+        unsafe { core::ptr::read_volatile(self.page.add(off).cast::<u64>()) }
+    }
+
+    /// Writes an 8-byte field and marks it valid.
+    pub fn set(&mut self, off: usize, v: u64) -> &mut Self {
+        self.set_unmarked(off, v);
+        self.mark_valid(off);
+        self
+    }
+
+    /// Writes an 8-byte field without marking it valid (conformance cases).
+    pub fn set_unmarked(&mut self, off: usize, v: u64) -> &mut Self {
+        // SAFETY: as in `write16`.
+        unsafe { core::ptr::write_volatile(self.page.add(off).cast::<u64>(), v) };
+        self
+    }
+
+    /// Marks the 8-byte field at `off` valid.
+    pub fn mark_valid(&mut self, off: usize) -> &mut Self {
+        let bit = valid_bit(off);
+        let p = off::VALID_BITMAP + bit / 8;
+        // SAFETY: `p` is inside the valid bitmap of the page we hold.
+        unsafe {
+            let b = core::ptr::read_volatile(self.page.add(p));
+            core::ptr::write_volatile(self.page.add(p), b | (1 << (bit % 8)));
+        }
+        self
+    }
+
+    /// Copies `bytes` into the shared buffer at `at`.
+    pub fn write_buffer(&mut self, at: usize, bytes: &[u8]) -> &mut Self {
+        let n = bytes.len().min(ghcb::SHARED_BUFFER_LEN.saturating_sub(at));
+        for (i, &b) in bytes[..n].iter().enumerate() {
+            // SAFETY: inside the shared buffer of the page we hold.
+            unsafe { core::ptr::write_volatile(self.page.add(off::SHARED_BUFFER + at + i), b) };
+        }
+        self
+    }
+
+    /// Reads `out.len()` bytes of the shared buffer once.
+    pub fn read_buffer(&self, at: usize, out: &mut [u8]) {
+        let n = out.len().min(ghcb::SHARED_BUFFER_LEN.saturating_sub(at));
+        for (i, o) in out[..n].iter_mut().enumerate() {
+            // SAFETY: inside the shared buffer of the page we hold.
+            *o = unsafe { core::ptr::read_volatile(self.page.add(off::SHARED_BUFFER + at + i)) };
+        }
+    }
+
+    /// GPA of the shared buffer.
+    pub fn buffer_gpa(&self) -> u64 {
+        ghcb_gpa() + off::SHARED_BUFFER as u64
+    }
+
+    /// Registers the page in the GHCB MSR, VMGEXIT, and copies the answer out once.
+    pub fn call(&mut self) -> Response {
+        ghcb_msr_write(ghcb_gpa());
+        vmgexit();
+        let mut valid = [0u8; 16];
+        for (i, v) in valid.iter_mut().enumerate() {
+            // SAFETY: inside the valid bitmap of the page we hold.
+            *v = unsafe { core::ptr::read_volatile(self.page.add(off::VALID_BITMAP + i)) };
+        }
+        Response {
+            info1: self.read64(off::SW_EXIT_INFO_1),
+            info2: self.read64(off::SW_EXIT_INFO_2),
+            valid,
+            rax: self.read64(off::RAX),
+            rbx: self.read64(off::RBX),
+            rcx: self.read64(off::RCX),
+            rdx: self.read64(off::RDX),
+        }
+    }
+}
+
+/// Outcome of a standard request once SW_EXITINFO1 is checked.
+enum Checked {
+    Ok(Response),
+    /// The host asks the guest to take an exception (event-injection format in info2).
+    Exception(u8),
+}
+
+/// Fills a request with exit code and infos (all marked valid), calls, checks SW_EXITINFO1.
+fn standard(
+    name: &'static str,
+    code: u64,
+    info1: u64,
+    info2: u64,
+    fill: impl FnOnce(&mut Request),
+) -> Result<Checked, HostError> {
+    let mut r = Request::new().ok_or(HostError::Unsupported {
+        request: "GHCB request while the GHCB is in use (nested #VC)",
+    })?;
+    r.set(off::SW_EXIT_CODE, code)
+        .set(off::SW_EXIT_INFO_1, info1)
+        .set(off::SW_EXIT_INFO_2, info2);
+    fill(&mut r);
+    let resp = r.call();
+    match resp.info1 {
+        result::OK => Ok(Checked::Ok(resp)),
+        result::EXCEPTION => {
+            // Event-injection format (AMD APM vol. 2 15.20): vector [7:0], type [10:8] = 3
+            // (exception), valid [31].
+            let v = resp.info2;
+            if v & (1 << 31) != 0 && (v >> 8) & 7 == 3 {
+                Ok(Checked::Exception(v as u8))
+            } else {
+                Err(HostError::BadAnswer {
+                    request: name,
+                    value: v,
+                })
+            }
+        }
+        result::ERROR => Err(HostError::Refused {
+            request: name,
+            status: resp.info2,
+        }),
+        other => Err(HostError::BadAnswer {
+            request: name,
+            value: other,
+        }),
+    }
+}
+
+fn ok_or_fault(name: &'static str, c: Checked) -> Result<Response, HostError> {
+    match c {
+        Checked::Ok(r) => Ok(r),
+        Checked::Exception(vector) => Err(HostError::Refused {
+            request: name,
+            status: u64::from(vector),
+        }),
+    }
+}
+
+/// MMIO read (GHCB MMIO_READ: info1 = GPA, info2 = size, scratch = shared buffer).
+pub fn mmio_read<T: MmioValue>(gpa: u64) -> Result<T, HostError> {
+    let name = "GHCB MMIO read";
+    let size = T::WIDTH.bytes();
+    let mut buf = [0u8; 8];
+    let c = {
+        let mut r = Request::new().ok_or(HostError::Unsupported {
+            request: "GHCB request while the GHCB is in use (nested #VC)",
+        })?;
+        let scratch = r.buffer_gpa();
+        r.set(off::SW_EXIT_CODE, exit::MMIO_READ)
+            .set(off::SW_EXIT_INFO_1, gpa)
+            .set(off::SW_EXIT_INFO_2, size)
+            .set(off::SW_SCRATCH, scratch);
+        let resp = r.call();
+        r.read_buffer(0, &mut buf[..size as usize]);
+        resp
+    };
+    match c.info1 {
+        result::OK => Ok(T::from_u64(u64::from_le_bytes(buf))),
+        result::ERROR => Err(HostError::Refused {
+            request: name,
+            status: c.info2,
+        }),
+        other => Err(HostError::BadAnswer {
+            request: name,
+            value: other,
+        }),
+    }
+}
+
+/// MMIO write (GHCB MMIO_WRITE).
+pub fn mmio_write<T: MmioValue>(gpa: u64, v: T) -> Result<(), HostError> {
+    let name = "GHCB MMIO write";
+    let size = T::WIDTH.bytes();
+    let bytes = v.to_u64().to_le_bytes();
+    let c = standard(name, exit::MMIO_WRITE, gpa, size, |r| {
+        let scratch = r.buffer_gpa();
+        r.write_buffer(0, &bytes[..size as usize])
+            .set(off::SW_SCRATCH, scratch);
+    })?;
+    ok_or_fault(name, c).map(|_| ())
+}
+
+fn ioio_size(w: Width) -> u64 {
+    match w {
+        Width::B1 => ioio::SZ8,
+        Width::B2 => ioio::SZ16,
+        _ => ioio::SZ32,
+    }
+}
+
+/// IOIO exit information for a non-string access (AMD APM vol. 2 15.10.2).
+fn ioio_info(port: u16, w: Width, input: bool) -> u64 {
+    (u64::from(port) << ioio::PORT_SHIFT)
+        | ioio_size(w)
+        | ioio::A64
+        | if input { ioio::TYPE_IN } else { 0 }
+}
+
+/// Port read (GHCB IOIO, IN): RAX must come back valid and within the width.
+pub fn pio_read<T: PioValue>(port: u16) -> Result<T, HostError> {
+    let name = "GHCB IOIO read";
+    let c = standard(name, exit::IOIO, ioio_info(port, T::WIDTH, true), 0, |r| {
+        r.set(off::RAX, 0);
+    })?;
+    let resp = ok_or_fault(name, c)?;
+    resp.reg_fits(
+        off::RAX,
+        T::WIDTH,
+        "GHCB IOIO read: RAX not valid or wider than the access",
+    )
+    .map(T::from_u64)
+}
+
+/// Port write (GHCB IOIO, OUT).
+pub fn pio_write<T: PioValue>(port: u16, v: T) -> Result<(), HostError> {
+    let name = "GHCB IOIO write";
+    let c = standard(name, exit::IOIO, ioio_info(port, T::WIDTH, false), 0, |r| {
+        r.set(off::RAX, v.to_u64());
+    })?;
+    ok_or_fault(name, c).map(|_| ())
+}
+
+/// String port write (GHCB IOIO with STR|REP: count in info2, data in the shared buffer).
+pub fn pio_write_bytes(port: u16, bytes: &[u8]) -> Result<(), HostError> {
+    let name = "GHCB IOIO string write";
+    for chunk in bytes.chunks(ghcb::SHARED_BUFFER_LEN) {
+        let info = ioio_info(port, Width::B1, false) | ioio::STR | ioio::REP;
+        let c = standard(name, exit::IOIO, info, chunk.len() as u64, |r| {
+            let scratch = r.buffer_gpa();
+            r.write_buffer(0, chunk).set(off::SW_SCRATCH, scratch);
+        })?;
+        ok_or_fault(name, c)?;
+    }
+    Ok(())
+}
+
+/// CPUID (GHCB CPUID exit: RAX = leaf, RCX = subleaf; RAX-RDX must come back valid, 32-bit).
+pub fn cpuid(leaf: u32, subleaf: u32) -> Result<CpuidResult, HostError> {
+    let name = "GHCB CPUID";
+    let c = standard(name, exit::CPUID, 0, 0, |r| {
+        r.set(off::RAX, u64::from(leaf))
+            .set(off::RCX, u64::from(subleaf));
+    })?;
+    let resp = ok_or_fault(name, c)?;
+    let w = Width::B4;
+    Ok(CpuidResult {
+        eax: resp.reg_fits(
+            off::RAX,
+            w,
+            "GHCB CPUID: EAX not valid or wider than 32 bits",
+        )? as u32,
+        ebx: resp.reg_fits(
+            off::RBX,
+            w,
+            "GHCB CPUID: EBX not valid or wider than 32 bits",
+        )? as u32,
+        ecx: resp.reg_fits(
+            off::RCX,
+            w,
+            "GHCB CPUID: ECX not valid or wider than 32 bits",
+        )? as u32,
+        edx: resp.reg_fits(
+            off::RDX,
+            w,
+            "GHCB CPUID: EDX not valid or wider than 32 bits",
+        )? as u32,
+    })
+}
+
+/// RDMSR (GHCB MSR exit, info1 = 0): an injected #GP is a fault, like on bare metal.
+pub fn rdmsr(msr: u32) -> Result<u64, MsrError> {
+    let name = "GHCB MSR read";
+    let c = standard(name, exit::MSR, 0, 0, |r| {
+        r.set(off::RCX, u64::from(msr));
+    })
+    .map_err(MsrError::Host)?;
+    match c {
+        Checked::Exception(vector) => Err(MsrError::Fault(Fault {
+            vector,
+            error_code: 0,
+        })),
+        Checked::Ok(resp) => {
+            let w = Width::B4;
+            let lo = resp
+                .reg_fits(
+                    off::RAX,
+                    w,
+                    "GHCB MSR read: EAX not valid or wider than 32 bits",
+                )
+                .map_err(MsrError::Host)?;
+            let hi = resp
+                .reg_fits(
+                    off::RDX,
+                    w,
+                    "GHCB MSR read: EDX not valid or wider than 32 bits",
+                )
+                .map_err(MsrError::Host)?;
+            Ok(hi << 32 | lo)
+        }
+    }
+}
+
+/// WRMSR (GHCB MSR exit, info1 = 1).
+pub fn wrmsr(msr: u32, v: u64) -> Result<(), MsrError> {
+    let name = "GHCB MSR write";
+    let c = standard(name, exit::MSR, 1, 0, |r| {
+        r.set(off::RCX, u64::from(msr))
+            .set(off::RAX, v & 0xffff_ffff)
+            .set(off::RDX, v >> 32);
+    })
+    .map_err(MsrError::Host)?;
+    match c {
+        Checked::Exception(vector) => Err(MsrError::Fault(Fault {
+            vector,
+            error_code: 0,
+        })),
+        Checked::Ok(_) => Ok(()),
+    }
+}

@@ -1,0 +1,364 @@
+//! The TDX backend: every request is a TDG.VP.VMCALL through the one `tdcall` wrapper.
+//!
+//! GHCI 1.5 register convention (Linux `__tdx_hypercall`): RAX = 0 (TDG.VP.VMCALL), RCX =
+//! the exposure bitmap (`ExposeMask::LINUX` = 0xFFCC), R10 = 0 (standard), R11 = the
+//! sub-function, R12-R15 = arguments. Out: RAX = TDX module status, R10 = TDVMCALL status,
+//! R11-R15 = results. Every status is checked and every returned value range-checked before
+//! use: the host is untrusted.
+
+use crate::arch::insn::CpuidResult;
+use crate::io::{MmioValue, PioValue};
+use crate::platform::{HostError, MsrError};
+use core::arch::global_asm;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use protocol::tdx::{self, ExposeMask, TdcallRegs, leaf, regs_offset as off, status, vmcall};
+
+global_asm!(
+    ".pushsection .text.tdcall, \"ax\"",
+    ".global cvmprobe_tdcall",
+    ".balign 16",
+    "cvmprobe_tdcall:",
+    "push rbx",
+    "push rbp",
+    "push r12",
+    "push r13",
+    "push r14",
+    "push r15",
+    "push rdi",
+    "mov rax, [rdi + {rax}]",
+    "mov rcx, [rdi + {rcx}]",
+    "mov rdx, [rdi + {rdx}]",
+    "mov rbx, [rdi + {rbx}]",
+    "mov rsi, [rdi + {rsi}]",
+    "mov r8,  [rdi + {r8}]",
+    "mov r9,  [rdi + {r9}]",
+    "mov r10, [rdi + {r10}]",
+    "mov r11, [rdi + {r11}]",
+    "mov r12, [rdi + {r12}]",
+    "mov r13, [rdi + {r13}]",
+    "mov r14, [rdi + {r14}]",
+    "mov r15, [rdi + {r15}]",
+    "mov rdi, [rdi + {rdi}]",
+    ".global cvmprobe_tdcall_insn",
+    "cvmprobe_tdcall_insn:",
+    // TDCALL (66 0F 01 CC), spelled as bytes so any assembler takes it.
+    ".byte 0x66, 0x0f, 0x01, 0xcc",
+    "xchg rdi, [rsp]",
+    "mov [rdi + {rax}], rax",
+    "mov [rdi + {rcx}], rcx",
+    "mov [rdi + {rdx}], rdx",
+    "mov [rdi + {rbx}], rbx",
+    "mov [rdi + {rsi}], rsi",
+    "mov [rdi + {r8}], r8",
+    "mov [rdi + {r9}], r9",
+    "mov [rdi + {r10}], r10",
+    "mov [rdi + {r11}], r11",
+    "mov [rdi + {r12}], r12",
+    "mov [rdi + {r13}], r13",
+    "mov [rdi + {r14}], r14",
+    "mov [rdi + {r15}], r15",
+    "pop rax",
+    "mov [rdi + {rdi}], rax",
+    "pop r15",
+    "pop r14",
+    "pop r13",
+    "pop r12",
+    "pop rbp",
+    "pop rbx",
+    "ret",
+    ".popsection",
+    rax = const off::RAX,
+    rcx = const off::RCX,
+    rdx = const off::RDX,
+    rbx = const off::RBX,
+    rsi = const off::RSI,
+    rdi = const off::RDI,
+    r8 = const off::R8,
+    r9 = const off::R9,
+    r10 = const off::R10,
+    r11 = const off::R11,
+    r12 = const off::R12,
+    r13 = const off::R13,
+    r14 = const off::R14,
+    r15 = const off::R15,
+);
+
+unsafe extern "C" {
+    /// Loads every register of `regs`, executes TDCALL, stores every register back.
+    fn cvmprobe_tdcall(regs: *mut TdcallRegs);
+}
+
+/// Executes TDCALL with `regs` in and out. Every register is loaded from `regs` (the caller
+/// starts from `TdcallRegs::default()`), so no stale guest data reaches the TDX module or host.
+pub fn tdcall(regs: &mut TdcallRegs) {
+    // SAFETY: the wrapper reads and writes only `*regs` and the registers it saves and
+    // restores; TDCALL itself does not touch guest memory for the leaves used here.
+    unsafe { cvmprobe_tdcall(regs) }
+}
+
+/// Results of TDG.VP.VMCALL (after the module status was checked).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct VmcallOut {
+    /// R10: TDVMCALL status.
+    pub status: u64,
+    /// R11.
+    pub r11: u64,
+    /// R12.
+    pub r12: u64,
+    /// R13.
+    pub r13: u64,
+    /// R14.
+    pub r14: u64,
+    /// R15.
+    pub r15: u64,
+}
+
+/// TDG.VP.VMCALL with R10 = `r10`, R11 = `sub`, R12-R15 = `args`, exposing `mask`. The raw
+/// form the conformance tables use: no check of the TDVMCALL status.
+pub fn vmcall_raw(mask: ExposeMask, r10: u64, sub: u64, args: [u64; 4]) -> Result<VmcallOut, u64> {
+    let mut r = TdcallRegs {
+        rax: leaf::VP_VMCALL,
+        rcx: mask.0,
+        r10,
+        r11: sub,
+        r12: args[0],
+        r13: args[1],
+        r14: args[2],
+        r15: args[3],
+        ..TdcallRegs::default()
+    };
+    tdcall(&mut r);
+    if r.rax != tdx::TDX_SUCCESS {
+        return Err(r.rax);
+    }
+    Ok(VmcallOut {
+        status: r.r10,
+        r11: r.r11,
+        r12: r.r12,
+        r13: r.r13,
+        r14: r.r14,
+        r15: r.r15,
+    })
+}
+
+/// A standard TDVMCALL whose TDVMCALL status must be SUCCESS.
+fn vmcall(request: &'static str, sub: u64, args: [u64; 4]) -> Result<VmcallOut, HostError> {
+    let out = vmcall_raw(ExposeMask::LINUX, vmcall::STANDARD, sub, args).map_err(|status| {
+        HostError::Refused {
+            request: "TDCALL(TDG.VP.VMCALL) module status",
+            status,
+        }
+    })?;
+    if out.status != status::SUCCESS {
+        return Err(HostError::Refused {
+            request,
+            status: out.status,
+        });
+    }
+    Ok(out)
+}
+
+/// GPAW from TDG.VP.INFO, and the shared bit it implies.
+static GPAW: AtomicU32 = AtomicU32::new(0);
+static SHARED_BIT: AtomicU64 = AtomicU64::new(0);
+
+/// What TDG.VP.INFO reported.
+#[derive(Clone, Copy, Debug)]
+pub struct VpInfo {
+    /// Guest physical address width (48 or 52).
+    pub gpaw: u32,
+    /// Number of vCPUs (R8[31:0]).
+    pub vcpus: u32,
+    /// This vCPU's index (R9[31:0]).
+    pub vcpu_index: u32,
+}
+
+/// TDG.VP.INFO, validated: GPAW must be 48 or 52 (TDX module ABI spec, TDG.VP.INFO).
+pub fn vp_info() -> Result<VpInfo, HostError> {
+    let mut r = TdcallRegs {
+        rax: leaf::VP_INFO,
+        ..TdcallRegs::default()
+    };
+    tdcall(&mut r);
+    if r.rax != tdx::TDX_SUCCESS {
+        return Err(HostError::Refused {
+            request: "TDG.VP.INFO",
+            status: r.rax,
+        });
+    }
+    let gpaw = (r.rcx & tdx::VP_INFO_GPAW_MASK) as u32;
+    if gpaw != 48 && gpaw != 52 {
+        return Err(HostError::BadAnswer {
+            request: "TDG.VP.INFO GPAW (48 or 52)",
+            value: r.rcx,
+        });
+    }
+    Ok(VpInfo {
+        gpaw,
+        vcpus: r.r8 as u32,
+        vcpu_index: r.r9 as u32,
+    })
+}
+
+/// Sets up the backend from TDG.VP.INFO.
+pub fn init() -> Result<VpInfo, HostError> {
+    let info = vp_info()?;
+    GPAW.store(info.gpaw, Ordering::Relaxed);
+    SHARED_BIT.store(tdx::shared_bit(info.gpaw), Ordering::Relaxed);
+    Ok(info)
+}
+
+/// The shared bit (bit GPAW-1).
+pub fn shared_bit() -> u64 {
+    SHARED_BIT.load(Ordering::Relaxed)
+}
+
+/// GPAW.
+pub fn gpaw() -> u32 {
+    GPAW.load(Ordering::Relaxed)
+}
+
+fn fits(request: &'static str, width: protocol::access::Width, v: u64) -> Result<u64, HostError> {
+    if width.fits(v) {
+        Ok(v)
+    } else {
+        Err(HostError::BadAnswer { request, value: v })
+    }
+}
+
+/// MMIO read through `#VE.RequestMMIO` on the shared alias of `gpa`.
+pub fn mmio_read<T: MmioValue>(gpa: u64) -> Result<T, HostError> {
+    let w = T::WIDTH;
+    let out = vmcall(
+        "TDVMCALL MMIO read",
+        vmcall::MMIO,
+        [w.bytes(), tdx::DIR_READ, gpa | shared_bit(), 0],
+    )?;
+    fits(
+        "TDVMCALL MMIO read value (R11 wider than the access)",
+        w,
+        out.r11,
+    )
+    .map(T::from_u64)
+}
+
+/// MMIO write through `#VE.RequestMMIO`.
+pub fn mmio_write<T: MmioValue>(gpa: u64, v: T) -> Result<(), HostError> {
+    vmcall(
+        "TDVMCALL MMIO write",
+        vmcall::MMIO,
+        [
+            T::WIDTH.bytes(),
+            tdx::DIR_WRITE,
+            gpa | shared_bit(),
+            v.to_u64(),
+        ],
+    )
+    .map(|_| ())
+}
+
+/// Port read through `Instruction.IO`.
+pub fn pio_read<T: PioValue>(port: u16) -> Result<T, HostError> {
+    let w = T::WIDTH;
+    let out = vmcall(
+        "TDVMCALL IO read",
+        vmcall::IO,
+        [w.bytes(), tdx::DIR_READ, u64::from(port), 0],
+    )?;
+    fits(
+        "TDVMCALL IO read value (R11 wider than the access)",
+        w,
+        out.r11,
+    )
+    .map(T::from_u64)
+}
+
+/// Port write through `Instruction.IO`.
+pub fn pio_write<T: PioValue>(port: u16, v: T) -> Result<(), HostError> {
+    vmcall(
+        "TDVMCALL IO write",
+        vmcall::IO,
+        [
+            T::WIDTH.bytes(),
+            tdx::DIR_WRITE,
+            u64::from(port),
+            v.to_u64(),
+        ],
+    )
+    .map(|_| ())
+}
+
+/// String port write: the GHCI has no string IO, so one `Instruction.IO` per byte.
+pub fn pio_write_bytes(port: u16, bytes: &[u8]) -> Result<(), HostError> {
+    for &b in bytes {
+        pio_write::<u8>(port, b)?;
+    }
+    Ok(())
+}
+
+/// CPUID through `Instruction.CPUID` (outputs must fit 32 bits).
+pub fn cpuid(leaf: u32, subleaf: u32) -> Result<CpuidResult, HostError> {
+    let out = vmcall(
+        "TDVMCALL CPUID",
+        vmcall::CPUID,
+        [u64::from(leaf), u64::from(subleaf), 0, 0],
+    )?;
+    let w = protocol::access::Width::B4;
+    Ok(CpuidResult {
+        eax: fits("TDVMCALL CPUID EAX (R12 wider than 32 bits)", w, out.r12)? as u32,
+        ebx: fits("TDVMCALL CPUID EBX (R13 wider than 32 bits)", w, out.r13)? as u32,
+        ecx: fits("TDVMCALL CPUID ECX (R14 wider than 32 bits)", w, out.r14)? as u32,
+        edx: fits("TDVMCALL CPUID EDX (R15 wider than 32 bits)", w, out.r15)? as u32,
+    })
+}
+
+/// RDMSR through `Instruction.RDMSR`. KVM refuses MSRs it does not emulate with
+/// INVALID_OPERAND, which is what a #GP is on this platform.
+pub fn rdmsr(msr: u32) -> Result<u64, MsrError> {
+    match vmcall("TDVMCALL RDMSR", vmcall::RDMSR, [u64::from(msr), 0, 0, 0]) {
+        Ok(out) => Ok(out.r11),
+        Err(HostError::Refused { status: s, .. }) if s == status::INVALID_OPERAND => {
+            Err(MsrError::Fault(gp()))
+        }
+        Err(e) => Err(MsrError::Host(e)),
+    }
+}
+
+/// WRMSR through `Instruction.WRMSR`.
+pub fn wrmsr(msr: u32, v: u64) -> Result<(), MsrError> {
+    match vmcall("TDVMCALL WRMSR", vmcall::WRMSR, [u64::from(msr), v, 0, 0]) {
+        Ok(_) => Ok(()),
+        Err(HostError::Refused { status: s, .. }) if s == status::INVALID_OPERAND => {
+            Err(MsrError::Fault(gp()))
+        }
+        Err(e) => Err(MsrError::Host(e)),
+    }
+}
+
+fn gp() -> crate::arch::insn::Fault {
+    crate::arch::insn::Fault {
+        vector: 13,
+        error_code: 0,
+    }
+}
+
+/// HLT through `Instruction.HLT` with "interrupts not blocked" (R12 = 0, as Linux's
+/// `tdx_safe_halt`), then a one-instruction interrupt window so the interrupt the host
+/// queued for the wake-up is taken before returning.
+pub fn halt() -> Result<(), HostError> {
+    let r = vmcall("TDVMCALL HLT", vmcall::HLT, [0, 0, 0, 0]);
+    crate::arch::insn::interrupt_window();
+    r.map(|_| ())
+}
+
+/// Stops for good: `Instruction.HLT` with interrupts blocked (R12 = 1), forever.
+pub fn stop_forever() -> ! {
+    loop {
+        let _ = vmcall_raw(
+            ExposeMask::LINUX,
+            vmcall::STANDARD,
+            vmcall::HLT,
+            [1, 0, 0, 0],
+        );
+    }
+}

@@ -1,0 +1,150 @@
+//! Command-line interface definitions (clap).
+
+use crate::qemu::{Accel, Machine};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Runs the cvmprobe guest kernel and reads its KTAP verdict.
+#[derive(Debug, Parser)]
+#[command(name = "cvmprobe", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// What to do (`run` when omitted).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Options of `run`, accepted without the subcommand name.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Boot the guest, run its test tables, print the verdict (the default).
+    Run(RunArgs),
+    /// List every suite and case, with the platforms that run them.
+    List(ListArgs),
+    /// Read a KTAP log (file or `-` for stdin) and print the same summary and exit code.
+    Parse(ParseArgs),
+}
+
+/// Which platform the guest runs as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PlatformArg {
+    /// A plain VM.
+    Legacy,
+}
+
+impl PlatformArg {
+    /// The protocol's kind.
+    pub fn kind(self) -> protocol::platform::PlatformKind {
+        match self {
+            PlatformArg::Legacy => protocol::platform::PlatformKind::Legacy,
+        }
+    }
+}
+
+/// Options of `run`.
+#[derive(Debug, Args, Clone)]
+pub struct RunArgs {
+    /// Platform the guest runs as.
+    #[arg(long, value_enum, default_value = "legacy")]
+    pub platform: PlatformArg,
+    /// Accelerator for QEMU (default: kvm when /dev/kvm opens, else tcg).
+    #[arg(long, value_enum)]
+    pub accel: Option<Accel>,
+    /// QEMU machine model.
+    #[arg(long, value_enum, default_value = "microvm")]
+    pub machine: Machine,
+    /// Cases to run: comma-separated `suite` or `suite.case` patterns, `*` as wildcard
+    /// (e.g. `mmio,io.u8_*`). Default: all.
+    #[arg(long, default_value = "")]
+    pub filter: String,
+    /// Hang limit for the whole run (`30`, `30s`, `500ms`, `2m`).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Write a JUnit XML report to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Copy the guest's serial output to stdout as it arrives.
+    #[arg(long, short)]
+    pub verbose: bool,
+    /// The QEMU binary.
+    #[arg(long, value_name = "PATH", default_value = "qemu-system-x86_64")]
+    pub qemu: PathBuf,
+    /// Extra kernel command-line token, repeatable (e.g. `--append cvmprobe.inject=panic`,
+    /// the test-only fault injection).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub append: Vec<String>,
+}
+
+/// Options of `list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only cases selected by this filter.
+    #[arg(long, default_value = "")]
+    pub filter: String,
+    /// Print only `suite.case` names, one per line.
+    #[arg(long)]
+    pub names: bool,
+}
+
+/// Options of `parse`.
+#[derive(Debug, Args)]
+pub struct ParseArgs {
+    /// The KTAP log, or `-` for standard input.
+    pub file: String,
+    /// Write a JUnit XML report to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+}
+
+/// Parses `30`, `30s`, `1.5s`, `500ms`, `2m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration: use e.g. 30, 30s, 500ms or 2m"))?;
+    let secs = match unit {
+        "s" => v,
+        "ms" => v / 1000.0,
+        "m" => v * 60.0,
+        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use ms, s or m)")),
+    };
+    if !(secs > 0.0 && secs < 86_400.0) {
+        return Err(format!("`{s}`: the timeout must be between 0 and 24 hours"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("10h").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn cli_parses() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let c = Cli::try_parse_from(["cvmprobe", "--filter", "io", "--accel", "tcg"]).unwrap();
+        assert!(c.command.is_none());
+        assert_eq!(c.run.filter, "io");
+        assert!(Cli::try_parse_from(["cvmprobe", "--accel", "hvf"]).is_err());
+        let c = Cli::try_parse_from(["cvmprobe", "parse", "-"]).unwrap();
+        assert!(matches!(c.command, Some(Command::Parse(_))));
+    }
+}

@@ -1,0 +1,245 @@
+//! One run of the guest: build its command line, boot it, follow its KTAP output live, and
+//! turn what it printed plus how it ended into a [`Summary`].
+
+use crate::ktap::{self, LineClassifier, LineEvent};
+use crate::qemu::{self, QemuConfig, QemuEnd};
+use crate::report::{self, Summary};
+use indicatif::{ProgressBar, ProgressStyle};
+use protocol::catalog::{self, Filter};
+use protocol::cmdline;
+use protocol::exit::GuestExit;
+use protocol::platform::PlatformKind;
+use std::hash::{BuildHasher, Hasher};
+use std::time::Duration;
+
+/// What to run, independent of where.
+#[derive(Clone, Debug)]
+pub struct RunRequest {
+    /// Platform the guest should find (and the catalog's skip list).
+    pub platform: PlatformKind,
+    /// `cvmprobe.filter=` value (validated), empty for all.
+    pub filter: String,
+    /// Extra kernel command-line tokens (`cvmprobe.inject=panic`, ...).
+    pub extra_cmdline: Vec<String>,
+    /// Hang limit.
+    pub timeout: Duration,
+    /// Copy serial output to stdout as it arrives.
+    pub verbose: bool,
+    /// Show a progress bar on stderr (hidden automatically when stderr is not a terminal).
+    pub progress: bool,
+}
+
+/// Everything a run produced.
+#[derive(Debug)]
+pub struct RunResult {
+    /// The verdict.
+    pub summary: Summary,
+    /// The guest's serial output.
+    pub serial: String,
+    /// The guest's exit-port verdict, if it reached the port.
+    pub guest_exit: Option<GuestExit>,
+}
+
+/// A fresh per-run token (hex), used for host-chosen values the guest must read back.
+pub fn run_token() -> u32 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    h.finish() as u32
+}
+
+/// The CPUID brand string the host chooses for a run, and its command-line form.
+pub fn brand_for(token: u32) -> (String, String) {
+    let brand = format!("cvmprobe run {token:08x}");
+    let key = format!("{}={}", cmdline::KEY_BRAND, brand.replace(' ', "_"));
+    (brand, key)
+}
+
+/// The kernel command line for a request (without the brand key): the platform the host set
+/// up, the filter, and any extra tokens.
+pub fn kernel_cmdline(req: &RunRequest) -> String {
+    let mut parts = vec![format!("{}={}", cmdline::KEY_PLATFORM, req.platform.name())];
+    if !req.filter.is_empty() {
+        parts.push(format!("{}={}", cmdline::KEY_FILTER, req.filter));
+    }
+    parts.extend(req.extra_cmdline.iter().cloned());
+    parts.join(" ")
+}
+
+/// The cases a request must report, in order.
+pub fn expected(req: &RunRequest) -> Vec<(&'static str, &'static str, catalog::Expected)> {
+    let filter = Filter::parse(&req.filter).unwrap_or(Filter::ALL);
+    catalog::planned(req.platform, filter)
+        .map(|(s, c, e)| (s.name, c.name, e))
+        .collect()
+}
+
+/// Follows serial lines for the progress bar and verbose passthrough.
+pub struct Progress {
+    bar: ProgressBar,
+    classifier: LineClassifier,
+    suite: String,
+    verbose: bool,
+}
+
+impl Progress {
+    /// A progress display for `total` cases.
+    pub fn new(total: usize, show: bool, verbose: bool) -> Self {
+        let bar = if show {
+            let b = ProgressBar::new(total as u64);
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            b.enable_steady_tick(Duration::from_millis(120));
+            b
+        } else {
+            ProgressBar::hidden()
+        };
+        Self {
+            bar,
+            classifier: LineClassifier::new(),
+            suite: String::new(),
+            verbose,
+        }
+    }
+
+    /// Feeds one serial line.
+    pub fn line(&mut self, line: &str) {
+        if self.verbose {
+            self.bar.suspend(|| println!("{line}"));
+        }
+        match self.classifier.classify(line) {
+            LineEvent::Subtest { depth: 1, name } => self.suite = name.to_string(),
+            LineEvent::Result {
+                depth: 1, name, ok, ..
+            } => {
+                self.bar.inc(1);
+                let mark = if ok { "" } else { " (failed)" };
+                self.bar
+                    .set_message(format!("{}.{}{}", self.suite, name, mark));
+            }
+            LineEvent::BailOut(why) => self.bar.set_message(format!("bail out: {why}")),
+            _ => {}
+        }
+    }
+
+    /// Removes the bar.
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+/// Turns a finished run's output into the summary.
+pub fn summarize(
+    req: &RunRequest,
+    serial: &str,
+    guest_exit: Option<GuestExit>,
+    abnormal_end: Option<String>,
+) -> Summary {
+    // A guest that died mid-line leaves a half-written last line (`ok 3 u8_la`), which would
+    // parse as a result: only complete lines count.
+    let complete = match serial.rfind('\n') {
+        Some(i) if i + 1 < serial.len() => &serial[..=i],
+        Some(_) => serial,
+        None => "",
+    };
+    let doc = ktap::parse(complete);
+    let end_reason = match (&abnormal_end, &doc.bail_out) {
+        (Some(e), _) => Some(e.clone()),
+        (None, Some(b)) => Some(format!("the guest bailed out: {}", b.reason)),
+        (None, None) => Some("the guest exited without reporting it".to_string()),
+    };
+    let exp = expected(req);
+    let mut s = Summary::from_run(&doc, exp.iter().copied(), end_reason.as_deref());
+    if let Some(e) = &abnormal_end {
+        s.problems.push(e.clone());
+    }
+    match guest_exit {
+        Some(GuestExit::Pass) if s.counts().failed > 0 => {
+            s.problems
+                .push("the guest wrote PASS to the exit port although cases failed".into());
+        }
+        Some(GuestExit::Fail) if s.counts().failed == 0 && s.bail_out.is_none() => {
+            s.problems
+                .push("the guest wrote FAIL to the exit port although no case failed".into());
+        }
+        Some(GuestExit::Other(v)) => {
+            s.problems.push(format!(
+                "the guest wrote an unknown value {v:#x} to the exit port"
+            ));
+        }
+        _ => {}
+    }
+    if abnormal_end.is_some() || s.bail_out.is_some() || !s.problems.is_empty() {
+        s.serial_tail = report::tail(serial, report::SERIAL_TAIL_LINES);
+    }
+    s
+}
+
+/// Fills the run-specific parts of a QEMU configuration: the kernel command line and the
+/// brand string chosen for this run.
+pub fn prepare_qemu(req: &RunRequest, mut cfg: QemuConfig) -> QemuConfig {
+    let (brand, brand_key) = brand_for(run_token());
+    let mut c = kernel_cmdline(req);
+    if !c.is_empty() {
+        c.push(' ');
+    }
+    c.push_str(&brand_key);
+    cfg.cmdline = c;
+    cfg.brand = brand;
+    cfg
+}
+
+/// Runs the request under QEMU with a configuration from [`prepare_qemu`].
+pub fn run_qemu(req: &RunRequest, cfg: &QemuConfig) -> Result<RunResult, qemu::QemuError> {
+    let total = expected(req).len();
+    let mut progress = Progress::new(total, req.progress, req.verbose);
+    let r = qemu::run(cfg, req.timeout, |l| progress.line(l));
+    progress.finish();
+    let r = r?;
+    let (guest_exit, abnormal) = match r.end {
+        QemuEnd::TimedOut(d) => (None, Some(format!("hang: no verdict within the {:.1} s timeout (QEMU killed)", d.as_secs_f64()))),
+        QemuEnd::Exited(status) => match status.code() {
+            Some(code) => match GuestExit::from_qemu_status(code) {
+                Some(g) => (Some(g), None),
+                None if code == 0 => (
+                    None,
+                    Some("QEMU exited with status 0 before the guest wrote a verdict: the guest shut down or triple-faulted (-no-reboot)".to_string()),
+                ),
+                None => (None, Some(format!("QEMU exited with status {code} before the guest wrote a verdict"))),
+            },
+            None => (None, Some(format!("QEMU was killed by a signal ({status})"))),
+        },
+    };
+    let mut abnormal = abnormal;
+    let saw_ktap = r.serial.contains(protocol::ktap::VERSION_LINE);
+    if !saw_ktap {
+        // Status 1 is also QEMU's own failure status: without any KTAP the guest never ran.
+        let stderr = r.stderr.trim();
+        let why = if stderr.is_empty() {
+            "the guest printed nothing (no KTAP output)".to_string()
+        } else {
+            format!("the guest printed nothing; QEMU said: {stderr}")
+        };
+        abnormal = Some(match abnormal {
+            Some(a) => format!("{a}; {why}"),
+            None => why,
+        });
+    }
+    let guest_exit = if saw_ktap { guest_exit } else { None };
+    let mut summary = summarize(req, &r.serial, guest_exit, abnormal);
+    summary.environment = format!("qemu {}/{}", cfg.machine.name(), cfg.accel.name());
+    summary.wall = Some(r.wall);
+    Ok(RunResult {
+        summary,
+        serial: r.serial,
+        guest_exit,
+    })
+}

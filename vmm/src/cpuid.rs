@@ -1,0 +1,241 @@
+//! The guest's CPUID: KVM's supported leaves, adjusted for a legacy vCPU without an in-kernel
+//! local APIC, with a brand string chosen per run.
+//!
+//! Pure functions over a [`CpuId`] so they are tested without KVM; `set_cpuid2` with the result
+//! must come before `set_sregs` and the first `KVM_RUN` (DESIGN.md, "Facts of these machines").
+
+use kvm_bindings::{CpuId, kvm_cpuid_entry2};
+use protocol::qemu_devices::HYPERVISOR_SIG_KVM;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// CPUID leaf 1 (Intel SDM vol. 2A, CPUID, table 3-10/3-11).
+const LEAF_FEATURES: u32 = 1;
+/// CPUID.1:EDX bit 9: APIC on chip. The guest's halt suite needs it for its timer.
+const EDX_APIC: u32 = 1 << 9;
+/// CPUID.1:ECX bit 21: x2APIC. Cleared: the user-space APIC model is xAPIC MMIO only.
+const ECX_X2APIC: u32 = 1 << 21;
+/// CPUID.1:ECX bit 24: TSC-deadline timer mode. Cleared: the model has one-shot and
+/// periodic modes only.
+const ECX_TSC_DEADLINE: u32 = 1 << 24;
+/// CPUID.1:ECX bit 31: running under a hypervisor (reserved for this use by both vendors).
+const ECX_HYPERVISOR: u32 = 1 << 31;
+/// CPUID.1:EBX[31:24]: initial APIC ID.
+const EBX_APIC_ID_MASK: u32 = 0xff << 24;
+/// The only vCPU's APIC ID.
+const APIC_ID: u32 = 0;
+
+/// KVM's signature leaf (Linux Documentation/virt/kvm/x86/cpuid.rst, KVM_CPUID_SIGNATURE).
+const LEAF_KVM_SIGNATURE: u32 = 0x4000_0000;
+/// KVM_CPUID_FEATURES, the highest KVM leaf; leaf 0x40000000 EAX names it.
+const LEAF_KVM_FEATURES: u32 = 0x4000_0001;
+
+/// Extended leaf 0x80000000: EAX = highest extended leaf.
+const LEAF_EXT_MAX: u32 = 0x8000_0000;
+/// First of the three brand-string leaves (0x80000002..=0x80000004, 16 bytes each).
+const LEAF_BRAND_FIRST: u32 = 0x8000_0002;
+/// Last brand-string leaf.
+const LEAF_BRAND_LAST: u32 = 0x8000_0004;
+
+/// Bytes of the processor brand string (three leaves of four registers).
+pub const BRAND_LEN: usize = 48;
+
+/// The processor brand string the VMM chose for one run: printable ASCII without `_`, `=`
+/// or whitespace other than single spaces, NUL-padded to 48 bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Brand {
+    text: String,
+}
+
+impl Brand {
+    /// A brand unique to this run: `cvmprobe VMM <12 hex digits>`, so a guest that reads a
+    /// stale or host CPUID cannot pass the `cpuid.brand_string` case by accident.
+    pub fn for_run() -> Self {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let mix = (nanos ^ (u64::from(std::process::id()) << 32) ^ n.rotate_left(17))
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        Self {
+            text: format!("cvmprobe VMM {:012x}", mix >> 16),
+        }
+    }
+
+    /// A fixed brand (tests). Panics unless `text` is at most 47 printable ASCII bytes
+    /// without `_` or `=`.
+    pub fn new(text: &str) -> Self {
+        assert!(text.len() < BRAND_LEN, "brand string longer than 47 bytes");
+        assert!(
+            text.bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'_' && b != b'=' || b == b' '),
+            "brand string must be printable ASCII without '_' or '='"
+        );
+        Self {
+            text: text.to_owned(),
+        }
+    }
+
+    /// The brand as text.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The value of `cvmprobe.brand=` for the guest (`protocol::cmdline::KEY_BRAND`):
+    /// spaces written as `_`.
+    pub fn cmdline_value(&self) -> String {
+        self.text.replace(' ', "_")
+    }
+
+    /// The 48 bytes CPUID returns, NUL-padded.
+    pub fn bytes(&self) -> [u8; BRAND_LEN] {
+        let mut b = [0u8; BRAND_LEN];
+        b[..self.text.len()].copy_from_slice(self.text.as_bytes());
+        b
+    }
+}
+
+/// Adjusts KVM's supported CPUID for this VMM's vCPU:
+/// - leaf 1: hypervisor bit set, APIC bit set (the user-space APIC answers at its default
+///   base), x2APIC and TSC-deadline cleared (the model does neither), APIC ID 0;
+/// - leaf 0x40000000 says KVM (the guest prints it and its MSR cases depend on it);
+/// - leaves 0x80000002..4 hold `brand`, and leaf 0x80000000 reaches them.
+pub fn configure(cpuid: &mut CpuId, brand: &Brand) -> Result<(), vmm_sys_util::fam::Error> {
+    if let Some(e) = find(cpuid, LEAF_FEATURES) {
+        e.ecx = (e.ecx | ECX_HYPERVISOR) & !(ECX_X2APIC | ECX_TSC_DEADLINE);
+        e.edx |= EDX_APIC;
+        e.ebx = (e.ebx & !EBX_APIC_ID_MASK) | (APIC_ID << 24);
+    }
+
+    let sig = signature_regs(HYPERVISOR_SIG_KVM);
+    match find(cpuid, LEAF_KVM_SIGNATURE) {
+        Some(e) => {
+            e.eax = e.eax.max(LEAF_KVM_FEATURES);
+            (e.ebx, e.ecx, e.edx) = sig;
+        }
+        None => cpuid.push(entry(
+            LEAF_KVM_SIGNATURE,
+            [LEAF_KVM_FEATURES, sig.0, sig.1, sig.2],
+        ))?,
+    }
+
+    match find(cpuid, LEAF_EXT_MAX) {
+        Some(e) => e.eax = e.eax.max(LEAF_BRAND_LAST),
+        None => cpuid.push(entry(LEAF_EXT_MAX, [LEAF_BRAND_LAST, 0, 0, 0]))?,
+    }
+    let bytes = brand.bytes();
+    for (i, leaf) in (LEAF_BRAND_FIRST..=LEAF_BRAND_LAST).enumerate() {
+        let mut regs = [0u32; 4];
+        for (j, r) in regs.iter_mut().enumerate() {
+            let at = i * 16 + j * 4;
+            *r = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+        }
+        match find(cpuid, leaf) {
+            Some(e) => [e.eax, e.ebx, e.ecx, e.edx] = regs,
+            None => cpuid.push(entry(leaf, regs))?,
+        }
+    }
+    Ok(())
+}
+
+/// The entry for `function`, subleaf 0.
+fn find(cpuid: &mut CpuId, function: u32) -> Option<&mut kvm_cpuid_entry2> {
+    cpuid
+        .as_mut_slice()
+        .iter_mut()
+        .find(|e| e.function == function && e.index == 0)
+}
+
+fn entry(function: u32, [eax, ebx, ecx, edx]: [u32; 4]) -> kvm_cpuid_entry2 {
+    kvm_cpuid_entry2 {
+        function,
+        eax,
+        ebx,
+        ecx,
+        edx,
+        ..Default::default()
+    }
+}
+
+/// A 12-byte signature as EBX, ECX, EDX.
+fn signature_regs(sig: &[u8; 12]) -> (u32, u32, u32) {
+    let r = |i: usize| u32::from_le_bytes(sig[i..i + 4].try_into().expect("4 bytes"));
+    (r(0), r(4), r(8))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::cmdline::brand_matches;
+
+    fn sample() -> CpuId {
+        CpuId::from_entries(&[
+            entry(0, [0x1c, 0x6874_7541, 0x444d_4163, 0x6974_6e65]),
+            // Leaf 1 as this host's KVM reports it (x2APIC, TSC-deadline, hypervisor set).
+            entry(1, [0x00b0_0f21, 0x0102_0800, 0x8120_2000, 0x078b_f9ff]),
+            entry(0x8000_0000, [0x8000_0021, 0, 0, 0]),
+            entry(0x8000_0002, [0; 4]),
+        ])
+        .unwrap()
+    }
+
+    fn get(c: &CpuId, f: u32) -> kvm_cpuid_entry2 {
+        *c.as_slice().iter().find(|e| e.function == f).unwrap()
+    }
+
+    #[test]
+    fn leaf1_adjusted() {
+        let mut c = sample();
+        configure(&mut c, &Brand::new("x")).unwrap();
+        let e = get(&c, 1);
+        assert_ne!(e.edx & EDX_APIC, 0);
+        assert_ne!(e.ecx & ECX_HYPERVISOR, 0);
+        assert_eq!(e.ecx & (ECX_X2APIC | ECX_TSC_DEADLINE), 0);
+        assert_eq!(e.ebx >> 24, 0);
+        assert_eq!(e.ebx & 0xffff, 0x0800, "CLFLUSH size kept");
+    }
+
+    #[test]
+    fn kvm_signature_present() {
+        let mut c = sample();
+        configure(&mut c, &Brand::new("x")).unwrap();
+        let e = get(&c, LEAF_KVM_SIGNATURE);
+        let mut sig = [0u8; 12];
+        sig[..4].copy_from_slice(&e.ebx.to_le_bytes());
+        sig[4..8].copy_from_slice(&e.ecx.to_le_bytes());
+        sig[8..].copy_from_slice(&e.edx.to_le_bytes());
+        assert_eq!(&sig, HYPERVISOR_SIG_KVM);
+        assert!(e.eax >= LEAF_KVM_FEATURES);
+    }
+
+    #[test]
+    fn brand_round_trips_through_the_guest_check() {
+        let mut c = sample();
+        let brand = Brand::for_run();
+        configure(&mut c, &brand).unwrap();
+        let mut got = [0u8; BRAND_LEN];
+        for (i, leaf) in (LEAF_BRAND_FIRST..=LEAF_BRAND_LAST).enumerate() {
+            let e = get(&c, leaf);
+            for (j, r) in [e.eax, e.ebx, e.ecx, e.edx].into_iter().enumerate() {
+                got[i * 16 + j * 4..][..4].copy_from_slice(&r.to_le_bytes());
+            }
+        }
+        assert!(brand_matches(&brand.cmdline_value(), &got), "{brand:?}");
+        assert!(!brand_matches(&Brand::for_run().cmdline_value(), &got));
+        assert!(get(&c, LEAF_EXT_MAX).eax >= LEAF_BRAND_LAST);
+    }
+
+    #[test]
+    fn brand_value_has_no_spaces() {
+        let b = Brand::for_run();
+        assert!(b.as_str().len() < BRAND_LEN);
+        assert!(!b.cmdline_value().contains(' '));
+    }
+
+    #[test]
+    #[should_panic(expected = "without '_'")]
+    fn brand_rejects_underscore() {
+        Brand::new("a_b");
+    }
+}

@@ -1,0 +1,629 @@
+//! The machine behind the vCPU: device buses, the interrupt state, and the one function that
+//! turns a decoded exit into what the run loop does next.
+//!
+//! Nothing here touches KVM (Firecracker's shape): [`Exit`] is plain data, [`Machine::handle`]
+//! is a function of the exit, the vCPU's register snapshot and the time, so unit tests drive
+//! it with synthetic exits and instants. The KVM side is in `vcpu.rs`.
+
+use crate::devices::exit_port::{EXIT_PORT, EXIT_PORT_LEN, ExitPort};
+use crate::devices::lapic::{LAPIC_BASE, LAPIC_LEN, Lapic};
+use crate::devices::serial::{COM1_BASE, COM1_LEN, Com1};
+use crate::devices::{AccessCtx, Bus, Device, Effect, fill_unassigned};
+use crate::{ExitReason, ExitStats};
+use kvm_bindings::kvm_regs;
+use std::time::Instant;
+use vm_memory::GuestMemoryMmap;
+
+/// One vCPU exit, decoded from `kvm_run`. Data slices are the exit's own buffers: what a
+/// read handler writes into them is what the guest reads.
+#[derive(Debug)]
+pub enum Exit<'a> {
+    /// `IN` from `port`: fill `data`. String IO (`rep ins`) carries several `size`-byte
+    /// elements, one device access each.
+    IoIn {
+        /// First port.
+        port: u16,
+        /// Bytes per access (1, 2 or 4).
+        size: usize,
+        /// `size * count` bytes to fill.
+        data: &'a mut [u8],
+    },
+    /// `OUT` to `port` (several elements for `rep outs`).
+    IoOut {
+        /// First port.
+        port: u16,
+        /// Bytes per access.
+        size: usize,
+        /// `size * count` bytes written.
+        data: &'a [u8],
+    },
+    /// A load from GPA `addr` with no memslot behind it: fill `data` (1..=8 bytes).
+    MmioRead {
+        /// Guest-physical address.
+        addr: u64,
+        /// Bytes to fill.
+        data: &'a mut [u8],
+    },
+    /// A store to GPA `addr` with no memslot behind it.
+    MmioWrite {
+        /// Guest-physical address.
+        addr: u64,
+        /// Bytes written.
+        data: &'a [u8],
+    },
+    /// `HLT` (KVM_EXIT_HLT: there is no in-kernel local APIC to halt in).
+    Hlt,
+    /// KVM_EXIT_IRQ_WINDOW_OPEN: the guest can take the interrupt the VMM asked to inject.
+    IrqWindowOpen,
+    /// KVM_RUN returned EINTR or KVM_EXIT_INTR: a signal (the watchdog's kick) pulled the
+    /// vCPU out.
+    Interrupted,
+    /// KVM_EXIT_SHUTDOWN: triple fault.
+    Shutdown,
+    /// KVM_EXIT_FAIL_ENTRY: VM entry failed with a hardware reason.
+    FailEntry {
+        /// `hardware_entry_failure_reason`.
+        reason: u64,
+    },
+    /// KVM_EXIT_INTERNAL_ERROR (emulation failure and the like).
+    InternalError {
+        /// `internal.suberror` (1 = KVM_INTERNAL_ERROR_EMULATION).
+        suberror: u32,
+        /// `internal.data[..ndata]`.
+        data: Vec<u64>,
+    },
+    /// Any exit this machine does not handle, described.
+    Other(String),
+}
+
+impl Exit<'_> {
+    /// Short name for statistics and messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::IoIn { .. } | Self::IoOut { .. } => "io",
+            Self::MmioRead { .. } | Self::MmioWrite { .. } => "mmio",
+            Self::Hlt => "hlt",
+            Self::IrqWindowOpen => "irq-window",
+            Self::Interrupted => "interrupted",
+            Self::Shutdown => "shutdown",
+            Self::FailEntry { .. } => "fail-entry",
+            Self::InternalError { .. } => "internal-error",
+            Self::Other(_) => "other",
+        }
+    }
+}
+
+/// The vCPU state the machine sees at an exit.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuState {
+    /// General-purpose registers, RIP and RFLAGS (kvm_run sync regs).
+    pub regs: kvm_regs,
+    /// RFLAGS.IF at the exit (`kvm_run.if_flag`).
+    pub if_flag: bool,
+}
+
+impl CpuState {
+    /// A state with only RIP and IF set (tests, synthetic exits).
+    pub fn at(rip: u64, if_flag: bool) -> Self {
+        Self {
+            regs: kvm_regs {
+                rip,
+                rflags: 0x2 | if if_flag { 1 << 9 } else { 0 },
+                ..Default::default()
+            },
+            if_flag,
+        }
+    }
+
+    /// Guest RIP.
+    pub fn rip(&self) -> u64 {
+        self.regs.rip
+    }
+}
+
+/// What the run loop does after an exit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Control {
+    /// Re-enter the guest.
+    Continue,
+    /// The vCPU halted with an interrupt due at this time: wait, then ask again with
+    /// [`Machine::resume_halt`].
+    WaitUntil(Instant),
+    /// The run is over.
+    Stop(ExitReason),
+}
+
+/// What to do about interrupts before the next KVM_RUN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InterruptStep {
+    /// Nothing pending.
+    Idle,
+    /// Inject this vector with KVM_INTERRUPT (the guest is ready for it).
+    Inject(u8),
+    /// Something is pending but the guest cannot take it yet: set
+    /// `request_interrupt_window` so KVM exits when it can.
+    RequestWindow,
+}
+
+/// The devices of the legacy platform, named on the buses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DeviceId {
+    Com1,
+    ExitPort,
+    Lapic,
+}
+
+/// Which bus an access is on.
+#[derive(Clone, Copy, Debug)]
+enum Space {
+    Pio,
+    Mmio,
+}
+
+/// The legacy platform: COM1, the exit port, a user-space local APIC; everything else
+/// unassigned. It holds the guest's memory too, for exit handlers that read or write it.
+pub struct Machine {
+    mem: GuestMemoryMmap,
+    pio: Bus<DeviceId>,
+    mmio: Bus<DeviceId>,
+    com1: Com1,
+    exit_port: ExitPort,
+    lapic: Lapic,
+    unassigned: u64,
+}
+
+impl Machine {
+    /// The legacy platform's devices at their standard places, for a guest with memory `mem`
+    /// (a cheap handle on the same mapping the VM uses).
+    pub fn legacy(mem: GuestMemoryMmap) -> Self {
+        const DISJOINT: &str = "the legacy platform's device ranges are disjoint";
+        let mut pio = Bus::default();
+        pio.insert(u64::from(COM1_BASE), u64::from(COM1_LEN), DeviceId::Com1)
+            .expect(DISJOINT);
+        pio.insert(
+            u64::from(EXIT_PORT),
+            u64::from(EXIT_PORT_LEN),
+            DeviceId::ExitPort,
+        )
+        .expect(DISJOINT);
+        let mut mmio = Bus::default();
+        mmio.insert(LAPIC_BASE, LAPIC_LEN, DeviceId::Lapic)
+            .expect(DISJOINT);
+        Self {
+            mem,
+            pio,
+            mmio,
+            com1: Com1::default(),
+            exit_port: ExitPort,
+            lapic: Lapic::default(),
+            unassigned: 0,
+        }
+    }
+
+    fn device(&mut self, id: DeviceId) -> &mut dyn Device {
+        match id {
+            DeviceId::Com1 => &mut self.com1,
+            DeviceId::ExitPort => &mut self.exit_port,
+            DeviceId::Lapic => &mut self.lapic,
+        }
+    }
+
+    fn bus(&self, space: Space) -> &Bus<DeviceId> {
+        match space {
+            Space::Pio => &self.pio,
+            Space::Mmio => &self.mmio,
+        }
+    }
+
+    /// Handles one exit. `cpu` is the register snapshot taken at the exit, `now` its time.
+    pub fn handle(&mut self, exit: Exit<'_>, cpu: &CpuState, now: Instant) -> Control {
+        let ctx = AccessCtx {
+            rip: cpu.rip(),
+            now,
+        };
+        let rip = cpu.rip();
+        match exit {
+            Exit::IoIn { port, size, data } => {
+                for el in data.chunks_mut(size.max(1)) {
+                    self.read(Space::Pio, u64::from(port), el, &ctx);
+                }
+                Control::Continue
+            }
+            Exit::IoOut { port, size, data } => {
+                for el in data.chunks(size.max(1)) {
+                    let c = self.write(Space::Pio, u64::from(port), el, &ctx);
+                    if c != Control::Continue {
+                        return c;
+                    }
+                }
+                Control::Continue
+            }
+            Exit::MmioRead { addr, data } => {
+                self.read(Space::Mmio, addr, data, &ctx);
+                Control::Continue
+            }
+            Exit::MmioWrite { addr, data } => self.write(Space::Mmio, addr, data, &ctx),
+            Exit::Hlt => self.resume_halt(cpu, now),
+            Exit::IrqWindowOpen | Exit::Interrupted => Control::Continue,
+            Exit::Shutdown => Control::Stop(ExitReason::Shutdown { rip }),
+            Exit::FailEntry { reason } => Control::Stop(ExitReason::FailEntry { reason, rip }),
+            Exit::InternalError { suberror, data } => Control::Stop(ExitReason::InternalError {
+                suberror,
+                rip,
+                data,
+            }),
+            Exit::Other(exit) => Control::Stop(ExitReason::Unexpected { exit, rip }),
+        }
+    }
+
+    /// Decides what a halted vCPU does at `now`: resume (an interrupt is deliverable), wait
+    /// for the timer, or stop because nothing can ever wake it.
+    pub fn resume_halt(&mut self, cpu: &CpuState, now: Instant) -> Control {
+        self.lapic.poll(now);
+        if !cpu.if_flag {
+            // Only NMI or SMI would wake it, and nothing here raises either.
+            return Control::Stop(ExitReason::HaltedForever { rip: cpu.rip() });
+        }
+        if self.lapic.pending_interrupt().is_some() {
+            return Control::Continue;
+        }
+        match self.lapic.next_interrupt_at() {
+            Some(t) => Control::WaitUntil(t),
+            None => Control::Stop(ExitReason::HaltedForever { rip: cpu.rip() }),
+        }
+    }
+
+    /// Runs the timers up to `now` and says how to deliver what is pending. `ready` is
+    /// `kvm_run.ready_for_interrupt_injection` from the last exit (IF set, no interrupt
+    /// shadow, nothing else queued). An injected vector counts as acknowledged.
+    pub fn interrupt_step(&mut self, ready: bool, now: Instant) -> InterruptStep {
+        self.lapic.poll(now);
+        match self.lapic.pending_interrupt() {
+            None => InterruptStep::Idle,
+            Some(v) if ready => {
+                self.lapic.acknowledge();
+                InterruptStep::Inject(v)
+            }
+            Some(_) => InterruptStep::RequestWindow,
+        }
+    }
+
+    fn read(&mut self, space: Space, addr: u64, data: &mut [u8], ctx: &AccessCtx) {
+        match self.bus(space).resolve(addr, data.len()) {
+            Some((id, offset)) => self.device(id).read(offset, data, ctx),
+            None => {
+                self.unassigned += 1;
+                fill_unassigned(data);
+            }
+        }
+    }
+
+    fn write(&mut self, space: Space, addr: u64, data: &[u8], ctx: &AccessCtx) -> Control {
+        let Some((id, offset)) = self.bus(space).resolve(addr, data.len()) else {
+            self.unassigned += 1;
+            return Control::Continue;
+        };
+        let dev = self.device(id);
+        match dev.write(offset, data, ctx) {
+            Effect::None => Control::Continue,
+            Effect::GuestExit(v) => Control::Stop(ExitReason::GuestExit(v)),
+            Effect::Failed(error) => Control::Stop(ExitReason::DeviceError {
+                device: dev.name(),
+                error,
+                rip: ctx.rip,
+            }),
+        }
+    }
+
+    /// The guest's memory.
+    pub fn memory(&self) -> &GuestMemoryMmap {
+        &self.mem
+    }
+
+    /// Serial output written since the last call.
+    pub fn take_serial_output(&mut self) -> &[u8] {
+        self.com1.take_new_output()
+    }
+
+    /// Accesses no device claimed so far.
+    pub fn unassigned_accesses(&self) -> u64 {
+        self.unassigned
+    }
+
+    /// Consumes the machine, returning all serial output.
+    pub fn into_serial(self) -> Vec<u8> {
+        self.com1.into_output()
+    }
+}
+
+impl ExitStats {
+    /// Counts one KVM exit.
+    pub fn record(&mut self, exit: &Exit<'_>) {
+        self.total += 1;
+        match exit {
+            Exit::IoIn { .. } | Exit::IoOut { .. } => self.io += 1,
+            Exit::MmioRead { .. } | Exit::MmioWrite { .. } => self.mmio += 1,
+            Exit::Hlt => self.hlt += 1,
+            Exit::IrqWindowOpen => self.irq_window += 1,
+            Exit::Interrupted => self.interrupted += 1,
+            _ => self.other += 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devices::lapic::{
+        APIC_EOI, APIC_LVT_TIMER, APIC_SVR, APIC_TIMER_DIVIDE, APIC_TIMER_INITIAL, SVR_ENABLE,
+    };
+    use std::time::Duration;
+
+    const RIP: u64 = 0x10_2345;
+
+    fn legacy() -> Machine {
+        let mem = GuestMemoryMmap::from_ranges(&[(vm_memory::GuestAddress(0), 0x1000)]).unwrap();
+        Machine::legacy(mem)
+    }
+
+    fn cpu() -> CpuState {
+        CpuState::at(RIP, true)
+    }
+
+    fn out(m: &mut Machine, port: u16, data: &[u8]) -> Control {
+        m.handle(
+            Exit::IoOut {
+                port,
+                size: data.len(),
+                data,
+            },
+            &cpu(),
+            Instant::now(),
+        )
+    }
+
+    fn inb<const N: usize>(m: &mut Machine, port: u16) -> [u8; N] {
+        let mut d = [0u8; N];
+        let c = m.handle(
+            Exit::IoIn {
+                port,
+                size: N,
+                data: &mut d,
+            },
+            &cpu(),
+            Instant::now(),
+        );
+        assert_eq!(c, Control::Continue);
+        d
+    }
+
+    fn mmio_w32(m: &mut Machine, addr: u64, v: u32, now: Instant) -> Control {
+        m.handle(
+            Exit::MmioWrite {
+                addr,
+                data: &v.to_le_bytes(),
+            },
+            &cpu(),
+            now,
+        )
+    }
+
+    #[test]
+    fn serial_bytes_reach_the_output() {
+        let mut m = legacy();
+        for &b in b"KTAP" {
+            assert_eq!(out(&mut m, COM1_BASE, &[b]), Control::Continue);
+        }
+        assert_eq!(m.take_serial_output(), b"KTAP");
+        assert_eq!(m.take_serial_output(), b"");
+        // rep outsb: one exit, several accesses.
+        let c = m.handle(
+            Exit::IoOut {
+                port: COM1_BASE,
+                size: 1,
+                data: b"ok\n",
+            },
+            &cpu(),
+            Instant::now(),
+        );
+        assert_eq!(c, Control::Continue);
+        assert_eq!(m.into_serial(), b"KTAPok\n");
+    }
+
+    #[test]
+    fn exit_port_ends_the_run_with_the_value() {
+        let mut m = legacy();
+        assert_eq!(
+            out(&mut m, EXIT_PORT, &0u32.to_le_bytes()),
+            Control::Stop(ExitReason::GuestExit(0))
+        );
+        assert_eq!(
+            out(&mut m, EXIT_PORT, &2u32.to_le_bytes()),
+            Control::Stop(ExitReason::GuestExit(2))
+        );
+    }
+
+    #[test]
+    fn unassigned_ports_read_all_ones_and_ignore_writes() {
+        let mut m = legacy();
+        // The guest masks the PIC and probes pc-testdev and PCI config space.
+        for (port, v) in [
+            (0x21u16, 0xffu32),
+            (0xa1, 0xff),
+            (0xe0, 0x5a17_c3e1),
+            (0xcf8, 0x8000_0000),
+        ] {
+            assert_eq!(out(&mut m, port, &v.to_le_bytes()), Control::Continue);
+        }
+        assert_eq!(inb::<1>(&mut m, 0x0f00), [0xff]);
+        assert_eq!(inb::<2>(&mut m, 0x0f00), [0xff; 2]);
+        assert_eq!(
+            inb::<4>(&mut m, 0xe0),
+            [0xff; 4],
+            "the probe's write did not stick"
+        );
+        assert_eq!(inb::<4>(&mut m, 0xcfc), [0xff; 4]);
+        assert_eq!(m.unassigned_accesses(), 8);
+    }
+
+    #[test]
+    fn unassigned_mmio_reads_all_ones() {
+        let mut m = legacy();
+        for len in [1usize, 2, 4, 8] {
+            let mut d = vec![0u8; len];
+            let c = m.handle(
+                Exit::MmioRead {
+                    addr: 0xff00_0010,
+                    data: &mut d,
+                },
+                &cpu(),
+                Instant::now(),
+            );
+            assert_eq!(c, Control::Continue);
+            assert!(d.iter().all(|&b| b == 0xff), "{len}: {d:x?}");
+        }
+        assert_eq!(
+            mmio_w32(&mut m, 0xff00_0010, 1, Instant::now()),
+            Control::Continue
+        );
+    }
+
+    #[test]
+    fn failure_exits_stop_with_the_rip() {
+        let mut m = legacy();
+        let now = Instant::now();
+        assert_eq!(
+            m.handle(Exit::Shutdown, &cpu(), now),
+            Control::Stop(ExitReason::Shutdown { rip: RIP })
+        );
+        assert_eq!(
+            m.handle(Exit::FailEntry { reason: 0x80000021 }, &cpu(), now),
+            Control::Stop(ExitReason::FailEntry {
+                reason: 0x80000021,
+                rip: RIP
+            })
+        );
+        assert_eq!(
+            m.handle(
+                Exit::InternalError {
+                    suberror: 1,
+                    data: vec![0xcc]
+                },
+                &cpu(),
+                now
+            ),
+            Control::Stop(ExitReason::InternalError {
+                suberror: 1,
+                rip: RIP,
+                data: vec![0xcc]
+            })
+        );
+        assert_eq!(
+            m.handle(Exit::Other("KVM_EXIT_DEBUG".into()), &cpu(), now),
+            Control::Stop(ExitReason::Unexpected {
+                exit: "KVM_EXIT_DEBUG".into(),
+                rip: RIP
+            })
+        );
+        assert_eq!(m.handle(Exit::Interrupted, &cpu(), now), Control::Continue);
+        assert_eq!(
+            m.handle(Exit::IrqWindowOpen, &cpu(), now),
+            Control::Continue
+        );
+    }
+
+    #[test]
+    fn halt_with_nothing_armed_is_forever() {
+        let mut m = legacy();
+        let now = Instant::now();
+        for if_flag in [false, true] {
+            assert_eq!(
+                m.handle(Exit::Hlt, &CpuState::at(RIP, if_flag), now),
+                Control::Stop(ExitReason::HaltedForever { rip: RIP })
+            );
+        }
+    }
+
+    /// Programs the APIC the way kernel/src/timer.rs does.
+    fn arm(m: &mut Machine, vector: u32, ticks: u32, now: Instant) {
+        for (reg, v) in [
+            (APIC_SVR, SVR_ENABLE | 0xff),
+            (APIC_TIMER_DIVIDE, 0xb),
+            (APIC_LVT_TIMER, vector),
+            (APIC_TIMER_INITIAL, ticks),
+        ] {
+            assert_eq!(mmio_w32(m, LAPIC_BASE + reg, v, now), Control::Continue);
+        }
+    }
+
+    #[test]
+    fn halt_waits_for_the_apic_timer_then_injects() {
+        let mut m = legacy();
+        let t0 = Instant::now();
+        arm(&mut m, 0x20, 50_000, t0);
+        let due = t0 + Duration::from_micros(50);
+        assert_eq!(m.interrupt_step(true, t0), InterruptStep::Idle);
+        assert_eq!(m.handle(Exit::Hlt, &cpu(), t0), Control::WaitUntil(due));
+        assert_eq!(m.resume_halt(&cpu(), due), Control::Continue);
+        assert_eq!(m.interrupt_step(true, due), InterruptStep::Inject(0x20));
+        assert_eq!(
+            m.interrupt_step(true, due),
+            InterruptStep::Idle,
+            "delivered once"
+        );
+        // No EOI yet: the next HLT has nothing that could wake it.
+        assert_eq!(
+            m.handle(Exit::Hlt, &cpu(), due),
+            Control::Stop(ExitReason::HaltedForever { rip: RIP })
+        );
+        mmio_w32(&mut m, LAPIC_BASE + APIC_EOI, 0, due);
+        arm(&mut m, 0x20, 1000, due);
+        assert_eq!(
+            m.handle(Exit::Hlt, &cpu(), due),
+            Control::WaitUntil(due + Duration::from_micros(1))
+        );
+    }
+
+    #[test]
+    fn halt_with_interrupts_off_is_forever_even_when_armed() {
+        let mut m = legacy();
+        let t0 = Instant::now();
+        arm(&mut m, 0x20, 10, t0);
+        assert_eq!(
+            m.handle(Exit::Hlt, &CpuState::at(RIP, false), t0),
+            Control::Stop(ExitReason::HaltedForever { rip: RIP })
+        );
+    }
+
+    #[test]
+    fn pending_interrupt_waits_for_a_window() {
+        let mut m = legacy();
+        let t0 = Instant::now();
+        arm(&mut m, 0x21, 10, t0);
+        let later = t0 + Duration::from_millis(1);
+        assert_eq!(m.interrupt_step(false, later), InterruptStep::RequestWindow);
+        assert_eq!(
+            m.handle(Exit::IrqWindowOpen, &cpu(), later),
+            Control::Continue
+        );
+        assert_eq!(m.interrupt_step(true, later), InterruptStep::Inject(0x21));
+    }
+
+    #[test]
+    fn stats_count_by_kind() {
+        let mut s = ExitStats::default();
+        let mut d = [0u8; 1];
+        s.record(&Exit::IoIn {
+            port: 0x3fd,
+            size: 1,
+            data: &mut d,
+        });
+        s.record(&Exit::MmioWrite {
+            addr: LAPIC_BASE,
+            data: &[0; 4],
+        });
+        s.record(&Exit::Hlt);
+        s.record(&Exit::Shutdown);
+        assert_eq!((s.io, s.mmio, s.hlt, s.other, s.total), (1, 1, 1, 1, 4));
+    }
+}
