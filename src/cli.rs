@@ -44,18 +44,30 @@ impl PlatformArg {
     }
 }
 
+/// Which virtual machine monitor runs the guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum VmmArg {
+    /// cvmprobe's own KVM VMM: starts in milliseconds, checks every test-device access.
+    Builtin,
+    /// QEMU (`--machine`, `--accel`, `--qemu` apply).
+    Qemu,
+}
+
 /// Options of `run`.
 #[derive(Debug, Args, Clone)]
 pub struct RunArgs {
+    /// The VMM (default: builtin when /dev/kvm opens, else QEMU with TCG).
+    #[arg(long, value_enum)]
+    pub vmm: Option<VmmArg>,
     /// Platform the guest runs as.
     #[arg(long, value_enum, default_value = "legacy")]
     pub platform: PlatformArg,
-    /// Accelerator for QEMU (default: kvm when /dev/kvm opens, else tcg).
+    /// Accelerator for QEMU (default: kvm when /dev/kvm opens, else tcg). Implies --vmm qemu.
     #[arg(long, value_enum)]
     pub accel: Option<Accel>,
-    /// QEMU machine model.
-    #[arg(long, value_enum, default_value = "microvm")]
-    pub machine: Machine,
+    /// QEMU machine model (default microvm). Implies --vmm qemu.
+    #[arg(long, value_enum)]
+    pub machine: Option<Machine>,
     /// Cases to run: comma-separated `suite` or `suite.case` patterns, `*` as wildcard
     /// (e.g. `mmio,io.u8_*`). Default: all.
     #[arg(long, default_value = "")]

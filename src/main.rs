@@ -2,8 +2,8 @@
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use cvmprobe::cli::{Cli, Command, ListArgs, ParseArgs, RunArgs};
-use cvmprobe::qemu::{self, Accel, QemuConfig};
+use cvmprobe::cli::{Cli, Command, ListArgs, ParseArgs, RunArgs, VmmArg};
+use cvmprobe::qemu::{self, Accel, Machine, QemuConfig};
 use cvmprobe::report::Summary;
 use cvmprobe::run::{self, RunRequest};
 use cvmprobe::{junit, ktap};
@@ -69,6 +69,33 @@ fn cmd_run(a: &RunArgs) -> Result<bool> {
             kernel.display()
         );
     }
+    let qemu_flags = a.machine.is_some() || a.accel.is_some();
+    let use_builtin = match a.vmm {
+        Some(VmmArg::Builtin) => {
+            if qemu_flags {
+                bail!("--machine and --accel are QEMU options: drop them, or use --vmm qemu");
+            }
+            true
+        }
+        Some(VmmArg::Qemu) => false,
+        None if qemu_flags => false,
+        None => match vmm::kvm_available() {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!("cvmprobe: the built-in VMM cannot run ({e}): using QEMU instead");
+                false
+            }
+        },
+    };
+    if use_builtin {
+        eprintln!(
+            "cvmprobe: booting {} under the built-in KVM VMM ({} cases)",
+            kernel.display(),
+            run::expected(&req).len()
+        );
+        let result = run::run_builtin(&req, kernel)?;
+        return finish(&result.summary, a.junit.as_deref());
+    }
     let accel = match a.accel {
         Some(x) => x,
         None if qemu::kvm_usable() => Accel::Kvm,
@@ -79,7 +106,7 @@ fn cmd_run(a: &RunArgs) -> Result<bool> {
     };
     let cfg = QemuConfig {
         binary: a.qemu.clone(),
-        machine: a.machine,
+        machine: a.machine.unwrap_or(Machine::Microvm),
         accel,
         kernel: kernel.to_path_buf(),
         cmdline: String::new(),

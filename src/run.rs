@@ -243,3 +243,45 @@ pub fn run_qemu(req: &RunRequest, cfg: &QemuConfig) -> Result<RunResult, qemu::Q
         guest_exit,
     })
 }
+
+/// Runs the request under the built-in VMM.
+pub fn run_builtin(req: &RunRequest, kernel: &std::path::Path) -> Result<RunResult, vmm::VmmError> {
+    let cfg = vmm::VmConfig {
+        kernel: kernel.to_path_buf(),
+        cmdline: kernel_cmdline(req),
+        mem_mib: vmm::DEFAULT_MEM_MIB,
+        timeout: req.timeout,
+    };
+    let total = expected(req).len();
+    let mut progress = Progress::new(total, req.progress, req.verbose);
+    let mut pending = Vec::new();
+    let r = vmm::run(&cfg, &mut |bytes: &[u8]| {
+        pending.extend_from_slice(bytes);
+        while let Some(i) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=i).collect();
+            progress.line(String::from_utf8_lossy(&line).trim_end_matches(['\n', '\r']));
+        }
+    });
+    progress.finish();
+    let report = r?;
+    let serial = String::from_utf8_lossy(&report.serial).into_owned();
+    let (guest_exit, abnormal) = match &report.exit {
+        vmm::ExitReason::GuestExit(v) => (Some(GuestExit::from_port_value(*v)), None),
+        vmm::ExitReason::Timeout { rip } => (
+            None,
+            Some(format!(
+                "hang: no verdict within the {:.1} s timeout (vCPU stopped at RIP {rip:#x})",
+                req.timeout.as_secs_f64()
+            )),
+        ),
+        other => (None, Some(format!("the VM ended abnormally: {other}"))),
+    };
+    let mut summary = summarize(req, &serial, guest_exit, abnormal);
+    summary.environment = format!("built-in VMM, {}", req.platform.name());
+    summary.wall = Some(report.wall);
+    Ok(RunResult {
+        summary,
+        serial,
+        guest_exit,
+    })
+}
