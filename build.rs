@@ -24,9 +24,49 @@ fn main() {
     ] {
         println!("cargo:rerun-if-changed={}", root.join(p).display());
     }
+    println!("cargo:rerun-if-env-changed=CVMPROBE_SKIP_IMAGES");
     let target_dir = kernel_target_dir(&root);
     let elf = build_kernel(&root, &target_dir);
     println!("cargo:rustc-env=CVMPROBE_KERNEL_ELF={}", elf.display());
+    let (bios, uefi) = images(&elf);
+    println!("cargo:rustc-env=CVMPROBE_BIOS_IMAGE={bios}");
+    println!("cargo:rustc-env=CVMPROBE_UEFI_IMAGE={uefi}");
+}
+
+/// Makes the BIOS and UEFI disk images next to the ELF, with the command-line placeholder as
+/// their ramdisk (a run patches its own command line into a copy). Empty paths when skipped.
+#[cfg(feature = "images")]
+fn images(elf: &Path) -> (String, String) {
+    if std::env::var_os("CVMPROBE_SKIP_IMAGES").is_some_and(|v| v == "1") {
+        return (String::new(), String::new());
+    }
+    let dir = elf.parent().expect("the ELF is in a directory");
+    let ramdisk = dir.join("cvmprobe-cmdline.ramdisk");
+    std::fs::write(&ramdisk, protocol::cmdline::ramdisk_placeholder())
+        .expect("write the ramdisk placeholder");
+    // The kernel prints on its own serial port: no bootloader logging, no frame buffer (half
+    // the BIOS boot time under an emulated CPU; BOOT-NOTES.md).
+    let mut config = bootloader::BootConfig::default();
+    config.frame_buffer_logging = false;
+    config.serial_logging = false;
+    let bios = dir.join("cvmprobe-bios.img");
+    bootloader::BiosBoot::new(elf)
+        .set_ramdisk(&ramdisk)
+        .set_boot_config(&config)
+        .create_disk_image(&bios)
+        .unwrap_or_else(|e| panic!("creating the BIOS image {} failed: {e:#}", bios.display()));
+    let uefi = dir.join("cvmprobe-uefi.img");
+    bootloader::UefiBoot::new(elf)
+        .set_ramdisk(&ramdisk)
+        .set_boot_config(&config)
+        .create_disk_image(&uefi)
+        .unwrap_or_else(|e| panic!("creating the UEFI image {} failed: {e:#}", uefi.display()));
+    (bios.display().to_string(), uefi.display().to_string())
+}
+
+#[cfg(not(feature = "images"))]
+fn images(_elf: &Path) -> (String, String) {
+    (String::new(), String::new())
 }
 
 /// `<target>/kernel`, next to the host build's own profile directories.

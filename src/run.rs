@@ -251,6 +251,7 @@ pub fn run_builtin(req: &RunRequest, kernel: &std::path::Path) -> Result<RunResu
         cmdline: kernel_cmdline(req),
         mem_mib: vmm::DEFAULT_MEM_MIB,
         timeout: req.timeout,
+        seed: None,
     };
     let total = expected(req).len();
     let mut progress = Progress::new(total, req.progress, req.verbose);
@@ -277,6 +278,7 @@ pub fn run_builtin(req: &RunRequest, kernel: &std::path::Path) -> Result<RunResu
         other => (None, Some(format!("the VM ended abnormally: {other}"))),
     };
     let mut summary = summarize(req, &serial, guest_exit, abnormal);
+    merge_host_checks(&mut summary, &report);
     summary.environment = format!("built-in VMM, {}", req.platform.name());
     summary.wall = Some(report.wall);
     Ok(RunResult {
@@ -284,4 +286,41 @@ pub fn run_builtin(req: &RunRequest, kernel: &std::path::Path) -> Result<RunResu
         serial,
         guest_exit,
     })
+}
+
+/// The host half of the two-sided verdict: a case passes only when the guest said `ok` and
+/// the test device's access log matches what the case declares (`protocol::testdev`).
+pub fn merge_host_checks(summary: &mut Summary, report: &vmm::RunReport) {
+    use crate::report::CaseStatus;
+    for c in &report.case_checks {
+        if let Err(why) = &c.result {
+            summary.fail_case(c.suite, c.case, format!("access log: {why}"));
+        }
+    }
+    // A case that said `ok` (not skipped) but made none of the accesses it declares did not
+    // test what it claims.
+    for k in &mut summary.cases {
+        if k.status != CaseStatus::Passed {
+            continue;
+        }
+        let declared = protocol::testdev::declared(&k.suite, &k.case).len();
+        let made = report
+            .case_check(&k.suite, &k.case)
+            .map_or(0, |c| c.accesses);
+        if declared > 0 && made == 0 {
+            k.status = CaseStatus::Failed;
+            k.diagnostics.push(format!(
+                "host: access log: the case reported ok but made none of its {declared} declared device accesses"
+            ));
+        }
+    }
+    for p in &report.host_problems {
+        summary.problems.push(format!("host: {p}"));
+    }
+    if report.testdev_log_dropped > 0 {
+        summary.problems.push(format!(
+            "host: the test device's log overflowed ({} accesses not recorded)",
+            report.testdev_log_dropped
+        ));
+    }
 }

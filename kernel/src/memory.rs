@@ -20,13 +20,13 @@ static RAM_HIGH_END: AtomicU64 = AtomicU64::new(0);
 
 const FOUR_GIB: u64 = 1 << 32;
 
-/// Records the RAM bounds and sets up the heap after the kernel image.
+/// Records the RAM bounds and sets up the heap in usable RAM.
 pub fn init(params: &BootParams) -> Result<(), &'static str> {
     let (mut low, mut high) = (0u64, 0u64);
     for r in params
         .regions()
         .iter()
-        .filter(|r| r.kind == MemoryKind::Ram)
+        .filter(|r| matches!(r.kind, MemoryKind::Ram | MemoryKind::RamInUse))
     {
         let end = r.base.saturating_add(r.len);
         if r.base < FOUR_GIB {
@@ -39,17 +39,25 @@ pub fn init(params: &BootParams) -> Result<(), &'static str> {
     RAM_LOW_END.store(low, Ordering::Relaxed);
     RAM_HIGH_END.store(high, Ordering::Relaxed);
 
-    let start = (params.image_end_gpa + 0xfff) & !0xfff;
-    params
+    // The first usable RAM above 1 MiB (below it live the BIOS data areas and, on PVH, the
+    // start info) with room for the heap, after the kernel image if the region holds it.
+    let start = params
         .regions()
         .iter()
-        .find(|r| {
-            r.kind == MemoryKind::Ram && r.base <= start && start + HEAP_SIZE <= r.base + r.len
+        .filter(|r| r.kind == MemoryKind::Ram)
+        .find_map(|r| {
+            let end = r.base.saturating_add(r.len);
+            let mut s = r.base.max(1 << 20);
+            if (r.base..end).contains(&params.image_end_gpa) {
+                s = s.max(params.image_end_gpa);
+            }
+            let s = (s + 0xfff) & !0xfff;
+            (s + HEAP_SIZE <= end).then_some(s)
         })
-        .ok_or("no RAM region of the memory map holds the heap after the kernel image")?;
+        .ok_or("no usable RAM region of the memory map has room for the heap")?;
     let va = start + params.phys_offset;
-    // SAFETY: [start, start + HEAP_SIZE) is RAM after the kernel image that nothing else
-    // uses; it is mapped at `va`; the heap is initialised once.
+    // SAFETY: [start, start + HEAP_SIZE) is usable RAM (after the kernel image when they share
+    // a region) that nothing else uses; it is mapped at `va`; the heap is initialised once.
     unsafe { HEAP.lock().init(va as *mut u8, HEAP_SIZE as usize) };
     Ok(())
 }

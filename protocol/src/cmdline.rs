@@ -42,6 +42,45 @@ pub fn get<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
         .last()
 }
 
+/// The command line of a BIOS/UEFI image travels in the bootloader's ramdisk (bootloader 0.11
+/// has no command line): the image is built with a ramdisk of [`RAMDISK_LEN`] bytes that starts
+/// with [`RAMDISK_PLACEHOLDER`] and is padded with [`RAMDISK_PAD`]; a run copies the image and
+/// overwrites those bytes with its command line, NUL-padded. The ramdisk is one 512-byte
+/// sector, so it lies in one FAT cluster and the copy can be patched in place.
+pub const RAMDISK_LEN: usize = 512;
+/// First bytes of the unpatched ramdisk (the guest then uses an empty command line).
+pub const RAMDISK_PLACEHOLDER: &[u8] = b"cvmprobe-cmdline-placeholder-v1\n";
+/// Padding byte of the unpatched ramdisk.
+pub const RAMDISK_PAD: u8 = b'#';
+
+/// The unpatched ramdisk contents.
+pub fn ramdisk_placeholder() -> [u8; RAMDISK_LEN] {
+    let mut b = [RAMDISK_PAD; RAMDISK_LEN];
+    b[..RAMDISK_PLACEHOLDER.len()].copy_from_slice(RAMDISK_PLACEHOLDER);
+    b
+}
+
+/// The ramdisk contents for `cmdline` (`None` if it does not fit with its NUL).
+pub fn ramdisk_for(cmdline: &str) -> Option<[u8; RAMDISK_LEN]> {
+    let c = cmdline.as_bytes();
+    if c.len() >= RAMDISK_LEN || c.contains(&0) {
+        return None;
+    }
+    let mut b = [0u8; RAMDISK_LEN];
+    b[..c.len()].copy_from_slice(c);
+    Some(b)
+}
+
+/// The command line in ramdisk contents: up to the first NUL; an unpatched placeholder gives
+/// an empty command line.
+pub fn cmdline_from_ramdisk(r: &[u8]) -> &[u8] {
+    if r.starts_with(RAMDISK_PLACEHOLDER) {
+        return &[];
+    }
+    let end = r.iter().position(|&b| b == 0).unwrap_or(r.len());
+    &r[..end]
+}
+
 /// Every `cvmprobe.*` key of a command line, found in one pass (the guest parses its command
 /// line once: each pass over it costs guest instructions).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -214,6 +253,19 @@ mod tests {
         for key in KNOWN_KEYS {
             assert!(key.starts_with(PREFIX));
         }
+    }
+
+    #[test]
+    fn ramdisk_round_trip() {
+        let p = ramdisk_placeholder();
+        assert_eq!(cmdline_from_ramdisk(&p), b"");
+        let r = ramdisk_for("cvmprobe.filter=io cvmprobe.mode=empty").unwrap();
+        assert_eq!(
+            cmdline_from_ramdisk(&r),
+            b"cvmprobe.filter=io cvmprobe.mode=empty"
+        );
+        assert!(ramdisk_for(&"x".repeat(RAMDISK_LEN)).is_none());
+        assert!(ramdisk_for("a\0b").is_none());
     }
 
     #[test]

@@ -26,7 +26,40 @@ fn main() {
                 "exit: {}\nsetup {:?}, start->verdict {:?}\nexits: {:?}\nbrand: {}",
                 r.exit, r.setup, r.wall, r.stats, r.brand
             );
-            std::process::exit(if r.exit.passed() { 0 } else { 1 });
+            eprintln!(
+                "test device: seed {:#018x}, {} accesses logged ({} dropped), TSC {} kHz",
+                r.seed,
+                r.testdev_log.len(),
+                r.testdev_log_dropped,
+                r.tsc_khz.map_or("?".to_owned(), |k| k.to_string())
+            );
+            let failed: Vec<_> = r.case_checks.iter().filter(|c| c.result.is_err()).collect();
+            eprintln!(
+                "host checks: {} cases, {} mismatched",
+                r.case_checks.len(),
+                failed.len()
+            );
+            for c in failed {
+                eprintln!(
+                    "  {}.{}: {}",
+                    c.suite,
+                    c.case,
+                    c.result.as_ref().unwrap_err()
+                );
+            }
+            for p in &r.host_problems {
+                eprintln!("  problem: {p}");
+            }
+            for b in &r.bench {
+                eprintln!(
+                    "bench {}: {:?} host wall, {} exits",
+                    b.id.name(),
+                    b.wall,
+                    b.exits
+                );
+            }
+            let ok = r.exit.passed() && r.host_verdict_ok();
+            std::process::exit(if ok { 0 } else { 1 });
         }
         Err(e) => {
             eprintln!("error: {e}");

@@ -6,7 +6,9 @@
 //! (the 16550 on COM1), vmm-sys-util (signals, ioctl numbers). Written here, because no crate
 //! does it: the x86 register state for the PVH entry (`boot.rs`), the CPUID adjustments
 //! ([`cpuid`]), a user-space local-APIC timer ([`devices::lapic`]), the exit port, the
-//! bus routing, KVM_INTERRUPT injection and the vCPU kick (`vcpu.rs`, `kick.rs`).
+//! bus routing, KVM_INTERRUPT injection and the vCPU kick (`vcpu.rs`, `kick.rs`), and the
+//! cvmprobe test device ([`devices::testdev`]) whose access log is the host half of each
+//! case's verdict ([`RunReport::case_checks`]).
 //!
 //! Shape (Firecracker-style): [`machine::Machine`] owns the devices and turns one decoded
 //! [`machine::Exit`] into a [`machine::Control`] without touching KVM, so it is unit-tested
@@ -18,6 +20,7 @@
 //! let cfg = vmm::VmConfig::new("target/kernel/x86_64-unknown-none/release/cvmprobe-kernel");
 //! let report = vmm::run(&cfg, &mut |bytes| print!("{}", String::from_utf8_lossy(bytes)))?;
 //! assert_eq!(report.exit, vmm::ExitReason::GuestExit(0));
+//! assert!(report.host_verdict_ok(), "{:?}", report.case_checks);
 //! # Ok::<(), vmm::VmmError>(())
 //! ```
 
@@ -30,6 +33,7 @@ pub mod layout;
 pub mod machine;
 mod vcpu;
 
+pub use devices::testdev::{BenchSample, CaseCheck, TestdevAccess};
 pub use error::{Errno, VmmError};
 
 use cpuid::Brand;
@@ -66,6 +70,9 @@ pub struct VmConfig {
     pub mem_mib: u64,
     /// Hang limit for the whole run, setup included.
     pub timeout: Duration,
+    /// Seed of the test device's host values (`protocol::testdev::host_value`); `None`
+    /// picks a random one per run ([`RunReport::seed`] says which).
+    pub seed: Option<u64>,
 }
 
 impl VmConfig {
@@ -76,6 +83,7 @@ impl VmConfig {
             cmdline: String::new(),
             mem_mib: DEFAULT_MEM_MIB,
             timeout: DEFAULT_TIMEOUT,
+            seed: None,
         }
     }
 
@@ -250,6 +258,10 @@ pub struct ExitStats {
 }
 
 /// The outcome of [`run`].
+///
+/// The run passed only if the guest did (`exit.passed()`) *and* the host's checks did
+/// ([`RunReport::host_verdict_ok`]): every announced case's accesses to the test device
+/// matched its declaration, and the guest broke none of the device's protocol.
 #[derive(Clone, Debug)]
 pub struct RunReport {
     /// How the run ended.
@@ -266,6 +278,52 @@ pub struct RunReport {
     pub brand: String,
     /// The command line the guest got.
     pub cmdline: String,
+    /// Seed of the test device's host values in this run.
+    pub seed: u64,
+    /// Every access to the test device, in order, up to
+    /// [`devices::testdev::LOG_CAPACITY`].
+    pub testdev_log: Vec<TestdevAccess>,
+    /// Accesses to the test device after the log was full (counted, not kept).
+    pub testdev_log_dropped: u64,
+    /// The host half of each announced case's verdict, in announcement order.
+    pub case_checks: Vec<CaseCheck>,
+    /// Findings that belong to no case: unknown case ids, malformed announcements, unpaired
+    /// bench markers.
+    pub host_problems: Vec<String>,
+    /// Host wall time and exit count of each guest bench loop (`cvmprobe.mode=bench`).
+    pub bench: Vec<BenchSample>,
+    /// The vCPU's TSC frequency (KVM_GET_TSC_KHZ), to turn the guest's TSC counts into time.
+    pub tsc_khz: Option<u32>,
+}
+
+impl RunReport {
+    /// Whether every case check passed and the host found no problem.
+    pub fn host_verdict_ok(&self) -> bool {
+        self.host_problems.is_empty() && self.case_checks.iter().all(|c| c.result.is_ok())
+    }
+
+    /// The check of `suite.case`, if the guest announced it (the last one if it did twice).
+    pub fn case_check(&self, suite: &str, case: &str) -> Option<&CaseCheck> {
+        self.case_checks
+            .iter()
+            .rev()
+            .find(|c| c.suite == suite && c.case == case)
+    }
+}
+
+/// A seed for one run: std's per-process random keys (`RandomState`, seeded from the OS),
+/// hashed with the time and a counter so runs in one process differ too.
+fn random_seed() -> u64 {
+    use std::collections::hash_map::RandomState;
+    use std::hash::BuildHasher;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::SystemTime;
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let t = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    RandomState::new().hash_one((n, t, std::process::id()))
 }
 
 /// Opens `/dev/kvm` and checks the API version; the error says what is wrong.
@@ -360,12 +418,14 @@ pub fn run(cfg: &VmConfig, serial_out: &mut dyn FnMut(&[u8])) -> Result<RunRepor
         .map_err(VmmError::kvm("KVM_SET_TSS_ADDR"))?;
     map_memory(&vm, &mem)?;
     let mut vcpu = vcpu::Vcpu::create(&kvm, &vm, entry, &brand)?;
+    let tsc_khz = vcpu.tsc_khz();
+    let seed = cfg.seed.unwrap_or_else(random_seed);
 
     kick::install()?;
     let stop = Arc::new(AtomicBool::new(false));
     let watchdog =
         kick::Watchdog::start(cfg.timeout.saturating_sub(start.elapsed()), stop.clone())?;
-    let mut machine = machine::Machine::legacy(mem.clone());
+    let mut machine = machine::Machine::legacy(mem.clone(), seed);
     let mut stats = ExitStats::default();
     let setup = start.elapsed();
     let exit = vcpu::run(&mut vcpu, &mut machine, &mut stats, &stop, serial_out);
@@ -373,6 +433,7 @@ pub fn run(cfg: &VmConfig, serial_out: &mut dyn FnMut(&[u8])) -> Result<RunRepor
     let exit = exit?;
     let wall = start.elapsed();
     stats.unassigned = machine.unassigned_accesses();
+    let testdev = machine.finish_testdev();
     Ok(RunReport {
         exit,
         serial: machine.into_serial(),
@@ -384,6 +445,13 @@ pub fn run(cfg: &VmConfig, serial_out: &mut dyn FnMut(&[u8])) -> Result<RunRepor
             .as_cstring()
             .map(|c| c.to_string_lossy().into_owned())
             .unwrap_or_default(),
+        seed: testdev.seed,
+        testdev_log: testdev.log,
+        testdev_log_dropped: testdev.log_dropped,
+        case_checks: testdev.case_checks,
+        host_problems: testdev.problems,
+        bench: testdev.bench,
+        tsc_khz,
     })
 }
 

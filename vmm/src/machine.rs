@@ -8,9 +8,11 @@
 use crate::devices::exit_port::{EXIT_PORT, EXIT_PORT_LEN, ExitPort};
 use crate::devices::lapic::{LAPIC_BASE, LAPIC_LEN, Lapic};
 use crate::devices::serial::{COM1_BASE, COM1_LEN, Com1};
+use crate::devices::testdev::{self, Testdev, TestdevReport};
 use crate::devices::{AccessCtx, Bus, Device, Effect, fill_unassigned};
 use crate::{ExitReason, ExitStats};
 use kvm_bindings::kvm_regs;
+use protocol::testdev::Space;
 use std::time::Instant;
 use vm_memory::GuestMemoryMmap;
 
@@ -148,20 +150,23 @@ pub enum InterruptStep {
 /// The devices of the legacy platform, named on the buses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum DeviceId {
+    /// A device on one bus, behind the [`Device`] trait.
+    Plain(Plain),
+    /// The test device, on both buses (each access says which).
+    Testdev,
+}
+
+/// The devices behind the [`Device`] trait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Plain {
     Com1,
     ExitPort,
     Lapic,
 }
 
-/// Which bus an access is on.
-#[derive(Clone, Copy, Debug)]
-enum Space {
-    Pio,
-    Mmio,
-}
-
-/// The legacy platform: COM1, the exit port, a user-space local APIC; everything else
-/// unassigned. It holds the guest's memory too, for exit handlers that read or write it.
+/// The legacy platform: COM1, the exit port, a user-space local APIC, the cvmprobe test
+/// device; everything else unassigned. It holds the guest's memory too, for exit handlers
+/// that read or write it.
 pub struct Machine {
     mem: GuestMemoryMmap,
     pio: Bus<DeviceId>,
@@ -169,25 +174,40 @@ pub struct Machine {
     com1: Com1,
     exit_port: ExitPort,
     lapic: Lapic,
+    testdev: Testdev,
     unassigned: u64,
+    /// Exits handled so far.
+    exits: u64,
 }
 
 impl Machine {
     /// The legacy platform's devices at their standard places, for a guest with memory `mem`
-    /// (a cheap handle on the same mapping the VM uses).
-    pub fn legacy(mem: GuestMemoryMmap) -> Self {
+    /// (a cheap handle on the same mapping the VM uses); the test device answers with `seed`.
+    pub fn legacy(mem: GuestMemoryMmap, seed: u64) -> Self {
         const DISJOINT: &str = "the legacy platform's device ranges are disjoint";
         let mut pio = Bus::default();
-        pio.insert(u64::from(COM1_BASE), u64::from(COM1_LEN), DeviceId::Com1)
-            .expect(DISJOINT);
+        pio.insert(
+            u64::from(COM1_BASE),
+            u64::from(COM1_LEN),
+            DeviceId::Plain(Plain::Com1),
+        )
+        .expect(DISJOINT);
         pio.insert(
             u64::from(EXIT_PORT),
             u64::from(EXIT_PORT_LEN),
-            DeviceId::ExitPort,
+            DeviceId::Plain(Plain::ExitPort),
+        )
+        .expect(DISJOINT);
+        pio.insert(
+            u64::from(testdev::PIO_BASE),
+            u64::from(testdev::PIO_LEN),
+            DeviceId::Testdev,
         )
         .expect(DISJOINT);
         let mut mmio = Bus::default();
-        mmio.insert(LAPIC_BASE, LAPIC_LEN, DeviceId::Lapic)
+        mmio.insert(LAPIC_BASE, LAPIC_LEN, DeviceId::Plain(Plain::Lapic))
+            .expect(DISJOINT);
+        mmio.insert(testdev::MMIO_BASE, testdev::MMIO_LEN, DeviceId::Testdev)
             .expect(DISJOINT);
         Self {
             mem,
@@ -196,15 +216,17 @@ impl Machine {
             com1: Com1::default(),
             exit_port: ExitPort,
             lapic: Lapic::default(),
+            testdev: Testdev::new(seed),
             unassigned: 0,
+            exits: 0,
         }
     }
 
-    fn device(&mut self, id: DeviceId) -> &mut dyn Device {
+    fn device(&mut self, id: Plain) -> &mut dyn Device {
         match id {
-            DeviceId::Com1 => &mut self.com1,
-            DeviceId::ExitPort => &mut self.exit_port,
-            DeviceId::Lapic => &mut self.lapic,
+            Plain::Com1 => &mut self.com1,
+            Plain::ExitPort => &mut self.exit_port,
+            Plain::Lapic => &mut self.lapic,
         }
     }
 
@@ -217,9 +239,11 @@ impl Machine {
 
     /// Handles one exit. `cpu` is the register snapshot taken at the exit, `now` its time.
     pub fn handle(&mut self, exit: Exit<'_>, cpu: &CpuState, now: Instant) -> Control {
+        self.exits += 1;
         let ctx = AccessCtx {
             rip: cpu.rip(),
             now,
+            exits: self.exits,
         };
         let rip = cpu.rip();
         match exit {
@@ -290,7 +314,8 @@ impl Machine {
 
     fn read(&mut self, space: Space, addr: u64, data: &mut [u8], ctx: &AccessCtx) {
         match self.bus(space).resolve(addr, data.len()) {
-            Some((id, offset)) => self.device(id).read(offset, data, ctx),
+            Some((DeviceId::Testdev, offset)) => self.testdev.read(space, offset, data, ctx),
+            Some((DeviceId::Plain(id), offset)) => self.device(id).read(offset, data, ctx),
             None => {
                 self.unassigned += 1;
                 fill_unassigned(data);
@@ -302,6 +327,13 @@ impl Machine {
         let Some((id, offset)) = self.bus(space).resolve(addr, data.len()) else {
             self.unassigned += 1;
             return Control::Continue;
+        };
+        let id = match id {
+            DeviceId::Plain(id) => id,
+            DeviceId::Testdev => {
+                self.testdev.write(space, offset, data, ctx);
+                return Control::Continue;
+            }
         };
         let dev = self.device(id);
         match dev.write(offset, data, ctx) {
@@ -323,6 +355,22 @@ impl Machine {
     /// Serial output written since the last call.
     pub fn take_serial_output(&mut self) -> &[u8] {
         self.com1.take_new_output()
+    }
+
+    /// The test device (its log so far, its seed).
+    pub fn testdev(&self) -> &Testdev {
+        &self.testdev
+    }
+
+    /// Ends the test device's run: closes the open case and hands over its log, case checks,
+    /// problems and bench samples.
+    pub fn finish_testdev(&mut self) -> TestdevReport {
+        self.testdev.finish()
+    }
+
+    /// Exits handled so far.
+    pub fn exits(&self) -> u64 {
+        self.exits
     }
 
     /// Accesses no device claimed so far.
@@ -363,7 +411,7 @@ mod tests {
 
     fn legacy() -> Machine {
         let mem = GuestMemoryMmap::from_ranges(&[(vm_memory::GuestAddress(0), 0x1000)]).unwrap();
-        Machine::legacy(mem)
+        Machine::legacy(mem, 0x5eed)
     }
 
     fn cpu() -> CpuState {
@@ -607,6 +655,78 @@ mod tests {
             Control::Continue
         );
         assert_eq!(m.interrupt_step(true, later), InterruptStep::Inject(0x21));
+    }
+
+    #[test]
+    fn testdev_answers_on_both_buses() {
+        use protocol::testdev::{ID_VALUE, MMIO_BASE, PIO_BASE, mmio, pio};
+        let mut m = legacy();
+        assert_eq!(inb::<4>(&mut m, PIO_BASE + pio::ID), ID_VALUE.to_le_bytes());
+        let mut d = [0u8; 8];
+        m.handle(
+            Exit::MmioRead {
+                addr: MMIO_BASE + mmio::SEED,
+                data: &mut d,
+            },
+            &cpu(),
+            Instant::now(),
+        );
+        assert_eq!(u64::from_le_bytes(d), 0x5eed);
+        assert_eq!(m.testdev().seed(), 0x5eed);
+        // `rep outsw` to DATA: one exit, two accesses, logged one by one.
+        let c = m.handle(
+            Exit::IoOut {
+                port: PIO_BASE + pio::DATA,
+                size: 2,
+                data: &[0x11, 0x22, 0x33, 0x44],
+            },
+            &cpu(),
+            Instant::now(),
+        );
+        assert_eq!(c, Control::Continue);
+        assert_eq!(inb::<4>(&mut m, PIO_BASE + pio::DATA), [0x33, 0x44, 0, 0]);
+        let log = m.testdev().log();
+        assert_eq!(log.len(), 5);
+        assert!(log.iter().all(|a| a.rip == RIP));
+        // An access straddling the window's end reaches no device.
+        let mut d = [0u8; 8];
+        m.handle(
+            Exit::MmioRead {
+                addr: MMIO_BASE + protocol::testdev::MMIO_LEN - 4,
+                data: &mut d,
+            },
+            &cpu(),
+            Instant::now(),
+        );
+        assert_eq!(d, [0xff; 8]);
+        assert_eq!(m.unassigned_accesses(), 1);
+        assert_eq!(m.testdev().log().len(), 5);
+    }
+
+    #[test]
+    fn bench_samples_count_the_exits_between_markers() {
+        use protocol::testdev::{BenchId, PIO_BASE, bench_marker, pio};
+        let mut m = legacy();
+        let port = PIO_BASE + pio::BENCH;
+        out(
+            &mut m,
+            port,
+            &bench_marker(BenchId::RawPioRead, false).to_le_bytes(),
+        );
+        for _ in 0..5 {
+            inb::<4>(&mut m, PIO_BASE + pio::DATA);
+        }
+        m.handle(Exit::IrqWindowOpen, &cpu(), Instant::now());
+        out(
+            &mut m,
+            port,
+            &bench_marker(BenchId::RawPioRead, true).to_le_bytes(),
+        );
+        assert_eq!(m.exits(), 8);
+        let r = m.finish_testdev();
+        assert_eq!(r.bench.len(), 1);
+        assert_eq!((r.bench[0].id, r.bench[0].exits), (BenchId::RawPioRead, 6));
+        assert!(r.problems.is_empty());
     }
 
     #[test]

@@ -133,6 +133,11 @@ impl Vcpu {
         Ok(Self { fd, view })
     }
 
+    /// The vCPU's TSC frequency in kHz (KVM_GET_TSC_KHZ), if KVM reports one.
+    pub fn tsc_khz(&self) -> Option<u32> {
+        self.fd.get_tsc_khz().ok().filter(|&khz| khz != 0)
+    }
+
     /// RIP through KVM_GET_REGS, for stops outside an exit (EINTR).
     fn rip(&self) -> Result<u64, VmmError> {
         Ok(self
@@ -259,9 +264,11 @@ pub fn run(
             Err(e) if e.errno() == libc::EINTR => {
                 stats.record(&Exit::Interrupted);
                 // A kick (or another signal). Re-arm KVM_RUN; the loop head checks `stop`,
-                // which the watchdog sets before it kicks.
+                // which the watchdog sets before it kicks. The machine counts it like any
+                // exit (its register snapshot is stale, and unused for this exit).
+                let control = machine.handle(Exit::Interrupted, &cpu, now);
                 vcpu.fd.set_kvm_immediate_exit(0);
-                Control::Continue
+                control
             }
             Err(e) => return Err(VmmError::kvm("KVM_RUN")(e)),
         };

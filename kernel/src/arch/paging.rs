@@ -68,26 +68,41 @@ pub unsafe fn set_cbit_on_ram(cbit: u8, ram_end: u64, shared_gpa: u64) {
     }
 }
 
-/// The leaf page-table entry that maps virtual address `va` in the current page tables (the
-/// kernel's page tables are reachable at their physical addresses: PVH identity map).
-pub fn translate(va: u64) -> Option<u64> {
+/// Address bits of a page-table entry (bits 51:12).
+const PTE_ADDR: u64 = 0x000f_ffff_ffff_f000;
+
+/// The leaf page-table entry that maps virtual address `va` and the size of its page, walking
+/// the current page tables through the physical-memory mapping (`va = pa + phys_offset`).
+pub fn walk(va: u64) -> Option<(u64, u64)> {
     let (frame, _) = x86_64::registers::control::Cr3::read_raw();
-    let mut table = frame.start_address().as_u64();
-    const ADDR: u64 = 0x000f_ffff_ffff_f000;
-    for level in (0..4).rev() {
+    let phys_offset = crate::platform::legacy::phys_offset();
+    let mut table = frame.start_address().as_u64() & !cbit_mask();
+    for level in (0..4u32).rev() {
         let idx = (va >> (12 + 9 * level)) & 511;
-        // SAFETY: `table` is the physical (= virtual, identity map) address of a live page
-        // table; the read does not outlive this loop iteration.
-        let e = unsafe { core::ptr::read_volatile((table as *const u64).add(idx as usize)) };
+        let entry_va = table.wrapping_add(phys_offset) + idx * 8;
+        // SAFETY: `table` is the physical address of a live page table, which the loader's
+        // physical-memory mapping (or the PVH identity map) makes readable at `entry_va`.
+        let e = unsafe { core::ptr::read_volatile(entry_va as *const u64) };
         if e & 1 == 0 {
             return None;
         }
         if level == 0 || (level <= 2 && e & PTE_PS != 0) {
-            return Some(e);
+            return Some((e, 1u64 << (12 + 9 * level)));
         }
-        table = e & ADDR & !cbit_mask();
+        table = e & PTE_ADDR & !cbit_mask();
     }
     None
+}
+
+/// The leaf entry mapping `va` (see [`walk`]).
+pub fn translate(va: u64) -> Option<u64> {
+    walk(va).map(|(e, _)| e)
+}
+
+/// The physical address `va` maps to (the C-bit stripped).
+pub fn virt_to_phys(va: u64) -> Option<u64> {
+    let (e, size) = walk(va)?;
+    Some((e & PTE_ADDR & !cbit_mask() & !(size - 1)) | (va & (size - 1)))
 }
 
 /// The C-bit of the current platform (0 if none), stripped from table addresses in walks.

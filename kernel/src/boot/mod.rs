@@ -1,8 +1,9 @@
 //! Boot entry points and the one [`BootParams`] they produce.
 //!
-//! Every entry (PVH today; the bootloader_api entry for BIOS/UEFI images joins it) fills
-//! the same `BootParams` and calls [`crate::kmain`].
+//! Both entries (PVH, and the bootloader_api entry of the BIOS/UEFI images) fill the same
+//! `BootParams` and call [`crate::kmain`].
 
+pub mod bootloader;
 pub mod pvh;
 
 use core::cell::UnsafeCell;
@@ -14,6 +15,8 @@ pub enum BootPath {
     Unknown,
     /// PVH (`qemu -kernel`, built-in VMM).
     Pvh,
+    /// The bootloader_api entry (BIOS and UEFI disk images).
+    Bootloader,
 }
 
 /// What a memory-map entry holds.
@@ -21,6 +24,8 @@ pub enum BootPath {
 pub enum MemoryKind {
     /// Usable RAM.
     Ram,
+    /// RAM the loader is using (kernel image, page tables, boot info).
+    RamInUse,
     /// Anything else.
     Reserved,
 }
@@ -91,6 +96,13 @@ impl BootParams {
             self.regions[self.nregions] = r;
             self.nregions += 1;
         }
+    }
+
+    /// Copies a command line (cut at `CMDLINE_MAX`).
+    fn set_cmdline(&mut self, c: &[u8]) {
+        let n = c.len().min(Self::CMDLINE_MAX);
+        self.cmdline[..n].copy_from_slice(&c[..n]);
+        self.cmdline_len = n;
     }
 
     /// Copies a NUL-terminated command line.

@@ -4,9 +4,10 @@
 //! QEMU (`-kernel kernel.elf`) and the built-in VMM find the 32-bit entry through the
 //! `XEN_ELFNOTE_PHYS32_ENTRY` note and start the vCPU there in 32-bit protected mode, paging
 //! off, with EBX = GPA of `struct hvm_start_info` (Xen public/arch-x86/hvm/start_info.h).
-//! The stub needs no runtime page-table build: the identity map of the first 4 GiB is a
-//! static table in `.data.pagetables` (2 MiB pages), so entering long mode costs a handful
-//! of instructions.
+//! The stub runs at its physical address (the kernel is linked in the top 2 GiB, see
+//! linker.ld) and needs no runtime page-table build: the identity map of the first 4 GiB and
+//! the kernel's high mapping are static tables in `.data.pagetables` (2 MiB pages), so
+//! entering long mode costs a handful of instructions.
 //!
 //! The loaders zero `.bss` (QEMU's ELF loader and the bootloader zero-fill `p_memsz`; the
 //! built-in VMM loads into fresh anonymous memory), so the stub does not.
@@ -23,6 +24,8 @@ const HVM_MEMMAP_TYPE_RAM: u32 = 1;
 
 global_asm!(
     r#"
+    .set KERNEL_VMA, 0xffffffff80000000
+
     .section .note.Xen, "a", @note
     .balign 4
     .long 4
@@ -30,9 +33,10 @@ global_asm!(
     .long {note_type}
     .asciz "Xen"
     .balign 4
-    .quad pvh_start32
+    .quad pvh_start32 - KERNEL_VMA
     .balign 4
 
+    /* Runs at its physical address with paging off: every address is `symbol - KERNEL_VMA`. */
     .section .text.boot32, "ax"
     .code32
     .global pvh_start32
@@ -40,7 +44,7 @@ pvh_start32:
     cli
     cld
     mov %ebx, %esi
-    mov $boot_pml4, %eax
+    mov $(boot_pml4 - KERNEL_VMA), %eax
     mov %eax, %cr3
     mov %cr4, %eax
     or $0x20, %eax
@@ -52,11 +56,16 @@ pvh_start32:
     mov %cr0, %eax
     or $0x80000001, %eax
     mov %eax, %cr0
-    lgdt boot_gdt_ptr
-    ljmp $0x08, $pvh_start64
+    lgdt (boot_gdt_ptr - KERNEL_VMA)
+    ljmp $0x08, $(pvh_start64_low - KERNEL_VMA)
 
     .code64
+pvh_start64_low:
+    /* Still at the physical address (identity map): move to the kernel's own addresses. */
+    movabs $pvh_start64, %rax
+    jmp *%rax
 pvh_start64:
+    lgdt boot_gdt_ptr64
     mov $0x10, %eax
     mov %eax, %ds
     mov %eax, %es
@@ -64,9 +73,10 @@ pvh_start64:
     xor %eax, %eax
     mov %eax, %fs
     mov %eax, %gs
-    mov $boot_stack_top, %rsp
+    movabs $boot_stack_top, %rsp
     mov %esi, %edi
-    call {pvh_main}
+    movabs ${pvh_main}, %rax
+    call *%rax
     ud2
 
     .section .rodata.boot_gdt, "a"
@@ -78,20 +88,32 @@ boot_gdt:
 boot_gdt_end:
 boot_gdt_ptr:
     .word boot_gdt_end - boot_gdt - 1
-    .long boot_gdt
+    .long boot_gdt - KERNEL_VMA
+    .balign 8
+boot_gdt_ptr64:
+    .word boot_gdt_end - boot_gdt - 1
+    .quad boot_gdt
 
+    /* Identity map of the low 4 GiB (2 MiB pages), and the top 2 GiB -> physical 0..1 GiB
+       for the kernel image, sharing the first page directory. */
     .section .data.pagetables, "aw"
     .balign 4096
     .global boot_pml4
 boot_pml4:
-    .quad boot_pdpt + 0x3
-    .fill 511, 8, 0
+    .quad boot_pdpt - KERNEL_VMA + 0x3
+    .fill 510, 8, 0
+    .quad boot_pdpt_high - KERNEL_VMA + 0x3
+    .global boot_pdpt
 boot_pdpt:
-    .quad boot_pd + 0x0003
-    .quad boot_pd + 0x1003
-    .quad boot_pd + 0x2003
-    .quad boot_pd + 0x3003
+    .quad boot_pd - KERNEL_VMA + 0x0003
+    .quad boot_pd - KERNEL_VMA + 0x1003
+    .quad boot_pd - KERNEL_VMA + 0x2003
+    .quad boot_pd - KERNEL_VMA + 0x3003
     .fill 508, 8, 0
+boot_pdpt_high:
+    .fill 510, 8, 0
+    .quad boot_pd - KERNEL_VMA + 0x0003
+    .quad 0
     .global boot_pd
 boot_pd:
     .set pvh_page, 0
@@ -114,8 +136,8 @@ boot_stack_top:
 );
 
 unsafe extern "C" {
-    /// End of the kernel image (linker.ld).
-    static __kernel_end: u8;
+    /// Physical address of the end of the kernel image (linker.ld).
+    static __kernel_end_phys: u8;
 }
 
 /// `struct hvm_start_info` (version 1), the fields read here.
@@ -156,8 +178,8 @@ extern "C" fn pvh_main(start_info_gpa: u32) -> ! {
     let params = super::params_mut();
     params.path = BootPath::Pvh;
     params.phys_offset = 0;
-    // The PVH loader put the image at its link addresses (identity), so its end symbol is a GPA.
-    params.image_end_gpa = (&raw const __kernel_end) as u64;
+    // The PVH loader put the image at its load (physical) addresses.
+    params.image_end_gpa = (&raw const __kernel_end_phys) as u64;
     // SAFETY: the loader put a start-info block at this GPA; the low 4 GiB are identity
     // mapped, and the block is only read. The magic is checked before anything else is used.
     let info = unsafe { core::ptr::read_unaligned(start_info_gpa as usize as *const HvmStartInfo) };

@@ -19,6 +19,11 @@ pub fn set_phys_offset(off: u64) {
     PHYS_OFFSET.store(off, Ordering::Relaxed);
 }
 
+/// Where GPA 0 is mapped.
+pub fn phys_offset() -> u64 {
+    PHYS_OFFSET.load(Ordering::Relaxed)
+}
+
 /// MMIO read: one load of the access width.
 #[inline(always)]
 pub fn mmio_read<T: MmioValue>(gpa: u64) -> T {

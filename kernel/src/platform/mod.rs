@@ -77,7 +77,7 @@ pub fn init(params: &BootParams) -> (PlatformKind, Result<(), HostError>) {
             (PlatformKind::Tdx, tdx::init().map(|_| ()))
         }
         detect::Detected::SevEs { .. } => {
-            let info = match sev_es::init(params.phys_offset) {
+            let info = match sev_es::init() {
                 Ok(i) => i,
                 // Without an agreed protocol the GHCB cannot be used, so there is no console
                 // either: ask the host to end the guest (GHCB spec 2.3.1, reason 1).

@@ -99,7 +99,7 @@ pub struct SevInfo {
 
 /// Negotiates the protocol (MSR protocol SEV information and CPUID 0x8000001F), checks the
 /// host's answers, and prepares the GHCB page.
-pub fn init(phys_offset: u64) -> Result<SevInfo, HostError> {
+pub fn init() -> Result<SevInfo, HostError> {
     let raw = msr_protocol(MsrRequest::SevInfo.into());
     let MsrResponse::SevInfo { max, min, cbit } = MsrResponse::decode(raw) else {
         return Err(HostError::BadAnswer {
@@ -137,7 +137,12 @@ pub fn init(phys_offset: u64) -> Result<SevInfo, HostError> {
     let version = max.min(ghcb::GHCB_VERSION_MAX);
     CBIT.store(cbit, Ordering::Relaxed);
     VERSION.store(version, Ordering::Relaxed);
-    GHCB_GPA.store(GHCB.0.get() as u64 - phys_offset, Ordering::Relaxed);
+    // The GHCB lives in the kernel image, whose physical placement only the page tables know
+    // (identity on PVH, the loader's choice in a disk image).
+    let gpa = crate::arch::paging::virt_to_phys(ghcb_va()).ok_or(HostError::Unsupported {
+        request: "the GHCB page is not mapped",
+    })?;
+    GHCB_GPA.store(gpa, Ordering::Relaxed);
     Ok(SevInfo { cbit })
 }
 

@@ -306,12 +306,28 @@ mod tests {
     use super::*;
 
     fn w(a: &mut Lapic, off: u64, v: u32, now: Instant) {
-        a.write(off, &v.to_le_bytes(), &AccessCtx { rip: 0, now });
+        a.write(
+            off,
+            &v.to_le_bytes(),
+            &AccessCtx {
+                rip: 0,
+                now,
+                exits: 0,
+            },
+        );
     }
 
     fn r(a: &mut Lapic, off: u64, now: Instant) -> u32 {
         let mut d = [0u8; 4];
-        a.read(off, &mut d, &AccessCtx { rip: 0, now });
+        a.read(
+            off,
+            &mut d,
+            &AccessCtx {
+                rip: 0,
+                now,
+                exits: 0,
+            },
+        );
         u32::from_le_bytes(d)
     }
 
@@ -423,10 +439,26 @@ mod tests {
         w(&mut a, APIC_TPR, 0x10, t0);
         assert_eq!(r(&mut a, APIC_TPR, t0), 0x10);
         let mut b = [0u8; 1];
-        a.read(APIC_SVR, &mut b, &AccessCtx { rip: 0, now: t0 });
+        a.read(
+            APIC_SVR,
+            &mut b,
+            &AccessCtx {
+                rip: 0,
+                now: t0,
+                exits: 0,
+            },
+        );
         assert_eq!(b, [0xff]);
         let mut d = [0u8; 4];
-        a.read(APIC_SVR + 4, &mut d, &AccessCtx { rip: 0, now: t0 });
+        a.read(
+            APIC_SVR + 4,
+            &mut d,
+            &AccessCtx {
+                rip: 0,
+                now: t0,
+                exits: 0,
+            },
+        );
         assert_eq!(d, [0xff; 4]);
     }
 }

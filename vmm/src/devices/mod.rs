@@ -7,6 +7,7 @@
 pub mod exit_port;
 pub mod lapic;
 pub mod serial;
+pub mod testdev;
 
 use std::time::Instant;
 
@@ -17,6 +18,8 @@ pub struct AccessCtx {
     pub rip: u64,
     /// Host time of the exit.
     pub now: Instant,
+    /// vCPU exits so far in the run, this access's own exit included.
+    pub exits: u64,
 }
 
 /// What a device write asks of the VMM beyond the write itself.

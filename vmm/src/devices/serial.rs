@@ -93,6 +93,7 @@ mod tests {
     const CTX: fn() -> AccessCtx = || AccessCtx {
         rip: 0,
         now: Instant::now(),
+        exits: 0,
     };
 
     /// 16550 register offsets (PC16550D datasheet): scratch, line status, interrupt id.
