@@ -77,7 +77,7 @@ fn recursive_translate(r: u64, v: u64) -> Option<u64> {
         return Some((e2 & PTE_ADDR & !((1 << 21) - 1)) | (v & ((1 << 21) - 1)));
     }
     let e1 = entry(va(r, i4, i3, i2), i1);
-    (e1 & 1 != 0).then(|| (e1 & PTE_ADDR) | (v & 0xfff))
+    (e1 & 1 != 0).then_some((e1 & PTE_ADDR) | (v & 0xfff))
 }
 
 /// Maps the low 4 GiB at a free PML4 slot with the static 2 MiB tables; returns the offset.
