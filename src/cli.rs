@@ -1,6 +1,6 @@
 //! Command-line interface definitions (clap).
 
-use crate::qemu::{Accel, Machine};
+use crate::qemu::{Accel, Boot, Machine};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -26,6 +26,22 @@ pub enum Command {
     List(ListArgs),
     /// Read a KTAP log (file or `-` for stdin) and print the same summary and exit code.
     Parse(ParseArgs),
+    /// Measure start-to-verdict times and guest microbenchmarks (prints figures).
+    Bench(BenchArgs),
+}
+
+/// Options of `bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Runs per start-to-verdict figure (at least 5).
+    #[arg(long, default_value_t = 7)]
+    pub runs: usize,
+    /// Skip the BIOS and UEFI image boots (the slowest part: about two minutes).
+    #[arg(long)]
+    pub no_images: bool,
+    /// The QEMU binary.
+    #[arg(long, value_name = "PATH", default_value = "qemu-system-x86_64")]
+    pub qemu: PathBuf,
 }
 
 /// Which platform the guest runs as.
@@ -62,10 +78,17 @@ pub struct RunArgs {
     /// Platform the guest runs as.
     #[arg(long, value_enum, default_value = "legacy")]
     pub platform: PlatformArg,
+    /// How the guest boots: the ELF through PVH, or the BIOS/UEFI disk image through firmware
+    /// (QEMU `-M pc`).
+    #[arg(long, value_enum, default_value = "pvh")]
+    pub boot: Boot,
+    /// OVMF code file for --boot uefi (the variable store is the sibling OVMF_VARS file).
+    #[arg(long, value_name = "PATH")]
+    pub ovmf: Option<PathBuf>,
     /// Accelerator for QEMU (default: kvm when /dev/kvm opens, else tcg). Implies --vmm qemu.
     #[arg(long, value_enum)]
     pub accel: Option<Accel>,
-    /// QEMU machine model (default microvm). Implies --vmm qemu.
+    /// QEMU machine model (default: microvm for PVH, pc for disk images). Implies --vmm qemu.
     #[arg(long, value_enum)]
     pub machine: Option<Machine>,
     /// Cases to run: comma-separated `suite` or `suite.case` patterns, `*` as wildcard

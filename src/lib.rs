@@ -1,13 +1,17 @@
 //! cvmprobe host library: everything the `cvmprobe` CLI does, as modules the integration
 //! tests can call directly.
 //!
+//! - [`bench`]: `cvmprobe bench`.
 //! - [`cli`]: command-line definitions.
 //! - [`qemu`]: QEMU command line and runs with a timeout.
+//! - [`images`]: the BIOS/UEFI disk images and their per-run command line.
 //! - [`run`]: one run of the guest, from command line to [`report::Summary`].
 //! - [`report`]: the verdict, its table and JUnit cases.
 //! - [`ktap`]: the KTAP parser.
 //! - [`junit`]: the JUnit writer.
+pub mod bench;
 pub mod cli;
+pub mod images;
 pub mod junit;
 pub mod ktap;
 pub mod qemu;

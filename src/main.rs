@@ -2,8 +2,8 @@
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use cvmprobe::cli::{Cli, Command, ListArgs, ParseArgs, RunArgs, VmmArg};
-use cvmprobe::qemu::{self, Accel, Machine, QemuConfig};
+use cvmprobe::cli::{BenchArgs, Cli, Command, ListArgs, ParseArgs, RunArgs, VmmArg};
+use cvmprobe::qemu::{self, Accel, Boot, Machine, QemuConfig};
 use cvmprobe::report::Summary;
 use cvmprobe::run::{self, RunRequest};
 use cvmprobe::{junit, ktap};
@@ -19,6 +19,7 @@ fn main() -> ExitCode {
         Some(Command::Run(a)) => cmd_run(&a),
         Some(Command::List(a)) => cmd_list(&a),
         Some(Command::Parse(a)) => cmd_parse(&a),
+        Some(Command::Bench(a)) => cmd_bench(&a),
     };
     match r {
         Ok(true) => ExitCode::SUCCESS,
@@ -69,11 +70,31 @@ fn cmd_run(a: &RunArgs) -> Result<bool> {
             kernel.display()
         );
     }
-    let qemu_flags = a.machine.is_some() || a.accel.is_some();
+    if a.verbose {
+        let or_none = |p: &str| {
+            if p.is_empty() {
+                "(not built: images feature off)".to_string()
+            } else {
+                p.to_string()
+            }
+        };
+        eprintln!("cvmprobe: kernel ELF: {}", kernel.display());
+        eprintln!(
+            "cvmprobe: BIOS image: {}",
+            or_none(cvmprobe::images::BIOS_IMAGE)
+        );
+        eprintln!(
+            "cvmprobe: UEFI image: {}",
+            or_none(cvmprobe::images::UEFI_IMAGE)
+        );
+    }
+    let qemu_flags = a.machine.is_some() || a.accel.is_some() || a.boot != Boot::Pvh;
     let use_builtin = match a.vmm {
         Some(VmmArg::Builtin) => {
             if qemu_flags {
-                bail!("--machine and --accel are QEMU options: drop them, or use --vmm qemu");
+                bail!(
+                    "--machine, --accel and --boot bios|uefi are QEMU options: drop them, or use --vmm qemu"
+                );
             }
             true
         }
@@ -96,7 +117,17 @@ fn cmd_run(a: &RunArgs) -> Result<bool> {
         let result = run::run_builtin(&req, kernel)?;
         return finish(&result.summary, a.junit.as_deref());
     }
-    let accel = match a.accel {
+    let machine = match (a.machine, a.boot) {
+        (Some(Machine::Microvm), Boot::Bios | Boot::Uefi) => bail!(
+            "--boot {} needs firmware and a disk: use --machine pc (the default for disk images)",
+            a.boot.name()
+        ),
+        (Some(m), _) => m,
+        (None, Boot::Pvh) => Machine::Microvm,
+        (None, _) => Machine::Pc,
+    };
+    let auto_accel = a.accel.is_none();
+    let mut accel = match a.accel {
         Some(x) => x,
         None if qemu::kvm_usable() => Accel::Kvm,
         None => {
@@ -104,26 +135,46 @@ fn cmd_run(a: &RunArgs) -> Result<bool> {
             Accel::Tcg
         }
     };
-    let cfg = QemuConfig {
-        binary: a.qemu.clone(),
-        machine: a.machine.unwrap_or(Machine::Microvm),
-        accel,
-        kernel: kernel.to_path_buf(),
-        cmdline: String::new(),
-        brand: String::new(),
-        mem_mib: 64,
-    };
-    eprintln!(
-        "cvmprobe: booting {} under QEMU {} with {} ({} cases)",
-        kernel.display(),
-        cfg.machine.name(),
-        accel.name(),
-        run::expected(&req).len()
-    );
-    let cfg = run::prepare_qemu(&req, cfg);
-    eprintln!("cvmprobe: {}", cfg.shell_line());
-    let result = run::run_qemu(&req, &cfg)?;
-    finish(&result.summary, a.junit.as_deref())
+    let workdir = tempfile::tempdir().context("cannot create a temporary directory for the run")?;
+    loop {
+        let base = QemuConfig {
+            binary: a.qemu.clone(),
+            machine,
+            accel,
+            media: qemu::Media::Pvh {
+                kernel: kernel.to_path_buf(),
+            },
+            cmdline: String::new(),
+            brand: String::new(),
+            // OVMF wants more than the 64 MiB the kernel needs.
+            mem_mib: if a.boot == Boot::Uefi { 256 } else { 64 },
+        };
+        let cfg = run::prepare_qemu(&req, base, a.boot, a.ovmf.as_deref(), workdir.path())?;
+        eprintln!(
+            "cvmprobe: booting {} under QEMU {} with {} ({} cases)",
+            match &cfg.media {
+                qemu::Media::Pvh { kernel } => format!("{} (PVH)", kernel.display()),
+                qemu::Media::Bios { .. } =>
+                    format!("the BIOS image {}", cvmprobe::images::BIOS_IMAGE),
+                qemu::Media::Uefi { .. } =>
+                    format!("the UEFI image {}", cvmprobe::images::UEFI_IMAGE),
+            },
+            cfg.machine.name(),
+            accel.name(),
+            run::expected(&req).len()
+        );
+        eprintln!("cvmprobe: {}", cfg.shell_line());
+        let result = run::run_qemu(&req, &cfg)?;
+        if result.kvm_internal_error && accel == Accel::Kvm && auto_accel {
+            eprintln!(
+                "cvmprobe: QEMU stopped on a KVM internal error under KVM (OVMF uses an instruction \
+                 this host's KVM does not emulate): running again under TCG"
+            );
+            accel = Accel::Tcg;
+            continue;
+        }
+        return finish(&result.summary, a.junit.as_deref());
+    }
 }
 
 fn finish(summary: &Summary, junit_path: Option<&Path>) -> Result<bool> {
@@ -193,4 +244,24 @@ fn cmd_parse(a: &ParseArgs) -> Result<bool> {
         summary.serial_tail = cvmprobe::report::tail(&text, cvmprobe::report::SERIAL_TAIL_LINES);
     }
     finish(&summary, a.junit.as_deref())
+}
+
+fn cmd_bench(a: &BenchArgs) -> Result<bool> {
+    if a.runs < 5 {
+        bail!("--runs {}: at least 5 runs per figure", a.runs);
+    }
+    vmm::kvm_available().context("the benchmarks need the built-in VMM")?;
+    let kernel = Path::new(env!("CVMPROBE_KERNEL_ELF"));
+    let opts = cvmprobe::bench::BenchOptions {
+        runs: a.runs,
+        images: !a.no_images,
+        qemu: a.qemu.clone(),
+    };
+    eprintln!(
+        "cvmprobe bench: measuring (about {} s)...",
+        if opts.images { 150 } else { 20 }
+    );
+    let report = cvmprobe::bench::run_all(kernel, &opts).map_err(|e| anyhow::anyhow!(e))?;
+    print!("{report}");
+    Ok(true)
 }

@@ -47,6 +47,52 @@ impl Accel {
     }
 }
 
+/// How the guest is booted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Boot {
+    /// `-kernel kernel.elf`: QEMU's PVH loader (no firmware on microvm).
+    Pvh,
+    /// The BIOS disk image through SeaBIOS (`-M pc`).
+    Bios,
+    /// The UEFI disk image through OVMF (`-M pc`, pflash firmware).
+    Uefi,
+}
+
+impl Boot {
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Boot::Pvh => "pvh",
+            Boot::Bios => "bios",
+            Boot::Uefi => "uefi",
+        }
+    }
+}
+
+/// What QEMU boots.
+#[derive(Clone, Debug)]
+pub enum Media {
+    /// The kernel ELF through PVH, with the command line in `-append`.
+    Pvh {
+        /// The ELF.
+        kernel: PathBuf,
+    },
+    /// A BIOS disk image (its ramdisk carries the command line).
+    Bios {
+        /// The image (a per-run copy).
+        disk: PathBuf,
+    },
+    /// A UEFI disk image with OVMF.
+    Uefi {
+        /// The image (a per-run copy).
+        disk: PathBuf,
+        /// OVMF code (read-only pflash).
+        code: PathBuf,
+        /// A private copy of the OVMF variable store.
+        vars: PathBuf,
+    },
+}
+
 /// Everything that determines one QEMU run.
 #[derive(Clone, Debug)]
 pub struct QemuConfig {
@@ -56,9 +102,9 @@ pub struct QemuConfig {
     pub machine: Machine,
     /// Accelerator.
     pub accel: Accel,
-    /// The kernel ELF (PVH note).
-    pub kernel: PathBuf,
-    /// Kernel command line.
+    /// What to boot.
+    pub media: Media,
+    /// Kernel command line (PVH: `-append`; images: already patched into the disk).
     pub cmdline: String,
     /// CPUID brand string the host chose (`-cpu qemu64,model-id=`).
     pub brand: String,
@@ -85,15 +131,38 @@ impl QemuConfig {
             "-serial".into(),
             "stdio".into(),
             "-no-reboot".into(),
-            "-kernel".into(),
-            self.kernel.display().to_string(),
-            "-append".into(),
-            self.cmdline.clone(),
+        ];
+        match &self.media {
+            Media::Pvh { kernel } => a.extend([
+                "-kernel".into(),
+                kernel.display().to_string(),
+                "-append".into(),
+                self.cmdline.clone(),
+            ]),
+            // The bootloader's BIOS stage sets a VESA mode through the VGA BIOS: it needs a VGA.
+            Media::Bios { disk } => a.extend([
+                "-vga".into(),
+                "std".into(),
+                "-drive".into(),
+                format!("format=raw,file={}", disk.display()),
+            ]),
+            Media::Uefi { disk, code, vars } => a.extend([
+                "-vga".into(),
+                "std".into(),
+                "-drive".into(),
+                format!("if=pflash,format=raw,readonly=on,file={}", code.display()),
+                "-drive".into(),
+                format!("if=pflash,format=raw,file={}", vars.display()),
+                "-drive".into(),
+                format!("format=raw,file={}", disk.display()),
+            ]),
+        }
+        a.extend([
             "-device".into(),
             format!("isa-debug-exit,iobase={EXIT_PORT:#x},iosize=0x04"),
             "-device".into(),
             "pc-testdev".into(),
-        ];
+        ]);
         if self.machine == Machine::Pc {
             a.extend(["-net".into(), "none".into(), "-device".into(), "edu".into()]);
         }
@@ -129,6 +198,9 @@ pub enum QemuEnd {
     Exited(ExitStatus),
     /// The run passed its timeout; QEMU was killed.
     TimedOut(Duration),
+    /// QEMU reported a KVM internal error (e.g. an emulation failure) and was killed: it
+    /// would otherwise stop the VM and wait forever.
+    KvmInternalError(String),
 }
 
 /// What a QEMU run produced.
@@ -162,8 +234,37 @@ pub enum QemuError {
     },
 }
 
+/// Output of QEMU, one line at a time.
+enum Output {
+    Serial(String),
+    Stderr(String),
+}
+
+/// What QEMU prints on stderr when KVM_RUN fails with KVM_EXIT_INTERNAL_ERROR
+/// (accel/kvm/kvm-all.c, kvm_handle_internal_error); it then pauses the VM.
+const KVM_INTERNAL_ERROR: &str = "KVM internal error";
+
+fn forward_lines(r: impl Read, tx: mpsc::Sender<Output>, wrap: fn(String) -> Output) {
+    let mut r = BufReader::new(r);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match r.read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                if tx
+                    .send(wrap(String::from_utf8_lossy(&buf).into_owned()))
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        }
+    }
+}
+
 /// Runs QEMU with `cfg`, calling `on_line` with each serial line as it arrives, and kills it
-/// after `timeout`.
+/// after `timeout`, or as soon as it reports a KVM internal error.
 pub fn run(
     cfg: &QemuConfig,
     timeout: Duration,
@@ -173,76 +274,71 @@ pub fn run(
     let mut child = spawn(&cfg.binary, &cfg.args())?;
     let stdout = child.stdout.take().expect("piped");
     let stderr = child.stderr.take().expect("piped");
-    let (tx, rx) = mpsc::channel::<String>();
-    let reader = std::thread::spawn(move || {
-        let mut r = BufReader::new(stdout);
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            match r.read_until(b'\n', &mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    let line = String::from_utf8_lossy(&buf).into_owned();
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = BufReader::new(stderr).read_to_string(&mut s);
-        s
-    });
+    let (tx, rx) = mpsc::channel::<Output>();
+    let tx2 = tx.clone();
+    let out_reader = std::thread::spawn(move || forward_lines(stdout, tx, Output::Serial));
+    let err_reader = std::thread::spawn(move || forward_lines(stderr, tx2, Output::Stderr));
 
     let deadline = start + timeout;
     let mut serial = String::new();
-    let mut timed_out = false;
+    let mut errors = String::new();
+    let mut end = None;
     loop {
         let now = Instant::now();
         if now >= deadline {
-            timed_out = true;
+            end = Some(QemuEnd::TimedOut(timeout));
             break;
         }
         match rx.recv_timeout(deadline - now) {
-            Ok(line) => {
+            Ok(Output::Serial(line)) => {
                 on_line(line.trim_end_matches(['\n', '\r']));
                 serial.push_str(&line);
             }
+            Ok(Output::Stderr(line)) => {
+                errors.push_str(&line);
+                if line.contains(KVM_INTERNAL_ERROR) {
+                    end = Some(QemuEnd::KvmInternalError(line.trim().to_string()));
+                    break;
+                }
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                timed_out = true;
+                end = Some(QemuEnd::TimedOut(timeout));
                 break;
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
-    let end = if timed_out {
-        let _ = child.kill();
-        let _ = child.wait();
-        QemuEnd::TimedOut(timeout)
-    } else {
-        let status = wait_with_deadline(&mut child, deadline);
-        match status {
+    let end = match end {
+        Some(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            e
+        }
+        None => match wait_with_deadline(&mut child, deadline) {
             Some(s) => QemuEnd::Exited(s),
             None => {
                 let _ = child.kill();
                 let _ = child.wait();
                 QemuEnd::TimedOut(timeout)
             }
-        }
+        },
     };
-    let _ = reader.join();
-    // Lines that arrived between the last receive and the kill.
-    for line in rx.try_iter() {
-        on_line(line.trim_end_matches(['\n', '\r']));
-        serial.push_str(&line);
+    let _ = out_reader.join();
+    let _ = err_reader.join();
+    // Output that arrived between the last receive and the end.
+    for o in rx.try_iter() {
+        match o {
+            Output::Serial(line) => {
+                on_line(line.trim_end_matches(['\n', '\r']));
+                serial.push_str(&line);
+            }
+            Output::Stderr(line) => errors.push_str(&line),
+        }
     }
-    let stderr = err_reader.join().unwrap_or_default();
     Ok(QemuRun {
         end,
         serial,
-        stderr,
+        stderr: errors,
         wall: start.elapsed(),
     })
 }
@@ -308,7 +404,9 @@ mod tests {
             binary: "qemu-system-x86_64".into(),
             machine: Machine::Pc,
             accel: Accel::Tcg,
-            kernel: "/k".into(),
+            media: Media::Pvh {
+                kernel: "/k".into(),
+            },
             cmdline: "cvmprobe.filter=io".into(),
             brand: "cvmprobe 1,2".into(),
             mem_mib: 64,

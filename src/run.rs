@@ -38,6 +38,8 @@ pub struct RunResult {
     pub serial: String,
     /// The guest's exit-port verdict, if it reached the port.
     pub guest_exit: Option<GuestExit>,
+    /// QEMU stopped on a KVM internal error (the caller may retry under TCG).
+    pub kvm_internal_error: bool,
 }
 
 /// A fresh per-run token (hex), used for host-chosen values the guest must read back.
@@ -183,18 +185,39 @@ pub fn summarize(
     s
 }
 
-/// Fills the run-specific parts of a QEMU configuration: the kernel command line and the
-/// brand string chosen for this run.
-pub fn prepare_qemu(req: &RunRequest, mut cfg: QemuConfig) -> QemuConfig {
+/// Fills the run-specific parts of a QEMU configuration: the kernel command line, the brand
+/// string chosen for this run, and for disk images a private copy carrying that command line
+/// (and of the OVMF variable store) in `workdir`.
+pub fn prepare_qemu(
+    req: &RunRequest,
+    mut cfg: QemuConfig,
+    boot: qemu::Boot,
+    ovmf: Option<&std::path::Path>,
+    workdir: &std::path::Path,
+) -> Result<QemuConfig, crate::images::ImageError> {
     let (brand, brand_key) = brand_for(run_token());
     let mut c = kernel_cmdline(req);
     if !c.is_empty() {
         c.push(' ');
     }
     c.push_str(&brand_key);
+    match boot {
+        qemu::Boot::Pvh => {}
+        qemu::Boot::Bios => {
+            let disk = workdir.join("cvmprobe-bios.img");
+            crate::images::patched_copy(&crate::images::template(false)?, &c, &disk)?;
+            cfg.media = qemu::Media::Bios { disk };
+        }
+        qemu::Boot::Uefi => {
+            let (code, vars) = crate::images::ovmf(ovmf, workdir)?;
+            let disk = workdir.join("cvmprobe-uefi.img");
+            crate::images::patched_copy(&crate::images::template(true)?, &c, &disk)?;
+            cfg.media = qemu::Media::Uefi { disk, code, vars };
+        }
+    }
     cfg.cmdline = c;
     cfg.brand = brand;
-    cfg
+    Ok(cfg)
 }
 
 /// Runs the request under QEMU with a configuration from [`prepare_qemu`].
@@ -204,7 +227,12 @@ pub fn run_qemu(req: &RunRequest, cfg: &QemuConfig) -> Result<RunResult, qemu::Q
     let r = qemu::run(cfg, req.timeout, |l| progress.line(l));
     progress.finish();
     let r = r?;
+    let kvm_internal_error = matches!(r.end, QemuEnd::KvmInternalError(_));
     let (guest_exit, abnormal) = match r.end {
+        QemuEnd::KvmInternalError(line) => (
+            None,
+            Some(format!("QEMU stopped the VM on a KVM internal error ({line}); QEMU was killed")),
+        ),
         QemuEnd::TimedOut(d) => (None, Some(format!("hang: no verdict within the {:.1} s timeout (QEMU killed)", d.as_secs_f64()))),
         QemuEnd::Exited(status) => match status.code() {
             Some(code) => match GuestExit::from_qemu_status(code) {
@@ -235,12 +263,18 @@ pub fn run_qemu(req: &RunRequest, cfg: &QemuConfig) -> Result<RunResult, qemu::Q
     }
     let guest_exit = if saw_ktap { guest_exit } else { None };
     let mut summary = summarize(req, &r.serial, guest_exit, abnormal);
-    summary.environment = format!("qemu {}/{}", cfg.machine.name(), cfg.accel.name());
+    let boot = match cfg.media {
+        qemu::Media::Pvh { .. } => "pvh",
+        qemu::Media::Bios { .. } => "bios",
+        qemu::Media::Uefi { .. } => "uefi",
+    };
+    summary.environment = format!("qemu {}/{}, {boot}", cfg.machine.name(), cfg.accel.name());
     summary.wall = Some(r.wall);
     Ok(RunResult {
         summary,
         serial: r.serial,
         guest_exit,
+        kvm_internal_error,
     })
 }
 
@@ -285,6 +319,7 @@ pub fn run_builtin(req: &RunRequest, kernel: &std::path::Path) -> Result<RunResu
         summary,
         serial,
         guest_exit,
+        kvm_internal_error: false,
     })
 }
 

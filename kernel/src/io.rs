@@ -74,8 +74,21 @@ pub fn take_host_error() -> Option<HostError> {
 }
 
 /// Reads a `T` from MMIO at guest-physical address `gpa`.
+///
+/// On legacy this is the check that `gpa` is not RAM and one load, inlined; the other
+/// platforms go through their backend out of line.
 #[inline(always)]
 pub fn mmio_read<T: MmioValue>(gpa: u64) -> T {
+    if platform::is_legacy()
+        && !crate::memory::overlaps_ram(gpa, gpa.wrapping_add(T::WIDTH.bytes()))
+    {
+        return platform::legacy::mmio_read::<T>(gpa);
+    }
+    mmio_read_slow(gpa)
+}
+
+#[inline(never)]
+fn mmio_read_slow<T: MmioValue>(gpa: u64) -> T {
     match try_mmio_read(gpa) {
         Ok(v) => v,
         Err(e) => {
@@ -88,28 +101,47 @@ pub fn mmio_read<T: MmioValue>(gpa: u64) -> T {
 /// Writes `v` to MMIO at guest-physical address `gpa`.
 #[inline(always)]
 pub fn mmio_write<T: MmioValue>(gpa: u64, v: T) {
+    if platform::is_legacy()
+        && !crate::memory::overlaps_ram(gpa, gpa.wrapping_add(T::WIDTH.bytes()))
+    {
+        return platform::legacy::mmio_write(gpa, v);
+    }
+    mmio_write_slow(gpa, v)
+}
+
+#[inline(never)]
+fn mmio_write_slow<T: MmioValue>(gpa: u64, v: T) {
     if let Err(e) = try_mmio_write(gpa, v) {
         record(e);
     }
 }
 
 /// [`mmio_read`] returning the host error instead of recording it.
-#[inline(always)]
 pub fn try_mmio_read<T: MmioValue>(gpa: u64) -> Result<T, HostError> {
     check_not_ram(gpa, T::WIDTH)?;
     platform::mmio_read::<T>(gpa)
 }
 
 /// [`mmio_write`] returning the host error instead of recording it.
-#[inline(always)]
 pub fn try_mmio_write<T: MmioValue>(gpa: u64, v: T) -> Result<(), HostError> {
     check_not_ram(gpa, T::WIDTH)?;
     platform::mmio_write(gpa, v)
 }
 
 /// Reads a `T` from I/O port `port`.
+///
+/// On legacy this is a call to the one-instruction `in` wrapper; the other platforms go
+/// through their backend out of line.
 #[inline(always)]
 pub fn pio_read<T: PioValue>(port: u16) -> T {
+    if platform::is_legacy() {
+        return platform::legacy::pio_read::<T>(port);
+    }
+    pio_read_slow(port)
+}
+
+#[inline(never)]
+fn pio_read_slow<T: PioValue>(port: u16) -> T {
     match platform::pio_read::<T>(port) {
         Ok(v) => v,
         Err(e) => {
@@ -122,6 +154,14 @@ pub fn pio_read<T: PioValue>(port: u16) -> T {
 /// Writes `v` to I/O port `port`.
 #[inline(always)]
 pub fn pio_write<T: PioValue>(port: u16, v: T) {
+    if platform::is_legacy() {
+        return platform::legacy::pio_write(port, v);
+    }
+    pio_write_slow(port, v)
+}
+
+#[inline(never)]
+fn pio_write_slow<T: PioValue>(port: u16, v: T) {
     if let Err(e) = platform::pio_write(port, v) {
         record(e);
     }

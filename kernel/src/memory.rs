@@ -63,11 +63,15 @@ pub fn init(params: &BootParams) -> Result<(), &'static str> {
 }
 
 /// Whether `[start, end)` overlaps RAM from the memory map. Hot path of every MMIO access:
-/// the common case (device memory above the low RAM, below 4 GiB) is two compares.
+/// the common case (device memory above the low RAM, below 4 GiB) is one load and two
+/// compares.
 #[inline(always)]
 pub fn overlaps_ram(start: u64, end: u64) -> bool {
     if start < RAM_LOW_END.load(Ordering::Relaxed) {
         return true;
     }
-    end > FOUR_GIB && start < RAM_HIGH_END.load(Ordering::Relaxed)
+    if end <= FOUR_GIB {
+        return false;
+    }
+    start < RAM_HIGH_END.load(Ordering::Relaxed)
 }

@@ -168,16 +168,20 @@ pub enum Fault {
     /// One extra read of the test device inside the case, which the case does not declare:
     /// the host's access-log check must turn the case's `ok` into a failure.
     UndeclaredAccess,
+    /// An instruction the hypervisor cannot emulate (a TDCALL outside TDX): under KVM the run
+    /// ends in KVM_EXIT_INTERNAL_ERROR (emulation failure), under TCG in #UD.
+    EmulationFailure,
 }
 
 impl Fault {
     /// All faults, for help texts.
-    pub const ALL: [Fault; 5] = [
+    pub const ALL: [Fault; 6] = [
         Self::Panic,
         Self::Exception,
         Self::TripleFault,
         Self::Hang,
         Self::UndeclaredAccess,
+        Self::EmulationFailure,
     ];
 
     /// The name used on the command line.
@@ -188,6 +192,7 @@ impl Fault {
             Self::TripleFault => "triple-fault",
             Self::Hang => "hang",
             Self::UndeclaredAccess => "undeclared-access",
+            Self::EmulationFailure => "emulation-failure",
         }
     }
 }

@@ -31,6 +31,7 @@ mod error;
 mod kick;
 pub mod layout;
 pub mod machine;
+pub mod sim;
 mod vcpu;
 
 pub use devices::testdev::{BenchSample, CaseCheck, TestdevAccess};

@@ -62,6 +62,12 @@ fn kind_raw() -> u8 {
     KIND.load(Ordering::Relaxed)
 }
 
+/// Whether the platform is legacy (the I/O API's inlined fast path).
+#[inline(always)]
+pub fn is_legacy() -> bool {
+    kind_raw() == KIND_LEGACY
+}
+
 /// Detects the platform and fixes the backend for the rest of the run. On TDX and SEV-ES the
 /// host's first answers are checked here; if they are bad the platform is still fixed (the
 /// console needs a backend to report it) and the error comes back for `kmain` to bail out on.

@@ -328,6 +328,11 @@ fn inject(f: Fault) {
                 core::arch::asm!("ud2", options(nomem, nostack));
             }
         }
+        Fault::EmulationFailure => {
+            // SAFETY: deliberately executes TDCALL (66 0F 01 CC) outside TDX: KVM cannot
+            // emulate it and ends the run; TCG raises #UD. Nothing returns here.
+            unsafe { core::arch::asm!(".byte 0x66, 0x0f, 0x01, 0xcc", options(nomem, nostack)) }
+        }
         Fault::Hang => loop {
             core::hint::spin_loop();
         },
