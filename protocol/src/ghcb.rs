@@ -155,7 +155,9 @@ impl MsrResponse {
                 min: (v >> 32) as u16,
                 cbit: (v >> 24) as u8,
             },
-            msr::CPUID_RESP if (v >> 12) & 0xf_ffff == 0 => MsrResponse::Cpuid {
+            // KVM keeps the request's bits 31:12 (the register selector) in the response
+            // (sev_handle_vmgexit_msr_protocol), and Linux's guest checks only the code.
+            msr::CPUID_RESP => MsrResponse::Cpuid {
                 value: (v >> 32) as u32,
             },
             msr::HV_FT_RESP => MsrResponse::HvFeatures { features: v >> 12 },
@@ -438,9 +440,13 @@ mod tests {
             MsrResponse::decode(0x3081),
             MsrResponse::HvFeatures { features: 3 }
         );
-        // Reserved bits set: not a valid SEV-info or CPUID response.
+        // Reserved bits set: not a valid SEV-info response.
         assert_eq!(MsrResponse::decode(0x1001), MsrResponse::Other(0x1001));
-        assert_eq!(MsrResponse::decode(0x1005), MsrResponse::Other(0x1005));
+        // KVM's CPUID answer keeps the request's register selector in bits 31:30.
+        assert_eq!(
+            MsrResponse::decode(0x0000_002f_4000_0005),
+            MsrResponse::Cpuid { value: 0x2f }
+        );
         // An unknown code comes back unchanged.
         assert_eq!(MsrResponse::decode(0x0ff), MsrResponse::Other(0x0ff));
         assert_eq!(

@@ -95,6 +95,39 @@ impl Exit<'_> {
     }
 }
 
+/// A write KVM queued in its coalesced ring instead of exiting (KVM_REGISTER_COALESCED_MMIO,
+/// Linux Documentation/virt/kvm/api.rst), decoded from a `struct kvm_coalesced_mmio`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CoalescedWrite {
+    /// Port or MMIO (the entry's `pio`).
+    pub space: Space,
+    /// Port or guest-physical address.
+    pub addr: u64,
+    /// Bytes written (1..=8).
+    pub len: usize,
+    /// The bytes, `data[..len]` significant.
+    pub data: [u8; 8],
+}
+
+impl CoalescedWrite {
+    /// A one-byte port write (`out dx, al` to a coalesced port).
+    pub fn pio_byte(port: u16, byte: u8) -> Self {
+        let mut data = [0; 8];
+        data[0] = byte;
+        Self {
+            space: Space::Pio,
+            addr: u64::from(port),
+            len: 1,
+            data,
+        }
+    }
+
+    /// The bytes written.
+    pub fn bytes(&self) -> &[u8] {
+        &self.data[..self.len.min(self.data.len())]
+    }
+}
+
 /// The vCPU state the machine sees at an exit.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CpuState {
@@ -178,6 +211,8 @@ pub struct Machine {
     unassigned: u64,
     /// Exits handled so far.
     exits: u64,
+    /// Coalesced writes replayed so far (not exits).
+    coalesced: u64,
 }
 
 impl Machine {
@@ -219,6 +254,7 @@ impl Machine {
             testdev: Testdev::new(seed),
             unassigned: 0,
             exits: 0,
+            coalesced: 0,
         }
     }
 
@@ -278,6 +314,38 @@ impl Machine {
             }),
             Exit::Other(exit) => Control::Stop(ExitReason::Unexpected { exit, rip }),
         }
+    }
+
+    /// Replays, in order, writes that KVM coalesced during the KVM_RUN that just returned.
+    ///
+    /// They all happened before whatever ended that KVM_RUN (an exit, a signal, an error), so
+    /// call this first, before [`Machine::handle`]: devices then see the guest's accesses in
+    /// program order, exactly as if each write had exited. Stops at the first write whose
+    /// device ends the run (its [`Control::Stop`]; the exit is then not to be handled), and
+    /// otherwise returns [`Control::Continue`].
+    ///
+    /// A coalesced write is not an exit: it does not count in [`Machine::exits`], and the
+    /// [`AccessCtx`] its device sees carries the exit count and RIP of the exit that follows
+    /// it (the instruction that made it is not known).
+    pub fn replay_coalesced(
+        &mut self,
+        writes: impl IntoIterator<Item = CoalescedWrite>,
+        cpu: &CpuState,
+        now: Instant,
+    ) -> Control {
+        let ctx = AccessCtx {
+            rip: cpu.rip(),
+            now,
+            exits: self.exits,
+        };
+        for w in writes {
+            self.coalesced += 1;
+            let c = self.write(w.space, w.addr, w.bytes(), &ctx);
+            if c != Control::Continue {
+                return c;
+            }
+        }
+        Control::Continue
     }
 
     /// Decides what a halted vCPU does at `now`: resume (an interrupt is deliverable), wait
@@ -378,6 +446,12 @@ impl Machine {
         self.unassigned
     }
 
+    /// Coalesced writes replayed so far ([`Machine::replay_coalesced`]): for COM1's data
+    /// port, one per byte that reached the UART without an exit.
+    pub fn coalesced_writes(&self) -> u64 {
+        self.coalesced
+    }
+
     /// Consumes the machine, returning all serial output.
     pub fn into_serial(self) -> Vec<u8> {
         self.com1.into_output()
@@ -476,6 +550,52 @@ mod tests {
         );
         assert_eq!(c, Control::Continue);
         assert_eq!(m.into_serial(), b"KTAPok\n");
+    }
+
+    #[test]
+    fn coalesced_writes_replay_in_order_and_stop_at_a_verdict() {
+        let mut m = legacy();
+        let verdict = CoalescedWrite {
+            space: Space::Pio,
+            addr: u64::from(EXIT_PORT),
+            len: 4,
+            data: [2, 0, 0, 0, 0, 0, 0, 0],
+        };
+        let writes = [
+            CoalescedWrite::pio_byte(COM1_BASE, b'o'),
+            CoalescedWrite::pio_byte(0x80, 0),
+            CoalescedWrite::pio_byte(COM1_BASE, b'k'),
+            verdict,
+            CoalescedWrite::pio_byte(COM1_BASE, b'!'),
+        ];
+        assert_eq!(
+            m.replay_coalesced(writes, &cpu(), Instant::now()),
+            Control::Stop(ExitReason::GuestExit(2))
+        );
+        assert_eq!(m.take_serial_output(), b"ok", "nothing after the verdict");
+        assert_eq!(m.coalesced_writes(), 4);
+        assert_eq!(m.unassigned_accesses(), 1);
+        assert_eq!(m.exits(), 0, "coalesced writes are not exits");
+    }
+
+    #[test]
+    fn coalesced_data_port_write_follows_dlab() {
+        const LCR: u16 = COM1_BASE + 3;
+        let mut m = legacy();
+        let replay = |m: &mut Machine, byte| {
+            m.replay_coalesced(
+                [CoalescedWrite::pio_byte(COM1_BASE, byte)],
+                &cpu(),
+                Instant::now(),
+            )
+        };
+        assert_eq!(out(&mut m, LCR, &[0x80]), Control::Continue);
+        assert_eq!(replay(&mut m, 0x03), Control::Continue);
+        assert_eq!(inb::<1>(&mut m, COM1_BASE), [0x03], "DLL took the write");
+        assert_eq!(out(&mut m, LCR, &[0x03]), Control::Continue);
+        assert_eq!(replay(&mut m, b'Z'), Control::Continue);
+        assert_eq!(m.coalesced_writes(), 2);
+        assert_eq!(m.into_serial(), b"Z");
     }
 
     #[test]

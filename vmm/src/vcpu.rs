@@ -4,12 +4,18 @@
 use crate::boot::{pvh_regs, pvh_sregs};
 use crate::cpuid::{self, Brand};
 use crate::devices::lapic::LAPIC_BASE;
-use crate::machine::{Control, CpuState, Exit, InterruptStep, Machine};
+use crate::devices::serial::COM1_DATA;
+use crate::machine::{CoalescedWrite, Control, CpuState, Exit, InterruptStep, Machine};
 use crate::{ExitReason, ExitStats, VmmError};
-use kvm_bindings::{CpuId, KVM_MAX_CPUID_ENTRIES, Msrs, kvm_interrupt, kvm_msr_entry, kvm_run};
-use kvm_ioctls::{Kvm, KvmRunWrapper, SyncReg, VcpuExit, VcpuFd, VmFd};
+use kvm_bindings::{
+    CpuId, KVM_MAX_CPUID_ENTRIES, Msrs, kvm_coalesced_mmio, kvm_coalesced_mmio_ring, kvm_interrupt,
+    kvm_msr_entry, kvm_run,
+};
+use kvm_ioctls::{Cap, IoEventAddress, Kvm, KvmRunWrapper, SyncReg, VcpuExit, VcpuFd, VmFd};
+use protocol::testdev::Space;
+use std::os::fd::AsRawFd;
 use std::ptr::{NonNull, addr_of, addr_of_mut};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 // KVM_INTERRUPT (Linux include/uapi/linux/kvm.h: `_IOW(KVMIO, 0x86, struct kvm_interrupt)`):
@@ -102,10 +108,177 @@ impl RunView {
     }
 }
 
+/// KVM's coalesced-I/O ring: the page at `KVM_COALESCED_MMIO_PAGE_OFFSET` pages into the
+/// vCPU fd's mapping, `struct kvm_coalesced_mmio_ring { u32 first, last; struct
+/// kvm_coalesced_mmio coalesced_mmio[]; }` (Linux include/uapi/linux/kvm.h). KVM appends a
+/// write to a registered zone at `last` and advances `last` (after a write barrier,
+/// virt/kvm/coalesced_mmio.c); user space consumes from `first` and advances `first`. When
+/// the ring is full, KVM exits for the write instead, so nothing is lost as long as the ring
+/// is drained before each exit is handled.
+///
+/// Mapped here rather than through kvm-ioctls' `VcpuFd::coalesced_mmio_read`: that needs
+/// `&mut VcpuFd` while the exit returned by `VcpuFd::run` still borrows it, and the ring has
+/// to be drained before that exit is handled. It also reads `first` and `last` with plain
+/// accesses; here `last` is loaded with Acquire (pairing with KVM's `smp_wmb` before it
+/// stores `last`) and `first` stored with Release (the entry is read before KVM may reuse
+/// its slot).
+pub struct CoalescedRing {
+    ring: NonNull<kvm_coalesced_mmio_ring>,
+    /// Length of the mapping (one page).
+    page_size: usize,
+    /// Entries in the ring (`KVM_COALESCED_MMIO_MAX`).
+    capacity: u32,
+}
+
+impl CoalescedRing {
+    /// Maps the ring page of `vcpu`, which is at page `page_offset` of the vCPU fd (the
+    /// value KVM_CHECK_EXTENSION(KVM_CAP_COALESCED_MMIO) returns).
+    fn map(vcpu: &VcpuFd, page_offset: u32) -> Result<Self, VmmError> {
+        // SAFETY: sysconf with a valid name has no preconditions.
+        let page_size = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+            n if n > 0 => n as usize,
+            _ => {
+                return Err(VmmError::kvm("sysconf(_SC_PAGESIZE)")(
+                    vmm_sys_util::errno::Error::last(),
+                ));
+            }
+        };
+        let offset = libc::off_t::from(page_offset) * page_size as libc::off_t;
+        // SAFETY: a fresh shared mapping of one page of the vCPU fd, at an address the kernel
+        // picks (no existing mapping is replaced); the result is checked. KVM backs this
+        // offset with the VM's coalesced ring page when KVM_CAP_COALESCED_MMIO is present.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                page_size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                vcpu.as_raw_fd(),
+                offset,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(VmmError::kvm("mmap(coalesced MMIO ring)")(
+                vmm_sys_util::errno::Error::last(),
+            ));
+        }
+        let header = size_of::<kvm_coalesced_mmio_ring>();
+        let capacity = ((page_size - header) / size_of::<kvm_coalesced_mmio>()) as u32;
+        Ok(Self {
+            ring: NonNull::new(addr.cast()).expect("mmap does not return null on success"),
+            page_size,
+            capacity,
+        })
+    }
+
+    /// The ring's `first` index (user space's to advance).
+    fn first(&self) -> &AtomicU32 {
+        // SAFETY: `first` is the first u32 of the live, page-aligned mapping, so aligned and
+        // in bounds for `self`'s lifetime; KVM accesses it with single-copy-atomic 32-bit
+        // loads and stores (READ_ONCE / aligned stores), never as anything else.
+        unsafe { AtomicU32::from_ptr(addr_of_mut!((*self.ring.as_ptr()).first)) }
+    }
+
+    /// The ring's `last` index (KVM's to advance).
+    fn last(&self) -> &AtomicU32 {
+        // SAFETY: as for `first`, the second u32 of the mapping.
+        unsafe { AtomicU32::from_ptr(addr_of_mut!((*self.ring.as_ptr()).last)) }
+    }
+
+    /// Takes the queued writes out of the ring, oldest first. Only while the vCPU is out of
+    /// KVM_RUN (nothing is appended meanwhile: one vCPU, and it is on this thread).
+    pub fn drain(&mut self) -> Drain<'_> {
+        let last = self.last().load(Ordering::Acquire);
+        Drain { ring: self, last }
+    }
+
+    /// Decodes entry `index` (< `capacity`).
+    fn entry(&self, index: u32) -> CoalescedWrite {
+        debug_assert!(index < self.capacity);
+        // SAFETY: `index < capacity`, and `capacity` entries fit in the mapped page after the
+        // header (computed in `map`), so the entry is in bounds; KVM wrote it before it
+        // published `last` past it (the Acquire load in `drain`) and does not touch it until
+        // `first` moves past it. A volatile read of plain integers: any bit pattern is valid.
+        let e = unsafe {
+            addr_of!((*self.ring.as_ptr()).coalesced_mmio)
+                .cast::<kvm_coalesced_mmio>()
+                .add(index as usize)
+                .read_volatile()
+        };
+        // SAFETY: both union members are u32; `pio` is set by kernels with
+        // KVM_CAP_COALESCED_PIO, which `coalesce_com1_data` requires.
+        let pio = unsafe { e.__bindgen_anon_1.pio } != 0;
+        CoalescedWrite {
+            space: if pio { Space::Pio } else { Space::Mmio },
+            addr: e.phys_addr,
+            len: (e.len as usize).min(e.data.len()),
+            data: e.data,
+        }
+    }
+}
+
+impl Drop for CoalescedRing {
+    fn drop(&mut self) {
+        // SAFETY: the page mapped in `map`, unmapped once; no reference into it outlives
+        // `self` (`first`/`last`/`Drain` borrow `self`).
+        unsafe { libc::munmap(self.ring.as_ptr().cast(), self.page_size) };
+    }
+}
+
+/// The writes in the ring when [`CoalescedRing::drain`] was called, consumed one by one
+/// (`first` advances as each is taken; those not taken stay queued).
+pub struct Drain<'a> {
+    ring: &'a mut CoalescedRing,
+    /// `last` at the start of the drain.
+    last: u32,
+}
+
+impl Iterator for Drain<'_> {
+    type Item = CoalescedWrite;
+
+    fn next(&mut self) -> Option<CoalescedWrite> {
+        let capacity = self.ring.capacity;
+        // Only this thread stores `first`.
+        let first = self.ring.first().load(Ordering::Relaxed);
+        if first == self.last || first >= capacity || self.last >= capacity {
+            // Empty, or indices KVM would never produce (it checks `last` < capacity).
+            return None;
+        }
+        let w = self.ring.entry(first);
+        self.ring
+            .first()
+            .store((first + 1) % capacity, Ordering::Release);
+        Some(w)
+    }
+}
+
+/// Lets KVM queue byte writes to COM1's data port in its coalesced ring instead of exiting
+/// for each, if it can; `Err` says why not (the caller falls back to plain exits).
+///
+/// The ring is mapped before the zone is registered, so no write is ever queued where it
+/// could not be read.
+fn coalesce_com1_data(vm: &VmFd, vcpu: &VcpuFd) -> Result<CoalescedRing, String> {
+    if !vm.check_extension(Cap::CoalescedPio) {
+        return Err("KVM lacks KVM_CAP_COALESCED_PIO".into());
+    }
+    let page_offset = vm.check_extension_int(Cap::CoalescedMmio);
+    let page_offset = u32::try_from(page_offset)
+        .ok()
+        .filter(|&p| p > 0)
+        .ok_or("KVM lacks KVM_CAP_COALESCED_MMIO (no ring page)")?;
+    let ring = CoalescedRing::map(vcpu, page_offset).map_err(|e| e.to_string())?;
+    vm.register_coalesced_mmio(IoEventAddress::Pio(u64::from(COM1_DATA)), 1)
+        .map_err(|e| format!("KVM_REGISTER_COALESCED_MMIO (pio {COM1_DATA:#x}) failed: {e}"))?;
+    Ok(ring)
+}
+
 /// The one vCPU, ready to run from the PVH entry.
 pub struct Vcpu {
     fd: VcpuFd,
     view: RunView,
+    /// KVM's coalesced ring for COM1's data port; `None` when KVM cannot coalesce port
+    /// writes (then every byte exits, as before).
+    ring: Option<CoalescedRing>,
 }
 
 impl Vcpu {
@@ -130,7 +303,15 @@ impl Vcpu {
             .map_err(VmmError::kvm("KVM_SET_REGS"))?;
         fd.set_sync_valid_reg(SyncReg::Register);
         let view = RunView::new(&fd, vm.run_size())?;
-        Ok(Self { fd, view })
+        let ring = coalesce_com1_data(vm, &fd)
+            .inspect_err(|why| {
+                eprintln!(
+                    "vmm: serial output is not coalesced ({why}); every byte written to COM1 \
+                     exits"
+                );
+            })
+            .ok();
+        Ok(Self { fd, view, ring })
     }
 
     /// The vCPU's TSC frequency in kHz (KVM_GET_TSC_KHZ), if KVM reports one.
@@ -250,12 +431,24 @@ pub fn run(
         let result = vcpu.fd.run();
         let now = Instant::now();
         let cpu = vcpu.view.cpu_state();
+        // Writes KVM coalesced during this KVM_RUN came before whatever ended it (an exit, a
+        // signal, an error): replay them first, so the devices, the sink and the report see
+        // the guest's accesses in its order. The ring fills only inside KVM_RUN, so doing
+        // this after every KVM_RUN also leaves it empty at the end of the run, however the
+        // run ends.
+        let replayed = match vcpu.ring.as_mut() {
+            Some(ring) => machine.replay_coalesced(ring.drain(), &cpu, now),
+            None => Control::Continue,
+        };
         let control = match result {
             Ok(exit) => {
                 let exit = decode(exit, &vcpu.view);
                 stats.record(&exit);
                 let interrupted = matches!(exit, Exit::Interrupted);
-                let control = machine.handle(exit, &cpu, now);
+                let control = match replayed {
+                    Control::Continue => machine.handle(exit, &cpu, now),
+                    stop => stop,
+                };
                 if interrupted {
                     vcpu.fd.set_kvm_immediate_exit(0);
                 }
@@ -266,17 +459,20 @@ pub fn run(
                 // A kick (or another signal). Re-arm KVM_RUN; the loop head checks `stop`,
                 // which the watchdog sets before it kicks. The machine counts it like any
                 // exit (its register snapshot is stale, and unused for this exit).
-                let control = machine.handle(Exit::Interrupted, &cpu, now);
+                let control = match replayed {
+                    Control::Continue => machine.handle(Exit::Interrupted, &cpu, now),
+                    stop => stop,
+                };
                 vcpu.fd.set_kvm_immediate_exit(0);
                 control
             }
-            Err(e) => return Err(VmmError::kvm("KVM_RUN")(e)),
+            Err(e) => {
+                flush_serial(machine, sink);
+                return Err(VmmError::kvm("KVM_RUN")(e));
+            }
         };
 
-        let out = machine.take_serial_output();
-        if !out.is_empty() {
-            sink(out);
-        }
+        flush_serial(machine, sink);
 
         match control {
             Control::Continue => {}
@@ -287,6 +483,14 @@ pub fn run(
                 }
             }
         }
+    }
+}
+
+/// Hands the serial output written since the last call to `sink`.
+fn flush_serial(machine: &mut Machine, sink: &mut dyn FnMut(&[u8])) {
+    let out = machine.take_serial_output();
+    if !out.is_empty() {
+        sink(out);
     }
 }
 
@@ -311,6 +515,195 @@ fn wait_halted(
             Control::Continue => return Ok(None),
             Control::Stop(reason) => return Ok(Some(reason)),
             Control::WaitUntil(next) => due = next,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The run loop against real KVM, with guests of a few 32-bit instructions placed at the
+    //! PVH entry (as in `tests/tiny_guests.rs`, but in-crate, to see the machine's counters).
+    //! Needs `/dev/kvm`; `CVMPROBE_NO_KVM=1` turns these into skips.
+
+    use super::*;
+    use crate::cpuid::Brand;
+    use std::sync::Arc;
+    use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+    const ENTRY: u64 = 0x10_0000;
+    const DATA: u64 = ENTRY + 0x100;
+
+    /// What one run of a tiny guest produced.
+    struct Outcome {
+        exit: ExitReason,
+        stats: ExitStats,
+        /// The sink's calls, one buffer each.
+        chunks: Vec<Vec<u8>>,
+        serial: Vec<u8>,
+        coalesced: u64,
+        unassigned: u64,
+        ring: bool,
+    }
+
+    /// Runs `code` (with `data` at [`DATA`]) on a fresh VM, or `None` when KVM is missing
+    /// and skipping is allowed.
+    fn run_guest(test: &str, code: &[u8], data: &[u8]) -> Option<Outcome> {
+        let kvm = match crate::open_kvm() {
+            Ok(kvm) => kvm,
+            Err(e) if std::env::var("CVMPROBE_NO_KVM").as_deref() == Ok("1") => {
+                eprintln!("{test}: skipped: {e}");
+                return None;
+            }
+            Err(e) => panic!("{test}: KVM is needed: {e} (CVMPROBE_NO_KVM=1 skips)"),
+        };
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 2 << 20)]).unwrap();
+        mem.write_slice(code, GuestAddress(ENTRY)).unwrap();
+        mem.write_slice(data, GuestAddress(DATA)).unwrap();
+        let vm = kvm.create_vm().unwrap();
+        vm.set_tss_address(crate::TSS_ADDRESS).unwrap();
+        crate::map_memory(&vm, &mem).unwrap();
+        let mut vcpu = Vcpu::create(&kvm, &vm, ENTRY, &Brand::for_run()).unwrap();
+        let ring = vcpu.ring.is_some();
+        let mut machine = Machine::legacy(mem.clone(), 1);
+        let mut stats = ExitStats::default();
+        let mut chunks = Vec::new();
+        crate::kick::install().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let watchdog = crate::kick::Watchdog::start(Duration::from_secs(10), stop.clone()).unwrap();
+        let exit = run(&mut vcpu, &mut machine, &mut stats, &stop, &mut |b| {
+            chunks.push(b.to_vec())
+        })
+        .unwrap();
+        drop(watchdog);
+        Some(Outcome {
+            exit,
+            stats,
+            chunks,
+            coalesced: machine.coalesced_writes(),
+            unassigned: machine.unassigned_accesses(),
+            serial: machine.into_serial(),
+            ring,
+        })
+    }
+
+    /// `mov dx, port`
+    fn mov_dx(port: u16) -> Vec<u8> {
+        [&[0x66, 0xba][..], &port.to_le_bytes()].concat()
+    }
+    /// `mov al, v; out dx, al`
+    fn out_dx_byte(v: u8) -> Vec<u8> {
+        vec![0xb0, v, 0xee]
+    }
+    /// `out 0x80, al`: a port no device has.
+    const OUT_UNASSIGNED: [u8; 2] = [0xe6, 0x80];
+    /// `xor eax, eax; out 0xf4, eax`: verdict 0.
+    const EXIT_0: [u8; 4] = [0x31, 0xc0, 0xe7, 0xf4];
+
+    /// KVM_CAP_COALESCED_PIO, asked directly.
+    fn kvm_coalesces_pio() -> bool {
+        let kvm = Kvm::new().unwrap();
+        kvm.create_vm().unwrap().check_extension(Cap::CoalescedPio)
+    }
+
+    #[test]
+    fn coalesced_serial_bytes_keep_their_order_around_exits() {
+        let code = [
+            mov_dx(COM1_DATA),
+            out_dx_byte(b'a'),
+            out_dx_byte(b'b'),
+            OUT_UNASSIGNED.to_vec(),
+            out_dx_byte(b'c'),
+            // mov esi, DATA; mov ecx, 3; rep outsb
+            [&[0xbe][..], &(DATA as u32).to_le_bytes()].concat(),
+            vec![0xb9, 3, 0, 0, 0, 0xf3, 0x6e],
+            OUT_UNASSIGNED.to_vec(),
+            out_dx_byte(b'g'),
+            EXIT_0.to_vec(),
+        ]
+        .concat();
+        let test = "coalesced_serial_bytes_keep_their_order_around_exits";
+        let Some(o) = run_guest(test, &code, b"def") else {
+            return;
+        };
+        assert_eq!(o.exit, ExitReason::GuestExit(0));
+        assert_eq!(o.serial, b"abcdefg");
+        assert_eq!(o.chunks.concat(), o.serial, "the sink saw the same bytes");
+        assert_eq!(o.unassigned, 2);
+        assert_eq!(o.ring, kvm_coalesces_pio(), "coalescing used iff KVM can");
+        if o.ring {
+            // Three exits (two unassigned ports, the verdict); each one delivered the bytes
+            // written before it, and only those.
+            assert_eq!((o.stats.io, o.stats.total), (3, 3), "{:?}", o.stats);
+            assert_eq!(o.coalesced, 7);
+            assert_eq!(o.chunks, [&b"ab"[..], b"cdef", b"g"]);
+        } else {
+            assert_eq!(o.coalesced, 0);
+            assert!(o.stats.io >= 3 + 5, "{:?}", o.stats);
+        }
+    }
+
+    #[test]
+    fn full_ring_falls_back_to_exits_in_order() {
+        // One `rep outsb` of more bytes than the ring holds: when it is full, KVM exits for
+        // the next byte, which the VMM handles after the ring's older ones.
+        const N: usize = 400;
+        let data: Vec<u8> = (0..N).map(|i| (i * 7 % 251) as u8).collect();
+        let code = [
+            mov_dx(COM1_DATA),
+            [&[0xbe][..], &(DATA as u32).to_le_bytes()].concat(), // mov esi, DATA
+            [&[0xb9][..], &(N as u32).to_le_bytes()].concat(),    // mov ecx, N
+            vec![0xf3, 0x6e],                                     // rep outsb
+            EXIT_0.to_vec(),
+        ]
+        .concat();
+        let test = "full_ring_falls_back_to_exits_in_order";
+        let Some(o) = run_guest(test, &code, &data) else {
+            return;
+        };
+        assert_eq!(o.exit, ExitReason::GuestExit(0));
+        assert_eq!(o.serial, data);
+        assert_eq!(o.chunks.concat(), o.serial);
+        if o.ring {
+            let exited = o.stats.io - 1;
+            assert!(exited >= 1, "the ring filled up: {:?}", o.stats);
+            assert_eq!(o.coalesced + exited, N as u64, "{:?}", o.stats);
+        }
+    }
+
+    #[test]
+    fn divisor_latch_write_is_not_output() {
+        // LCR.DLAB on; DLL = 3 through the data port; read DLL back into EBX; DLAB off
+        // (8N1); one data byte; the divisor read back is the verdict.
+        let lcr = COM1_DATA + 3;
+        let code = [
+            mov_dx(lcr),
+            out_dx_byte(0x80),
+            mov_dx(COM1_DATA),
+            out_dx_byte(0x03),
+            vec![0xec, 0x0f, 0xb6, 0xd8], // in al, dx; movzx ebx, al
+            mov_dx(lcr),
+            out_dx_byte(0x03),
+            mov_dx(COM1_DATA),
+            out_dx_byte(b'Z'),
+            vec![0x89, 0xd8, 0xe7, 0xf4], // mov eax, ebx; out 0xf4, eax
+        ]
+        .concat();
+        let Some(o) = run_guest("divisor_latch_write_is_not_output", &code, &[]) else {
+            return;
+        };
+        assert_eq!(
+            o.exit,
+            ExitReason::GuestExit(3),
+            "the DLL read saw the coalesced divisor write"
+        );
+        assert_eq!(o.serial, b"Z");
+        assert_eq!(o.chunks.concat(), o.serial);
+        assert_eq!(o.ring, kvm_coalesces_pio(), "coalescing used iff KVM can");
+        if o.ring {
+            assert_eq!(o.coalesced, 2, "the divisor byte and the data byte");
+            assert_eq!((o.stats.io, o.stats.total), (4, 4), "{:?}", o.stats);
+        } else {
+            assert_eq!(o.coalesced, 0);
         }
     }
 }

@@ -35,7 +35,11 @@
 //!   INVALID_EVENT in older code; PROTOCOLS.md has the two the other way round.
 //! - The MSR-protocol CPUID response keeps the request's bits 31:12 (the register selector
 //!   in 31:30): KVM only replaces bits 63:32 and 11:0 (`set_ghcb_msr_bits()`). A CPUID
-//!   request for EBX (0x..._4000_0004) answers 0x..._4000_0005.
+//!   request for EBX (0x..._4000_0004) answers 0x..._4000_0005. (Linux's guest only checks
+//!   the low 12 bits; `protocol::ghcb::MsrResponse::decode` currently requires 31:12 to be 0
+//!   and so refuses KVM's answer for EBX, ECX and EDX.)
+//! - Exit codes are compared as whole 64-bit values (current KVM keeps `exit_code` as `u64`),
+//!   so 0x1_0000_0072 is not CPUID but INVALID_EVENT.
 
 use super::{
     GuestMemory, Honest, HostRequest, HostResult, PAGE_SIZE, SevTermCause, SimError, Stop, Tamper,
@@ -77,7 +81,7 @@ pub mod svm_exit {
 }
 
 /// GHCB MSR protocol AP reset hold response (Linux `sev-common.h`
-/// `GHCB_MSR_AP_RESET_HOLD_RESP`); result in [63:12].
+/// `GHCB_MSR_AP_RESET_HOLD_RESP`); result in \[63:12\].
 pub const AP_RESET_HOLD_RESP: u64 = 0x007;
 /// The hypervisor features current KVM advertises to every SEV-ES/SNP guest, in the MSR
 /// protocol and the HV_FEATURES exit: `GHCB_HV_FT_SUPPORTED` = GHCB_HV_FT_SNP (bit 0) |
@@ -97,7 +101,7 @@ pub const X86_TRAP_GP: u8 = 13;
 pub const SCRATCH_AREA_LIMIT: u64 = 16 * PAGE_SIZE;
 /// End (exclusive) of the shared buffer in the page (`offsetof(struct ghcb, reserved_0xff0)`).
 const SHARED_BUFFER_END: u64 = (off::SHARED_BUFFER + ghcb::SHARED_BUFFER_LEN) as u64;
-/// IOIO size bits [6:4] (`SVM_IOIO_SIZE_MASK`, `SVM_IOIO_SIZE_SHIFT`).
+/// IOIO size bits \[6:4\] (`SVM_IOIO_SIZE_MASK`, `SVM_IOIO_SIZE_SHIFT`).
 const IOIO_SIZE_MASK: u64 = ioio::SZ8 | ioio::SZ16 | ioio::SZ32;
 const IOIO_SIZE_SHIFT: u32 = 4;
 
@@ -302,8 +306,8 @@ impl<T: Tamper> GhcbModel<T> {
         }
     }
 
-    /// The SEV-information response: [63:48] the VM's GHCB version, [47:32]
-    /// GHCB_VERSION_MIN, [31:24] the C-bit (`GHCB_MSR_SEV_INFO()`).
+    /// The SEV-information response: \[63:48\] the VM's GHCB version, \[47:32\]
+    /// GHCB_VERSION_MIN, \[31:24\] the C-bit (`GHCB_MSR_SEV_INFO()`).
     fn sev_info(cfg: &GhcbConfig) -> u64 {
         MsrResponse::SevInfo {
             max: cfg.ghcb_version,

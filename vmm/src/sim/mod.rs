@@ -64,7 +64,7 @@ pub mod kvm_hc {
 pub mod system_event {
     /// KVM_SYSTEM_EVENT_SEV_TERM: an SEV-ES/SNP guest asked to terminate.
     pub const SEV_TERM: u32 = 6;
-    /// KVM_SYSTEM_EVENT_TDX_FATAL: TDG.VP.VMCALL<ReportFatalError>.
+    /// KVM_SYSTEM_EVENT_TDX_FATAL: `TDG.VP.VMCALL<ReportFatalError>`.
     pub const TDX_FATAL: u32 = 7;
 }
 
@@ -136,7 +136,9 @@ pub enum HostRequest {
         leaf: u32,
         /// Subleaf (ECX).
         subleaf: u32,
-        /// The guest's XCR0 when the GHCB supplied one (KVM uses it for leaf 0xD).
+        /// The XCR0 the GHCB supplied, if it marked one valid (`sev_es_sync_from_ghcb()` hands
+        /// it to `__kvm_set_xcr()`, which keeps the old XCR0 if this one is invalid); `None`:
+        /// KVM's current XCR0. KVM's CPUID code uses it for leaf 0xD.
         xcr0: Option<u64>,
     },
     /// RDMSR (`kvm_emulate_rdmsr()`; the VMM decides like KVM's MSR code or its MSR filter):
@@ -152,7 +154,7 @@ pub enum HostRequest {
         /// Value (EDX:EAX).
         value: u64,
     },
-    /// TDVMCALL<HLT> (`kvm_emulate_halt_noskip()`): halt until an interrupt is pending (with
+    /// `TDVMCALL<HLT>` (`kvm_emulate_halt_noskip()`): halt until an interrupt is pending (with
     /// `interrupts_blocked` set, nothing can wake the vCPU), then [`HostResult::Done`].
     Hlt {
         /// R12 != 0: the guest halts with interrupts blocked.
@@ -161,7 +163,7 @@ pub enum HostRequest {
     /// SEV-ES AP reset hold (GHCB MSR protocol 0x006 or the AP_HLT_LOOP exit;
     /// `kvm_emulate_ap_reset_hold()`): hold the vCPU until a SIPI, then [`HostResult::Done`].
     ApResetHold,
-    /// One chunk (at most 2 MiB) of TDVMCALL<MapGPA> as KVM_EXIT_HYPERCALL /
+    /// One chunk (at most 2 MiB) of `TDVMCALL<MapGPA>` as KVM_EXIT_HYPERCALL /
     /// KVM_HC_MAP_GPA_RANGE (`__tdx_map_gpa()`): answer [`HostResult::MapGpa`].
     MapGpa {
         /// First GPA of the chunk, shared bit stripped (`hypercall.args[0]`).
@@ -171,14 +173,14 @@ pub enum HostRequest {
         /// KVM_MAP_GPA_RANGE_ENCRYPTED (true) or _DECRYPTED (false) (`hypercall.args[2]`).
         to_private: bool,
     },
-    /// TDVMCALL<GetTdVmCallInfo> with R12 = 1 (KVM_EXIT_TDX, pre-filled with SUCCESS and
+    /// `TDVMCALL<GetTdVmCallInfo>` with R12 = 1 (KVM_EXIT_TDX, pre-filled with SUCCESS and
     /// zeros): answer [`HostResult::TdVmCallInfo`], or [`HostResult::Done`] to keep KVM's
     /// pre-filled answer.
     TdVmCallInfo {
         /// R12 (the leaf, always 1 here).
         leaf: u64,
     },
-    /// TDVMCALL<GetQuote> (KVM_EXIT_TDX, `tdx_get_quote()`): answer [`HostResult::Status`],
+    /// `TDVMCALL<GetQuote>` (KVM_EXIT_TDX, `tdx_get_quote()`): answer [`HostResult::Status`],
     /// or [`HostResult::Done`] to keep KVM's pre-filled SUBFUNC_UNSUPPORTED.
     GetQuote {
         /// Buffer GPA, shared bit stripped.
@@ -186,7 +188,7 @@ pub enum HostRequest {
         /// Buffer size.
         size: u64,
     },
-    /// TDVMCALL<SetupEventNotifyInterrupt> (KVM_EXIT_TDX,
+    /// `TDVMCALL<SetupEventNotifyInterrupt>` (KVM_EXIT_TDX,
     /// `tdx_setup_event_notify_interrupt()`): answer [`HostResult::Status`] or
     /// [`HostResult::Done`] (KVM's pre-filled SUBFUNC_UNSUPPORTED).
     SetupEventNotify {
@@ -311,9 +313,9 @@ impl fmt::Display for Stop {
 pub enum SevTermCause {
     /// GHCB MSR protocol termination request (0x100).
     Request {
-        /// Reason-code set ([15:12]).
+        /// Reason-code set (\[15:12\]).
         set: u8,
-        /// Reason code ([23:16]).
+        /// Reason code (\[23:16\]).
         code: u8,
     },
     /// An SNP-only MSR-protocol request (0x010, 0x012, 0x014) from a non-SNP guest.

@@ -55,11 +55,11 @@ pub const EXIT_REASON_TDCALL: u64 = 77;
 /// (`TDX_MAP_GPA_MAX_LEN`).
 pub const MAP_GPA_CHUNK: u64 = 2 << 20;
 
-/// RAX[15:0] of TDCALL: the leaf (`tdx_leaf_and_version_t`).
+/// RAX\[15:0\] of TDCALL: the leaf (`tdx_leaf_and_version_t`).
 const LEAF_MASK: u64 = 0xffff;
-/// RAX[23:16]: the leaf version.
+/// RAX\[23:16\]: the leaf version.
 const VERSION_SHIFT: u32 = 16;
-/// RAX[63:24]: reserved, must be 0.
+/// RAX\[63:24\]: reserved, must be 0.
 const RESERVED_SHIFT: u32 = 24;
 
 /// How the VMM's MapGPA errors reach the guest (`tdx_complete_vmcall_map_gpa()`).
@@ -83,11 +83,11 @@ pub struct TdxConfig {
     pub maxphyaddr: u32,
     /// TD attributes (TDG.VP.INFO RDX): bit 0 DEBUG, bit 28 SEPT_VE_DISABLE.
     pub attributes: u64,
-    /// Number of vCPUs (TDG.VP.INFO R8[31:0]).
+    /// Number of vCPUs (TDG.VP.INFO R8\[31:0\]).
     pub num_vcpus: u32,
-    /// Maximum vCPUs (R8[63:32]).
+    /// Maximum vCPUs (R8\[63:32\]).
     pub max_vcpus: u32,
-    /// This vCPU's index (R9[31:0]).
+    /// This vCPU's index (R9\[31:0\]).
     pub vcpu_index: u32,
     /// The VMM enabled KVM_CAP_EXIT_HYPERCALL for KVM_HC_MAP_GPA_RANGE
     /// (`user_exit_on_hypercall()`); without it MapGPA answers SUBFUNC_UNSUPPORTED.
@@ -115,7 +115,7 @@ impl Default for TdxConfig {
 /// once by TDG.VP.VEINFO.GET.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VeInfo {
-    /// Exit reason (RCX[31:0]; 48 = EPT violation).
+    /// Exit reason (RCX\[31:0\]; 48 = EPT violation).
     pub exit_reason: u32,
     /// Exit qualification (RDX).
     pub exit_qualification: u64,
@@ -123,9 +123,9 @@ pub struct VeInfo {
     pub gla: u64,
     /// Guest physical address (R9).
     pub gpa: u64,
-    /// Instruction length (R10[31:0]).
+    /// Instruction length (R10\[31:0\]).
     pub insn_len: u32,
-    /// Instruction information (R10[63:32]).
+    /// Instruction information (R10\[63:32\]).
     pub insn_info: u32,
 }
 
@@ -327,7 +327,7 @@ impl<T: Tamper> TdxModel<T> {
     /// TDG.VP.VEINFO.GET (`tdg_vp_veinfo_get()`): RCX, RDX, R8, R9, R10 are zeroed first, even
     /// on failure; version > 1 answers TDX_OPERAND_INVALID; no information answers
     /// [`TDX_NO_VALID_VE_INFO`]; the information is consumed (single-shot). Version 1 puts the
-    /// #VE category in RCX[63:32]; this sim's #VEs have category 0.
+    /// #VE category in RCX\[63:32\]; this sim's #VEs have category 0.
     fn veinfo_get(&mut self, regs: &TdcallRegs, version: u64) -> TdcallRegs {
         let mut out = TdcallRegs {
             rcx: 0,
