@@ -256,6 +256,8 @@ pub struct ExitStats {
     pub irqs_injected: u64,
     /// Port or MMIO accesses no device claimed (not exits: a string IO exit may hold several).
     pub unassigned: u64,
+    /// Serial bytes KVM queued in the coalesced-I/O ring instead of exiting (not exits).
+    pub coalesced: u64,
 }
 
 /// The outcome of [`run`].
@@ -434,6 +436,7 @@ pub fn run(cfg: &VmConfig, serial_out: &mut dyn FnMut(&[u8])) -> Result<RunRepor
     let exit = exit?;
     let wall = start.elapsed();
     stats.unassigned = machine.unassigned_accesses();
+    stats.coalesced = machine.coalesced_writes();
     let testdev = machine.finish_testdev();
     Ok(RunReport {
         exit,

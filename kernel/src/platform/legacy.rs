@@ -99,6 +99,12 @@ pub unsafe fn wrmsr(msr: u32, v: u64) -> Result<(), Fault> {
     unsafe { insn::wrmsr_safe(msr, v) }
 }
 
+/// CLI; HLT forever (the exit port did not end the VM).
+#[inline(never)]
+pub fn stop_forever() -> ! {
+    insn::cli_hlt_loop()
+}
+
 /// STI; HLT; CLI.
 #[inline(never)]
 pub fn halt() {

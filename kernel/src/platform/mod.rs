@@ -255,6 +255,6 @@ pub fn exit(code: u32) -> ! {
             protocol::ghcb::TERM_SET_GENERAL,
             protocol::ghcb::TERM_GENERAL_REQUEST,
         ),
-        _ => crate::arch::insn::cli_hlt_loop(),
+        _ => legacy::stop_forever(),
     }
 }

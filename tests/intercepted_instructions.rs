@@ -1,0 +1,147 @@
+//! After detection a TDX or SEV-ES guest must never execute a raw intercepted instruction:
+//! on real hardware it would raise #VE/#VC. Raw CPUID (and MSR accesses KVM handles in the
+//! kernel) never reach the built-in VMM's simulated platforms, so they cannot catch it at run
+//! time; this test disassembles the kernel ELF and fails if CPUID, RDMSR, WRMSR, IN, OUT (and
+//! their string forms) or HLT appear outside the code allowed to hold them:
+//!
+//! - the legacy backend (`platform::legacy`), which only runs on legacy;
+//! - the detection probe (`platform::detect::detect`), which runs before the platform is known;
+//! - the SEV-ES backend's GHCB-MSR accessors (SEV-ES does not intercept the GHCB MSR) and its
+//!   HLT (an automatic exit under SEV-ES);
+//! - the 32-bit PVH stub (EFER setup before anything else runs; real TDX and SEV-ES guests do
+//!   not boot through PVH).
+//!
+//! It also checks that TDCALL and VMGEXIT appear where the built-in VMM puts its breakpoints.
+
+use iced_x86::{Decoder, DecoderOptions, Mnemonic};
+use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
+
+const KERNEL: &str = env!("CVMPROBE_KERNEL_ELF");
+
+fn demangled(name: &str) -> String {
+    format!("{:#}", rustc_demangle::demangle(name))
+}
+
+/// Whether the function `sym` (demangled) may hold raw intercepted instructions.
+fn allowed(sym: &str) -> bool {
+    sym.starts_with("cvmprobe_kernel::platform::legacy::")
+        || sym == "cvmprobe_kernel::platform::detect::detect"
+        || sym == "cvmprobe_kernel::platform::sev_es::ghcb_msr_read"
+        || sym == "cvmprobe_kernel::platform::sev_es::ghcb_msr_write"
+        || sym == "cvmprobe_kernel::platform::sev_es::halt"
+        || sym == "cvmprobe_kernel::platform::sev_es::stop_forever"
+        || matches!(sym, "pvh_start32" | "pvh_start64_low" | "pvh_start64")
+}
+
+fn intercepted(m: Mnemonic) -> bool {
+    use Mnemonic::*;
+    matches!(
+        m,
+        Cpuid | Rdmsr | Wrmsr | In | Out | Insb | Insw | Insd | Outsb | Outsw | Outsd | Hlt
+    )
+}
+
+struct Text {
+    addr: u64,
+    bytes: Vec<u8>,
+    /// (address, demangled name), sorted.
+    symbols: Vec<(u64, String)>,
+}
+
+fn load() -> Text {
+    let data = std::fs::read(KERNEL)
+        .unwrap_or_else(|e| panic!("cannot read {KERNEL}: {e} (run `cargo build`)"));
+    let elf = object::File::parse(&*data).expect("the kernel is an ELF");
+    let text = elf.section_by_name(".text").expect(".text section");
+    let (lo, hi) = (text.address(), text.address() + text.size());
+    let mut symbols: Vec<(u64, String)> = elf
+        .symbols()
+        .filter(|s| {
+            matches!(
+                s.kind(),
+                SymbolKind::Text | SymbolKind::Unknown | SymbolKind::Label
+            )
+        })
+        .filter(|s| (lo..hi).contains(&s.address()))
+        .filter_map(|s| Some((s.address(), demangled(s.name().ok()?))))
+        .filter(|(_, n)| !n.is_empty() && !n.starts_with(".L") && !n.starts_with("$"))
+        .collect();
+    symbols.sort();
+    Text {
+        addr: lo,
+        bytes: text.data().expect("text bytes").to_vec(),
+        symbols,
+    }
+}
+
+impl Text {
+    fn symbol_at(&self, ip: u64) -> (&str, u64) {
+        let i = self.symbols.partition_point(|(a, _)| *a <= ip);
+        match i.checked_sub(1).map(|i| &self.symbols[i]) {
+            Some((a, n)) => (n, ip - a),
+            None => ("(before the first symbol)", ip - self.addr),
+        }
+    }
+
+    fn address_of(&self, name: &str) -> Option<u64> {
+        self.symbols
+            .iter()
+            .find(|(_, n)| n == name)
+            .map(|(a, _)| *a)
+    }
+}
+
+#[test]
+fn intercepted_instructions_only_in_allowed_functions() {
+    let t = load();
+    let mut decoder = Decoder::with_ip(64, &t.bytes, t.addr, DecoderOptions::NONE);
+    let mut violations = Vec::new();
+    let mut seen_in_allowed = 0;
+    for insn in decoder.iter() {
+        if !intercepted(insn.mnemonic()) {
+            continue;
+        }
+        let (sym, off) = t.symbol_at(insn.ip());
+        if allowed(sym) {
+            seen_in_allowed += 1;
+        } else {
+            violations.push(format!(
+                "{sym}+{off:#x}: {:?} at {:#x}",
+                insn.mnemonic(),
+                insn.ip()
+            ));
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "raw intercepted instructions outside the legacy backend, the detection probe and the SEV-ES GHCB-MSR/HLT wrappers:\n  {}",
+        violations.join("\n  ")
+    );
+    // The check looked at something: the legacy backend does hold IN/OUT/CPUID/RDMSR/HLT.
+    assert!(
+        seen_in_allowed >= 8,
+        "only {seen_in_allowed} intercepted instructions found at all"
+    );
+}
+
+#[test]
+fn single_tdcall_and_vmgexit_sites_are_where_the_symbols_say() {
+    let t = load();
+    for (sym, bytes) in [
+        (protocol::tdx::TDCALL_SYMBOL, protocol::tdx::TDCALL_BYTES),
+        (
+            protocol::ghcb::VMGEXIT_SYMBOL,
+            protocol::ghcb::VMGEXIT_BYTES,
+        ),
+    ] {
+        let at = t
+            .address_of(sym)
+            .unwrap_or_else(|| panic!("no `{sym}` symbol in the kernel"));
+        let off = (at - t.addr) as usize;
+        assert_eq!(
+            t.bytes[off..off + 4],
+            bytes,
+            "{sym} does not point at its instruction"
+        );
+    }
+}
