@@ -69,16 +69,21 @@ fn request(mode: Option<&str>) -> RunRequest {
     }
 }
 
-/// One start-to-verdict run under the built-in VMM; the run must end in the guest's verdict.
-fn builtin_once(kernel: &Path, mode: Option<&str>) -> Result<Duration, String> {
+/// The built-in VMM's configuration for a benchmark run.
+fn vm_config(kernel: &Path, mode: Option<&str>) -> vmm::VmConfig {
     let req = request(mode);
-    let cfg = vmm::VmConfig {
+    vmm::VmConfig {
         kernel: kernel.to_path_buf(),
         cmdline: run::kernel_cmdline(&req),
         mem_mib: vmm::DEFAULT_MEM_MIB,
         timeout: req.timeout,
         seed: None,
-    };
+    }
+}
+
+/// One start-to-verdict run under the built-in VMM; the run must end in the guest's verdict.
+fn builtin_once(kernel: &Path, mode: Option<&str>) -> Result<Duration, String> {
+    let cfg = vm_config(kernel, mode);
     let r = vmm::run(&cfg, &mut |_| {}).map_err(|e| e.to_string())?;
     // From the call to the guest's verdict (VM creation included; the teardown after the
     // verdict, ~10 ms of KVM VM destruction on this host, is not part of start->verdict).
@@ -127,14 +132,7 @@ pub struct Micro {
 
 /// Runs `cvmprobe.mode=bench` under the built-in VMM.
 pub fn micro(kernel: &Path) -> Result<Vec<Micro>, String> {
-    let req = request(Some("bench"));
-    let cfg = vmm::VmConfig {
-        kernel: kernel.to_path_buf(),
-        cmdline: run::kernel_cmdline(&req),
-        mem_mib: vmm::DEFAULT_MEM_MIB,
-        timeout: req.timeout,
-        seed: None,
-    };
+    let cfg = vm_config(kernel, Some("bench"));
     let r = vmm::run(&cfg, &mut |_| {}).map_err(|e| e.to_string())?;
     if !r.exit.passed() {
         return Err(format!("the bench run did not pass: {}", r.exit));

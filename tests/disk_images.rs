@@ -87,12 +87,7 @@ fn missing_ovmf_is_one_clear_line() {
         "--ovmf",
         "/nonexistent/OVMF_CODE_4M.fd",
     ]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    let err = String::from_utf8_lossy(&o.stderr);
-    let line = err
-        .lines()
-        .find(|l| l.starts_with("cvmprobe: error:"))
-        .expect("error line");
+    let line = error_line(&o);
     assert!(
         line.contains("OVMF firmware not found") && line.contains("apt-get install ovmf"),
         "{line}"

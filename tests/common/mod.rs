@@ -83,3 +83,38 @@ pub fn verdict_counts(o: &Output) -> (usize, usize, usize, usize, usize) {
     assert!(nums.len() >= 5, "verdict line: {line}");
     (nums[0], nums[1], nums[2], nums[3], nums[4])
 }
+
+/// The one `cvmprobe: error:` line of a run that could not be made (exit code 2).
+pub fn error_line(o: &Output) -> String {
+    assert_eq!(o.status.code(), Some(2), "{}", text(o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    err.lines()
+        .find(|l| l.starts_with("cvmprobe: error:"))
+        .unwrap_or_else(|| panic!("no error line\n{}", text(o)))
+        .to_string()
+}
+
+/// A run where a fault struck at the first case of `mmio`: the `platform` and `io` results are
+/// kept, every later case is not run with `reason` shown, and the serial tail is printed.
+pub fn assert_fault_report(o: &Output, reason: &str) {
+    assert_eq!(o.status.code(), Some(1), "{}", text(o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let (passed, failed, skipped, not_run, total) = verdict_counts(o);
+    assert_eq!(total, listed_cases(""), "{}", text(o));
+    let before = protocol::catalog::PLATFORM.cases.len() + protocol::catalog::IO.cases.len();
+    assert_eq!(
+        passed + skipped,
+        before,
+        "the results before the fault are kept\n{}",
+        text(o)
+    );
+    assert_eq!((failed, not_run), (0, total - before), "{}", text(o));
+    assert!(out.contains("NOT RUN mmio.u8_roundtrip"), "{}", text(o));
+    assert!(out.contains(reason), "reason `{reason}` shown\n{}", text(o));
+    assert!(
+        out.contains("serial lines ---"),
+        "serial tail printed\n{}",
+        text(o)
+    );
+    assert!(out.contains("verdict: FAIL"), "{}", text(o));
+}
