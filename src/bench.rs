@@ -193,32 +193,22 @@ pub fn run_all(kernel: &Path, opts: &BenchOptions) -> Result<String, String> {
     row(&mut out, "built-in VMM, empty kernel", &b_empty);
     let b_full = repeat(runs, || builtin_once(kernel, None))?;
     row(&mut out, "built-in VMM, full legacy suite", &b_full);
-    let base = |machine, accel, kernel: &Path| QemuConfig {
-        binary: opts.qemu.clone(),
-        machine,
-        accel,
-        media: qemu::Media::Pvh {
-            kernel: kernel.to_path_buf(),
-        },
-        cmdline: String::new(),
-        brand: String::new(),
-        mem_mib: 64,
-    };
-    let pvh = base(Machine::Microvm, Accel::Kvm, kernel);
+    let base =
+        |machine, accel, boot| QemuConfig::new(opts.qemu.clone(), machine, accel, kernel, boot);
+    let pvh = base(Machine::Microvm, Accel::Kvm, Boot::Pvh);
     let q_empty = repeat(runs, || qemu_once(&pvh, Boot::Pvh, Some("empty")))?;
     row(&mut out, "QEMU PVH microvm/kvm, empty kernel", &q_empty);
     let q_full = repeat(runs, || qemu_once(&pvh, Boot::Pvh, None))?;
     row(&mut out, "QEMU PVH microvm/kvm, full legacy suite", &q_full);
     if opts.images {
         images::template(false).map_err(|e| e.to_string())?;
-        let bios_tcg = base(Machine::Pc, Accel::Tcg, kernel);
+        let bios_tcg = base(Machine::Pc, Accel::Tcg, Boot::Bios);
         let s = repeat(runs, || qemu_once(&bios_tcg, Boot::Bios, None))?;
         row(&mut out, "QEMU BIOS image pc/tcg, full suite", &s);
-        let bios_kvm = base(Machine::Pc, Accel::Kvm, kernel);
+        let bios_kvm = base(Machine::Pc, Accel::Kvm, Boot::Bios);
         let s = repeat(runs, || qemu_once(&bios_kvm, Boot::Bios, None))?;
         row(&mut out, "QEMU BIOS image pc/kvm, full suite", &s);
-        let mut uefi = base(Machine::Pc, Accel::Tcg, kernel);
-        uefi.mem_mib = 256;
+        let uefi = base(Machine::Pc, Accel::Tcg, Boot::Uefi);
         let s = repeat(runs, || qemu_once(&uefi, Boot::Uefi, None))?;
         row(&mut out, "QEMU UEFI image pc/tcg (OVMF), full suite", &s);
     }

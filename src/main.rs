@@ -137,18 +137,7 @@ fn cmd_run(a: &RunArgs) -> Result<bool> {
     };
     let workdir = tempfile::tempdir().context("cannot create a temporary directory for the run")?;
     loop {
-        let base = QemuConfig {
-            binary: a.qemu.clone(),
-            machine,
-            accel,
-            media: qemu::Media::Pvh {
-                kernel: kernel.to_path_buf(),
-            },
-            cmdline: String::new(),
-            brand: String::new(),
-            // OVMF wants more than the 64 MiB the kernel needs.
-            mem_mib: if a.boot == Boot::Uefi { 256 } else { 64 },
-        };
+        let base = QemuConfig::new(a.qemu.clone(), machine, accel, kernel, a.boot);
         let cfg = run::prepare_qemu(&req, base, a.boot, a.ovmf.as_deref(), workdir.path())?;
         eprintln!(
             "cvmprobe: booting {} under QEMU {} with {} ({} cases)",

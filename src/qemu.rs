@@ -113,6 +113,23 @@ pub struct QemuConfig {
 }
 
 impl QemuConfig {
+    /// A configuration that boots `kernel` through PVH; [`crate::run::prepare_qemu`] fills the
+    /// command line and brand, and swaps in a disk image for `boot`. Guest RAM: 64 MiB (256 for
+    /// OVMF, which wants more than the kernel needs).
+    pub fn new(binary: PathBuf, machine: Machine, accel: Accel, kernel: &Path, boot: Boot) -> Self {
+        Self {
+            binary,
+            machine,
+            accel,
+            media: Media::Pvh {
+                kernel: kernel.to_path_buf(),
+            },
+            cmdline: String::new(),
+            brand: String::new(),
+            mem_mib: if boot == Boot::Uefi { 256 } else { 64 },
+        }
+    }
+
     /// The argument list after the binary.
     pub fn args(&self) -> Vec<String> {
         let mut a: Vec<String> = vec![

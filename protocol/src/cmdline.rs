@@ -124,13 +124,6 @@ impl<'a> Keys<'a> {
     }
 }
 
-/// Keys with [`PREFIX`] that this crate does not define.
-pub fn unknown_keys(cmdline: &str) -> impl Iterator<Item = &str> {
-    tokens(cmdline)
-        .map(|(k, _)| k)
-        .filter(|k| k.starts_with(PREFIX) && !KNOWN_KEYS.contains(k))
-}
-
 /// What the guest does with its test tables.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -271,12 +264,6 @@ mod tests {
         );
         assert!(ramdisk_for(&"x".repeat(RAMDISK_LEN)).is_none());
         assert!(ramdisk_for("a\0b").is_none());
-    }
-
-    #[test]
-    fn unknown() {
-        let c = "cvmprobe.filtr=io cvmprobe.mode=empty other.key=1";
-        assert_eq!(unknown_keys(c).collect::<Vec<_>>(), vec!["cvmprobe.filtr"]);
     }
 
     #[test]

@@ -7,8 +7,6 @@
 /// `pc-testdev` (QEMU hw/misc/pc-testdev.c, ISA): a 4-byte data register at port 0xe0
 /// (`test_ioport_ops`: an access of `len` bytes at offset `addr & 3` reads/writes those lanes).
 pub const PC_TESTDEV_IOPORT: u16 = 0xe0;
-/// `pc-testdev` flush-page port (writes only; 4-byte). Not used: it mprotects guest RAM.
-pub const PC_TESTDEV_FLUSH: u16 = 0xe4;
 /// `pc-testdev` byte-implemented view of the same data register (`test_ioport_byte_ops`,
 /// `impl.max_access_size = 1`: QEMU splits wider accesses into 1-byte ones).
 pub const PC_TESTDEV_IOPORT_BYTE: u16 = 0xe8;
