@@ -78,6 +78,7 @@ fn vm_config(kernel: &Path, mode: Option<&str>) -> vmm::VmConfig {
         mem_mib: vmm::DEFAULT_MEM_MIB,
         timeout: req.timeout,
         seed: None,
+        platform: req.platform,
     }
 }
 

@@ -47,15 +47,25 @@ pub struct BenchArgs {
 /// Which platform the guest runs as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum PlatformArg {
-    /// A plain VM.
+    /// A plain VM (built-in VMM or QEMU).
     Legacy,
+    /// Intel TDX simulated on plain KVM by the built-in VMM.
+    TdxSim,
+    /// AMD SEV-ES simulated on plain KVM by the built-in VMM.
+    SevEsSim,
+    /// legacy, tdx-sim and sev-es-sim one after the other, one verdict each.
+    All,
 }
 
 impl PlatformArg {
-    /// The protocol's kind.
-    pub fn kind(self) -> protocol::platform::PlatformKind {
+    /// The platforms to run, in order.
+    pub fn kinds(self) -> Vec<protocol::platform::PlatformKind> {
+        use protocol::platform::PlatformKind;
         match self {
-            PlatformArg::Legacy => protocol::platform::PlatformKind::Legacy,
+            PlatformArg::Legacy => vec![PlatformKind::Legacy],
+            PlatformArg::TdxSim => vec![PlatformKind::Tdx],
+            PlatformArg::SevEsSim => vec![PlatformKind::SevEs],
+            PlatformArg::All => PlatformKind::ALL.to_vec(),
         }
     }
 }
@@ -75,7 +85,8 @@ pub struct RunArgs {
     /// The VMM (default: builtin when /dev/kvm opens, else QEMU with TCG).
     #[arg(long, value_enum)]
     pub vmm: Option<VmmArg>,
-    /// Platform the guest runs as.
+    /// Platform the guest runs as: tdx-sim and sev-es-sim are the built-in VMM's simulated
+    /// TDX and SEV-ES hosts; `all` runs the three in turn.
     #[arg(long, value_enum, default_value = "legacy")]
     pub platform: PlatformArg,
     /// How the guest boots: the ELF through PVH, or the BIOS/UEFI disk image through firmware
@@ -179,6 +190,14 @@ mod tests {
         assert!(c.command.is_none());
         assert_eq!(c.run.filter, "io");
         assert!(Cli::try_parse_from(["cvmprobe", "--accel", "hvf"]).is_err());
+        let c = Cli::try_parse_from(["cvmprobe", "--platform", "all"]).unwrap();
+        assert_eq!(c.run.platform.kinds().len(), 3);
+        let c = Cli::try_parse_from(["cvmprobe", "--platform", "sev-es-sim"]).unwrap();
+        assert_eq!(
+            c.run.platform.kinds(),
+            [protocol::platform::PlatformKind::SevEs]
+        );
+        assert!(Cli::try_parse_from(["cvmprobe", "--platform", "sev"]).is_err());
         let c = Cli::try_parse_from(["cvmprobe", "parse", "-"]).unwrap();
         assert!(matches!(c.command, Some(Command::Parse(_))));
     }

@@ -2,7 +2,8 @@
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use cvmprobe::cli::{BenchArgs, Cli, Command, ListArgs, ParseArgs, RunArgs, VmmArg};
+use clap::ValueEnum;
+use cvmprobe::cli::{BenchArgs, Cli, Command, ListArgs, ParseArgs, PlatformArg, RunArgs, VmmArg};
 use cvmprobe::qemu::{self, Accel, Boot, Machine, QemuConfig};
 use cvmprobe::report::Summary;
 use cvmprobe::run::{self, RunRequest};
@@ -55,8 +56,9 @@ fn cmd_run(a: &RunArgs) -> Result<bool> {
             bail!("--append `{t}`: one KEY=VALUE token without spaces, please");
         }
     }
+    let platforms = a.platform.kinds();
     let req = RunRequest {
-        platform: a.platform.kind(),
+        platform: platforms[0],
         filter: a.filter.clone(),
         extra_cmdline: a.append.clone(),
         timeout: a.timeout,
@@ -89,6 +91,20 @@ fn cmd_run(a: &RunArgs) -> Result<bool> {
         );
     }
     let qemu_flags = a.machine.is_some() || a.accel.is_some() || a.boot != Boot::Pvh;
+    let simulated = a.platform != PlatformArg::Legacy;
+    if simulated && (qemu_flags || a.vmm == Some(VmmArg::Qemu)) {
+        bail!(
+            "--platform {}: the simulated TDX and SEV-ES hosts live in the built-in VMM; QEMU \
+             (--vmm qemu, --machine, --accel, --boot bios|uefi) runs the legacy platform only",
+            a.platform
+                .to_possible_value()
+                .map_or("?".into(), |v| v.get_name().to_string())
+        );
+    }
+    if simulated && a.vmm.is_none() {
+        vmm::kvm_available()
+            .context("the simulated platforms need the built-in VMM, which needs /dev/kvm")?;
+    }
     let use_builtin = match a.vmm {
         Some(VmmArg::Builtin) => {
             if qemu_flags {
@@ -109,13 +125,22 @@ fn cmd_run(a: &RunArgs) -> Result<bool> {
         },
     };
     if use_builtin {
-        eprintln!(
-            "cvmprobe: booting {} under the built-in KVM VMM ({} cases)",
-            kernel.display(),
-            run::expected(&req).len()
-        );
-        let result = run::run_builtin(&req, kernel)?;
-        return finish(&result.summary, a.junit.as_deref());
+        let mut results = Vec::new();
+        for &platform in &platforms {
+            let req = RunRequest {
+                platform,
+                ..req.clone()
+            };
+            eprintln!(
+                "cvmprobe: booting {} under the built-in KVM VMM, platform {} ({} cases)",
+                kernel.display(),
+                vmm::sim_name(platform),
+                run::expected(&req).len()
+            );
+            let result = run::run_builtin(&req, kernel)?;
+            results.push((platform, result.summary));
+        }
+        return finish_all(&results, a.junit.as_deref());
     }
     let machine = match (a.machine, a.boot) {
         (Some(Machine::Microvm), Boot::Bios | Boot::Uefi) => bail!(
@@ -164,6 +189,45 @@ fn cmd_run(a: &RunArgs) -> Result<bool> {
         }
         return finish(&result.summary, a.junit.as_deref());
     }
+}
+
+/// Prints each platform's verdict (a header per platform when there are several, then one
+/// line with all verdicts) and writes one JUnit file whose suites carry the platform name.
+fn finish_all(
+    results: &[(protocol::platform::PlatformKind, Summary)],
+    junit_path: Option<&Path>,
+) -> Result<bool> {
+    if let [(_, summary)] = results {
+        return finish(summary, junit_path);
+    }
+    let color = std::io::stdout().is_terminal();
+    let mut junit_cases = Vec::new();
+    for (platform, summary) in results {
+        println!("== platform {} ==", vmm::sim_name(*platform));
+        print!("{}", summary.render(color));
+        for mut c in summary.junit_cases() {
+            c.suite = format!("{}.{}", vmm::sim_name(*platform), c.suite);
+            junit_cases.push(c);
+        }
+    }
+    let verdicts: Vec<String> = results
+        .iter()
+        .map(|(p, s)| {
+            format!(
+                "{} {}",
+                vmm::sim_name(*p),
+                if s.passed() { "PASS" } else { "FAIL" }
+            )
+        })
+        .collect();
+    println!("verdict per platform: {}", verdicts.join(", "));
+    if let Some(p) = junit_path {
+        let mut f = std::fs::File::create(p)
+            .with_context(|| format!("cannot create the JUnit file {}", p.display()))?;
+        junit::write_junit(&mut f, "cvmprobe", &junit_cases)
+            .with_context(|| format!("cannot write the JUnit file {}", p.display()))?;
+    }
+    Ok(results.iter().all(|(_, s)| s.passed()))
 }
 
 fn finish(summary: &Summary, junit_path: Option<&Path>) -> Result<bool> {

@@ -286,6 +286,7 @@ pub fn run_builtin(req: &RunRequest, kernel: &std::path::Path) -> Result<RunResu
         mem_mib: vmm::DEFAULT_MEM_MIB,
         timeout: req.timeout,
         seed: None,
+        platform: req.platform,
     };
     let total = expected(req).len();
     let mut progress = Progress::new(total, req.progress, req.verbose);
@@ -313,7 +314,7 @@ pub fn run_builtin(req: &RunRequest, kernel: &std::path::Path) -> Result<RunResu
     };
     let mut summary = summarize(req, &serial, guest_exit, abnormal);
     merge_host_checks(&mut summary, &report);
-    summary.environment = format!("built-in VMM, {}", req.platform.name());
+    summary.environment = format!("built-in VMM, {}", vmm::sim_name(req.platform));
     summary.wall = Some(report.wall);
     Ok(RunResult {
         summary,

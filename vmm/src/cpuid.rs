@@ -139,6 +139,135 @@ pub fn configure(cpuid: &mut CpuId, brand: &Brand) -> Result<(), vmm_sys_util::f
     Ok(())
 }
 
+/// CPUID leaf 0: EAX = highest basic leaf, EBX/EDX/ECX = vendor.
+const LEAF_VENDOR: u32 = 0;
+/// The vendor string of Intel CPUs (EBX, EDX, ECX of leaf 0).
+const VENDOR_INTEL: &[u8; 12] = b"GenuineIntel";
+/// The vendor string of AMD CPUs.
+const VENDOR_AMD: &[u8; 12] = b"AuthenticAMD";
+/// The TDX identification leaf: EBX, EDX, ECX = "IntelTDX    " (GHCI 1.5, 2.4.5; Linux
+/// `tdx_early_init()` compares the three registers in that order).
+pub const LEAF_TDX: u32 = 0x21;
+/// "IntelTDX    " as the guest reads it from leaf 0x21.
+const TDX_IDENT: &[u8; 12] = b"IntelTDX    ";
+/// The highest extended leaf Intel CPUs report (address sizes); AMD's later extended leaves
+/// (0x80000009 and up, 0x8000001F among them) do not exist on Intel.
+const INTEL_EXT_MAX: u32 = 0x8000_0008;
+/// AMD's L1 cache and TLB leaf, reserved (zero) on Intel.
+const LEAF_AMD_L1_CACHE: u32 = 0x8000_0005;
+/// `KVM_CPUID_FLAG_SIGNIFCANT_INDEX` (sic, Linux include/uapi/asm/kvm.h): the entry applies
+/// to its `index` only.
+const FLAG_SIGNIFICANT_INDEX: u32 = 1;
+
+/// Makes the table an Intel TD's as tdx-sim presents it: vendor GenuineIntel, leaf 0x21 =
+/// "IntelTDX    " (leaf 0 EAX raised to reach it), and AMD's extended leaves gone (leaf
+/// 0x80000000 reports 0x80000008 and no vendor, as Intel CPUs do). On this AMD host KVM
+/// accepts another vendor freely (DESIGN.md, "Facts of these machines").
+pub fn configure_tdx(cpuid: &mut CpuId) -> Result<(), vmm_sys_util::fam::Error> {
+    let (b, c, d) = signature_regs(&vendor_order(VENDOR_INTEL));
+    match find(cpuid, LEAF_VENDOR) {
+        Some(e) => {
+            e.eax = e.eax.max(LEAF_TDX);
+            (e.ebx, e.ecx, e.edx) = (b, c, d);
+        }
+        None => cpuid.push(entry(LEAF_VENDOR, [LEAF_TDX, b, c, d]))?,
+    }
+    let (b, c, d) = signature_regs(&vendor_order(TDX_IDENT));
+    match find(cpuid, LEAF_TDX) {
+        Some(e) => [e.eax, e.ebx, e.ecx, e.edx] = [0, b, c, d],
+        None => cpuid.push(entry(LEAF_TDX, [0, b, c, d]))?,
+    }
+    if let Some(e) = find(cpuid, LEAF_EXT_MAX) {
+        e.eax = INTEL_EXT_MAX;
+        (e.ebx, e.ecx, e.edx) = (0, 0, 0);
+    }
+    if let Some(e) = find(cpuid, LEAF_AMD_L1_CACHE) {
+        [e.eax, e.ebx, e.ecx, e.edx] = [0; 4];
+    }
+    let keep: Vec<kvm_cpuid_entry2> = cpuid
+        .as_slice()
+        .iter()
+        .filter(|e| !(INTEL_EXT_MAX + 1..=0x8000_ffff).contains(&e.function))
+        .copied()
+        .collect();
+    *cpuid = CpuId::from_entries(&keep)?;
+    Ok(())
+}
+
+/// Makes the table an SEV-ES guest's as sev-es-sim presents it: vendor AuthenticAMD and leaf
+/// 0x8000001F (AMD APM vol. 3, E.4.17) with SEV and SEV-ES (EAX bits 1 and 3) and the C-bit
+/// position `cbit` in EBX\[5:0\]; EBX\[11:6\] (physical-address reduction), ECX (encrypted
+/// guests) and EDX (minimum SEV-ES ASID) are 0: nothing is reduced or counted here.
+pub fn configure_sev_es(cpuid: &mut CpuId, cbit: u8) -> Result<(), vmm_sys_util::fam::Error> {
+    use protocol::ghcb::{CPUID_SEV, CPUID_SEV_ES, CPUID_SEV_LEAF};
+    let (b, c, d) = signature_regs(&vendor_order(VENDOR_AMD));
+    if let Some(e) = find(cpuid, LEAF_VENDOR) {
+        (e.ebx, e.ecx, e.edx) = (b, c, d);
+    }
+    match find(cpuid, LEAF_EXT_MAX) {
+        Some(e) => e.eax = e.eax.max(CPUID_SEV_LEAF),
+        None => cpuid.push(entry(LEAF_EXT_MAX, [CPUID_SEV_LEAF, 0, 0, 0]))?,
+    }
+    let regs = [CPUID_SEV | CPUID_SEV_ES, u32::from(cbit & 0x3f), 0, 0];
+    match find(cpuid, CPUID_SEV_LEAF) {
+        Some(e) => [e.eax, e.ebx, e.ecx, e.edx] = regs,
+        None => cpuid.push(entry(CPUID_SEV_LEAF, regs))?,
+    }
+    Ok(())
+}
+
+/// CPUID `leaf`.`subleaf` as KVM answers it from `cpuid` (Linux arch/x86/kvm/cpuid.c
+/// `kvm_cpuid()`): the entry for the leaf (and the subleaf, for entries flagged
+/// SIGNIFCANT_INDEX); if there is none and the vendor is not AMD, a leaf beyond its class's
+/// maximum reads as the highest basic leaf with the same subleaf
+/// (`get_out_of_range_cpuid_entry()`); otherwise zeros.
+pub fn lookup(cpuid: &CpuId, leaf: u32, subleaf: u32) -> [u32; 4] {
+    let find = |function: u32, index: u32| {
+        cpuid.as_slice().iter().find(|e| {
+            e.function == function && (e.flags & FLAG_SIGNIFICANT_INDEX == 0 || e.index == index)
+        })
+    };
+    let regs = |e: &kvm_cpuid_entry2| [e.eax, e.ebx, e.ecx, e.edx];
+    if let Some(e) = find(leaf, subleaf) {
+        return regs(e);
+    }
+    let Some(basic) = find(LEAF_VENDOR, 0) else {
+        return [0; 4];
+    };
+    let vendor = vendor_bytes(basic.ebx, basic.edx, basic.ecx);
+    if &vendor == VENDOR_AMD || &vendor == b"HygonGenuine" {
+        return [0; 4];
+    }
+    let class = match leaf {
+        0x4000_0000..=0x4fff_ffff => leaf & 0xffff_ff00,
+        0xc000_0000.. => 0xc000_0000,
+        _ => leaf & 0x8000_0000,
+    };
+    if find(class, 0).is_some_and(|c| leaf <= c.eax) {
+        return [0; 4];
+    }
+    find(basic.eax, subleaf).map_or([0; 4], regs)
+}
+
+/// A vendor string as it reads from EBX, EDX, ECX.
+fn vendor_bytes(ebx: u32, edx: u32, ecx: u32) -> [u8; 12] {
+    let mut v = [0u8; 12];
+    v[..4].copy_from_slice(&ebx.to_le_bytes());
+    v[4..8].copy_from_slice(&edx.to_le_bytes());
+    v[8..].copy_from_slice(&ecx.to_le_bytes());
+    v
+}
+
+/// Reorders a 12-byte string read as EBX, EDX, ECX into EBX, ECX, EDX order for
+/// [`signature_regs`].
+fn vendor_order(s: &[u8; 12]) -> [u8; 12] {
+    let mut v = [0u8; 12];
+    v[..4].copy_from_slice(&s[..4]);
+    v[4..8].copy_from_slice(&s[8..]);
+    v[8..].copy_from_slice(&s[4..8]);
+    v
+}
+
 /// The entry for `function`, subleaf 0.
 fn find(cpuid: &mut CpuId, function: u32) -> Option<&mut kvm_cpuid_entry2> {
     cpuid
@@ -224,6 +353,77 @@ mod tests {
         assert!(brand_matches(&brand.cmdline_value(), &got), "{brand:?}");
         assert!(!brand_matches(&Brand::for_run().cmdline_value(), &got));
         assert!(get(&c, LEAF_EXT_MAX).eax >= LEAF_BRAND_LAST);
+    }
+
+    fn regs(c: &CpuId, f: u32) -> [u32; 4] {
+        let e = get(c, f);
+        [e.eax, e.ebx, e.ecx, e.edx]
+    }
+
+    #[test]
+    fn tdx_table_reads_as_an_intel_td() {
+        let mut c = sample();
+        c.push(entry(CPUID_SEV_LEAF_FOR_TEST, [0xb, 0x33, 0, 0]))
+            .unwrap();
+        configure(&mut c, &Brand::new("x")).unwrap();
+        configure_tdx(&mut c).unwrap();
+        let l0 = regs(&c, 0);
+        assert_eq!(l0[0], LEAF_TDX);
+        assert_eq!(&vendor_bytes(l0[1], l0[3], l0[2]), b"GenuineIntel");
+        let t = regs(&c, LEAF_TDX);
+        assert_eq!(&vendor_bytes(t[1], t[3], t[2]), b"IntelTDX    ");
+        assert_eq!(lookup(&c, LEAF_TDX, 0), t);
+        assert_eq!(regs(&c, LEAF_EXT_MAX), [INTEL_EXT_MAX, 0, 0, 0]);
+        assert!(
+            c.as_slice()
+                .iter()
+                .all(|e| e.function != CPUID_SEV_LEAF_FOR_TEST),
+            "AMD's SEV leaf is gone"
+        );
+        // The brand leaves stay in range.
+        assert!(get(&c, LEAF_BRAND_LAST).function == LEAF_BRAND_LAST);
+    }
+
+    const CPUID_SEV_LEAF_FOR_TEST: u32 = 0x8000_001f;
+
+    #[test]
+    fn sev_es_table_reports_the_cbit() {
+        let mut c = sample();
+        configure_sev_es(&mut c, 47).unwrap();
+        let e = regs(&c, CPUID_SEV_LEAF_FOR_TEST);
+        assert_eq!(e[0], (1 << 1) | (1 << 3), "SEV and SEV-ES");
+        assert_eq!(e[1] & 0x3f, 47);
+        assert!(get(&c, LEAF_EXT_MAX).eax >= CPUID_SEV_LEAF_FOR_TEST);
+        let l0 = regs(&c, 0);
+        assert_eq!(&vendor_bytes(l0[1], l0[3], l0[2]), b"AuthenticAMD");
+    }
+
+    #[test]
+    fn lookup_follows_kvm_cpuid() {
+        let mut c = sample();
+        // An indexed leaf: subleaf 1 has its own entry.
+        c.push(kvm_cpuid_entry2 {
+            function: 0xb,
+            index: 1,
+            flags: FLAG_SIGNIFICANT_INDEX,
+            eax: 0x11,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(lookup(&c, 0xb, 1)[0], 0x11);
+        assert_eq!(lookup(&c, 0xb, 0), [0; 4], "AMD: a missing entry reads 0");
+        assert_eq!(lookup(&c, 0x7fff_0000, 0), [0; 4]);
+        // On Intel an out-of-range basic leaf reads as the highest basic leaf.
+        configure_tdx(&mut c).unwrap();
+        c.push(entry(LEAF_TDX, [0; 4])).unwrap();
+        let top = lookup(&c, LEAF_TDX, 0);
+        assert_eq!(lookup(&c, 0x7fff_0000, 0), top);
+        assert_eq!(
+            lookup(&c, 0x8000_0009, 0),
+            top,
+            "beyond the extended maximum"
+        );
+        assert_eq!(lookup(&c, 0x8000_0003, 0), [0; 4], "in range, no entry");
     }
 
     #[test]

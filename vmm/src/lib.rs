@@ -32,6 +32,7 @@ mod kick;
 pub mod layout;
 pub mod machine;
 pub mod sim;
+pub mod simulated;
 mod vcpu;
 
 pub use devices::testdev::{BenchSample, CaseCheck, TestdevAccess};
@@ -41,6 +42,7 @@ use cpuid::Brand;
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::{Cap, Kvm, VmFd};
 use protocol::exit::GuestExit;
+use protocol::platform::PlatformKind;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -74,6 +76,19 @@ pub struct VmConfig {
     /// Seed of the test device's host values (`protocol::testdev::host_value`); `None`
     /// picks a random one per run ([`RunReport::seed`] says which).
     pub seed: Option<u64>,
+    /// The platform the VM presents: plain KVM ([`PlatformKind::Legacy`]) or the simulated
+    /// TDX or SEV-ES host ([`simulated`]).
+    pub platform: PlatformKind,
+}
+
+/// The name of the platform the built-in VMM presents for `p`: `legacy`, `tdx-sim`,
+/// `sev-es-sim`.
+pub const fn sim_name(p: PlatformKind) -> &'static str {
+    match p {
+        PlatformKind::Legacy => "legacy",
+        PlatformKind::Tdx => "tdx-sim",
+        PlatformKind::SevEs => "sev-es-sim",
+    }
 }
 
 impl VmConfig {
@@ -85,6 +100,7 @@ impl VmConfig {
             mem_mib: DEFAULT_MEM_MIB,
             timeout: DEFAULT_TIMEOUT,
             seed: None,
+            platform: PlatformKind::Legacy,
         }
     }
 
@@ -147,6 +163,26 @@ pub enum ExitReason {
         /// Guest RIP where it was stopped.
         rip: u64,
     },
+    /// On a simulated confidential platform the guest ran an instruction that real hardware
+    /// would have turned into a #VE (TDX) or #VC (SEV-ES): a raw port access, a raw HLT
+    /// under TDX, an access to GPA space with no memslot behind it.
+    RawInterception {
+        /// The platform simulated.
+        platform: &'static str,
+        /// What the guest did (`IN from port 0x3f8, 1 byte`).
+        what: String,
+        /// Guest RIP at the exit (at the instruction for reads, after it for port and MMIO
+        /// writes, as KVM reports them).
+        rip: u64,
+    },
+    /// The simulated host stopped the VM the way KVM would (a TDX fatal-error report, an
+    /// SEV termination request, a KVM_RUN error) or met a request it does not model.
+    PlatformStop {
+        /// What happened.
+        detail: String,
+        /// Guest RIP of the TDCALL or VMGEXIT.
+        rip: u64,
+    },
     /// A device model failed while handling an access.
     DeviceError {
         /// The device.
@@ -174,6 +210,8 @@ impl ExitReason {
             | Self::Unexpected { rip, .. }
             | Self::HaltedForever { rip }
             | Self::Timeout { rip }
+            | Self::RawInterception { rip, .. }
+            | Self::PlatformStop { rip, .. }
             | Self::DeviceError { rip, .. } => Some(rip),
         }
     }
@@ -225,6 +263,27 @@ impl fmt::Display for ExitReason {
                 )
             }
             Self::Timeout { rip } => write!(f, "timed out, vCPU stopped at RIP {rip:#x}"),
+            Self::RawInterception {
+                platform,
+                what,
+                rip,
+            } => write!(
+                f,
+                "raw {what} under {platform} at RIP {rip:#x}: on hardware this is a {}, the \
+                 guest must go through its {} backend",
+                if *platform == "tdx-sim" { "#VE" } else { "#VC" },
+                if *platform == "tdx-sim" {
+                    "TDG.VP.VMCALL"
+                } else {
+                    "GHCB"
+                }
+            ),
+            Self::PlatformStop { detail, rip } => {
+                write!(
+                    f,
+                    "the simulated host stopped the VM: {detail} (RIP {rip:#x})"
+                )
+            }
             Self::DeviceError { device, error, rip } => {
                 write!(
                     f,
@@ -244,6 +303,10 @@ pub struct ExitStats {
     pub mmio: u64,
     /// KVM_EXIT_HLT.
     pub hlt: u64,
+    /// KVM_EXIT_DEBUG: the simulated platforms' TDCALL / VMGEXIT breakpoint.
+    pub debug: u64,
+    /// KVM_EXIT_X86_RDMSR / KVM_EXIT_X86_WRMSR (sev-es-sim's GHCB MSR and SEV_STATUS).
+    pub msr: u64,
     /// KVM_EXIT_IRQ_WINDOW_OPEN.
     pub irq_window: u64,
     /// KVM_RUN interrupted by a signal (EINTR / KVM_EXIT_INTR).
@@ -367,9 +430,17 @@ fn open_kvm() -> Result<Kvm, VmmError> {
     Ok(kvm)
 }
 
-/// Gives the VM its RAM: one memslot per vm-memory region (one here, at GPA 0).
-fn map_memory(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), VmmError> {
-    for (slot, region) in mem.iter().enumerate() {
+/// Gives the VM its RAM: one memslot per vm-memory region (one here, at GPA 0), mapped again
+/// at each GPA offset in `aliases` after the first (the sev-es-sim C-bit alias): the same host
+/// memory in another slot.
+fn map_memory(vm: &VmFd, mem: &GuestMemoryMmap, aliases: &[u64]) -> Result<(), VmmError> {
+    let regions = mem.iter().count();
+    for (slot, (alias, region)) in aliases
+        .iter()
+        .flat_map(|&a| mem.iter().map(move |r| (a, r)))
+        .enumerate()
+    {
+        debug_assert!(alias == 0 || slot >= regions);
         let host = region
             .get_host_address(MemoryRegionAddress(0))
             .map_err(|e| VmmError::GuestMemory {
@@ -379,7 +450,7 @@ fn map_memory(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), VmmError> {
         let r = kvm_userspace_memory_region {
             slot: slot as u32,
             flags: 0,
-            guest_phys_addr: region.start_addr().0,
+            guest_phys_addr: region.start_addr().0 | alias,
             memory_size: region.len(),
             userspace_addr: host as u64,
         };
@@ -416,11 +487,15 @@ pub fn run(cfg: &VmConfig, serial_out: &mut dyn FnMut(&[u8])) -> Result<RunRepor
     let cmdline = boot::cmdline(&cfg.cmdline, &brand)?;
     boot::write_boot_info(&mem, mem_size, &cmdline)?;
 
+    let trap = simulated::trap_address(&cfg.kernel, cfg.platform)?;
+
     let vm = kvm.create_vm().map_err(VmmError::kvm("KVM_CREATE_VM"))?;
     vm.set_tss_address(TSS_ADDRESS)
         .map_err(VmmError::kvm("KVM_SET_TSS_ADDR"))?;
-    map_memory(&vm, &mem)?;
-    let mut vcpu = vcpu::Vcpu::create(&kvm, &vm, entry, &brand)?;
+    map_memory(&vm, &mem, simulated::ram_aliases(cfg.platform))?;
+    simulated::prepare_vm(&vm, cfg.platform)?;
+    let mut vcpu = vcpu::Vcpu::create(&kvm, &vm, entry, &brand, cfg.platform, trap)?;
+    let mut host = simulated::Host::new(cfg.platform, trap, Box::new(sim::Honest));
     let tsc_khz = vcpu.tsc_khz();
     let seed = cfg.seed.unwrap_or_else(random_seed);
 
@@ -431,7 +506,14 @@ pub fn run(cfg: &VmConfig, serial_out: &mut dyn FnMut(&[u8])) -> Result<RunRepor
     let mut machine = machine::Machine::legacy(mem.clone(), seed);
     let mut stats = ExitStats::default();
     let setup = start.elapsed();
-    let exit = vcpu::run(&mut vcpu, &mut machine, &mut stats, &stop, serial_out);
+    let exit = vcpu::run(
+        &mut vcpu,
+        &mut machine,
+        &mut host,
+        &mut stats,
+        &stop,
+        serial_out,
+    );
     drop(watchdog);
     let exit = exit?;
     let wall = start.elapsed();

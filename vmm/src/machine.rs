@@ -55,6 +55,28 @@ pub enum Exit<'a> {
     },
     /// `HLT` (KVM_EXIT_HLT: there is no in-kernel local APIC to halt in).
     Hlt,
+    /// KVM_EXIT_DEBUG: a hardware breakpoint hit (the simulated platforms' TDCALL/VMGEXIT
+    /// trap; the RIP is in the register snapshot).
+    Debug,
+    /// KVM_EXIT_X86_RDMSR: an RDMSR the MSR filter sent to user space. Set `data`, or
+    /// `error` = 1 to inject #GP.
+    RdMsr {
+        /// MSR index.
+        index: u32,
+        /// The value the guest reads.
+        data: &'a mut u64,
+        /// Non-zero: #GP.
+        error: &'a mut u8,
+    },
+    /// KVM_EXIT_X86_WRMSR: a WRMSR the MSR filter sent to user space.
+    WrMsr {
+        /// MSR index.
+        index: u32,
+        /// The value written.
+        value: u64,
+        /// Non-zero: #GP.
+        error: &'a mut u8,
+    },
     /// KVM_EXIT_IRQ_WINDOW_OPEN: the guest can take the interrupt the VMM asked to inject.
     IrqWindowOpen,
     /// KVM_RUN returned EINTR or KVM_EXIT_INTR: a signal (the watchdog's kick) pulled the
@@ -85,6 +107,8 @@ impl Exit<'_> {
             Self::IoIn { .. } | Self::IoOut { .. } => "io",
             Self::MmioRead { .. } | Self::MmioWrite { .. } => "mmio",
             Self::Hlt => "hlt",
+            Self::Debug => "debug",
+            Self::RdMsr { .. } | Self::WrMsr { .. } => "msr",
             Self::IrqWindowOpen => "irq-window",
             Self::Interrupted => "interrupted",
             Self::Shutdown => "shutdown",
@@ -313,6 +337,20 @@ impl Machine {
                 data,
             }),
             Exit::Other(exit) => Control::Stop(ExitReason::Unexpected { exit, rip }),
+            // Only the simulated platforms ask KVM for these, and they handle them before
+            // the machine sees an exit.
+            Exit::Debug => Control::Stop(ExitReason::Unexpected {
+                exit: "KVM_EXIT_DEBUG (no breakpoint was set)".into(),
+                rip,
+            }),
+            Exit::RdMsr { index, .. } => Control::Stop(ExitReason::Unexpected {
+                exit: format!("KVM_EXIT_X86_RDMSR of {index:#x} (no MSR filter was set)"),
+                rip,
+            }),
+            Exit::WrMsr { index, .. } => Control::Stop(ExitReason::Unexpected {
+                exit: format!("KVM_EXIT_X86_WRMSR of {index:#x} (no MSR filter was set)"),
+                rip,
+            }),
         }
     }
 
@@ -415,6 +453,48 @@ impl Machine {
         }
     }
 
+    /// Counts one exit that a platform handler served without [`Machine::handle`] (a
+    /// simulated platform's TDCALL or VMGEXIT), so bench samples count it.
+    pub fn count_exit(&mut self) {
+        self.exits += 1;
+    }
+
+    /// A read a simulated platform's host model asked for (KVM would have exited to user
+    /// space with it): the device at `addr` fills `data`, unassigned space reads all ones.
+    pub fn host_read(
+        &mut self,
+        space: Space,
+        addr: u64,
+        data: &mut [u8],
+        cpu: &CpuState,
+        now: Instant,
+    ) {
+        let ctx = AccessCtx {
+            rip: cpu.rip(),
+            now,
+            exits: self.exits,
+        };
+        self.read(space, addr, data, &ctx);
+    }
+
+    /// A write a simulated platform's host model asked for; [`Control::Stop`] if it ends
+    /// the run (the exit port, a device error).
+    pub fn host_write(
+        &mut self,
+        space: Space,
+        addr: u64,
+        data: &[u8],
+        cpu: &CpuState,
+        now: Instant,
+    ) -> Control {
+        let ctx = AccessCtx {
+            rip: cpu.rip(),
+            now,
+            exits: self.exits,
+        };
+        self.write(space, addr, data, &ctx)
+    }
+
     /// The guest's memory.
     pub fn memory(&self) -> &GuestMemoryMmap {
         &self.mem
@@ -466,6 +546,8 @@ impl ExitStats {
             Exit::IoIn { .. } | Exit::IoOut { .. } => self.io += 1,
             Exit::MmioRead { .. } | Exit::MmioWrite { .. } => self.mmio += 1,
             Exit::Hlt => self.hlt += 1,
+            Exit::Debug => self.debug += 1,
+            Exit::RdMsr { .. } | Exit::WrMsr { .. } => self.msr += 1,
             Exit::IrqWindowOpen => self.irq_window += 1,
             Exit::Interrupted => self.interrupted += 1,
             _ => self.other += 1,

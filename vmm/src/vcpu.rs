@@ -6,12 +6,14 @@ use crate::cpuid::{self, Brand};
 use crate::devices::lapic::LAPIC_BASE;
 use crate::devices::serial::COM1_DATA;
 use crate::machine::{CoalescedWrite, Control, CpuState, Exit, InterruptStep, Machine};
+use crate::simulated::Host;
 use crate::{ExitReason, ExitStats, VmmError};
 use kvm_bindings::{
     CpuId, KVM_MAX_CPUID_ENTRIES, Msrs, kvm_coalesced_mmio, kvm_coalesced_mmio_ring, kvm_interrupt,
-    kvm_msr_entry, kvm_run,
+    kvm_msr_entry, kvm_regs, kvm_run,
 };
 use kvm_ioctls::{Cap, IoEventAddress, Kvm, KvmRunWrapper, SyncReg, VcpuExit, VcpuFd, VmFd};
+use protocol::platform::PlatformKind;
 use protocol::testdev::Space;
 use std::os::fd::AsRawFd;
 use std::ptr::{NonNull, addr_of, addr_of_mut};
@@ -277,22 +279,41 @@ pub struct Vcpu {
     fd: VcpuFd,
     view: RunView,
     /// KVM's coalesced ring for COM1's data port; `None` when KVM cannot coalesce port
-    /// writes (then every byte exits, as before).
+    /// writes (then every byte exits, as before), and on the simulated platforms (where a
+    /// raw write to COM1 must exit, to be caught).
     ring: Option<CoalescedRing>,
+    /// The CPUID table given to KVM_SET_CPUID2, for the simulated hosts' CPUID requests.
+    cpuid: CpuId,
 }
 
 impl Vcpu {
     /// Creates vCPU 0 and puts it at the PVH entry: CPUID first (before SREGS and the first
     /// KVM_RUN, DESIGN.md), then the APIC base MSR, then special and general registers.
-    pub fn create(kvm: &Kvm, vm: &VmFd, entry: u64, brand: &Brand) -> Result<Self, VmmError> {
+    /// `platform` selects the CPUID table; `breakpoint` (the simulated platforms' TDCALL or
+    /// VMGEXIT address) is armed as hardware breakpoint 0.
+    pub fn create(
+        kvm: &Kvm,
+        vm: &VmFd,
+        entry: u64,
+        brand: &Brand,
+        platform: PlatformKind,
+        breakpoint: Option<u64>,
+    ) -> Result<Self, VmmError> {
         let mut fd = vm
             .create_vcpu(0)
             .map_err(VmmError::kvm("KVM_CREATE_VCPU"))?;
         let mut cpuid: CpuId = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .map_err(VmmError::kvm("KVM_GET_SUPPORTED_CPUID"))?;
-        cpuid::configure(&mut cpuid, brand)
-            .map_err(|e| VmmError::Config(format!("CPUID table: {e:?}")))?;
+        let table = |e| VmmError::Config(format!("CPUID table: {e:?}"));
+        cpuid::configure(&mut cpuid, brand).map_err(table)?;
+        match platform {
+            PlatformKind::Legacy => {}
+            PlatformKind::Tdx => cpuid::configure_tdx(&mut cpuid).map_err(table)?,
+            PlatformKind::SevEs => {
+                cpuid::configure_sev_es(&mut cpuid, crate::simulated::SEV_CBIT).map_err(table)?
+            }
+        }
         fd.set_cpuid2(&cpuid)
             .map_err(VmmError::kvm("KVM_SET_CPUID2"))?;
         ensure_apic_base(&fd)?;
@@ -301,17 +322,30 @@ impl Vcpu {
             .map_err(VmmError::kvm("KVM_SET_SREGS"))?;
         fd.set_regs(&pvh_regs(entry))
             .map_err(VmmError::kvm("KVM_SET_REGS"))?;
+        if let Some(va) = breakpoint {
+            fd.set_guest_debug(&crate::simulated::breakpoint(va))
+                .map_err(VmmError::kvm("KVM_SET_GUEST_DEBUG"))?;
+        }
         fd.set_sync_valid_reg(SyncReg::Register);
         let view = RunView::new(&fd, vm.run_size())?;
-        let ring = coalesce_com1_data(vm, &fd)
-            .inspect_err(|why| {
-                eprintln!(
-                    "vmm: serial output is not coalesced ({why}); every byte written to COM1 \
-                     exits"
-                );
-            })
-            .ok();
-        Ok(Self { fd, view, ring })
+        let ring = if platform == PlatformKind::Legacy {
+            coalesce_com1_data(vm, &fd)
+                .inspect_err(|why| {
+                    eprintln!(
+                        "vmm: serial output is not coalesced ({why}); every byte written to \
+                         COM1 exits"
+                    );
+                })
+                .ok()
+        } else {
+            None
+        };
+        Ok(Self {
+            fd,
+            view,
+            ring,
+            cpuid,
+        })
     }
 
     /// The vCPU's TSC frequency in kHz (KVM_GET_TSC_KHZ), if KVM reports one.
@@ -321,11 +355,7 @@ impl Vcpu {
 
     /// RIP through KVM_GET_REGS, for stops outside an exit (EINTR).
     fn rip(&self) -> Result<u64, VmmError> {
-        Ok(self
-            .fd
-            .get_regs()
-            .map_err(VmmError::kvm("KVM_GET_REGS"))?
-            .rip)
+        rip(&self.fd)
     }
 
     fn inject(&self, vector: u8) -> Result<(), VmmError> {
@@ -342,6 +372,67 @@ impl Vcpu {
         }
         Ok(())
     }
+}
+
+/// What the simulated platforms' trap handler may do to the vCPU while the run loop holds
+/// its kvm_run view: change registers, look up CPUID, access MSRs.
+pub struct VcpuCtl<'a> {
+    fd: &'a mut VcpuFd,
+    cpuid: &'a CpuId,
+}
+
+impl VcpuCtl<'_> {
+    /// Changes the guest's general registers through kvm_run's sync regs (loaded by the next
+    /// KVM_RUN; cheaper than KVM_SET_REGS here). Starts from the snapshot KVM stored at the
+    /// last exit.
+    pub fn write_regs(&mut self, change: impl FnOnce(&mut kvm_regs)) {
+        change(&mut self.fd.sync_regs_mut().regs);
+        self.fd.set_sync_dirty_reg(SyncReg::Register);
+    }
+
+    /// CPUID as KVM answers it from the table set with KVM_SET_CPUID2 (`kvm_cpuid()`).
+    pub fn cpuid(&self, leaf: u32, subleaf: u32) -> [u32; 4] {
+        cpuid::lookup(self.cpuid, leaf, subleaf)
+    }
+
+    /// The vCPU's MSR `index` (KVM_GET_MSRS), `None` if KVM has no such MSR.
+    pub fn read_msr(&self, index: u32) -> Result<Option<u64>, VmmError> {
+        let mut msrs = Msrs::from_entries(&[kvm_msr_entry {
+            index,
+            ..Default::default()
+        }])
+        .expect("one MSR entry fits");
+        let n = self
+            .fd
+            .get_msrs(&mut msrs)
+            .map_err(VmmError::kvm("KVM_GET_MSRS"))?;
+        Ok((n == 1).then(|| msrs.as_slice()[0].data))
+    }
+
+    /// Sets the vCPU's MSR `index` (KVM_SET_MSRS); false if KVM refuses the MSR or value.
+    pub fn write_msr(&self, index: u32, value: u64) -> Result<bool, VmmError> {
+        let msrs = Msrs::from_entries(&[kvm_msr_entry {
+            index,
+            data: value,
+            ..Default::default()
+        }])
+        .expect("one MSR entry fits");
+        let n = self
+            .fd
+            .set_msrs(&msrs)
+            .map_err(VmmError::kvm("KVM_SET_MSRS"))?;
+        Ok(n == 1)
+    }
+
+    /// RIP through KVM_GET_REGS.
+    pub fn rip(&self) -> Result<u64, VmmError> {
+        rip(self.fd)
+    }
+}
+
+/// RIP through KVM_GET_REGS, for stops outside an exit (EINTR).
+fn rip(fd: &VcpuFd) -> Result<u64, VmmError> {
+    Ok(fd.get_regs().map_err(VmmError::kvm("KVM_GET_REGS"))?.rip)
 }
 
 /// Makes IA32_APIC_BASE read [`APIC_BASE_VALUE`] if KVM does not already.
@@ -385,6 +476,17 @@ fn decode<'a>(exit: VcpuExit<'a>, view: &RunView) -> Exit<'a> {
         VcpuExit::MmioRead(addr, data) => Exit::MmioRead { addr, data },
         VcpuExit::MmioWrite(addr, data) => Exit::MmioWrite { addr, data },
         VcpuExit::Hlt => Exit::Hlt,
+        VcpuExit::Debug(_) => Exit::Debug,
+        VcpuExit::X86Rdmsr(m) => Exit::RdMsr {
+            index: m.index,
+            data: m.data,
+            error: m.error,
+        },
+        VcpuExit::X86Wrmsr(m) => Exit::WrMsr {
+            index: m.index,
+            value: m.data,
+            error: m.error,
+        },
         VcpuExit::IrqWindowOpen => Exit::IrqWindowOpen,
         VcpuExit::Intr => Exit::Interrupted,
         VcpuExit::Shutdown => Exit::Shutdown,
@@ -405,6 +507,7 @@ fn decode<'a>(exit: VcpuExit<'a>, view: &RunView) -> Exit<'a> {
 pub fn run(
     vcpu: &mut Vcpu,
     machine: &mut Machine,
+    host: &mut Host,
     stats: &mut ExitStats,
     stop: &AtomicBool,
     sink: &mut dyn FnMut(&[u8]),
@@ -417,7 +520,11 @@ pub fn run(
         if stop.load(Ordering::SeqCst) {
             return Ok(ExitReason::Timeout { rip: vcpu.rip()? });
         }
-        let window = match machine.interrupt_step(vcpu.view.ready_for_interrupt(), Instant::now()) {
+        // A simulated TD's interrupts are posted (the TDX module delivers them as soon as
+        // the TD sets RFLAGS.IF): queue them with KVM_INTERRUPT at once, which KVM holds
+        // until the guest can take them.
+        let ready = vcpu.view.ready_for_interrupt() || host.interrupts_posted();
+        let window = match machine.interrupt_step(ready, Instant::now()) {
             InterruptStep::Idle => false,
             InterruptStep::Inject(v) => {
                 vcpu.inject(v)?;
@@ -446,7 +553,17 @@ pub fn run(
                 stats.record(&exit);
                 let interrupted = matches!(exit, Exit::Interrupted);
                 let control = match replayed {
-                    Control::Continue => machine.handle(exit, &cpu, now),
+                    Control::Continue => match route(host, machine, exit, &cpu) {
+                        Routed::Machine(exit) => machine.handle(exit, &cpu, now),
+                        Routed::Done(control) => control,
+                        Routed::Trap => {
+                            let mut ctl = VcpuCtl {
+                                fd: &mut vcpu.fd,
+                                cpuid: &vcpu.cpuid,
+                            };
+                            host.trap(&mut ctl, machine, &cpu, stop)?
+                        }
+                    },
                     stop => stop,
                 };
                 if interrupted {
@@ -478,11 +595,116 @@ pub fn run(
             Control::Continue => {}
             Control::Stop(reason) => return Ok(reason),
             Control::WaitUntil(due) => {
-                if let Some(reason) = wait_halted(machine, &cpu, due, stop, vcpu)? {
+                if let Some(reason) = wait_halted(machine, &cpu, due, stop, &vcpu.fd)? {
                     return Ok(reason);
                 }
             }
         }
+    }
+}
+
+/// Where one exit goes.
+enum Routed<'a> {
+    /// To the machine's devices.
+    Machine(Exit<'a>),
+    /// Handled already.
+    Done(Control),
+    /// The simulated platform's TDCALL / VMGEXIT breakpoint: [`Host::trap`].
+    Trap,
+}
+
+/// Sends platform exits (breakpoint, filtered MSRs) to the simulated host and stops the run
+/// on a raw intercepted instruction the platform forbids; everything else goes to the
+/// machine.
+fn route<'a>(host: &mut Host, machine: &mut Machine, exit: Exit<'a>, cpu: &CpuState) -> Routed<'a> {
+    let rip = cpu.rip();
+    let raw = |what: String| {
+        Routed::Done(Control::Stop(ExitReason::RawInterception {
+            platform: crate::sim_name(host.platform()),
+            what,
+            rip,
+        }))
+    };
+    match exit {
+        Exit::Debug if host.is_trap(rip) => Routed::Trap,
+        Exit::RdMsr { index, data, error } => match host.rdmsr(index) {
+            Ok(v) => {
+                machine.count_exit();
+                *data = v;
+                *error = 0;
+                Routed::Done(Control::Continue)
+            }
+            Err(crate::sim::ghcb::MsrError::Gp) => {
+                machine.count_exit();
+                *error = 1;
+                Routed::Done(Control::Continue)
+            }
+            Err(crate::sim::ghcb::MsrError::NotOwned) => {
+                Routed::Machine(Exit::RdMsr { index, data, error })
+            }
+        },
+        Exit::WrMsr {
+            index,
+            value,
+            error,
+        } => match host.wrmsr(index, value) {
+            Ok(()) => {
+                machine.count_exit();
+                *error = 0;
+                Routed::Done(Control::Continue)
+            }
+            Err(crate::sim::ghcb::MsrError::Gp) => {
+                machine.count_exit();
+                *error = 1;
+                Routed::Done(Control::Continue)
+            }
+            Err(crate::sim::ghcb::MsrError::NotOwned) => Routed::Machine(Exit::WrMsr {
+                index,
+                value,
+                error,
+            }),
+        },
+        Exit::IoIn { port, size, data } if host.forbids_raw_io() => raw(format!(
+            "IN from port {port:#x} ({size} byte{}, {} element{})",
+            if size == 1 { "" } else { "s" },
+            data.len() / size.max(1),
+            if data.len() / size.max(1) == 1 {
+                ""
+            } else {
+                "s"
+            }
+        )),
+        Exit::IoOut { port, size, data } if host.forbids_raw_io() => raw(format!(
+            "OUT to port {port:#x} ({size} byte{}, first value {:#x?})",
+            if size == 1 { "" } else { "s" },
+            &data[..size.min(data.len())]
+        )),
+        Exit::MmioRead { addr, data } if host.forbids_raw_io() => raw(format!(
+            "MMIO read of {} bytes at GPA {addr:#x} (no memslot)",
+            data.len()
+        )),
+        Exit::MmioWrite { addr, data } if host.forbids_raw_io() => raw(format!(
+            "MMIO write of {} bytes at GPA {addr:#x} (no memslot)",
+            data.len()
+        )),
+        Exit::Hlt if host.forbids_raw_hlt() => raw("HLT".into()),
+        exit => Routed::Machine(exit),
+    }
+}
+
+/// Waits, like a halted vCPU, until an interrupt can wake it: `None` when one is
+/// deliverable, `Some` if the run ends meanwhile (halted forever, timeout). For the
+/// simulated platforms' TDVMCALL<HLT>, whose halt KVM does without an exit.
+pub fn wait_for_wakeup(
+    machine: &mut Machine,
+    cpu: &CpuState,
+    stop: &AtomicBool,
+    vcpu: &VcpuCtl<'_>,
+) -> Result<Option<ExitReason>, VmmError> {
+    match machine.resume_halt(cpu, Instant::now()) {
+        Control::Continue => Ok(None),
+        Control::Stop(reason) => Ok(Some(reason)),
+        Control::WaitUntil(due) => wait_halted(machine, cpu, due, stop, vcpu.fd),
     }
 }
 
@@ -500,11 +722,11 @@ fn wait_halted(
     cpu: &CpuState,
     mut due: Instant,
     stop: &AtomicBool,
-    vcpu: &Vcpu,
+    fd: &VcpuFd,
 ) -> Result<Option<ExitReason>, VmmError> {
     loop {
         if stop.load(Ordering::SeqCst) {
-            return Ok(Some(ExitReason::Timeout { rip: vcpu.rip()? }));
+            return Ok(Some(ExitReason::Timeout { rip: rip(fd)? }));
         }
         let now = Instant::now();
         if now < due {
@@ -561,8 +783,17 @@ mod tests {
         mem.write_slice(data, GuestAddress(DATA)).unwrap();
         let vm = kvm.create_vm().unwrap();
         vm.set_tss_address(crate::TSS_ADDRESS).unwrap();
-        crate::map_memory(&vm, &mem).unwrap();
-        let mut vcpu = Vcpu::create(&kvm, &vm, ENTRY, &Brand::for_run()).unwrap();
+        crate::map_memory(&vm, &mem, &[0]).unwrap();
+        let mut vcpu = Vcpu::create(
+            &kvm,
+            &vm,
+            ENTRY,
+            &Brand::for_run(),
+            PlatformKind::Legacy,
+            None,
+        )
+        .unwrap();
+        let mut host = Host::Legacy;
         let ring = vcpu.ring.is_some();
         let mut machine = Machine::legacy(mem.clone(), 1);
         let mut stats = ExitStats::default();
@@ -570,9 +801,14 @@ mod tests {
         crate::kick::install().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let watchdog = crate::kick::Watchdog::start(Duration::from_secs(10), stop.clone()).unwrap();
-        let exit = run(&mut vcpu, &mut machine, &mut stats, &stop, &mut |b| {
-            chunks.push(b.to_vec())
-        })
+        let exit = run(
+            &mut vcpu,
+            &mut machine,
+            &mut host,
+            &mut stats,
+            &stop,
+            &mut |b| chunks.push(b.to_vec()),
+        )
         .unwrap();
         drop(watchdog);
         Some(Outcome {

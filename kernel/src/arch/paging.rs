@@ -51,7 +51,12 @@ pub unsafe fn set_cbit_on_ram(cbit: u8, ram_end: u64, shared_gpa: u64) {
             *pd.add(i) |= c;
         }
         let big = (shared_gpa >> 21) as usize;
-        if big < PD_ENTRIES {
+        // The split table's physical address, found before any entry changes (the kernel
+        // runs in the high half: its virtual address is not a GPA).
+        let pt_pa = virt_to_phys(SPLIT_PT.0.get() as u64);
+        if big < PD_ENTRIES
+            && let Some(pt_pa) = pt_pa
+        {
             let pt = SPLIT_PT.0.get().cast::<u64>();
             let base = (big as u64) << 21;
             for j in 0..512u64 {
@@ -60,7 +65,7 @@ pub unsafe fn set_cbit_on_ram(cbit: u8, ram_end: u64, shared_gpa: u64) {
             let k = ((shared_gpa >> 12) & 511) as usize;
             *pt.add(k) &= !c;
             // The page table itself is private RAM; the PS bit is clear: it is a table.
-            *pd.add(big) = (pt as u64) | PTE_PW | c;
+            *pd.add(big) = pt_pa | PTE_PW | c;
             debug_assert!(*pd.add(big) & PTE_PS == 0);
         }
         let (frame, flags) = x86_64::registers::control::Cr3::read_raw();
