@@ -69,9 +69,12 @@ fn request(mode: Option<&str>) -> RunRequest {
     }
 }
 
-/// The built-in VMM's configuration for a benchmark run.
-fn vm_config(kernel: &Path, mode: Option<&str>) -> vmm::VmConfig {
-    let req = request(mode);
+/// The built-in VMM's configuration for a benchmark run on `platform`.
+fn vm_config(kernel: &Path, mode: Option<&str>, platform: PlatformKind) -> vmm::VmConfig {
+    let req = RunRequest {
+        platform,
+        ..request(mode)
+    };
     vmm::VmConfig {
         kernel: kernel.to_path_buf(),
         cmdline: run::kernel_cmdline(&req),
@@ -83,8 +86,12 @@ fn vm_config(kernel: &Path, mode: Option<&str>) -> vmm::VmConfig {
 }
 
 /// One start-to-verdict run under the built-in VMM; the run must end in the guest's verdict.
-fn builtin_once(kernel: &Path, mode: Option<&str>) -> Result<Duration, String> {
-    let cfg = vm_config(kernel, mode);
+fn builtin_once(
+    kernel: &Path,
+    mode: Option<&str>,
+    platform: PlatformKind,
+) -> Result<Duration, String> {
+    let cfg = vm_config(kernel, mode, platform);
     let r = vmm::run(&cfg, &mut |_| {}).map_err(|e| e.to_string())?;
     // From the call to the guest's verdict (VM creation included; the teardown after the
     // verdict, ~10 ms of KVM VM destruction on this host, is not part of start->verdict).
@@ -131,9 +138,9 @@ pub struct Micro {
     pub tsc_ns: Option<f64>,
 }
 
-/// Runs `cvmprobe.mode=bench` under the built-in VMM.
-pub fn micro(kernel: &Path) -> Result<Vec<Micro>, String> {
-    let cfg = vm_config(kernel, Some("bench"));
+/// Runs `cvmprobe.mode=bench` under the built-in VMM on `platform`.
+pub fn micro(kernel: &Path, platform: PlatformKind) -> Result<Vec<Micro>, String> {
+    let cfg = vm_config(kernel, Some("bench"), platform);
     let r = vmm::run(&cfg, &mut |_| {}).map_err(|e| e.to_string())?;
     if !r.exit.passed() {
         return Err(format!("the bench run did not pass: {}", r.exit));
@@ -190,10 +197,19 @@ pub fn run_all(kernel: &Path, opts: &BenchOptions) -> Result<String, String> {
             ms(s.max)
         );
     };
-    let b_empty = repeat(runs, || builtin_once(kernel, Some("empty")))?;
+    let legacy = PlatformKind::Legacy;
+    let b_empty = repeat(runs, || builtin_once(kernel, Some("empty"), legacy))?;
     row(&mut out, "built-in VMM, empty kernel", &b_empty);
-    let b_full = repeat(runs, || builtin_once(kernel, None))?;
+    let b_full = repeat(runs, || builtin_once(kernel, None, legacy))?;
     row(&mut out, "built-in VMM, full legacy suite", &b_full);
+    for p in [PlatformKind::Tdx, PlatformKind::SevEs] {
+        let s = repeat(runs, || builtin_once(kernel, None, p))?;
+        row(
+            &mut out,
+            &format!("built-in VMM, full suite on {}", vmm::sim_name(p)),
+            &s,
+        );
+    }
     let base =
         |machine, accel, boot| QemuConfig::new(opts.qemu.clone(), machine, accel, kernel, boot);
     let pvh = base(Machine::Microvm, Accel::Kvm, Boot::Pvh);
@@ -214,29 +230,41 @@ pub fn run_all(kernel: &Path, opts: &BenchOptions) -> Result<String, String> {
         row(&mut out, "QEMU UEFI image pc/tcg (OVMF), full suite", &s);
     }
 
-    let micro = micro(kernel)?;
-    let _ = writeln!(
-        out,
-        "\nguest microbenchmarks, built-in VMM (one run, N iterations each)"
-    );
-    let _ = writeln!(
-        out,
-        "  {:<16} {:>6} {:>9} {:>14} {:>14}",
-        "loop", "N", "exits/op", "ns/op (host)", "ns/op (TSC)"
-    );
-    for m in &micro {
-        let tsc = m.tsc_ns.map_or("-".to_string(), |t| format!("{t:.0}"));
-        let _ = writeln!(
-            out,
-            "  {:<16} {:>6} {:>9.2} {:>14.0} {:>14}",
-            m.id.name(),
-            m.n,
-            m.exits_per_op,
-            m.wall_ns,
-            tsc
-        );
+    let mut all_micro = Vec::new();
+    for p in PlatformKind::ALL {
+        all_micro.push((p, micro(kernel, p)?));
     }
-    let get = |id| micro.iter().find(|m| m.id == id).map(|m| m.wall_ns);
+    let _ = writeln!(
+        out,
+        "\nguest microbenchmarks, built-in VMM (one run per platform, N iterations each)"
+    );
+    let _ = writeln!(
+        out,
+        "  {:<11} {:<16} {:>6} {:>9} {:>14} {:>14}",
+        "platform", "loop", "N", "exits/op", "ns/op (host)", "ns/op (TSC)"
+    );
+    for (p, ms) in &all_micro {
+        for m in ms {
+            let tsc = m.tsc_ns.map_or("-".to_string(), |t| format!("{t:.0}"));
+            let _ = writeln!(
+                out,
+                "  {:<11} {:<16} {:>6} {:>9.2} {:>14.0} {:>14}",
+                vmm::sim_name(*p),
+                m.id.name(),
+                m.n,
+                m.exits_per_op,
+                m.wall_ns,
+                tsc
+            );
+        }
+    }
+    let find = |p: PlatformKind, id| {
+        all_micro
+            .iter()
+            .find(|(q, _)| *q == p)
+            .and_then(|(_, ms)| ms.iter().find(|m| m.id == id).copied())
+    };
+    let get = |id| find(legacy, id).map(|m| m.wall_ns);
     let size = std::fs::metadata(kernel).map(|m| m.len()).unwrap_or(0);
 
     let _ = writeln!(out, "\nratios in this run (targets)");
@@ -270,6 +298,32 @@ pub fn run_all(kernel: &Path, opts: &BenchOptions) -> Result<String, String> {
             1.1,
             "x",
         );
+    }
+    for p in [PlatformKind::Tdx, PlatformKind::SevEs] {
+        let name = vmm::sim_name(p);
+        let floor = find(p, BenchId::TrapFloor);
+        for (id, what) in [
+            (BenchId::ApiMmioRead, "MMIO read"),
+            (BenchId::ApiMmioWrite, "MMIO write"),
+        ] {
+            let Some(m) = find(p, id) else { continue };
+            target(
+                &mut out,
+                &format!("{name}: exits per {what} through the API"),
+                m.exits_per_op,
+                1.0,
+                "",
+            );
+            if let Some(f) = floor {
+                target(
+                    &mut out,
+                    &format!("{name}: {what} / trap-exit floor"),
+                    m.wall_ns / f.wall_ns,
+                    1.2,
+                    "x",
+                );
+            }
+        }
     }
     target(
         &mut out,

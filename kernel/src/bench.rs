@@ -55,9 +55,18 @@ pub fn run(env: &Env) {
             .emit();
         return;
     };
-    timed(env, BenchId::RawPioRead, || {
-        crate::platform::legacy::raw_pio_read_loop(port, N)
-    });
+    if crate::platform::is_legacy() {
+        // A raw IN is what the confidential platforms forbid: their floor is the trap.
+        timed(env, BenchId::RawPioRead, || {
+            crate::platform::legacy::raw_pio_read_loop(port, N)
+        });
+    } else {
+        timed(env, BenchId::TrapFloor, || {
+            for _ in 0..N {
+                core::hint::black_box(crate::platform::trap_floor());
+            }
+        });
+    }
     timed(env, BenchId::ApiPioRead, || {
         for _ in 0..N {
             core::hint::black_box(pio_read::<u32>(port));

@@ -164,17 +164,27 @@ pub enum Fault {
     /// An instruction the hypervisor cannot emulate (a TDCALL outside TDX): under KVM the run
     /// ends in KVM_EXIT_INTERNAL_ERROR (emulation failure), under TCG in #UD.
     EmulationFailure,
+    /// A raw `in` from an unassigned port, bypassing the backend: harmless on a legacy VM; on
+    /// TDX or SEV-ES hardware a #VE/#VC, which the simulated platforms turn into a failed
+    /// run naming the RIP.
+    RawPortIo,
+    /// From the case on, the backend's port reads use a wrong request number (TDX: IO
+    /// sub-function 29 instead of 30; SEV-ES: exit code 0x7a instead of IOIO 0x7b): the
+    /// host must refuse them with KVM's status and the read cases must fail.
+    BrokenBackend,
 }
 
 impl Fault {
     /// All faults, for help texts.
-    pub const ALL: [Fault; 6] = [
+    pub const ALL: [Fault; 8] = [
         Self::Panic,
         Self::Exception,
         Self::TripleFault,
         Self::Hang,
         Self::UndeclaredAccess,
         Self::EmulationFailure,
+        Self::RawPortIo,
+        Self::BrokenBackend,
     ];
 
     /// The name used on the command line.
@@ -186,6 +196,8 @@ impl Fault {
             Self::Hang => "hang",
             Self::UndeclaredAccess => "undeclared-access",
             Self::EmulationFailure => "emulation-failure",
+            Self::RawPortIo => "raw-port-io",
+            Self::BrokenBackend => "broken-backend",
         }
     }
 }

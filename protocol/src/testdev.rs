@@ -134,16 +134,21 @@ pub enum BenchId {
     ApiMmioRead = 4,
     /// `mmio_write::<u32>` to the scratch window through the API.
     ApiMmioWrite = 5,
+    /// One TDCALL / VMGEXIT that the host answers without a device (TDX: TDG.VP.INFO, which
+    /// the TDX module answers; SEV-ES: the GHCB HV_FEATURES request, which KVM answers): the
+    /// trap-exit floor of the confidential platforms (not run on legacy).
+    TrapFloor = 6,
 }
 
 impl BenchId {
     /// Every bench.
-    pub const ALL: [BenchId; 5] = [
+    pub const ALL: [BenchId; 6] = [
         Self::EmptyLoop,
         Self::RawPioRead,
         Self::ApiPioRead,
         Self::ApiMmioRead,
         Self::ApiMmioWrite,
+        Self::TrapFloor,
     ];
 
     /// Name in the `# bench <name> ...` diagnostic.
@@ -154,6 +159,7 @@ impl BenchId {
             Self::ApiPioRead => "api_pio_read",
             Self::ApiMmioRead => "api_mmio_read",
             Self::ApiMmioWrite => "api_mmio_write",
+            Self::TrapFloor => "trap_floor",
         }
     }
 

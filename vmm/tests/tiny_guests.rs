@@ -400,3 +400,30 @@ fn kvm_coalesces_pio() -> bool {
         .expect("KVM_CREATE_VM")
         .check_extension(kvm_ioctls::Cap::CoalescedPio)
 }
+
+#[test]
+fn simulated_platform_needs_the_trap_symbol() {
+    if !common::kvm_or_skip("simulated_platform_needs_the_trap_symbol") {
+        return;
+    }
+    // The tiny ELF has no symbol table, so there is no TDCALL / VMGEXIT to trap.
+    let path = std::env::temp_dir().join(format!("vmm-tiny-{}-nosym.elf", std::process::id()));
+    std::fs::write(&path, pvh_elf(&[0xf4], &[])).expect("write the test ELF");
+    for (platform, symbol) in [
+        (
+            protocol::platform::PlatformKind::Tdx,
+            "cvmprobe_tdcall_insn",
+        ),
+        (
+            protocol::platform::PlatformKind::SevEs,
+            "cvmprobe_vmgexit_insn",
+        ),
+    ] {
+        let mut cfg = VmConfig::new(&path);
+        cfg.mem_mib = 2;
+        cfg.platform = platform;
+        let e = vmm::run(&cfg, &mut |_| {}).unwrap_err().to_string();
+        assert!(e.contains(&format!("has no symbol {symbol}")), "{e}");
+    }
+    std::fs::remove_file(&path).ok();
+}

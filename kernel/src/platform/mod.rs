@@ -14,7 +14,7 @@ pub mod tdx;
 use crate::arch::insn::{CpuidResult, Fault};
 use crate::boot::{BootParams, BootPath, MemoryKind};
 use crate::io::{MmioValue, PioValue};
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use protocol::platform::PlatformKind;
 
 /// A host answer the guest refuses (never on legacy, where the CPU itself answers).
@@ -110,6 +110,31 @@ pub fn init(params: &BootParams) -> (PlatformKind, Result<(), HostError>) {
             KIND.store(KIND_SEV_ES, Ordering::Relaxed);
             (PlatformKind::SevEs, Ok(()))
         }
+    }
+}
+
+/// Set by the `broken-backend` fault injection: port reads use a wrong request number.
+static PORT_READS_BROKEN: AtomicBool = AtomicBool::new(false);
+
+/// Makes the TDX and SEV-ES backends send port reads with a wrong request number from now on
+/// (`cvmprobe.inject=broken-backend`, a test of the host's refusal; writes stay intact so the
+/// console and the exit port still work).
+pub fn break_port_reads() {
+    PORT_READS_BROKEN.store(true, Ordering::Relaxed);
+}
+
+/// Whether [`break_port_reads`] was called.
+fn port_reads_broken() -> bool {
+    PORT_READS_BROKEN.load(Ordering::Relaxed)
+}
+
+/// One trap to the host that no device serves (the benchmark's floor): TDX TDG.VP.INFO, SEV-ES
+/// GHCB HV_FEATURES; nothing on legacy. Returns whether the host answered well.
+pub fn trap_floor() -> bool {
+    match kind_raw() {
+        KIND_TDX => tdx::vp_info().is_ok(),
+        KIND_SEV_ES => sev_es::hv_features().is_ok(),
+        _ => false,
     }
 }
 

@@ -16,7 +16,7 @@ use crate::platform::{HostError, MsrError};
 use core::arch::global_asm;
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
-use core::sync::atomic::{AtomicU8, AtomicU16, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, AtomicU64, Ordering};
 use protocol::access::Width;
 use protocol::ghcb::{
     self, CpuidReg, Ghcb, MsrRequest, MsrResponse, exit, ioio, off, result, valid_bit,
@@ -60,8 +60,18 @@ fn ghcb_msr_write(v: u64) {
     let _ = unsafe { insn::wrmsr_safe(ghcb::MSR_GHCB, v) };
 }
 
+/// Whether the GHCB MSR still holds the GHCB page's GPA, as the last GHCB-page request left
+/// it: then the next page request skips the WRMSR. An MSR-protocol exchange replaces the
+/// value (the host answers in the MSR), so it clears this. On hardware the WRMSR costs
+/// nothing (SEV-ES does not intercept it); under the simulated host it is an MSR-filter
+/// exit, half the cost of an MMIO request. A host that changes the MSR behind the guest's
+/// back is caught: its non-answer leaves SW_EXITINFO1 unmarked in the zeroed page, which
+/// every request checks.
+static MSR_HOLDS_GHCB: AtomicBool = AtomicBool::new(false);
+
 /// One MSR-protocol exchange: request in the GHCB MSR, VMGEXIT, response from the MSR.
 pub fn msr_protocol(request: u64) -> u64 {
+    MSR_HOLDS_GHCB.store(false, Ordering::Relaxed);
     ghcb_msr_write(request);
     vmgexit();
     ghcb_msr_read()
@@ -209,6 +219,18 @@ pub struct Response {
 }
 
 impl Response {
+    /// Whether the host marked SW_EXITINFO1 and SW_EXITINFO2 valid, as it does for every
+    /// page request it processed (Linux `svm_vmgexit_success()` and friends set them through
+    /// `ghcb_set_sw_exit_info_*`). The page was zeroed before the request, so unmarked means
+    /// the host did not answer this request.
+    pub fn answered(&self) -> bool {
+        let marked = |off: usize| {
+            let bit = valid_bit(off);
+            self.valid[bit / 8] & (1 << (bit % 8)) != 0
+        };
+        marked(off::SW_EXIT_INFO_1) && marked(off::SW_EXIT_INFO_2)
+    }
+
     /// A returned register at GHCB offset `off` (RAX, RBX, RCX, RDX), if marked valid.
     pub fn reg(&self, off: usize) -> Option<u64> {
         let bit = valid_bit(off);
@@ -316,7 +338,10 @@ impl Request {
 
     /// Registers the page in the GHCB MSR, VMGEXIT, and copies the answer out once.
     pub fn call(&mut self) -> Response {
-        ghcb_msr_write(ghcb_gpa());
+        if !MSR_HOLDS_GHCB.load(Ordering::Relaxed) {
+            ghcb_msr_write(ghcb_gpa());
+            MSR_HOLDS_GHCB.store(true, Ordering::Relaxed);
+        }
         vmgexit();
         let mut valid = [0u8; 16];
         for (i, v) in valid.iter_mut().enumerate() {
@@ -358,6 +383,12 @@ fn standard(
         .set(off::SW_EXIT_INFO_2, info2);
     fill(&mut r);
     let resp = r.call();
+    if !resp.answered() {
+        return Err(HostError::BadAnswer {
+            request: "GHCB answer: SW_EXITINFO1/2 not marked valid (the host did not answer)",
+            value: resp.info1,
+        });
+    }
     match resp.info1 {
         result::OK => Ok(Checked::Ok(resp)),
         result::EXCEPTION => {
@@ -412,6 +443,12 @@ pub fn mmio_read<T: MmioValue>(gpa: u64) -> Result<T, HostError> {
         r.read_buffer(0, &mut buf[..size as usize]);
         resp
     };
+    if !c.answered() {
+        return Err(HostError::BadAnswer {
+            request: "GHCB answer: SW_EXITINFO1/2 not marked valid (the host did not answer)",
+            value: c.info1,
+        });
+    }
     match c.info1 {
         result::OK => Ok(T::from_u64(u64::from_le_bytes(buf))),
         result::ERROR => Err(HostError::Refused {
@@ -423,6 +460,13 @@ pub fn mmio_read<T: MmioValue>(gpa: u64) -> Result<T, HostError> {
             value: other,
         }),
     }
+}
+
+/// The hypervisor's features (GHCB HV_FEATURES exit, GHCB spec 4.1.12): SW_EXITINFO2.
+pub fn hv_features() -> Result<u64, HostError> {
+    let name = "GHCB HV_FEATURES";
+    let c = standard(name, exit::HV_FEATURES, 0, 0, |_| {})?;
+    ok_or_fault(name, c).map(|r| r.info2)
 }
 
 /// MMIO write (GHCB MMIO_WRITE).
@@ -457,7 +501,12 @@ fn ioio_info(port: u16, w: Width, input: bool) -> u64 {
 /// Port read (GHCB IOIO, IN): RAX must come back valid and within the width.
 pub fn pio_read<T: PioValue>(port: u16) -> Result<T, HostError> {
     let name = "GHCB IOIO read";
-    let c = standard(name, exit::IOIO, ioio_info(port, T::WIDTH, true), 0, |r| {
+    let code = if super::port_reads_broken() {
+        exit::IOIO - 1
+    } else {
+        exit::IOIO
+    };
+    let c = standard(name, code, ioio_info(port, T::WIDTH, true), 0, |r| {
         r.set(off::RAX, 0);
     })?;
     let resp = ok_or_fault(name, c)?;
@@ -573,5 +622,27 @@ pub fn wrmsr(msr: u32, v: u64) -> Result<(), MsrError> {
             error_code: 0,
         })),
         Checked::Ok(_) => Ok(()),
+    }
+}
+
+// ----- Raw requests for the conformance tables (kernel/src/tests/ghcb_raw.rs) -------------
+
+impl Request {
+    /// Overwrites the protocol-version and GHCB-usage fields with values a standard request
+    /// never sends (`protocol::conformance` cases: versions outside 1-2, usage != 0).
+    pub fn set_version_and_usage(&mut self, version: u16, usage: u32) -> &mut Self {
+        self.write16(off::PROTOCOL_VERSION, version);
+        // SAFETY: the usage field is a 4-byte-aligned u32 inside the page we hold.
+        unsafe { core::ptr::write_volatile(self.page.add(off::GHCB_USAGE).cast::<u32>(), usage) };
+        self
+    }
+}
+
+impl Response {
+    /// Whether the host returned the 8-byte field at `off` marked valid (conformance cases
+    /// check SW_EXITINFO1/2: the page was zeroed, so unmarked means no answer).
+    pub fn raw_is_marked(&self, off: usize) -> bool {
+        let bit = valid_bit(off);
+        self.valid[bit / 8] & (1 << (bit % 8)) != 0
     }
 }

@@ -260,9 +260,14 @@ pub fn mmio_write<T: MmioValue>(gpa: u64, v: T) -> Result<(), HostError> {
 /// Port read through `Instruction.IO`.
 pub fn pio_read<T: PioValue>(port: u16) -> Result<T, HostError> {
     let w = T::WIDTH;
+    let subfn = if super::port_reads_broken() {
+        vmcall::IO - 1
+    } else {
+        vmcall::IO
+    };
     let out = vmcall(
         "TDVMCALL IO read",
-        vmcall::IO,
+        subfn,
         [w.bytes(), tdx::DIR_READ, u64::from(port), 0],
     )?;
     fits(

@@ -336,8 +336,17 @@ fn inject(f: Fault) {
         Fault::Hang => loop {
             core::hint::spin_loop();
         },
+        Fault::RawPortIo => {
+            // The legacy backend's raw IN, whatever the platform: the guest bug the
+            // simulated TDX and SEV-ES hosts must catch.
+            core::hint::black_box(crate::platform::legacy::pio_read::<u8>(UNASSIGNED_PORT));
+        }
+        Fault::BrokenBackend => crate::platform::break_port_reads(),
     }
 }
+
+/// A port no device claims on the VMMs cvmprobe runs under (0x700 is taken on QEMU `pc`).
+const UNASSIGNED_PORT: u16 = 0xf00;
 
 /// Runs the selected cases; returns whether any failed.
 pub fn run(cfg: &RunConfig, env: &Env) -> bool {

@@ -1,0 +1,166 @@
+//! The real guest on the simulated TDX and SEV-ES platforms: it must pass there with the host
+//! checks, reach its host only through the platform's trap (no raw port IO), and the sims
+//! must catch a broken backend (KVM's status) and a raw intercepted instruction (the RIP).
+//!
+//! Needs `/dev/kvm` and the kernel ELF (see `tests/common`); `CVMPROBE_NO_KVM=1` skips.
+
+use object::{Object, ObjectSymbol};
+use protocol::platform::PlatformKind;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use vmm::{ExitReason, RunReport, VmConfig};
+
+mod common;
+
+const SIMULATED: [PlatformKind; 2] = [PlatformKind::Tdx, PlatformKind::SevEs];
+
+fn setup(test: &str) -> Option<PathBuf> {
+    common::kvm_or_skip(test).then(|| common::kernel(test))
+}
+
+fn boot(kernel: &Path, platform: PlatformKind, cmdline: &str) -> (RunReport, String) {
+    let mut cfg = VmConfig::new(kernel);
+    cfg.platform = platform;
+    cfg.cmdline = format!("cvmprobe.platform={} {cmdline}", platform.name());
+    cfg.timeout = Duration::from_secs(30);
+    let report = vmm::run(&cfg, &mut |_| {}).expect("VMM setup");
+    let serial = String::from_utf8_lossy(&report.serial).into_owned();
+    (report, serial)
+}
+
+/// The `# platform: ...` diagnostic the guest prints after detection.
+fn platform_line(serial: &str) -> &str {
+    serial
+        .lines()
+        .find(|l| l.starts_with(protocol::ktap::PLATFORM_DIAG))
+        .unwrap_or_else(|| panic!("no platform line\n{serial}"))
+}
+
+#[test]
+fn full_run_passes_on_each_simulated_platform() {
+    let Some(kernel) = setup("full_run_passes_on_each_simulated_platform") else {
+        return;
+    };
+    for platform in SIMULATED {
+        let (r, serial) = boot(&kernel, platform, "");
+        let name = vmm::sim_name(platform);
+        assert_eq!(r.exit, ExitReason::GuestExit(0), "{name}\n{serial}");
+        assert!(
+            r.host_verdict_ok(),
+            "{name}: {:?} {:?}",
+            r.case_checks,
+            r.host_problems
+        );
+        // Every case checked on the host side: the test device saw the accesses through the
+        // simulated host, exactly as the cases declare them.
+        assert!(r.case_checks.len() > 20, "{name}: {}", r.case_checks.len());
+        // The guest reached its host only through the trap (and, for SEV-ES, the two
+        // filtered MSRs): no raw port IO or MMIO exit, and no coalesced serial byte.
+        assert_eq!((r.stats.io, r.stats.mmio), (0, 0), "{name}: {:?}", r.stats);
+        assert_eq!(r.stats.coalesced, 0, "{name}");
+        assert!(r.stats.debug > 100, "{name}: {:?}", r.stats);
+        let line = platform_line(&serial);
+        match platform {
+            PlatformKind::Tdx => {
+                assert_eq!(r.stats.msr, 0, "{name}: {:?}", r.stats);
+                assert!(line.contains("tdx gpaw=48 shared_bit=47"), "{name}: {line}");
+            }
+            PlatformKind::SevEs => {
+                assert!(r.stats.msr > 0, "{name}: {:?}", r.stats);
+                assert!(line.contains("sev-es cbit=47"), "{name}: {line}");
+                // HLT is an automatic exit under SEV-ES: the halt suite uses plain HLT.
+                assert!(r.stats.hlt >= 4, "{name}: {:?}", r.stats);
+            }
+            PlatformKind::Legacy => unreachable!(),
+        }
+    }
+}
+
+/// The `(start, end)` of the kernel function whose demangled name contains every one of
+/// `parts`.
+fn function_range(kernel: &Path, parts: &[&str]) -> (u64, u64) {
+    let bytes = std::fs::read(kernel).unwrap();
+    let file = object::File::parse(&*bytes).unwrap();
+    let found: Vec<(u64, u64)> = file
+        .symbols()
+        .filter(|s| s.size() > 0)
+        .filter(|s| {
+            let name = format!("{:#}", rustc_demangle::demangle(s.name().unwrap_or("")));
+            parts.iter().all(|p| name.contains(p))
+        })
+        .map(|s| (s.address(), s.address() + s.size()))
+        .collect();
+    assert!(!found.is_empty(), "no function named with {parts:?}");
+    (
+        found.iter().map(|r| r.0).min().unwrap(),
+        found.iter().map(|r| r.1).max().unwrap(),
+    )
+}
+
+#[test]
+fn raw_port_io_ends_the_run_at_its_rip() {
+    let Some(kernel) = setup("raw_port_io_ends_the_run_at_its_rip") else {
+        return;
+    };
+    let (start, end) = function_range(&kernel, &["platform::legacy::pio_read"]);
+    for platform in SIMULATED {
+        let name = vmm::sim_name(platform);
+        let (r, serial) = boot(&kernel, platform, "cvmprobe.inject=raw-port-io@io.u8_lanes");
+        let ExitReason::RawInterception {
+            platform: p,
+            what,
+            rip,
+        } = &r.exit
+        else {
+            panic!("{name}: {:?}\n{serial}", r.exit);
+        };
+        assert_eq!(*p, name);
+        assert!(what.contains("IN from port 0xf00"), "{what}");
+        assert!(
+            (start..end).contains(rip),
+            "{name}: RIP {rip:#x} is the legacy backend's IN ({start:#x}..{end:#x})"
+        );
+        // The cases before it ran and reported.
+        assert!(serial.contains("ok 1 u32_roundtrip"), "{name}\n{serial}");
+    }
+}
+
+#[test]
+fn broken_backend_is_refused_with_kvms_status() {
+    let Some(kernel) = setup("broken_backend_is_refused_with_kvms_status") else {
+        return;
+    };
+    for (platform, status) in [
+        (
+            PlatformKind::Tdx,
+            // tdx.c handle_tdvmcall(): an unknown sub-function.
+            format!(
+                "TDVMCALL IO read refused with status {:#x}",
+                protocol::tdx::status::SUBFUNC_UNSUPPORTED
+            ),
+        ),
+        (
+            PlatformKind::SevEs,
+            // sev.c sev_es_validate_vmgexit(): an exit code it does not know.
+            format!(
+                "GHCB IOIO read refused with status {:#x}",
+                protocol::ghcb::error::INVALID_EVENT
+            ),
+        ),
+    ] {
+        let name = vmm::sim_name(platform);
+        let (r, serial) = boot(
+            &kernel,
+            platform,
+            "cvmprobe.inject=broken-backend@io.u32_roundtrip",
+        );
+        assert_eq!(r.exit, ExitReason::GuestExit(1), "{name}\n{serial}");
+        assert!(serial.contains(&status), "{name}: `{status}`\n{serial}");
+        assert!(
+            serial.contains("not ok 1 u32_roundtrip"),
+            "{name}\n{serial}"
+        );
+        // Writes still work: the MMIO suite after it passes.
+        assert!(serial.contains("ok 1 u8_roundtrip"), "{name}\n{serial}");
+    }
+}
