@@ -8,6 +8,7 @@
 //! - [`catalog`]: every suite and case the guest runs, with the platforms that run it;
 //!   the filter syntax that selects cases.
 //! - [`cmdline`]: the kernel command-line keys (`cvmprobe.filter=...`) and their parser.
+//! - [`decode`]: the x86-64 decoder of the `MOV` forms the guest's MMIO emulation handles.
 //! - [`ktap`]: the KTAP v1 line vocabulary the guest prints and the host reads.
 //! - [`ghcb`]: AMD SEV-ES GHCB protocol: MSR protocol, page layout, exit and error codes.
 //! - [`tdx`]: Intel TDX GHCI: TDCALL leaves, TDVMCALL sub-functions and statuses.
@@ -20,6 +21,7 @@
 pub mod access;
 pub mod catalog;
 pub mod cmdline;
+pub mod decode;
 pub mod exit;
 pub mod ghcb;
 pub mod ktap;
