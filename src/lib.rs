@@ -7,6 +7,7 @@
 //! - [`images`]: the BIOS/UEFI disk images and their per-run command line.
 //! - [`run`]: one run of the guest, from command line to [`report::Summary`].
 //! - [`report`]: the verdict, its table and JUnit cases.
+//! - [`sim_call`]: `cvmprobe sim-call`, one raw request to a simulated host's model.
 //! - [`ktap`]: the KTAP parser.
 //! - [`junit`]: the JUnit writer.
 pub mod bench;
@@ -17,3 +18,4 @@ pub mod ktap;
 pub mod qemu;
 pub mod report;
 pub mod run;
+pub mod sim_call;

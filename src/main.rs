@@ -1,26 +1,62 @@
 //! `cvmprobe`: boots the guest kernel, reads its KTAP verdict, and reads KTAP logs.
 
 use anyhow::{Context, Result, bail};
-use clap::Parser;
 use clap::ValueEnum;
 use cvmprobe::cli::{BenchArgs, Cli, Command, ListArgs, ParseArgs, PlatformArg, RunArgs, VmmArg};
 use cvmprobe::qemu::{self, Accel, Boot, Machine, QemuConfig};
 use cvmprobe::report::Summary;
 use cvmprobe::run::{self, RunRequest};
+use cvmprobe::sim_call::SimCallArgs;
 use cvmprobe::{junit, ktap};
 use protocol::catalog::{self, Filter};
 use std::io::{IsTerminal, Read};
 use std::path::Path;
 use std::process::ExitCode;
 
+/// `list --conformance-markdown`: print the README's "Conformance cases" table.
+const CONFORMANCE_MARKDOWN: &str = "conformance-markdown";
+
+/// The command line: [`Cli`] plus `sim-call` and `list --conformance-markdown`, which live
+/// beside the derived definitions (`cvmprobe::sim_call`).
+fn command() -> clap::Command {
+    use clap::{Arg, ArgAction, Args, CommandFactory};
+    Cli::command()
+        .subcommand(SimCallArgs::augment_args(clap::Command::new("sim-call")))
+        .mut_subcommand("list", |c| {
+            c.arg(
+                Arg::new(CONFORMANCE_MARKDOWN)
+                    .long(CONFORMANCE_MARKDOWN)
+                    .action(ArgAction::SetTrue)
+                    .help(
+                        "Print the conformance table (protocol::conformance) as the README's \
+                         Markdown section",
+                    ),
+            )
+        })
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let r = match cli.command {
-        None => cmd_run(&cli.run),
-        Some(Command::Run(a)) => cmd_run(&a),
-        Some(Command::List(a)) => cmd_list(&a),
-        Some(Command::Parse(a)) => cmd_parse(&a),
-        Some(Command::Bench(a)) => cmd_bench(&a),
+    use clap::FromArgMatches;
+    let matches = command().get_matches();
+    let r = if let Some(m) = matches.subcommand_matches("sim-call") {
+        let a = SimCallArgs::from_arg_matches(m).unwrap_or_else(|e| e.exit());
+        cvmprobe::sim_call::run(&a)
+    } else {
+        let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        let markdown = matches
+            .subcommand_matches("list")
+            .is_some_and(|m| m.get_flag(CONFORMANCE_MARKDOWN));
+        match cli.command {
+            None => cmd_run(&cli.run),
+            Some(Command::Run(a)) => cmd_run(&a),
+            Some(Command::List(_)) if markdown => {
+                print!("{}", protocol::conformance::markdown());
+                Ok(true)
+            }
+            Some(Command::List(a)) => cmd_list(&a),
+            Some(Command::Parse(a)) => cmd_parse(&a),
+            Some(Command::Bench(a)) => cmd_bench(&a),
+        }
     };
     match r {
         Ok(true) => ExitCode::SUCCESS,
@@ -264,11 +300,35 @@ fn cmd_list(a: &ListArgs) -> Result<bool> {
                 println!("  {:<22} source: {}", "", c.source);
             }
         }
+        if !a.names {
+            list_documented(s.name, &f);
+        }
     }
     if !a.names {
         println!("{n} cases in {suites} suites");
     }
     Ok(true)
+}
+
+/// The conformance cases of `suite` that are documented but never sent (KVM ends the VM):
+/// listed with why, never counted as cases.
+fn list_documented(suite: &str, f: &Filter<'_>) {
+    use protocol::conformance::{CASES, Expect};
+    for c in CASES
+        .iter()
+        .filter(|c| c.suite() == suite && f.selects(suite, c.id))
+    {
+        if let Expect::VmEnds { end, why } = c.expect {
+            println!(
+                "  {:<22} [{}] documented, not executed: {}",
+                c.id,
+                c.platform().name(),
+                c.doc
+            );
+            println!("  {:<22} not sent ({}): {why}", "", end.name());
+            println!("  {:<22} source: {}", "", c.source);
+        }
+    }
 }
 
 fn cmd_parse(a: &ParseArgs) -> Result<bool> {

@@ -6,6 +6,7 @@
 //! which cases a run must report (a case that never reports is a failure), and to apply the
 //! same [`Filter`] the guest applies.
 
+use crate::conformance;
 use crate::platform::{PlatformKind, Platforms};
 
 /// One test case: what it checks, where it runs, and where its expectation comes from.
@@ -238,6 +239,98 @@ pub static HALT: SuiteSpec = SuiteSpec {
     ],
 };
 
+/// Where the memslot cases' expectations come from.
+const MEMSLOT_SOURCE: &str = "KVM selftests set_memory_region_test.c; Linux arch/x86/coco/tdx/tdx.c handle_mmio(), arch/x86/coco/sev/vc-handle.c vc_handle_mmio(); Intel SDM vol. 2B MOV/MOVZX/MOVSX";
+
+/// The host deletes the memslot under a page the guest is using and re-creates it
+/// ([`crate::memslot`]): every case is one RAM -> emulated MMIO -> RAM cycle with one
+/// instruction form; on TDX and SEV-ES the MMIO arrives as #VE / #VC and is emulated.
+pub static MEMSLOT: SuiteSpec = SuiteSpec {
+    name: "memslot",
+    doc: "memslot deleted under a running vCPU: RAM -> emulated MMIO (#VE/#VC on TDX/SEV-ES) -> RAM, per instruction form",
+    cases: &[
+        case(
+            "load_u8",
+            ALL,
+            "mov al, [m8]: the upper 56 bits of RAX are kept",
+            MEMSLOT_SOURCE,
+        ),
+        case(
+            "load_u16",
+            ALL,
+            "mov ax, [m16]: the upper 48 bits of RAX are kept",
+            MEMSLOT_SOURCE,
+        ),
+        case(
+            "load_u32",
+            ALL,
+            "mov r9d, [m32+disp8]: R9 is zero-extended",
+            MEMSLOT_SOURCE,
+        ),
+        case("load_u64", ALL, "mov r10, [m64+disp8]", MEMSLOT_SOURCE),
+        case(
+            "load_high_u8",
+            ALL,
+            "mov ah, [m8]: bits 15:8 of RAX only",
+            MEMSLOT_SOURCE,
+        ),
+        case(
+            "movzx_u8",
+            ALL,
+            "movzx eax, byte [m]: zero-extended",
+            MEMSLOT_SOURCE,
+        ),
+        case(
+            "movzx_u16",
+            ALL,
+            "movzx r11d, word [m]: zero-extended",
+            MEMSLOT_SOURCE,
+        ),
+        case(
+            "movsx_u8",
+            ALL,
+            "movsx rax, byte [m]: sign-extended to 64 bits",
+            MEMSLOT_SOURCE,
+        ),
+        case(
+            "movsx_u16",
+            ALL,
+            "movsx eax, word [m]: sign-extended to 32 bits, upper half cleared",
+            MEMSLOT_SOURCE,
+        ),
+        case(
+            "movsxd",
+            ALL,
+            "movsxd rax, dword [m]: sign-extended to 64 bits",
+            MEMSLOT_SOURCE,
+        ),
+        case(
+            "store_u8",
+            ALL,
+            "mov [m8], cl while the page is MMIO: one host write of the agreed value, RAM unchanged",
+            MEMSLOT_SOURCE,
+        ),
+        case(
+            "store_u16",
+            ALL,
+            "mov [m16], dx while the page is MMIO",
+            MEMSLOT_SOURCE,
+        ),
+        case(
+            "store_u32",
+            ALL,
+            "mov [rsi+rdx*4], r8d (SIB) while the page is MMIO",
+            MEMSLOT_SOURCE,
+        ),
+        case(
+            "store_u64",
+            ALL,
+            "mov [m64], r12 while the page is MMIO",
+            MEMSLOT_SOURCE,
+        ),
+    ],
+};
+
 /// Platform detection and the backend's own parameters.
 pub static PLATFORM: SuiteSpec = SuiteSpec {
     name: "platform",
@@ -270,8 +363,30 @@ pub static PLATFORM: SuiteSpec = SuiteSpec {
     ],
 };
 
+/// Raw TDG.VP.VMCALL requests, valid and invalid, and the host's answers: the executed TDX
+/// cases of [`crate::conformance::CASES`], in table order.
+pub static GHCI_RAW: SuiteSpec = SuiteSpec {
+    name: conformance::Case::SUITE_TDX,
+    doc: "raw TDG.VP.VMCALL requests (GHCI), valid and invalid, checked against KVM's answers",
+    cases: &conformance::catalog_cases::<{ conformance::executed_count(PlatformKind::Tdx) }>(
+        PlatformKind::Tdx,
+    ),
+};
+
+/// Raw GHCB MSR-protocol and GHCB-page requests, valid and invalid: the executed SEV-ES cases
+/// of [`crate::conformance::CASES`], in table order.
+pub static GHCB_RAW: SuiteSpec = SuiteSpec {
+    name: conformance::Case::SUITE_SEV_ES,
+    doc: "raw GHCB requests (MSR protocol and page), valid and invalid, checked against KVM's answers",
+    cases: &conformance::catalog_cases::<{ conformance::executed_count(PlatformKind::SevEs) }>(
+        PlatformKind::SevEs,
+    ),
+};
+
 /// Every suite, in run order.
-pub static SUITES: &[&SuiteSpec] = &[&PLATFORM, &IO, &MMIO, &CPUID, &MSR, &HALT];
+pub static SUITES: &[&SuiteSpec] = &[
+    &PLATFORM, &IO, &MMIO, &CPUID, &MSR, &HALT, &GHCI_RAW, &GHCB_RAW, &MEMSLOT,
+];
 
 /// Finds a suite by name.
 pub fn suite(name: &str) -> Option<&'static SuiteSpec> {

@@ -7,9 +7,12 @@
 //! - [`access`]: access widths and directions.
 //! - [`catalog`]: every suite and case the guest runs, with the platforms that run it;
 //!   the filter syntax that selects cases.
+//! - [`conformance`]: the raw GHCI/GHCB conformance cases (request, KVM's answer, source)
+//!   and the checker the guest and the host tests share.
 //! - [`cmdline`]: the kernel command-line keys (`cvmprobe.filter=...`) and their parser.
 //! - [`decode`]: the x86-64 decoder of the `MOV` forms the guest's MMIO emulation handles.
 //! - [`ktap`]: the KTAP v1 line vocabulary the guest prints and the host reads.
+//! - [`memslot`]: the memslot-deletion scenario's page, values and control port.
 //! - [`ghcb`]: AMD SEV-ES GHCB protocol: MSR protocol, page layout, exit and error codes.
 //! - [`tdx`]: Intel TDX GHCI: TDCALL leaves, TDVMCALL sub-functions and statuses.
 //! - [`exit`]: the isa-debug-exit port and the codes written to it.
@@ -21,10 +24,12 @@
 pub mod access;
 pub mod catalog;
 pub mod cmdline;
+pub mod conformance;
 pub mod decode;
 pub mod exit;
 pub mod ghcb;
 pub mod ktap;
+pub mod memslot;
 pub mod platform;
 pub mod qemu_devices;
 pub mod tdx;

@@ -463,6 +463,53 @@ fn map_memory(vm: &VmFd, mem: &GuestMemoryMmap, aliases: &[u64]) -> Result<(), V
     Ok(())
 }
 
+/// KVM slot number of the memslot scenario's page (after the RAM slots and their aliases).
+const MEMSLOT_SLOT: u32 = 8;
+
+/// The memslot scenario's page ([`protocol::memslot`]): its own host memory, filled with the
+/// RAM pattern of `seed`, mapped at its GPA (under tdx-sim at GPA | shared bit, where the
+/// guest maps it). Returns the memory (keep it alive as long as the VM) and the region.
+fn memslot_page(
+    vm: &VmFd,
+    seed: u64,
+    platform: PlatformKind,
+) -> Result<(GuestMemoryMmap, kvm_userspace_memory_region), VmmError> {
+    use protocol::memslot::{GPA, SIZE};
+    use vm_memory::Bytes;
+    let page =
+        GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(GPA), SIZE as usize)]).map_err(|e| {
+            VmmError::GuestMemory {
+                mib: 0,
+                reason: format!("memslot page: {e}"),
+            }
+        })?;
+    page.write_slice(&devices::memslot::initial_page(seed), GuestAddress(GPA))
+        .map_err(|e| VmmError::GuestMemory {
+            mib: 0,
+            reason: format!("memslot page: {e}"),
+        })?;
+    let host = page
+        .iter()
+        .next()
+        .and_then(|r| r.get_host_address(MemoryRegionAddress(0)).ok())
+        .ok_or_else(|| VmmError::GuestMemory {
+            mib: 0,
+            reason: "memslot page has no host mapping".into(),
+        })?;
+    let region = kvm_userspace_memory_region {
+        slot: MEMSLOT_SLOT,
+        flags: 0,
+        guest_phys_addr: GPA | simulated::memslot_gpa_bits(platform),
+        memory_size: SIZE,
+        userspace_addr: host as u64,
+    };
+    // SAFETY: `host` is the start of `page`'s own mapping of SIZE bytes, which the caller
+    // keeps until the VM is gone.
+    unsafe { vm.set_user_memory_region(region) }
+        .map_err(VmmError::kvm("KVM_SET_USER_MEMORY_REGION (memslot page)"))?;
+    Ok((page, region))
+}
+
 /// Boots `cfg.kernel` through its PVH entry and runs it until it writes its verdict to the
 /// exit port, fails (triple fault, KVM error, unhandled exit), halts for good or exceeds
 /// `cfg.timeout`. Serial output reaches `serial_out` as the guest writes it.
@@ -489,17 +536,22 @@ pub fn run(cfg: &VmConfig, serial_out: &mut dyn FnMut(&[u8])) -> Result<RunRepor
 
     let trap = simulated::trap_address(&cfg.kernel, cfg.platform)?;
 
-    let vm = kvm.create_vm().map_err(VmmError::kvm("KVM_CREATE_VM"))?;
+    let seed = cfg.seed.unwrap_or_else(random_seed);
+    let vm = Arc::new(kvm.create_vm().map_err(VmmError::kvm("KVM_CREATE_VM"))?);
     vm.set_tss_address(TSS_ADDRESS)
         .map_err(VmmError::kvm("KVM_SET_TSS_ADDR"))?;
     map_memory(&vm, &mem, simulated::ram_aliases(cfg.platform))?;
+    let (page, page_region) = memslot_page(&vm, seed, cfg.platform)?;
     simulated::prepare_vm(&vm, cfg.platform)?;
     let mut vcpu = vcpu::Vcpu::create(&kvm, &vm, entry, &brand, cfg.platform, trap)?;
     let mut host = simulated::Host::new(cfg.platform, trap, Box::new(sim::Honest));
     let tsc_khz = vcpu.tsc_khz();
-    let seed = cfg.seed.unwrap_or_else(random_seed);
 
     kick::install()?;
+    // SAFETY: `page` holds the memslot's memory and lives until the end of this function,
+    // after the VM (dropped with `vm`'s last reference, which the thread gives back when it
+    // is joined at its drop, before `page`).
+    let memslots = unsafe { kick::MemslotThread::start(vm.clone(), page_region)? };
     let stop = Arc::new(AtomicBool::new(false));
     let watchdog =
         kick::Watchdog::start(cfg.timeout.saturating_sub(start.elapsed()), stop.clone())?;
@@ -510,16 +562,29 @@ pub fn run(cfg: &VmConfig, serial_out: &mut dyn FnMut(&[u8])) -> Result<RunRepor
         &mut vcpu,
         &mut machine,
         &mut host,
+        Some(&memslots),
         &mut stats,
         &stop,
         serial_out,
     );
     drop(watchdog);
+    let memslot_problems = memslots.problems();
+    drop(memslots);
+    drop(vcpu);
+    drop(vm);
+    drop(page);
     let exit = exit?;
     let wall = start.elapsed();
     stats.unassigned = machine.unassigned_accesses();
     stats.coalesced = machine.coalesced_writes();
-    let testdev = machine.finish_testdev();
+    let mut testdev = machine.finish_testdev();
+    testdev.problems.extend(memslot_problems);
+    testdev.problems.extend(machine.memslot().take_problems());
+    if machine.memslot().cycle_open() {
+        testdev
+            .problems
+            .push("memslot: a cycle was left open (DELETE without REPORT)".into());
+    }
     Ok(RunReport {
         exit,
         serial: machine.into_serial(),

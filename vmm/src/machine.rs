@@ -7,6 +7,7 @@
 
 use crate::devices::exit_port::{EXIT_PORT, EXIT_PORT_LEN, ExitPort};
 use crate::devices::lapic::{LAPIC_BASE, LAPIC_LEN, Lapic};
+use crate::devices::memslot::{self as memslot_dev, Memslot};
 use crate::devices::serial::{COM1_BASE, COM1_LEN, Com1};
 use crate::devices::testdev::{self, Testdev, TestdevReport};
 use crate::devices::{AccessCtx, Bus, Device, Effect, fill_unassigned};
@@ -211,6 +212,8 @@ enum DeviceId {
     Plain(Plain),
     /// The test device, on both buses (each access says which).
     Testdev,
+    /// The memslot scenario: its control port (PIO) and its emulated page (MMIO).
+    Memslot,
 }
 
 /// The devices behind the [`Device`] trait.
@@ -232,6 +235,7 @@ pub struct Machine {
     exit_port: ExitPort,
     lapic: Lapic,
     testdev: Testdev,
+    memslot: Memslot,
     unassigned: u64,
     /// Exits handled so far.
     exits: u64,
@@ -263,11 +267,23 @@ impl Machine {
             DeviceId::Testdev,
         )
         .expect(DISJOINT);
+        pio.insert(
+            u64::from(protocol::memslot::CONTROL_PORT),
+            4,
+            DeviceId::Memslot,
+        )
+        .expect(DISJOINT);
         let mut mmio = Bus::default();
         mmio.insert(LAPIC_BASE, LAPIC_LEN, DeviceId::Plain(Plain::Lapic))
             .expect(DISJOINT);
         mmio.insert(testdev::MMIO_BASE, testdev::MMIO_LEN, DeviceId::Testdev)
             .expect(DISJOINT);
+        mmio.insert(
+            protocol::memslot::GPA,
+            protocol::memslot::SIZE,
+            DeviceId::Memslot,
+        )
+        .expect(DISJOINT);
         Self {
             mem,
             pio,
@@ -276,6 +292,7 @@ impl Machine {
             exit_port: ExitPort,
             lapic: Lapic::default(),
             testdev: Testdev::new(seed),
+            memslot: Memslot::new(seed),
             unassigned: 0,
             exits: 0,
             coalesced: 0,
@@ -421,6 +438,10 @@ impl Machine {
     fn read(&mut self, space: Space, addr: u64, data: &mut [u8], ctx: &AccessCtx) {
         match self.bus(space).resolve(addr, data.len()) {
             Some((DeviceId::Testdev, offset)) => self.testdev.read(space, offset, data, ctx),
+            Some((DeviceId::Memslot, offset)) => match space {
+                Space::Pio => self.memslot.control_read(data),
+                Space::Mmio => self.memslot.page_read(offset, data),
+            },
             Some((DeviceId::Plain(id), offset)) => self.device(id).read(offset, data, ctx),
             None => {
                 self.unassigned += 1;
@@ -438,6 +459,14 @@ impl Machine {
             DeviceId::Plain(id) => id,
             DeviceId::Testdev => {
                 self.testdev.write(space, offset, data, ctx);
+                return Control::Continue;
+            }
+            DeviceId::Memslot => {
+                let case = self.testdev.current_case_name();
+                match space {
+                    Space::Pio => self.memslot.control_write(data, &case),
+                    Space::Mmio => self.memslot.page_write(offset, data, &case),
+                }
                 return Control::Continue;
             }
         };
@@ -493,6 +522,16 @@ impl Machine {
             exits: self.exits,
         };
         self.write(space, addr, data, &ctx)
+    }
+
+    /// The memslot request the guest made with the last exit, if any.
+    pub fn take_memslot_request(&mut self) -> Option<memslot_dev::Request> {
+        self.memslot.take_request()
+    }
+
+    /// The memslot scenario's device (cycles, problems).
+    pub fn memslot(&mut self) -> &mut Memslot {
+        &mut self.memslot
     }
 
     /// The guest's memory.

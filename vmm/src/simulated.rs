@@ -162,10 +162,56 @@ pub fn ram_aliases(platform: PlatformKind) -> &'static [u64] {
     }
 }
 
-/// The KVM_SET_GUEST_DEBUG setting for a hardware execution breakpoint at `va`.
-pub fn breakpoint(va: u64) -> kvm_guest_debug {
+/// The bits ORed into the memslot page's GPA for `platform`: under tdx-sim the shared bit
+/// (the guest maps MMIO shared, so the TDX module reports the EPT violation on a shared GPA),
+/// else none.
+pub fn memslot_gpa_bits(platform: PlatformKind) -> u64 {
+    match platform {
+        PlatformKind::Tdx => 1 << (TDX_GPAW - 1),
+        PlatformKind::Legacy | PlatformKind::SevEs => 0,
+    }
+}
+
+/// #VE (Intel SDM vol. 3A 6.15, "Virtualization Exception").
+pub const VECTOR_VE: u8 = 20;
+/// #VC (AMD APM vol. 2 15.35.5, "#VC Exception").
+pub const VECTOR_VC: u8 = 29;
+/// The #VC error code of a nested page fault: the exit code SVM_EXIT_NPF (GHCB spec 2.0,
+/// 4.1.6; Linux `vc_handle_exitcode()` sends it to `vc_handle_mmio()`).
+pub const VC_ERROR_NPF: u32 = 0x400;
+/// EPT-violation exit qualification (Intel SDM vol. 3C table 28-7): bit 0 data read, bit 1
+/// data write, bit 7 guest linear address valid, bit 8 the access was to the translated
+/// address (not a paging structure).
+const EPT_QUAL_READ: u64 = 1 << 0;
+const EPT_QUAL_WRITE: u64 = 1 << 1;
+const EPT_QUAL_GLA_VALID: u64 = 1 << 7;
+const EPT_QUAL_GLA_TRANSLATED: u64 = 1 << 8;
+
+/// An access the guest made to the deleted memslot page, to be turned into #VE / #VC.
+#[derive(Clone, Copy, Debug)]
+pub struct EmulatedAccess {
+    /// The GPA KVM reported (under tdx-sim with the shared bit).
+    pub gpa: u64,
+    /// A store.
+    pub write: bool,
+    /// The guest linear address, if the VMM could decode the instruction.
+    pub gla: Option<u64>,
+    /// The instruction's length (the RIP difference KVM's emulator made).
+    pub insn_len: u64,
+}
+
+/// The KVM_SET_GUEST_DEBUG setting for a hardware execution breakpoint at `va`, and with
+/// `step` single-stepping too (to know where an MMIO store began: KVM reports the RIP after
+/// it).
+pub fn breakpoint(va: u64, step: bool) -> kvm_guest_debug {
     let mut d = kvm_guest_debug {
-        control: KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_USE_HW_BP,
+        control: KVM_GUESTDBG_ENABLE
+            | KVM_GUESTDBG_USE_HW_BP
+            | if step {
+                kvm_bindings::KVM_GUESTDBG_SINGLESTEP
+            } else {
+                0
+            },
         ..Default::default()
     };
     d.arch.debugreg[0] = va;
@@ -295,6 +341,60 @@ impl Host {
     /// (posted-interrupt processing), without a VM exit the VMM could wait for.
     pub fn interrupts_posted(&self) -> bool {
         matches!(self, Host::Tdx { .. })
+    }
+
+    /// The trap address (the breakpoint), for a simulated platform.
+    pub fn trap_address(&self) -> Option<u64> {
+        match self {
+            Host::Legacy => None,
+            Host::Tdx { trap, .. } | Host::SevEs { trap, .. } => Some(*trap),
+        }
+    }
+
+    /// Whether `gpa`, as KVM reports it in an MMIO exit, is the memslot scenario's page.
+    pub fn is_memslot_gpa(&self, gpa: u64) -> bool {
+        let plain = gpa & !memslot_gpa_bits(self.platform());
+        gpa & memslot_gpa_bits(self.platform()) == memslot_gpa_bits(self.platform())
+            && (protocol::memslot::GPA..protocol::memslot::GPA + protocol::memslot::SIZE)
+                .contains(&plain)
+    }
+
+    /// Prepares the exception that delivers `access` to the guest: under tdx-sim posts the
+    /// #VE information TDG.VP.VEINFO.GET will return. Returns the vector and error code, or
+    /// why it cannot be delivered.
+    pub fn exception_for(&mut self, access: &EmulatedAccess) -> Result<(u8, Option<u32>), String> {
+        match self {
+            Host::Legacy => Err("no exception converts MMIO on a legacy VM".into()),
+            Host::Tdx { model, .. } => {
+                let qual = if access.write {
+                    EPT_QUAL_WRITE
+                } else {
+                    EPT_QUAL_READ
+                } | if access.gla.is_some() {
+                    EPT_QUAL_GLA_VALID | EPT_QUAL_GLA_TRANSLATED
+                } else {
+                    0
+                };
+                let posted = model.post_ve(crate::sim::tdx::VeInfo {
+                    exit_reason: protocol::tdx::EXIT_REASON_EPT_VIOLATION as u32,
+                    exit_qualification: qual,
+                    gla: access.gla.unwrap_or(0),
+                    gpa: access.gpa,
+                    insn_len: access.insn_len as u32,
+                    insn_info: 0,
+                });
+                if posted {
+                    Ok((VECTOR_VE, None))
+                } else {
+                    Err(
+                        "a #VE while the last #VE's information is unread (the TDX module \
+                         would deliver #DF)"
+                            .into(),
+                    )
+                }
+            }
+            Host::SevEs { .. } => Ok((VECTOR_VC, Some(VC_ERROR_NPF))),
+        }
     }
 
     /// Whether a debug exit at `rip` is the platform's trap.
@@ -520,11 +620,27 @@ mod tests {
 
     #[test]
     fn breakpoint_enables_dr0_for_execution() {
-        let d = breakpoint(0xffff_ffff_8010_2340);
+        let d = breakpoint(0xffff_ffff_8010_2340, false);
         assert_eq!(d.arch.debugreg[0], 0xffff_ffff_8010_2340);
         assert_eq!(d.arch.debugreg[7] & 0b11, 0b10, "G0 only");
         assert_eq!(d.arch.debugreg[7] >> 16, 0, "R/W0 = LEN0 = 0: execute");
         assert_ne!(d.control & KVM_GUESTDBG_USE_HW_BP, 0);
+        assert_eq!(d.control & kvm_bindings::KVM_GUESTDBG_SINGLESTEP, 0);
+        let s = breakpoint(0x1000, true);
+        assert_ne!(s.control & kvm_bindings::KVM_GUESTDBG_SINGLESTEP, 0);
+        assert_eq!(s.arch.debugreg[0], 0x1000);
+    }
+
+    #[test]
+    fn memslot_gpa_carries_the_shared_bit_under_tdx() {
+        let tdx = Host::new(PlatformKind::Tdx, Some(1), Box::new(crate::sim::Honest));
+        let gpa = protocol::memslot::GPA;
+        assert!(tdx.is_memslot_gpa(gpa | 1 << 47));
+        assert!(!tdx.is_memslot_gpa(gpa), "private alias: not the page");
+        assert!(!tdx.is_memslot_gpa((gpa + protocol::memslot::SIZE) | 1 << 47));
+        let sev = Host::new(PlatformKind::SevEs, Some(1), Box::new(crate::sim::Honest));
+        assert!(sev.is_memslot_gpa(gpa + 8));
+        assert!(!sev.is_memslot_gpa(gpa | 1 << 47));
     }
 
     #[test]

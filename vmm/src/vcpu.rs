@@ -323,7 +323,7 @@ impl Vcpu {
         fd.set_regs(&pvh_regs(entry))
             .map_err(VmmError::kvm("KVM_SET_REGS"))?;
         if let Some(va) = breakpoint {
-            fd.set_guest_debug(&crate::simulated::breakpoint(va))
+            fd.set_guest_debug(&crate::simulated::breakpoint(va, false))
                 .map_err(VmmError::kvm("KVM_SET_GUEST_DEBUG"))?;
         }
         fd.set_sync_valid_reg(SyncReg::Register);
@@ -508,10 +508,15 @@ pub fn run(
     vcpu: &mut Vcpu,
     machine: &mut Machine,
     host: &mut Host,
+    memslots: Option<&crate::kick::MemslotThread>,
     stats: &mut ExitStats,
     stop: &AtomicBool,
     sink: &mut dyn FnMut(&[u8]),
 ) -> Result<ExitReason, VmmError> {
+    // Single-stepping while the memslot page may be MMIO (simulated platforms only), and the
+    // RIP of the last step: where a store that exits began.
+    let mut stepping = false;
+    let mut last_step: Option<u64> = None;
     // SAFETY: `immediate_exit` points into `vcpu.view`'s mapping, which stays borrowed (and so
     // alive) for the guard's lifetime; no Rust reference to that byte is ever made (the loop
     // resets it through kvm-ioctls' separate mapping of the same page).
@@ -553,7 +558,7 @@ pub fn run(
                 stats.record(&exit);
                 let interrupted = matches!(exit, Exit::Interrupted);
                 let control = match replayed {
-                    Control::Continue => match route(host, machine, exit, &cpu) {
+                    Control::Continue => match route(host, machine, exit, &cpu, stepping) {
                         Routed::Machine(exit) => machine.handle(exit, &cpu, now),
                         Routed::Done(control) => control,
                         Routed::Trap => {
@@ -562,6 +567,16 @@ pub fn run(
                                 cpuid: &vcpu.cpuid,
                             };
                             host.trap(&mut ctl, machine, &cpu, stop)?
+                        }
+                        Routed::Step => {
+                            last_step = Some(cpu.rip());
+                            Control::Continue
+                        }
+                        Routed::Convert { gpa, write } => {
+                            machine.count_exit();
+                            let mem = machine.memory();
+                            let (fd, view) = (&mut vcpu.fd, &vcpu.view);
+                            convert_to_exception(fd, view, host, mem, &cpu, gpa, write, last_step)?
                         }
                     },
                     stop => stop,
@@ -591,6 +606,21 @@ pub fn run(
 
         flush_serial(machine, sink);
 
+        if let Some(req) = machine.take_memslot_request()
+            && let Some(memslots) = memslots
+        {
+            memslots.send(req);
+            if let Some(trap) = host.trap_address() {
+                // Step while the page may be MMIO: a store's MMIO exit reports the RIP after
+                // the store, and the #VE/#VC must point at the store itself.
+                stepping = req == crate::devices::memslot::Request::Delete;
+                last_step = None;
+                vcpu.fd
+                    .set_guest_debug(&crate::simulated::breakpoint(trap, stepping))
+                    .map_err(VmmError::kvm("KVM_SET_GUEST_DEBUG"))?;
+            }
+        }
+
         match control {
             Control::Continue => {}
             Control::Stop(reason) => return Ok(reason),
@@ -611,12 +641,27 @@ enum Routed<'a> {
     Done(Control),
     /// The simulated platform's TDCALL / VMGEXIT breakpoint: [`Host::trap`].
     Trap,
+    /// A single step (while the memslot page may be MMIO).
+    Step,
+    /// An MMIO exit on the deleted memslot page under a simulated platform: becomes #VE/#VC.
+    Convert {
+        /// GPA as KVM reported it.
+        gpa: u64,
+        /// A store.
+        write: bool,
+    },
 }
 
 /// Sends platform exits (breakpoint, filtered MSRs) to the simulated host and stops the run
 /// on a raw intercepted instruction the platform forbids; everything else goes to the
 /// machine.
-fn route<'a>(host: &mut Host, machine: &mut Machine, exit: Exit<'a>, cpu: &CpuState) -> Routed<'a> {
+fn route<'a>(
+    host: &mut Host,
+    machine: &mut Machine,
+    exit: Exit<'a>,
+    cpu: &CpuState,
+    stepping: bool,
+) -> Routed<'a> {
     let rip = cpu.rip();
     let raw = |what: String| {
         Routed::Done(Control::Stop(ExitReason::RawInterception {
@@ -627,6 +672,19 @@ fn route<'a>(host: &mut Host, machine: &mut Machine, exit: Exit<'a>, cpu: &CpuSt
     };
     match exit {
         Exit::Debug if host.is_trap(rip) => Routed::Trap,
+        Exit::Debug if stepping => Routed::Step,
+        Exit::MmioRead { addr, .. } if host.forbids_raw_io() && host.is_memslot_gpa(addr) => {
+            Routed::Convert {
+                gpa: addr,
+                write: false,
+            }
+        }
+        Exit::MmioWrite { addr, .. } if host.forbids_raw_io() && host.is_memslot_gpa(addr) => {
+            Routed::Convert {
+                gpa: addr,
+                write: true,
+            }
+        }
         Exit::RdMsr { index, data, error } => match host.rdmsr(index) {
             Ok(v) => {
                 machine.count_exit();
@@ -690,6 +748,142 @@ fn route<'a>(host: &mut Host, machine: &mut Machine, exit: Exit<'a>, cpu: &CpuSt
         Exit::Hlt if host.forbids_raw_hlt() => raw("HLT".into()),
         exit => Routed::Machine(exit),
     }
+}
+
+/// Turns the MMIO exit just taken (on the deleted memslot page, under a simulated platform)
+/// into the #VE or #VC real hardware would have raised at the accessing instruction
+/// (DESIGN.md, last section): KVM completes the access on the next KVM_RUN whatever the
+/// registers say, so that run is made with `immediate_exit` set (it returns EINTR with the
+/// access done and nothing executed); then the registers are restored from the snapshot
+/// taken at the exit with RIP at the instruction, and the exception is injected. The access
+/// itself never reaches a device: the guest re-issues it through its backend.
+///
+/// RIP at the instruction: a load's exit reports it (KVM writes RIP back only after the
+/// data arrives); a store's exit reports the next instruction, so it comes from the last
+/// single step. The instruction's length is the difference KVM's emulator made.
+#[allow(clippy::too_many_arguments)]
+fn convert_to_exception(
+    fd: &mut VcpuFd,
+    view: &RunView,
+    host: &mut Host,
+    mem: &vm_memory::GuestMemoryMmap,
+    cpu: &CpuState,
+    gpa: u64,
+    write: bool,
+    last_step: Option<u64>,
+) -> Result<Control, VmmError> {
+    let snapshot = cpu.regs;
+    let stop = |why: String| {
+        Ok(Control::Stop(ExitReason::PlatformStop {
+            detail: format!("cannot convert the MMIO exit at GPA {gpa:#x} into #VE/#VC: {why}"),
+            rip: snapshot.rip,
+        }))
+    };
+    fd.set_kvm_immediate_exit(1);
+    let completed = match fd.run() {
+        Err(e) if e.errno() == libc::EINTR => Ok(()),
+        Ok(VcpuExit::Intr) => Ok(()),
+        // While single-stepping, KVM reports the step that ends the completed instruction
+        // instead of checking `immediate_exit`: the access is just as completed.
+        Ok(VcpuExit::Debug(_)) => Ok(()),
+        Ok(other) => Err(format!("the completing KVM_RUN exited with {other:?}")),
+        Err(e) => Err(format!("the completing KVM_RUN failed: {e}")),
+    };
+    fd.set_kvm_immediate_exit(0);
+    if let Err(why) = completed {
+        return stop(why);
+    }
+    let after = view.cpu_state().regs;
+    let (start, next) = if write {
+        match last_step {
+            Some(start) => (start, snapshot.rip),
+            None => return stop("no single step recorded before the store".into()),
+        }
+    } else {
+        (snapshot.rip, after.rip)
+    };
+    let insn_len = next.wrapping_sub(start);
+    if !(1..=15).contains(&insn_len) {
+        return stop(format!(
+            "instruction bounds {start:#x}..{next:#x} are not one instruction"
+        ));
+    }
+    let gla = guest_linear_address(fd, mem, &snapshot, start, next);
+    let access = crate::simulated::EmulatedAccess {
+        gpa,
+        write,
+        gla,
+        insn_len,
+    };
+    let (vector, error_code) = match host.exception_for(&access) {
+        Ok(e) => e,
+        Err(why) => return stop(why),
+    };
+    let mut restored = snapshot;
+    restored.rip = start;
+    fd.sync_regs_mut().regs = restored;
+    fd.set_sync_dirty_reg(SyncReg::Register);
+    let mut events = fd
+        .get_vcpu_events()
+        .map_err(VmmError::kvm("KVM_GET_VCPU_EVENTS"))?;
+    events.exception.injected = 1;
+    events.exception.pending = 0;
+    events.exception.nr = vector;
+    events.exception.has_error_code = u8::from(error_code.is_some());
+    events.exception.error_code = error_code.unwrap_or(0);
+    // Only the exception is being set: no other event's fields are valid.
+    events.flags = 0;
+    fd.set_vcpu_events(&events)
+        .map_err(VmmError::kvm("KVM_SET_VCPU_EVENTS"))?;
+    Ok(Control::Continue)
+}
+
+/// The linear address the instruction at `start` (ending at `next`) accessed, decoded from
+/// guest memory with the same decoder the guest uses (what TDX reports as the GLA). `None`
+/// when the bytes cannot be read or decoded.
+fn guest_linear_address(
+    fd: &VcpuFd,
+    mem: &vm_memory::GuestMemoryMmap,
+    regs: &kvm_regs,
+    start: u64,
+    next: u64,
+) -> Option<u64> {
+    use protocol::decode::Gpr;
+    use vm_memory::Bytes;
+    let mut bytes = [0u8; protocol::decode::MAX_INSN_LEN];
+    let len = usize::try_from(next - start).ok()?;
+    for (i, b) in bytes[..len].iter_mut().enumerate() {
+        let t = fd.translate_gva(start + i as u64).ok()?;
+        if t.valid == 0 {
+            return None;
+        }
+        // The RAM alias bit (sev-es-sim's C-bit) is not part of the RAM memslot's GPA.
+        let gpa = t.physical_address & !(1u64 << crate::simulated::SEV_CBIT);
+        *b = mem.read_obj::<u8>(vm_memory::GuestAddress(gpa)).ok()?;
+    }
+    let d = protocol::decode::decode(&bytes[..len]).ok()?;
+    if usize::from(d.len) != len || d.mem.segment.is_some() {
+        return None;
+    }
+    let reg = |g: Gpr| match g {
+        Gpr::Rax => regs.rax,
+        Gpr::Rcx => regs.rcx,
+        Gpr::Rdx => regs.rdx,
+        Gpr::Rbx => regs.rbx,
+        Gpr::Rsp => regs.rsp,
+        Gpr::Rbp => regs.rbp,
+        Gpr::Rsi => regs.rsi,
+        Gpr::Rdi => regs.rdi,
+        Gpr::R8 => regs.r8,
+        Gpr::R9 => regs.r9,
+        Gpr::R10 => regs.r10,
+        Gpr::R11 => regs.r11,
+        Gpr::R12 => regs.r12,
+        Gpr::R13 => regs.r13,
+        Gpr::R14 => regs.r14,
+        Gpr::R15 => regs.r15,
+    };
+    Some(d.mem.effective_address(reg, next))
 }
 
 /// Waits, like a halted vCPU, until an interrupt can wake it: `None` when one is
@@ -805,6 +999,7 @@ mod tests {
             &mut vcpu,
             &mut machine,
             &mut host,
+            None,
             &mut stats,
             &stop,
             &mut |b| chunks.push(b.to_vec()),

@@ -73,6 +73,25 @@ pub unsafe fn set_cbit_on_ram(cbit: u8, ram_end: u64, shared_gpa: u64) {
     }
 }
 
+/// ORs `bits` into the PVH identity map's 2 MiB entry for `gpa` and flushes the TLB (the TDX
+/// shared bit on an MMIO region, so its accesses leave the TD as shared GPAs).
+///
+/// # Safety
+/// Only on the PVH identity map, for a region nothing else maps or uses with the old bits.
+pub unsafe fn set_2m_bits(gpa: u64, bits: u64) {
+    let i = (gpa >> 21) as usize;
+    if i >= PD_ENTRIES {
+        return;
+    }
+    // SAFETY: per the contract; a raw pointer access avoids references to the `static mut`.
+    unsafe {
+        let pd = (&raw mut boot_pd).cast::<u64>();
+        *pd.add(i) |= bits;
+        let (frame, flags) = x86_64::registers::control::Cr3::read_raw();
+        x86_64::registers::control::Cr3::write_raw(frame, flags);
+    }
+}
+
 /// Address bits of a page-table entry (bits 51:12).
 const PTE_ADDR: u64 = 0x000f_ffff_ffff_f000;
 

@@ -13,6 +13,10 @@ use x86_64::structures::idt::InterruptDescriptorTable;
 pub const IRQ_BASE: u8 = 32;
 /// Number of device-interrupt vectors with stubs (32..48).
 pub const IRQ_COUNT: u8 = 16;
+/// #VE (Intel SDM vol. 3A 6.15): TDX's virtualization exception.
+const VECTOR_VE: u8 = 20;
+/// #VC (AMD APM vol. 2 15.35.5): SEV-ES's VMM communication exception.
+const VECTOR_VC: u8 = 29;
 /// Spurious-interrupt vector (LAPIC SVR); ignored.
 pub const SPURIOUS_VECTOR: u8 = 0xff;
 
@@ -226,6 +230,21 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         IRQ_COUNTS[usize::from(vector - IRQ_BASE)].fetch_add(1, Ordering::Relaxed);
         crate::platform::end_of_interrupt(vector);
         return;
+    }
+    match (vector, crate::platform::kind()) {
+        (VECTOR_VE, protocol::platform::PlatformKind::Tdx) => {
+            if let Err(e) = crate::platform::tdx::handle_ve(frame) {
+                crate::platform::emulate::bail("#VE", frame, &e);
+            }
+            return;
+        }
+        (VECTOR_VC, protocol::platform::PlatformKind::SevEs) => {
+            if let Err(e) = crate::platform::sev_es::handle_vc(frame) {
+                crate::platform::emulate::bail("#VC", frame, &e);
+            }
+            return;
+        }
+        _ => {}
     }
     if let Some(resume) = super::fixup::search(frame.rip, vector, frame.error_code) {
         frame.rip = resume;

@@ -7,6 +7,7 @@
 //! better (and all it needs to report an early failure on a legacy VM).
 
 pub mod detect;
+pub mod emulate;
 pub mod legacy;
 pub mod sev_es;
 pub mod tdx;
@@ -60,6 +61,15 @@ static KIND: AtomicU8 = AtomicU8::new(KIND_LEGACY);
 #[inline(always)]
 fn kind_raw() -> u8 {
     KIND.load(Ordering::Relaxed)
+}
+
+/// The platform fixed at boot (legacy before [`init`]).
+pub fn kind() -> PlatformKind {
+    match kind_raw() {
+        KIND_TDX => PlatformKind::Tdx,
+        KIND_SEV_ES => PlatformKind::SevEs,
+        _ => PlatformKind::Legacy,
+    }
 }
 
 /// Whether the platform is legacy (the I/O API's inlined fast path).
@@ -126,6 +136,23 @@ pub fn break_port_reads() {
 /// Whether [`break_port_reads`] was called.
 fn port_reads_broken() -> bool {
     PORT_READS_BROKEN.load(Ordering::Relaxed)
+}
+
+/// The virtual address of the memslot scenario's page at `gpa` (`protocol::memslot`), mapped
+/// the way the platform maps MMIO: shared on TDX (the shared bit set in its PVH identity-map
+/// entry, once), without the C-bit on SEV-ES (the RAM-only C-bit setup leaves it so). `None`
+/// outside the PVH boot, whose identity map the page relies on.
+pub fn memslot_va(gpa: u64) -> Option<u64> {
+    static SHARED: AtomicBool = AtomicBool::new(false);
+    if crate::boot::params().path != BootPath::Pvh {
+        return None;
+    }
+    if kind_raw() == KIND_TDX && !SHARED.swap(true, Ordering::Relaxed) {
+        // SAFETY: PVH identity map; the page's 2 MiB region holds nothing but the memslot
+        // page (protocol::memslot::GPA, in the VMM's RAM-free top GiB).
+        unsafe { crate::arch::paging::set_2m_bits(gpa, tdx::shared_bit()) };
+    }
+    Some(gpa + legacy::phys_offset())
 }
 
 /// One trap to the host that no device serves (the benchmark's floor): TDX TDG.VP.INFO, SEV-ES

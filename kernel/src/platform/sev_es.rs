@@ -462,6 +462,41 @@ pub fn mmio_read<T: MmioValue>(gpa: u64) -> Result<T, HostError> {
     }
 }
 
+/// The #VC error code of a nested page fault (SVM_EXIT_NPF; GHCB spec 2.x 4.1.6): MMIO.
+const VC_NPF: u64 = 0x400;
+
+/// The #VC handler: only a nested page fault (MMIO the host made of memory the guest used) is
+/// emulated. The hardware gives no GPA for it: the handler decodes the instruction, computes
+/// the linear address and walks the page tables; the page must be mapped shared (C-bit
+/// clear), as MMIO is.
+pub fn handle_vc(
+    f: &mut crate::arch::trap::TrapFrame,
+) -> Result<(), super::emulate::EmulationError> {
+    use super::emulate::{self, EmulationError};
+    if f.error_code != VC_NPF {
+        return Err(EmulationError::new(
+            "#VC for an exit code other than NPF",
+            f.error_code,
+        ));
+    }
+    let access = emulate::decode_at(f)?;
+    let (pte, _) = crate::arch::paging::walk(access.linear).ok_or(EmulationError::new(
+        "#VC on an unmapped linear address",
+        access.linear,
+    ))?;
+    if pte & (1 << cbit()) != 0 {
+        return Err(EmulationError::new(
+            "#VC NPF on a private (C-bit) page",
+            access.linear,
+        ));
+    }
+    let gpa = crate::arch::paging::virt_to_phys(access.linear).ok_or(EmulationError::new(
+        "#VC on an unmapped linear address",
+        access.linear,
+    ))?;
+    emulate::complete(f, &access, gpa)
+}
+
 /// The hypervisor's features (GHCB HV_FEATURES exit, GHCB spec 4.1.12): SW_EXITINFO2.
 pub fn hv_features() -> Result<u64, HostError> {
     let name = "GHCB HV_FEATURES";

@@ -257,6 +257,99 @@ pub fn mmio_write<T: MmioValue>(gpa: u64, v: T) -> Result<(), HostError> {
     .map(|_| ())
 }
 
+/// What TDG.VP.VEINFO.GET returned (TDX module ABI, TDG.VP.VEINFO.GET; Linux `tdx_get_ve_info()`).
+#[derive(Clone, Copy, Debug)]
+pub struct VeInfo {
+    /// RCX\[31:0\]: the exit reason.
+    pub exit_reason: u32,
+    /// RDX: exit qualification.
+    pub qualification: u64,
+    /// R8: guest linear address.
+    pub gla: u64,
+    /// R9: guest physical address.
+    pub gpa: u64,
+    /// R10\[31:0\]: instruction length.
+    pub insn_len: u32,
+}
+
+/// TDG.VP.VEINFO.GET: the information of the #VE being handled.
+pub fn veinfo_get() -> Result<VeInfo, HostError> {
+    let mut r = TdcallRegs {
+        rax: leaf::VP_VEINFO_GET,
+        ..TdcallRegs::default()
+    };
+    tdcall(&mut r);
+    if r.rax != tdx::TDX_SUCCESS {
+        return Err(HostError::Refused {
+            request: "TDG.VP.VEINFO.GET",
+            status: r.rax,
+        });
+    }
+    Ok(VeInfo {
+        exit_reason: r.rcx as u32,
+        qualification: r.rdx,
+        gla: r.r8,
+        gpa: r.r9,
+        insn_len: r.r10 as u32,
+    })
+}
+
+/// The #VE handler: only an EPT violation on a shared GPA (MMIO the host made of memory the
+/// guest used) is emulated, after checking the TDX module's report against the instruction:
+/// its length must be the decoded one and its GPA the one the accessed address maps to.
+pub fn handle_ve(
+    f: &mut crate::arch::trap::TrapFrame,
+) -> Result<(), super::emulate::EmulationError> {
+    use super::emulate::{self, EmulationError};
+    let ve = veinfo_get()?;
+    if u64::from(ve.exit_reason) != tdx::EXIT_REASON_EPT_VIOLATION {
+        return Err(EmulationError::new(
+            "#VE for an exit reason other than EPT violation",
+            u64::from(ve.exit_reason),
+        ));
+    }
+    let shared = shared_bit();
+    if ve.gpa & shared == 0 || ve.gpa >> gpaw() != 0 {
+        return Err(EmulationError::new(
+            "#VE EPT violation on a GPA that is not shared (or beyond GPAW)",
+            ve.gpa,
+        ));
+    }
+    let access = emulate::decode_at(f)?;
+    if u32::from(access.insn.len) != ve.insn_len {
+        return Err(EmulationError::new(
+            "#VE instruction length differs from the decoded one",
+            u64::from(ve.insn_len),
+        ));
+    }
+    // Exit qualification (Intel SDM vol. 3C table 28-7): bit 0 read, bit 1 write, bit 7 GLA
+    // valid. The direction must be the instruction's, and a valid GLA its address.
+    let write = access.insn.direction() == protocol::access::Direction::Write;
+    if ve.qualification & 0b11 != if write { 0b10 } else { 0b01 } {
+        return Err(EmulationError::new(
+            "#VE exit qualification's access type differs from the instruction",
+            ve.qualification,
+        ));
+    }
+    if ve.qualification & (1 << 7) != 0 && ve.gla != access.linear {
+        return Err(EmulationError::new(
+            "#VE guest linear address differs from the instruction's",
+            ve.gla,
+        ));
+    }
+    let mapped = crate::arch::paging::virt_to_phys(access.linear).ok_or(EmulationError::new(
+        "#VE on an unmapped linear address",
+        access.linear,
+    ))?;
+    if mapped != ve.gpa {
+        return Err(EmulationError::new(
+            "#VE GPA differs from the accessed address's mapping",
+            ve.gpa,
+        ));
+    }
+    emulate::complete(f, &access, ve.gpa & !shared)
+}
+
 /// Port read through `Instruction.IO`.
 pub fn pio_read<T: PioValue>(port: u16) -> Result<T, HostError> {
     let w = T::WIDTH;

@@ -6,8 +6,11 @@
 //! prints one KTAP subtest block per suite.
 
 mod cpuid;
+mod ghcb_raw;
+mod ghci_raw;
 mod halt;
 mod io;
+mod memslot;
 mod mmio;
 mod msr;
 mod platform;
@@ -36,14 +39,57 @@ pub struct Suite {
 }
 
 /// Every suite, in run order (the catalog's order).
-pub static SUITES: [&Suite; 6] = [
+pub static SUITES: [&Suite; 9] = [
     &platform::SUITE,
     &io::SUITE,
     &mmio::SUITE,
     &cpuid::SUITE,
     &msr::SUITE,
     &halt::SUITE,
+    &ghci_raw::SUITE,
+    &ghcb_raw::SUITE,
+    &memslot::SUITE,
 ];
+
+/// The kernel table of a raw conformance suite: one [`Case`] per catalog entry, all run by
+/// the suite's `run`, which finds the `protocol::conformance` case by the running case's name.
+const fn raw_cases<const N: usize>(spec: &SuiteSpec) -> [Case; N] {
+    let run: fn(&mut Ctx<'_>) = if catalog::str_eq(spec.name, "ghci_raw") {
+        ghci_raw::run
+    } else {
+        ghcb_raw::run
+    };
+    let mut out = [const {
+        Case {
+            name: "",
+            run: |_| {},
+        }
+    }; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = Case {
+            name: spec.cases[i].name,
+            run,
+        };
+        i += 1;
+    }
+    out
+}
+
+/// Reports a raw conformance case: on a mismatch, the checker's diagnostic
+/// (`expected status 0x8000000000000000 (INVALID_OPERAND) got 0x0`) and the source of the
+/// expectation.
+fn report_conformance(
+    ctx: &mut Ctx<'_>,
+    case: &protocol::conformance::Case,
+    addrs: &protocol::conformance::Addresses,
+    answer: &protocol::conformance::Answer,
+) {
+    if let Err(m) = protocol::conformance::check(case, addrs, answer) {
+        ctx.fail(&format!("{m}"));
+        ctx.diag().str("source: ").str(case.source).emit();
+    }
+}
 
 const fn tables_match() -> bool {
     if SUITES.len() != catalog::SUITES.len() {
@@ -236,6 +282,11 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// The running case's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
     /// A diagnostic line `# <case>: ` at case depth, for the caller to fill and emit.
     pub fn diag(&self) -> Line {
         let mut l = ktap::diag(1);

@@ -299,6 +299,14 @@ impl Testdev {
         }
     }
 
+    /// `suite.case` of the case announced now, or `(no case)`.
+    pub fn current_case_name(&self) -> String {
+        match testdev::case_of_id(self.case_id) {
+            Some((suite, case)) => format!("{suite}.{case}"),
+            None => "(no case)".into(),
+        }
+    }
+
     /// The seed the `VALUE` registers answer with.
     pub fn seed(&self) -> u64 {
         self.seed

@@ -21,13 +21,21 @@
 //! or the CPU's) without touching the models. Models are deterministic: same inputs, same
 //! outputs.
 //!
+//! [`oracle`] drives one raw request through a model with a canned host (the `sim-call`
+//! oracle and the conformance tests, `conformance_tests.rs`, which run every case of
+//! `protocol::conformance` against the models).
+//!
 //! The models follow current upstream KVM (Linux `arch/x86/kvm/vmx/tdx.c`,
 //! `arch/x86/kvm/svm/sev.c`, `arch/x86/kvm/x86.c`) and the Intel TDX module sources
 //! (`intel/tdx-module`, `src/td_dispatcher/`); each behaviour cites its function. Where
 //! KVM's answer depends on the version, a config field selects it.
 
 pub mod ghcb;
+pub mod oracle;
 pub mod tdx;
+
+#[cfg(test)]
+mod conformance_tests;
 
 use std::fmt;
 
