@@ -82,6 +82,7 @@ fn vm_config(kernel: &Path, mode: Option<&str>, platform: PlatformKind) -> vmm::
         timeout: req.timeout,
         seed: None,
         platform: req.platform,
+        hostile: None,
     }
 }
 

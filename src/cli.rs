@@ -28,6 +28,38 @@ pub enum Command {
     Parse(ParseArgs),
     /// Measure start-to-verdict times and guest microbenchmarks (prints figures).
     Bench(BenchArgs),
+    /// Run the guest under hostile simulated hosts, seed after seed, and count lies told,
+    /// caught and missed, crashes and hangs.
+    FuzzHost(FuzzHostArgs),
+}
+
+/// Options of `fuzz-host`.
+#[derive(Debug, Args)]
+pub struct FuzzHostArgs {
+    /// The simulated platform: tdx-sim, sev-es-sim, or all (both, alternating).
+    #[arg(long, value_enum, default_value = "all")]
+    pub platform: PlatformArg,
+    /// Runs (seeds) to do.
+    #[arg(long, default_value_t = 20)]
+    pub runs: u64,
+    /// First seed; run i uses seed + i (default: random, printed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Probability that an eligible answer is a lie.
+    #[arg(long, default_value_t = vmm::sim::hostile::HostileConfig::DEFAULT_RATE)]
+    pub lie_rate: f64,
+    /// Runs at a time (default: the number of CPUs).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Hang limit per run.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Cases to run (as `run --filter`).
+    #[arg(long, default_value = "")]
+    pub filter: String,
+    /// Extra kernel command-line token, repeatable (as `run --append`).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub append: Vec<String>,
 }
 
 /// Options of `bench`.
@@ -122,6 +154,13 @@ pub struct RunArgs {
     /// the test-only fault injection).
     #[arg(long, value_name = "KEY=VALUE")]
     pub append: Vec<String>,
+    /// Run under a hostile host that lies at a seeded random subset of answers (tdx-sim and
+    /// sev-es-sim); the verdict is then whether the guest caught every lie and nothing else.
+    #[arg(long, value_name = "SEED")]
+    pub hostile: Option<u64>,
+    /// With --hostile: probability that an eligible answer is a lie.
+    #[arg(long, default_value_t = vmm::sim::hostile::HostileConfig::DEFAULT_RATE, requires = "hostile")]
+    pub lie_rate: f64,
 }
 
 /// Options of `list`.

@@ -4,6 +4,7 @@
 //! - [`bench`]: `cvmprobe bench`.
 //! - [`cli`]: command-line definitions.
 //! - [`qemu`]: QEMU command line and runs with a timeout.
+//! - [`hostile`]: the verdict of a run under a hostile host, and `cvmprobe fuzz-host`.
 //! - [`images`]: the BIOS/UEFI disk images and their per-run command line.
 //! - [`run`]: one run of the guest, from command line to [`report::Summary`].
 //! - [`report`]: the verdict, its table and JUnit cases.
@@ -12,6 +13,7 @@
 //! - [`junit`]: the JUnit writer.
 pub mod bench;
 pub mod cli;
+pub mod hostile;
 pub mod images;
 pub mod junit;
 pub mod ktap;

@@ -2,7 +2,9 @@
 
 use anyhow::{Context, Result, bail};
 use clap::ValueEnum;
-use cvmprobe::cli::{BenchArgs, Cli, Command, ListArgs, ParseArgs, PlatformArg, RunArgs, VmmArg};
+use cvmprobe::cli::{
+    BenchArgs, Cli, Command, FuzzHostArgs, ListArgs, ParseArgs, PlatformArg, RunArgs, VmmArg,
+};
 use cvmprobe::qemu::{self, Accel, Boot, Machine, QemuConfig};
 use cvmprobe::report::Summary;
 use cvmprobe::run::{self, RunRequest};
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
             Some(Command::List(a)) => cmd_list(&a),
             Some(Command::Parse(a)) => cmd_parse(&a),
             Some(Command::Bench(a)) => cmd_bench(&a),
+            Some(Command::FuzzHost(a)) => cmd_fuzz_host(&a),
         }
     };
     match r {
@@ -93,6 +96,15 @@ fn cmd_run(a: &RunArgs) -> Result<bool> {
         }
     }
     let platforms = a.platform.kinds();
+    if a.hostile.is_some() && platforms.contains(&protocol::platform::PlatformKind::Legacy) {
+        bail!(
+            "--hostile needs --platform tdx-sim or sev-es-sim: on a legacy VM the CPU itself \
+             answers, there is no host answer to falsify"
+        );
+    }
+    if !(0.0..=1.0).contains(&a.lie_rate) {
+        bail!("--lie-rate {}: a probability, 0 to 1", a.lie_rate);
+    }
     let req = RunRequest {
         platform: platforms[0],
         filter: a.filter.clone(),
@@ -160,8 +172,12 @@ fn cmd_run(a: &RunArgs) -> Result<bool> {
             }
         },
     };
+    if a.hostile.is_some() && !use_builtin {
+        bail!("--hostile needs the built-in VMM (drop --vmm qemu)");
+    }
     if use_builtin {
         let mut results = Vec::new();
+        let mut hostile_ok = true;
         for &platform in &platforms {
             let req = RunRequest {
                 platform,
@@ -173,8 +189,22 @@ fn cmd_run(a: &RunArgs) -> Result<bool> {
                 vmm::sim_name(platform),
                 run::expected(&req).len()
             );
+            if let Some(seed) = a.hostile {
+                let cfg = vmm::sim::hostile::HostileConfig {
+                    seed,
+                    rate: a.lie_rate,
+                };
+                let (result, report, verdict) = cvmprobe::hostile::run_once(&req, kernel, cfg)?;
+                print!("{}", result.summary.render(std::io::stdout().is_terminal()));
+                print!("{}", verdict.render(&report.lies.unwrap_or_default()));
+                hostile_ok &= verdict.passed();
+                continue;
+            }
             let result = run::run_builtin(&req, kernel)?;
             results.push((platform, result.summary));
+        }
+        if a.hostile.is_some() {
+            return Ok(hostile_ok);
         }
         return finish_all(&results, a.junit.as_deref());
     }
@@ -377,4 +407,133 @@ fn cmd_bench(a: &BenchArgs) -> Result<bool> {
     let report = cvmprobe::bench::run_all(kernel, &opts).map_err(|e| anyhow::anyhow!(e))?;
     print!("{report}");
     Ok(true)
+}
+
+fn cmd_fuzz_host(a: &FuzzHostArgs) -> Result<bool> {
+    use cvmprobe::hostile::FuzzTotals;
+    use protocol::platform::PlatformKind;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    check_filter(&a.filter)?;
+    let platforms: Vec<PlatformKind> = match a.platform {
+        PlatformArg::Legacy => {
+            bail!("--platform legacy: the hostile host needs tdx-sim or sev-es-sim (or all)")
+        }
+        PlatformArg::All => vec![PlatformKind::Tdx, PlatformKind::SevEs],
+        p => p.kinds(),
+    };
+    if !(0.0..=1.0).contains(&a.lie_rate) {
+        bail!("--lie-rate {}: a probability, 0 to 1", a.lie_rate);
+    }
+    if a.runs == 0 {
+        bail!("--runs 0: nothing to do");
+    }
+    vmm::kvm_available()
+        .context("the hostile host lives in the built-in VMM, which needs /dev/kvm")?;
+    let kernel = Path::new(env!("CVMPROBE_KERNEL_ELF"));
+    let first = a.seed.unwrap_or_else(|| u64::from(run::run_token()));
+    let jobs = a
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .clamp(1, 64);
+    eprintln!(
+        "cvmprobe fuzz-host: {} runs on {}, seeds {first}.., lie rate {}, {jobs} at a time",
+        a.runs,
+        platforms
+            .iter()
+            .map(|p| vmm::sim_name(*p))
+            .collect::<Vec<_>>()
+            .join(" and "),
+        a.lie_rate
+    );
+    let next = AtomicU64::new(0);
+    let totals = Mutex::new(FuzzTotals::default());
+    let per_platform = Mutex::new(std::collections::BTreeMap::<&str, FuzzTotals>::new());
+    let errors = Mutex::new(Vec::new());
+    let start = std::time::Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= a.runs {
+                        break;
+                    }
+                    let platform = platforms[(i % platforms.len() as u64) as usize];
+                    let seed = first.wrapping_add(i);
+                    let req = RunRequest {
+                        platform,
+                        filter: a.filter.clone(),
+                        extra_cmdline: a.append.clone(),
+                        timeout: a.timeout,
+                        verbose: false,
+                        progress: false,
+                    };
+                    let cfg = vmm::sim::hostile::HostileConfig {
+                        seed,
+                        rate: a.lie_rate,
+                    };
+                    match cvmprobe::hostile::run_once(&req, kernel, cfg) {
+                        Ok((result, report, verdict)) => {
+                            if !verdict.passed() {
+                                let log = report.lies.unwrap_or_default();
+                                let mut text = format!(
+                                    "-- run {i} FAILED: cvmprobe run --platform {} --hostile {seed} --lie-rate {}{}\n",
+                                    vmm::sim_name(platform),
+                                    a.lie_rate,
+                                    a.append
+                                        .iter()
+                                        .map(|t| format!(" --append {t}"))
+                                        .collect::<String>()
+                                );
+                                text += &verdict.render(&log);
+                                for l in &result.summary.serial_tail {
+                                    text += &format!("  | {l}\n");
+                                }
+                                print!("{text}");
+                            }
+                            totals.lock().expect("totals").add(&verdict);
+                            per_platform
+                                .lock()
+                                .expect("totals")
+                                .entry(vmm::sim_name(platform))
+                                .or_default()
+                                .add(&verdict);
+                            let done = i + 1;
+                            if done % 50 == 0 {
+                                eprintln!(
+                                    "cvmprobe fuzz-host: {done}/{} runs ({:.0} s)",
+                                    a.runs,
+                                    start.elapsed().as_secs_f64()
+                                );
+                            }
+                        }
+                        Err(e) => errors
+                            .lock()
+                            .expect("errors")
+                            .push(format!("run {i} (seed {seed}): {e}")),
+                    }
+                }
+            });
+        }
+    });
+    let errors = errors.into_inner().expect("errors");
+    for e in &errors {
+        eprintln!("cvmprobe fuzz-host: {e}");
+    }
+    if !errors.is_empty() {
+        bail!("{} runs could not be done", errors.len());
+    }
+    let totals = totals.into_inner().expect("totals");
+    for (p, t) in per_platform.into_inner().expect("totals") {
+        println!("== {p} ==");
+        print!("{}", t.render());
+    }
+    println!("== total ({:.1} s) ==", start.elapsed().as_secs_f64());
+    print!("{}", totals.render());
+    println!(
+        "fuzz-host verdict: {}",
+        if totals.passed() { "PASS" } else { "FAIL" }
+    );
+    Ok(totals.passed())
 }

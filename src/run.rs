@@ -280,6 +280,16 @@ pub fn run_qemu(req: &RunRequest, cfg: &QemuConfig) -> Result<RunResult, qemu::Q
 
 /// Runs the request under the built-in VMM.
 pub fn run_builtin(req: &RunRequest, kernel: &std::path::Path) -> Result<RunResult, vmm::VmmError> {
+    run_builtin_with(req, kernel, None).map(|(r, _)| r)
+}
+
+/// Runs the request under the built-in VMM, with a hostile host if `hostile` says so; also
+/// returns the VMM's report (the lie log, the GHCB leaks, the exit reason).
+pub fn run_builtin_with(
+    req: &RunRequest,
+    kernel: &std::path::Path,
+    hostile: Option<vmm::sim::hostile::HostileConfig>,
+) -> Result<(RunResult, vmm::RunReport), vmm::VmmError> {
     let cfg = vmm::VmConfig {
         kernel: kernel.to_path_buf(),
         cmdline: kernel_cmdline(req),
@@ -287,6 +297,7 @@ pub fn run_builtin(req: &RunRequest, kernel: &std::path::Path) -> Result<RunResu
         timeout: req.timeout,
         seed: None,
         platform: req.platform,
+        hostile,
     };
     let total = expected(req).len();
     let mut progress = Progress::new(total, req.progress, req.verbose);
@@ -315,13 +326,19 @@ pub fn run_builtin(req: &RunRequest, kernel: &std::path::Path) -> Result<RunResu
     let mut summary = summarize(req, &serial, guest_exit, abnormal);
     merge_host_checks(&mut summary, &report);
     summary.environment = format!("built-in VMM, {}", vmm::sim_name(req.platform));
+    if let Some(h) = hostile {
+        summary.environment += &format!(", hostile host seed {} rate {}", h.seed, h.rate);
+    }
     summary.wall = Some(report.wall);
-    Ok(RunResult {
-        summary,
-        serial,
-        guest_exit,
-        kvm_internal_error: false,
-    })
+    Ok((
+        RunResult {
+            summary,
+            serial,
+            guest_exit,
+            kvm_internal_error: false,
+        },
+        report,
+    ))
 }
 
 /// The host half of the two-sided verdict: a case passes only when the guest said `ok` and
@@ -352,6 +369,11 @@ pub fn merge_host_checks(summary: &mut Summary, report: &vmm::RunReport) {
     }
     for p in &report.host_problems {
         summary.problems.push(format!("host: {p}"));
+    }
+    for l in &report.ghcb_leaks {
+        summary
+            .problems
+            .push(format!("{}: {l}", crate::hostile::LEAK_PREFIX));
     }
     if report.testdev_log_dropped > 0 {
         summary.problems.push(format!(

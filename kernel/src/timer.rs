@@ -2,7 +2,8 @@
 //!
 //! The APIC is programmed through the I/O API (`mmio_*` at its default base), like any device.
 
-use crate::io::{cpuid, mmio_write};
+use crate::io::{cpuid, mmio_write, try_mmio_write};
+use crate::platform::HostError;
 use core::sync::atomic::{AtomicBool, Ordering};
 use protocol::qemu_devices::LAPIC_BASE;
 
@@ -29,17 +30,24 @@ pub fn lapic_present() -> bool {
     cpuid(1, 0).edx & CPUID_1_EDX_APIC != 0
 }
 
-/// Arms the APIC timer to fire once on [`TIMER_VECTOR`] after `ticks` bus clocks.
-pub fn arm_lapic_oneshot(ticks: u32) {
+/// Arms the APIC timer to fire once on [`TIMER_VECTOR`] after `ticks` bus clocks. If the
+/// host refuses or garbles any of the writes, the timer may or may not be armed: the error
+/// comes back (the caller must not halt on it), after a best-effort disarm (a zero initial
+/// count stops the timer; the host makes the write whatever it answers).
+pub fn arm_lapic_oneshot(ticks: u32) -> Result<(), HostError> {
     LAPIC_ARMED.store(true, Ordering::Relaxed);
-    mmio_write(
+    let armed = try_mmio_write(
         LAPIC_BASE + APIC_SVR,
         APIC_SVR_ENABLE | u32::from(crate::arch::trap::SPURIOUS_VECTOR),
-    );
-    mmio_write(LAPIC_BASE + APIC_TIMER_DIVIDE, APIC_DIVIDE_BY_1);
+    )
+    .and_then(|()| try_mmio_write(LAPIC_BASE + APIC_TIMER_DIVIDE, APIC_DIVIDE_BY_1))
     // LVT timer: one-shot mode (bits 18:17 = 0), unmasked, our vector.
-    mmio_write(LAPIC_BASE + APIC_LVT_TIMER, u32::from(TIMER_VECTOR));
-    mmio_write(LAPIC_BASE + APIC_TIMER_INITIAL, ticks);
+    .and_then(|()| try_mmio_write(LAPIC_BASE + APIC_LVT_TIMER, u32::from(TIMER_VECTOR)))
+    .and_then(|()| try_mmio_write(LAPIC_BASE + APIC_TIMER_INITIAL, ticks));
+    if armed.is_err() {
+        let _ = try_mmio_write(LAPIC_BASE + APIC_TIMER_INITIAL, 0u32);
+    }
+    armed
 }
 
 /// Acknowledges an interrupt on `vector` at whichever controller raised it.

@@ -172,11 +172,25 @@ pub enum Fault {
     /// sub-function 29 instead of 30; SEV-ES: exit code 0x7a instead of IOIO 0x7b): the
     /// host must refuse them with KVM's status and the read cases must fail.
     BrokenBackend,
+    /// From the case on, the TDX and SEV-ES backends skip the width check of read answers
+    /// (`protocol::validate::width_fits`: TDVMCALL IO/MMIO read R11 and CPUID R12-R15, GHCB
+    /// IOIO read RAX, CPUID RAX-RDX and MSR read EAX/EDX) and truncate a too-wide value
+    /// silently: a validation removed on purpose, which a host returning such values must
+    /// catch through the wrong results.
+    NoWidthCheck,
+    /// From the case on, the SEV-ES backend clears only the GHCB's valid bitmap before a
+    /// request instead of the whole page, so values of earlier requests stay in fields the
+    /// new request does not send: the host-side check of the GHCB bytes must report the leak.
+    GhcbNotZeroed,
+    /// From the case on, the SEV-ES backend reads SW_EXITINFO1 and the valid bitmap from the
+    /// shared GHCB a second time after copying the answer (a double fetch): a host that
+    /// rewrites the page after the guest's first read changes what the guest acts on.
+    GhcbDoubleFetch,
 }
 
 impl Fault {
     /// All faults, for help texts.
-    pub const ALL: [Fault; 8] = [
+    pub const ALL: [Fault; 11] = [
         Self::Panic,
         Self::Exception,
         Self::TripleFault,
@@ -185,6 +199,9 @@ impl Fault {
         Self::EmulationFailure,
         Self::RawPortIo,
         Self::BrokenBackend,
+        Self::NoWidthCheck,
+        Self::GhcbNotZeroed,
+        Self::GhcbDoubleFetch,
     ];
 
     /// The name used on the command line.
@@ -198,6 +215,9 @@ impl Fault {
             Self::EmulationFailure => "emulation-failure",
             Self::RawPortIo => "raw-port-io",
             Self::BrokenBackend => "broken-backend",
+            Self::NoWidthCheck => "no-width-check",
+            Self::GhcbNotZeroed => "ghcb-not-zeroed",
+            Self::GhcbDoubleFetch => "ghcb-double-fetch",
         }
     }
 }
@@ -294,6 +314,16 @@ mod tests {
                 at: Some(("mmio", "u8_roundtrip"))
             })
         );
+        assert_eq!(
+            Inject::parse("no-width-check"),
+            Some(Inject {
+                fault: Fault::NoWidthCheck,
+                at: None
+            })
+        );
+        for f in Fault::ALL {
+            assert_eq!(Inject::parse(f.name()).map(|i| i.fault), Some(f));
+        }
         assert_eq!(Inject::parse("hang@mmio"), None);
         assert_eq!(Inject::parse("explode"), None);
     }

@@ -26,6 +26,10 @@ pub const VMGEXIT_BYTES: [u8; 4] = [0xf3, 0x0f, 0x01, 0xd9];
 /// puts a hardware breakpoint there).
 pub const VMGEXIT_SYMBOL: &str = "cvmprobe_vmgexit_insn";
 
+/// The kernel symbol of its GHCB page (the hostile host's "rewrite after the guest read it"
+/// lie watches the page's last field read with a data breakpoint).
+pub const GHCB_SYMBOL: &str = "cvmprobe_ghcb";
+
 /// CPUID leaf 0x8000001F (AMD APM vol. 3 E.4.17): EAX bit 1 SEV, bit 3 SEV-ES; EBX[5:0]
 /// C-bit position.
 pub const CPUID_SEV_LEAF: u32 = 0x8000_001f;
@@ -33,6 +37,16 @@ pub const CPUID_SEV_LEAF: u32 = 0x8000_001f;
 pub const CPUID_SEV: u32 = 1 << 1;
 /// 0x8000001F EAX: SEV-ES supported.
 pub const CPUID_SEV_ES: u32 = 1 << 3;
+/// 0x8000001F EBX\[5:0\]: the C-bit position.
+pub const CPUID_SEV_CBIT_MASK: u32 = 0x3f;
+
+/// Lowest C-bit position this guest accepts. The C-bit is a page-table address bit (AMD APM
+/// vol. 2 7.10.1: CPUID 0x8000001F EBX\[5:0\] gives its position); one below bit 32 would cut
+/// into the addresses of the guest's RAM below 4 GiB.
+pub const CBIT_MIN: u8 = 32;
+/// Highest C-bit position this guest accepts: bit 51, the top of the 52-bit architectural
+/// physical-address limit (AMD APM vol. 2 5.3, long-mode page translation).
+pub const CBIT_MAX: u8 = 51;
 
 /// GHCB MSR protocol codes (low 12 bits). GHCB spec 2.3.1 table 3; Linux `sev-common.h`.
 pub mod msr {
@@ -365,6 +379,27 @@ pub mod result {
     pub const EXCEPTION: u64 = 1;
     /// Error; SW_EXITINFO2 holds the reason.
     pub const ERROR: u64 = 2;
+}
+
+/// SW_EXITINFO2 when SW_EXITINFO1 = 1: the exception to inject, in the VMCB EVENTINJ format
+/// (GHCB spec 2.x, 4.1 "GHCB response"; AMD APM vol. 2 15.20 "Event Injection"; Linux
+/// `SVM_EVTINJ_*` in `asm/svm.h`).
+pub mod event {
+    /// Bits 7:0: the vector.
+    pub const VECTOR_MASK: u64 = 0xff;
+    /// Bits 10:8: the event type.
+    pub const TYPE_MASK: u64 = 7 << 8;
+    /// Event type 3: exception (fault or trap).
+    pub const TYPE_EXCEPTION: u64 = 3 << 8;
+    /// Bit 11: an error code is in bits 63:32.
+    pub const ERROR_CODE_VALID: u64 = 1 << 11;
+    /// Bit 31: the event is valid.
+    pub const VALID: u64 = 1 << 31;
+    /// #UD, one of the two exceptions a guest accepts from the host (Linux
+    /// `verify_exception_info()` in `arch/x86/coco/sev/vc-shared.c`; AMD APM vol. 2 8.2).
+    pub const VECTOR_UD: u8 = 6;
+    /// #GP, what KVM injects for a refused MSR (`svm_vmgexit_inject_exception()`).
+    pub const VECTOR_GP: u8 = 13;
 }
 
 /// Error reasons in SW_EXITINFO2 when SW_EXITINFO1 = 2 (GHCB spec 2.x; Linux

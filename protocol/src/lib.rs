@@ -19,6 +19,8 @@
 //! - [`platform`]: the platform kinds (legacy, TDX, SEV-ES).
 //! - [`qemu_devices`]: register facts of the QEMU devices the legacy suites use.
 //! - [`testdev`]: the built-in VMM's test device: registers, host values, declared accesses.
+//! - [`validate`]: the guest's checks of every value its (untrusted) TDX or SEV-ES host
+//!   returns, shared with the host tests and the `validators` fuzz target.
 #![cfg_attr(not(any(feature = "std", test)), no_std)]
 
 pub mod access;
@@ -34,3 +36,4 @@ pub mod platform;
 pub mod qemu_devices;
 pub mod tdx;
 pub mod testdev;
+pub mod validate;

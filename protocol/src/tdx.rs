@@ -46,6 +46,63 @@ pub const ATTR_DEBUG: u64 = 1;
 /// basic exit reason 48).
 pub const EXIT_REASON_EPT_VIOLATION: u64 = 48;
 
+/// EPT-violation exit qualification bits, as TDG.VP.VEINFO.GET returns them in RDX (Intel SDM
+/// vol. 3C 28.2.1, table 28-7 "Exit Qualification for EPT Violations").
+pub mod ept_qual {
+    /// Bit 0: the access was a data read.
+    pub const READ: u64 = 1 << 0;
+    /// Bit 1: the access was a data write.
+    pub const WRITE: u64 = 1 << 1;
+    /// Bit 2: the access was an instruction fetch.
+    pub const FETCH: u64 = 1 << 2;
+    /// Bits 2:0, the access type: exactly one of them for a plain load or store.
+    pub const ACCESS_MASK: u64 = READ | WRITE | FETCH;
+    /// Bit 7: the guest linear address (TDG.VP.VEINFO.GET R8) is valid.
+    pub const GLA_VALID: u64 = 1 << 7;
+    /// Bit 8 (with bit 7): the access was to the translated linear address, not to a
+    /// paging-structure entry.
+    pub const GLA_TRANSLATED: u64 = 1 << 8;
+}
+
+/// A guest physical-address width the TDX module reports in TDG.VP.INFO RCX\[5:0\]: 48 (4-level
+/// secure EPT) or 52 (5-level) (TDX module ABI spec, TDG.VP.INFO; GHCI 1.5, 2.4.2). Nothing
+/// else can be built, so code holding one need not check it again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Gpaw(u32);
+
+impl Gpaw {
+    /// GPAW 48: the shared bit is bit 47.
+    pub const W48: Gpaw = Gpaw(48);
+    /// GPAW 52: the shared bit is bit 51.
+    pub const W52: Gpaw = Gpaw(52);
+
+    /// The width of `bits`, if it is one the TDX module defines.
+    pub const fn new(bits: u64) -> Option<Self> {
+        if bits == Self::W48.0 as u64 {
+            Some(Self::W48)
+        } else if bits == Self::W52.0 as u64 {
+            Some(Self::W52)
+        } else {
+            None
+        }
+    }
+
+    /// The width in bits.
+    pub const fn bits(self) -> u32 {
+        self.0
+    }
+
+    /// The shared bit (bit GPAW-1).
+    pub const fn shared_bit(self) -> u64 {
+        shared_bit(self.0)
+    }
+
+    /// Whether `gpa` lies below 2^GPAW.
+    pub const fn contains(self, gpa: u64) -> bool {
+        gpa >> self.0 == 0
+    }
+}
+
 /// TDG.VP.VMCALL sub-function numbers (R11) of the GHCI "standard" (R10 = 0) interface.
 /// GHCI 1.5 table 2-4 (TDG.VP.VMCALL leaf codes); Linux `asm/shared/tdx.h`.
 pub mod vmcall {
@@ -267,6 +324,19 @@ mod tests {
                 | ExposeMask::R14
                 | ExposeMask::R15
         );
+    }
+
+    #[test]
+    fn gpaw_is_48_or_52() {
+        assert_eq!(Gpaw::new(48), Some(Gpaw::W48));
+        assert_eq!(Gpaw::new(52), Some(Gpaw::W52));
+        for bits in [0, 1, 47, 49, 51, 53, 63, 64, u64::MAX] {
+            assert_eq!(Gpaw::new(bits), None, "{bits}");
+        }
+        assert_eq!(Gpaw::W48.shared_bit(), 1 << 47);
+        assert!(Gpaw::W48.contains((1 << 48) - 1));
+        assert!(!Gpaw::W48.contains(1 << 48));
+        assert_eq!(ept_qual::ACCESS_MASK, 0b111);
     }
 
     #[test]

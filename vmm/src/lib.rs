@@ -63,7 +63,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 const TSS_ADDRESS: usize = 0xfffb_d000;
 
 /// What to run.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct VmConfig {
     /// ELF with a PVH (XEN_ELFNOTE_PHYS32_ENTRY) note.
     pub kernel: PathBuf,
@@ -79,6 +79,9 @@ pub struct VmConfig {
     /// The platform the VM presents: plain KVM ([`PlatformKind::Legacy`]) or the simulated
     /// TDX or SEV-ES host ([`simulated`]).
     pub platform: PlatformKind,
+    /// A hostile host (`sim::hostile`): lies at a seeded random subset of the simulated
+    /// platform's answers. Only for tdx-sim and sev-es-sim.
+    pub hostile: Option<sim::hostile::HostileConfig>,
 }
 
 /// The name of the platform the built-in VMM presents for `p`: `legacy`, `tdx-sim`,
@@ -101,6 +104,7 @@ impl VmConfig {
             timeout: DEFAULT_TIMEOUT,
             seed: None,
             platform: PlatformKind::Legacy,
+            hostile: None,
         }
     }
 
@@ -115,6 +119,21 @@ impl VmConfig {
         }
         if self.timeout.is_zero() {
             return Err(VmmError::Config("timeout is zero".into()));
+        }
+        if let Some(h) = &self.hostile {
+            if self.platform == PlatformKind::Legacy {
+                return Err(VmmError::Config(
+                    "a hostile host needs a simulated platform (tdx-sim or sev-es-sim): on a \
+                     legacy VM the CPU itself answers"
+                        .into(),
+                ));
+            }
+            if !(0.0..=1.0).contains(&h.rate) {
+                return Err(VmmError::Config(format!(
+                    "lie rate {} is outside 0..=1",
+                    h.rate
+                )));
+            }
         }
         Ok(())
     }
@@ -360,6 +379,11 @@ pub struct RunReport {
     pub bench: Vec<BenchSample>,
     /// The vCPU's TSC frequency (KVM_GET_TSC_KHZ), to turn the guest's TSC counts into time.
     pub tsc_khz: Option<u32>,
+    /// Under a hostile host: what it answered and every lie it told.
+    pub lies: Option<sim::hostile::LieLog>,
+    /// GHCB bytes the guest left non-zero outside the fields it sent (sev-es-sim): private
+    /// data that would have reached the host. One line per request, at most a few.
+    pub ghcb_leaks: Vec<String>,
 }
 
 impl RunReport {
@@ -544,7 +568,21 @@ pub fn run(cfg: &VmConfig, serial_out: &mut dyn FnMut(&[u8])) -> Result<RunRepor
     let (page, page_region) = memslot_page(&vm, seed, cfg.platform)?;
     simulated::prepare_vm(&vm, cfg.platform)?;
     let mut vcpu = vcpu::Vcpu::create(&kvm, &vm, entry, &brand, cfg.platform, trap)?;
-    let mut host = simulated::Host::new(cfg.platform, trap, Box::new(sim::Honest));
+    let (tamper, lie_log): (Box<dyn sim::Tamper>, _) = match cfg.hostile {
+        Some(h) => {
+            let shared_bit = match cfg.platform {
+                PlatformKind::Tdx => 1 << (simulated::TDX_GPAW - 1),
+                _ => 0,
+            };
+            let (t, log) = sim::hostile::Hostile::new(h, shared_bit);
+            (Box::new(t), Some(log))
+        }
+        None => (Box::new(sim::Honest), None),
+    };
+    let mut host = simulated::Host::new(cfg.platform, trap, tamper);
+    if cfg.hostile.is_some() {
+        host.set_ghcb_va(simulated::ghcb_address(&cfg.kernel, cfg.platform)?);
+    }
     let tsc_khz = vcpu.tsc_khz();
 
     kick::install()?;
@@ -603,6 +641,8 @@ pub fn run(cfg: &VmConfig, serial_out: &mut dyn FnMut(&[u8])) -> Result<RunRepor
         host_problems: testdev.problems,
         bench: testdev.bench,
         tsc_khz,
+        lies: lie_log.map(|l| l.lock().map(|l| l.clone()).unwrap_or_default()),
+        ghcb_leaks: host.take_ghcb_leaks(),
     })
 }
 

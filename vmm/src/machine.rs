@@ -57,8 +57,11 @@ pub enum Exit<'a> {
     /// `HLT` (KVM_EXIT_HLT: there is no in-kernel local APIC to halt in).
     Hlt,
     /// KVM_EXIT_DEBUG: a hardware breakpoint hit (the simulated platforms' TDCALL/VMGEXIT
-    /// trap; the RIP is in the register snapshot).
-    Debug,
+    /// trap) or a single step; the RIP is in the register snapshot.
+    Debug {
+        /// DR6 as KVM reports it: bit 0 (B0) the DR0 breakpoint, bit 14 (BS) a single step.
+        dr6: u64,
+    },
     /// KVM_EXIT_X86_RDMSR: an RDMSR the MSR filter sent to user space. Set `data`, or
     /// `error` = 1 to inject #GP.
     RdMsr {
@@ -108,7 +111,7 @@ impl Exit<'_> {
             Self::IoIn { .. } | Self::IoOut { .. } => "io",
             Self::MmioRead { .. } | Self::MmioWrite { .. } => "mmio",
             Self::Hlt => "hlt",
-            Self::Debug => "debug",
+            Self::Debug { .. } => "debug",
             Self::RdMsr { .. } | Self::WrMsr { .. } => "msr",
             Self::IrqWindowOpen => "irq-window",
             Self::Interrupted => "interrupted",
@@ -356,7 +359,7 @@ impl Machine {
             Exit::Other(exit) => Control::Stop(ExitReason::Unexpected { exit, rip }),
             // Only the simulated platforms ask KVM for these, and they handle them before
             // the machine sees an exit.
-            Exit::Debug => Control::Stop(ExitReason::Unexpected {
+            Exit::Debug { .. } => Control::Stop(ExitReason::Unexpected {
                 exit: "KVM_EXIT_DEBUG (no breakpoint was set)".into(),
                 rip,
             }),
@@ -585,7 +588,7 @@ impl ExitStats {
             Exit::IoIn { .. } | Exit::IoOut { .. } => self.io += 1,
             Exit::MmioRead { .. } | Exit::MmioWrite { .. } => self.mmio += 1,
             Exit::Hlt => self.hlt += 1,
-            Exit::Debug => self.debug += 1,
+            Exit::Debug { .. } => self.debug += 1,
             Exit::RdMsr { .. } | Exit::WrMsr { .. } => self.msr += 1,
             Exit::IrqWindowOpen => self.irq_window += 1,
             Exit::Interrupted => self.interrupted += 1,

@@ -70,6 +70,11 @@ const TRAP_INSN_LEN: u64 = 4;
 /// DR7 for one enabled execution breakpoint in DR0: G0 (bit 1), R/W0 = LEN0 = 0 (execute,
 /// one byte), and bit 10, which reads as 1 (Intel SDM vol. 3B 18.2.4).
 const DR7_EXEC_BP0: u64 = (1 << 1) | (1 << 10);
+/// DR7 bits for a data breakpoint in DR1: G1 (bit 3), R/W1 = 0b11 (bits 21:20, data reads
+/// or writes), LEN1 = 0b10 (bits 23:22, 8 bytes) (Intel SDM vol. 3B 18.2.4).
+const DR7_RW8_BP1: u64 = (1 << 3) | (0b11 << 20) | (0b10 << 22);
+/// DR6.B1: the DR1 breakpoint was hit (Intel SDM vol. 3B 18.2.3).
+pub const DR6_B1: u64 = 1 << 1;
 
 /// The function at a confidential platform's one trapping instruction.
 fn trap_symbol(platform: PlatformKind) -> Option<&'static str> {
@@ -83,10 +88,36 @@ fn trap_symbol(platform: PlatformKind) -> Option<&'static str> {
 /// The address of `platform`'s trapping instruction in the kernel ELF (the virtual address
 /// it runs at), or `None` for legacy.
 pub fn trap_address(kernel: &Path, platform: PlatformKind) -> Result<Option<u64>, VmmError> {
-    use object::{Object, ObjectSymbol};
     let Some(name) = trap_symbol(platform) else {
         return Ok(None);
     };
+    symbol_address(kernel, name)?.map(Some).ok_or_else(|| {
+        VmmError::Config(format!(
+            "kernel {} has no symbol {name}: the {} simulation needs it to trap the \
+             guest's {} (is the ELF stripped?)",
+            kernel.display(),
+            platform.name(),
+            if platform == PlatformKind::Tdx {
+                "TDCALL"
+            } else {
+                "VMGEXIT"
+            }
+        ))
+    })
+}
+
+/// The virtual address of the guest's GHCB page ([`ghcb::GHCB_SYMBOL`]) under sev-es-sim, if
+/// the kernel exports it (only the hostile host's rewrite lie needs it).
+pub fn ghcb_address(kernel: &Path, platform: PlatformKind) -> Result<Option<u64>, VmmError> {
+    if platform != PlatformKind::SevEs {
+        return Ok(None);
+    }
+    symbol_address(kernel, ghcb::GHCB_SYMBOL)
+}
+
+/// The address of symbol `name` in the kernel ELF.
+fn symbol_address(kernel: &Path, name: &str) -> Result<Option<u64>, VmmError> {
+    use object::{Object, ObjectSymbol};
     let bytes = std::fs::read(kernel).map_err(|source| VmmError::KernelOpen {
         path: kernel.to_owned(),
         source,
@@ -97,22 +128,10 @@ pub fn trap_address(kernel: &Path, platform: PlatformKind) -> Result<Option<u64>
             kernel.display()
         ))
     })?;
-    file.symbols()
+    Ok(file
+        .symbols()
         .find(|s| s.name() == Ok(name))
-        .map(|s| Some(s.address()))
-        .ok_or_else(|| {
-            VmmError::Config(format!(
-                "kernel {} has no symbol {name}: the {} simulation needs it to trap the \
-                 guest's {} (is the ELF stripped?)",
-                kernel.display(),
-                platform.name(),
-                if platform == PlatformKind::Tdx {
-                    "TDCALL"
-                } else {
-                    "VMGEXIT"
-                }
-            ))
-        })
+        .map(|s| s.address()))
 }
 
 /// VM-wide setup of `platform` (before the vCPU is created): for sev-es-sim the MSR filter
@@ -202,8 +221,8 @@ pub struct EmulatedAccess {
 
 /// The KVM_SET_GUEST_DEBUG setting for a hardware execution breakpoint at `va`, and with
 /// `step` single-stepping too (to know where an MMIO store began: KVM reports the RIP after
-/// it).
-pub fn breakpoint(va: u64, step: bool) -> kvm_guest_debug {
+/// it), and with `watch` a data breakpoint on the 8 bytes there.
+pub fn breakpoint(va: u64, step: bool, watch: Option<u64>) -> kvm_guest_debug {
     let mut d = kvm_guest_debug {
         control: KVM_GUESTDBG_ENABLE
             | KVM_GUESTDBG_USE_HW_BP
@@ -216,6 +235,10 @@ pub fn breakpoint(va: u64, step: bool) -> kvm_guest_debug {
     };
     d.arch.debugreg[0] = va;
     d.arch.debugreg[7] = DR7_EXEC_BP0;
+    if let Some(w) = watch {
+        d.arch.debugreg[1] = w;
+        d.arch.debugreg[7] |= DR7_RW8_BP1;
+    }
     d
 }
 
@@ -252,6 +275,8 @@ pub enum Host {
         model: Box<TdxModel<Box<dyn Tamper>>>,
         /// Guest virtual address of the TDCALL instruction.
         trap: u64,
+        /// A TDVMCALL<HLT> was just answered ([`Host::take_wakeup`]).
+        woke: bool,
     },
     /// sev-es-sim.
     SevEs {
@@ -259,7 +284,82 @@ pub enum Host {
         model: Box<GhcbModel<Box<dyn Tamper>>>,
         /// Guest virtual address of the VMGEXIT instruction.
         trap: u64,
+        /// GHCB pages that reached the host with non-zero bytes outside the fields sent
+        /// ([`ghcb_leak`]), described (at most [`MAX_LEAK_REPORTS`]).
+        leaks: Vec<String>,
+        /// Guest virtual address of the GHCB page ([`ghcb_address`]).
+        ghcb_va: Option<u64>,
+        /// The hostile host watches the guest's reads of the GHCB after an answer
+        /// ([`Host::watch_step`]).
+        watch: Option<GhcbWatch>,
     },
+}
+
+/// The hostile host's watch over the guest's reads of the GHCB after an answer it will
+/// rewrite (the `ghcb-rewrite` lie).
+#[derive(Clone, Copy, Debug)]
+pub struct GhcbWatch {
+    /// Steps left before the watch gives up.
+    steps_left: u32,
+    /// The bytes of the GHCB below the end of the valid bitmap read since the answer (bit
+    /// n of word w = byte 64w + n).
+    read: [u64; GHCB_WATCHED_BYTES / 64],
+}
+
+/// The GHCB bytes the watch covers: the save area and the valid bitmap (the shared buffer
+/// holds data the guest may read in pieces).
+const GHCB_WATCHED_BYTES: usize = 0x400;
+
+impl GhcbWatch {
+    /// How many instructions after an answer the watch follows: the guest copies the answer
+    /// within a few dozen and acts on it within a few hundred.
+    pub const STEPS: u32 = 400;
+}
+
+/// Garbage in every returned field of the GHCB at `gpa`, and a cleared valid bitmap: what a
+/// guest that reads the page again after copying the answer would then see.
+fn rewrite_ghcb(ram: &mut Ram<'_>, gpa: u64) {
+    let garbage = 0xbad0_0000_0000_0000u64;
+    for (o, v) in [
+        (ghcb::off::SW_EXIT_INFO_1, ghcb::result::ERROR),
+        (ghcb::off::SW_EXIT_INFO_2, garbage | 1),
+        (ghcb::off::RAX, garbage | 2),
+        (ghcb::off::RBX, garbage | 3),
+        (ghcb::off::RCX, garbage | 4),
+        (ghcb::off::RDX, garbage | 5),
+    ] {
+        let _ = ram.write(gpa + o as u64, &v.to_le_bytes());
+    }
+    let _ = ram.write(gpa + ghcb::off::VALID_BITMAP as u64, &[0u8; 16]);
+}
+
+/// How many GHCB leaks a run reports in full (the rest are counted in the last line).
+pub const MAX_LEAK_REPORTS: usize = 8;
+
+/// The first byte of a GHCB page, as the host receives it, that holds guest data outside
+/// what the request sent: a non-zero byte that is not in an 8-byte field marked valid, the
+/// valid bitmap, the protocol version and usage fields, or (when SW_SCRATCH is marked valid)
+/// the shared buffer. The guest zeroes the page before each request so that no private byte
+/// of an earlier request or of its own memory reaches the host; this is the host-side check.
+pub fn ghcb_leak(page: &[u8; 4096]) -> Option<(usize, u8)> {
+    use protocol::ghcb::{SHARED_BUFFER_LEN, off, valid_bit};
+    let bitmap = &page[off::VALID_BITMAP..off::VALID_BITMAP + 16];
+    let marked = |o: usize| {
+        let b = valid_bit(o & !7);
+        o < off::VALID_BITMAP && bitmap[b / 8] & (1 << (b % 8)) != 0
+    };
+    let scratch = marked(off::SW_SCRATCH);
+    let allowed = |o: usize| {
+        marked(o)
+            || (off::VALID_BITMAP..off::VALID_BITMAP + 16).contains(&o)
+            || o >= off::PROTOCOL_VERSION
+            || (scratch
+                && (off::SHARED_BUFFER..off::SHARED_BUFFER + SHARED_BUFFER_LEN).contains(&o))
+    };
+    page.iter()
+        .enumerate()
+        .find(|&(o, &b)| b != 0 && !allowed(o))
+        .map(|(o, &b)| (o, b))
 }
 
 /// The outcome of serving one [`HostRequest`].
@@ -284,6 +384,7 @@ impl Host {
                     tamper,
                 )),
                 trap,
+                woke: false,
             },
             (PlatformKind::SevEs, Some(trap)) => Host::SevEs {
                 model: Box::new(GhcbModel::with_tamper(
@@ -294,9 +395,84 @@ impl Host {
                     tamper,
                 )),
                 trap,
+                leaks: Vec::new(),
+                ghcb_va: None,
+                watch: None,
             },
             _ => Host::Legacy,
         }
+    }
+
+    /// The GHCB leaks found so far (sev-es-sim), emptied.
+    pub fn take_ghcb_leaks(&mut self) -> Vec<String> {
+        match self {
+            Host::SevEs { leaks, .. } => std::mem::take(leaks),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Tells sev-es-sim where the guest's GHCB page is (see [`ghcb_address`]).
+    pub fn set_ghcb_va(&mut self, va: Option<u64>) {
+        if let Host::SevEs { ghcb_va, .. } = self {
+            *ghcb_va = va;
+        }
+    }
+
+    /// Whether the hostile host single-steps the guest to watch its reads of the GHCB.
+    pub fn watching(&self) -> bool {
+        matches!(self, Host::SevEs { watch: Some(_), .. })
+    }
+
+    /// One single step while watching the GHCB: `reads` is the linear address and size the
+    /// next instruction loads, if it is a load. A second load of a GHCB byte since the
+    /// answer (a double fetch) is met with the page rewritten first; the watch ends there,
+    /// after [`GhcbWatch::STEPS`] steps, before an STI or HLT (`halts`), or at the guest's
+    /// next VMGEXIT. `stepping` is the
+    /// memslot scenario's own single-stepping, restored when the watch ends.
+    pub fn watch_step(
+        &mut self,
+        vcpu: &mut VcpuCtl<'_>,
+        machine: &mut Machine,
+        reads: Option<(u64, u64)>,
+        halts: bool,
+        stepping: bool,
+    ) -> Result<Control, VmmError> {
+        machine.count_exit();
+        let Host::SevEs {
+            model,
+            trap,
+            watch,
+            ghcb_va: Some(va),
+            ..
+        } = self
+        else {
+            return Ok(Control::Continue);
+        };
+        let Some(w) = watch else {
+            return Ok(Control::Continue);
+        };
+        let mut done = w.steps_left == 0 || halts;
+        w.steps_left = w.steps_left.saturating_sub(1);
+        if let Some((addr, size)) = reads
+            && let Some(first) = addr.checked_sub(*va)
+        {
+            let bytes = (first..first + size).filter(|&b| b < GHCB_WATCHED_BYTES as u64);
+            let mut again = false;
+            for b in bytes {
+                let (word, bit) = ((b / 64) as usize, b % 64);
+                again |= w.read[word] & (1 << bit) != 0;
+                w.read[word] |= 1 << bit;
+            }
+            if again {
+                rewrite_ghcb(&mut Ram(machine.memory()), model.ghcb_msr());
+                done = true;
+            }
+        }
+        if done {
+            *watch = None;
+            vcpu.set_guest_debug(&breakpoint(*trap, stepping, None))?;
+        }
+        Ok(Control::Continue)
     }
 
     /// The platform simulated.
@@ -336,11 +512,17 @@ impl Host {
         }
     }
 
-    /// Whether interrupts are posted rather than injected at an interrupt window: under TDX
-    /// the TDX module delivers a pending virtual interrupt as soon as the TD sets RFLAGS.IF
-    /// (posted-interrupt processing), without a VM exit the VMM could wait for.
-    pub fn interrupts_posted(&self) -> bool {
-        matches!(self, Host::Tdx { .. })
+    /// Whether the guest was just woken from TDVMCALL<HLT> (then read once): the pending
+    /// interrupt goes in at the next entry. Under TDX interrupts are posted: the TDX module
+    /// delivers a pending one when the TD sets RFLAGS.IF (the guest's one-instruction window
+    /// after HLT), with no exit the VMM could wait for; injecting at the HLT's return stands
+    /// for that. Never earlier: KVM_INTERRUPT is injected at the next entry whatever
+    /// RFLAGS.IF says, so an interrupt due while the guest runs with IF=0 waits for the HLT.
+    pub fn take_wakeup(&mut self) -> bool {
+        match self {
+            Host::Tdx { woke, .. } => std::mem::take(woke),
+            _ => false,
+        }
     }
 
     /// The trap address (the breakpoint), for a simulated platform.
@@ -375,14 +557,16 @@ impl Host {
                 } else {
                     0
                 };
-                let posted = model.post_ve(crate::sim::tdx::VeInfo {
+                let mut info = crate::sim::tdx::VeInfo {
                     exit_reason: protocol::tdx::EXIT_REASON_EPT_VIOLATION as u32,
                     exit_qualification: qual,
                     gla: access.gla.unwrap_or(0),
                     gpa: access.gpa,
                     insn_len: access.insn_len as u32,
                     insn_info: 0,
-                });
+                };
+                model.tamper_mut().ve_info(&mut info);
+                let posted = model.post_ve(info);
                 if posted {
                     Ok((VECTOR_VE, None))
                 } else {
@@ -415,12 +599,53 @@ impl Host {
         stop: &AtomicBool,
     ) -> Result<Control, VmmError> {
         machine.count_exit();
+        let case = machine.testdev().current_case();
+        let control = self.answer_trap(vcpu, machine, cpu, stop, case.as_deref())?;
+        if !matches!(control, Control::Continue) {
+            return Ok(control);
+        }
+        // A hostile host may follow its answer with an event that has no cause (not while
+        // single-stepping through a deleted memslot: the host's own bookkeeping of where a
+        // converted store began relies on the steps).
+        if vcpu.stepping() {
+            return Ok(control);
+        }
+        let event = match self {
+            Host::Legacy => None,
+            Host::Tdx { model, .. } => model.tamper_mut().spurious_event().and_then(|ev| {
+                let posted = match ev.ve {
+                    Some(ve) => model.post_ve(ve),
+                    None => true,
+                };
+                posted.then_some((VECTOR_VE, None))
+            }),
+            Host::SevEs { model, .. } => model
+                .tamper_mut()
+                .spurious_event()
+                .map(|ev| (VECTOR_VC, Some(ev.error_code))),
+        };
+        if let Some((vector, error_code)) = event {
+            vcpu.inject_exception(vector, error_code)?;
+        }
+        Ok(control)
+    }
+
+    /// [`Self::trap`] without the spurious events: the model's answer.
+    fn answer_trap(
+        &mut self,
+        vcpu: &mut VcpuCtl<'_>,
+        machine: &mut Machine,
+        cpu: &CpuState,
+        stop: &AtomicBool,
+        case: Option<&str>,
+    ) -> Result<Control, VmmError> {
         match self {
             Host::Legacy => Ok(Control::Stop(ExitReason::Unexpected {
                 exit: "KVM_EXIT_DEBUG on a legacy VM".into(),
                 rip: cpu.rip(),
             })),
-            Host::Tdx { model, .. } => {
+            Host::Tdx { model, woke, .. } => {
+                model.tamper_mut().set_case(case);
                 let mut step = model.tdcall(&tdcall_regs(&cpu.regs));
                 loop {
                     match step {
@@ -432,6 +657,7 @@ impl Host {
                             return Ok(Control::Continue);
                         }
                         TdxStep::Host(request) => {
+                            *woke |= matches!(request, HostRequest::Hlt { .. });
                             match serve(&request, vcpu, machine, cpu, stop)? {
                                 Served::Result(r) => {
                                     step = model.complete(r).map_err(sim_bug)?;
@@ -443,14 +669,52 @@ impl Host {
                     }
                 }
             }
-            Host::SevEs { model, .. } => {
+            Host::SevEs {
+                model,
+                leaks,
+                ghcb_va,
+                watch,
+                trap,
+            } => {
+                model.tamper_mut().set_case(case);
+                if watch.take().is_some() {
+                    // The guest's next request: the watched answer was never read twice.
+                    vcpu.set_guest_debug(&breakpoint(*trap, vcpu.stepping(), None))?;
+                }
                 let mem = machine.memory().clone();
                 let mut ram = Ram(&mem);
+                let msr = model.ghcb_msr();
+                // The raw conformance cases send malformed GHCBs on purpose (fields without
+                // their valid bits): their bytes are the test's, not private data.
+                let raw_case = case.is_some_and(|c| c.starts_with("ghcb_raw."));
+                if msr & ghcb::msr::INFO_MASK == 0 && !raw_case {
+                    let mut page = [0u8; 4096];
+                    if ram.read(msr, &mut page).is_ok()
+                        && let Some((at, byte)) = ghcb_leak(&page)
+                    {
+                        if leaks.len() < MAX_LEAK_REPORTS {
+                            leaks.push(format!(
+                                "GHCB at GPA {msr:#x} reached the host with byte {byte:#04x} at \
+                                 offset {at:#x}, outside the fields the request sent ({})",
+                                case.unwrap_or("no case")
+                            ));
+                        } else if leaks.len() == MAX_LEAK_REPORTS {
+                            leaks.push("(more GHCB leaks not listed)".into());
+                        }
+                    }
+                }
                 let mut step = model.vmgexit(&mut ram);
                 loop {
                     match step {
                         GhcbStep::Done => {
                             vcpu.write_regs(|r| r.rip = cpu.rip() + TRAP_INSN_LEN);
+                            if model.tamper_mut().rewrite_after_read() && ghcb_va.is_some() {
+                                *watch = Some(GhcbWatch {
+                                    steps_left: GhcbWatch::STEPS,
+                                    read: [0; GHCB_WATCHED_BYTES / 64],
+                                });
+                                vcpu.set_guest_debug(&breakpoint(*trap, true, None))?;
+                            }
                             return Ok(Control::Continue);
                         }
                         GhcbStep::Host(request) => {
@@ -620,15 +884,23 @@ mod tests {
 
     #[test]
     fn breakpoint_enables_dr0_for_execution() {
-        let d = breakpoint(0xffff_ffff_8010_2340, false);
+        let d = breakpoint(0xffff_ffff_8010_2340, false, None);
         assert_eq!(d.arch.debugreg[0], 0xffff_ffff_8010_2340);
         assert_eq!(d.arch.debugreg[7] & 0b11, 0b10, "G0 only");
         assert_eq!(d.arch.debugreg[7] >> 16, 0, "R/W0 = LEN0 = 0: execute");
         assert_ne!(d.control & KVM_GUESTDBG_USE_HW_BP, 0);
         assert_eq!(d.control & kvm_bindings::KVM_GUESTDBG_SINGLESTEP, 0);
-        let s = breakpoint(0x1000, true);
+        let s = breakpoint(0x1000, true, None);
         assert_ne!(s.control & kvm_bindings::KVM_GUESTDBG_SINGLESTEP, 0);
         assert_eq!(s.arch.debugreg[0], 0x1000);
+        let w = breakpoint(0x1000, false, Some(0x2008));
+        assert_eq!(w.arch.debugreg[1], 0x2008);
+        assert_eq!(w.arch.debugreg[7] & 0b1010, 0b1010, "G0 and G1");
+        assert_eq!(
+            (w.arch.debugreg[7] >> 20) & 0xf,
+            0b1011,
+            "RW1 = 11, LEN1 = 10"
+        );
     }
 
     #[test]
@@ -667,6 +939,38 @@ mod tests {
         };
         set_tdcall_regs(&mut back, &t);
         assert_eq!(back, r);
+    }
+
+    #[test]
+    fn ghcb_leak_finds_bytes_outside_the_fields_sent() {
+        use protocol::ghcb::{off, valid_bit};
+        let mut page = [0u8; 4096];
+        let mark = |page: &mut [u8; 4096], o: usize| {
+            let b = valid_bit(o);
+            page[off::VALID_BITMAP + b / 8] |= 1 << (b % 8);
+        };
+        page[off::PROTOCOL_VERSION] = 2;
+        page[off::RAX] = 0x41;
+        assert_eq!(ghcb_leak(&page), Some((off::RAX, 0x41)), "RAX not marked");
+        mark(&mut page, off::RAX);
+        assert_eq!(ghcb_leak(&page), None);
+        page[off::RBX + 7] = 1;
+        assert_eq!(ghcb_leak(&page), Some((off::RBX + 7, 1)));
+        page[off::RBX + 7] = 0;
+        page[off::SHARED_BUFFER + 5] = 9;
+        assert_eq!(
+            ghcb_leak(&page),
+            Some((off::SHARED_BUFFER + 5, 9)),
+            "no SW_SCRATCH"
+        );
+        mark(&mut page, off::SW_SCRATCH);
+        assert_eq!(ghcb_leak(&page), None);
+        page[0xff0] = 3;
+        assert_eq!(
+            ghcb_leak(&page),
+            Some((0xff0, 3)),
+            "reserved bytes after the buffer"
+        );
     }
 
     #[test]

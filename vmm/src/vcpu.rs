@@ -323,7 +323,7 @@ impl Vcpu {
         fd.set_regs(&pvh_regs(entry))
             .map_err(VmmError::kvm("KVM_SET_REGS"))?;
         if let Some(va) = breakpoint {
-            fd.set_guest_debug(&crate::simulated::breakpoint(va, false))
+            fd.set_guest_debug(&crate::simulated::breakpoint(va, false, None))
                 .map_err(VmmError::kvm("KVM_SET_GUEST_DEBUG"))?;
         }
         fd.set_sync_valid_reg(SyncReg::Register);
@@ -379,6 +379,7 @@ impl Vcpu {
 pub struct VcpuCtl<'a> {
     fd: &'a mut VcpuFd,
     cpuid: &'a CpuId,
+    stepping: bool,
 }
 
 impl VcpuCtl<'_> {
@@ -428,6 +429,45 @@ impl VcpuCtl<'_> {
     pub fn rip(&self) -> Result<u64, VmmError> {
         rip(self.fd)
     }
+
+    /// Whether the VMM single-steps the guest (a memslot is deleted).
+    pub fn stepping(&self) -> bool {
+        self.stepping
+    }
+
+    /// KVM_SET_GUEST_DEBUG.
+    pub fn set_guest_debug(&mut self, d: &kvm_bindings::kvm_guest_debug) -> Result<(), VmmError> {
+        self.fd
+            .set_guest_debug(d)
+            .map_err(VmmError::kvm("KVM_SET_GUEST_DEBUG"))
+    }
+
+    /// Injects exception `vector` (with `error_code`, if it has one) for delivery at the
+    /// next KVM_RUN, at the RIP the registers hold then. Only valid at an exit with no access
+    /// left for KVM to complete (a debug exit), which is where the simulated hosts call it.
+    pub fn inject_exception(
+        &mut self,
+        vector: u8,
+        error_code: Option<u32>,
+    ) -> Result<(), VmmError> {
+        inject_exception(self.fd, vector, error_code)
+    }
+}
+
+/// KVM_SET_VCPU_EVENTS with exception `vector` injected (and nothing else changed).
+fn inject_exception(fd: &VcpuFd, vector: u8, error_code: Option<u32>) -> Result<(), VmmError> {
+    let mut events = fd
+        .get_vcpu_events()
+        .map_err(VmmError::kvm("KVM_GET_VCPU_EVENTS"))?;
+    events.exception.injected = 1;
+    events.exception.pending = 0;
+    events.exception.nr = vector;
+    events.exception.has_error_code = u8::from(error_code.is_some());
+    events.exception.error_code = error_code.unwrap_or(0);
+    // Only the exception is being set: no other event's fields are valid.
+    events.flags = 0;
+    fd.set_vcpu_events(&events)
+        .map_err(VmmError::kvm("KVM_SET_VCPU_EVENTS"))
 }
 
 /// RIP through KVM_GET_REGS, for stops outside an exit (EINTR).
@@ -476,7 +516,7 @@ fn decode<'a>(exit: VcpuExit<'a>, view: &RunView) -> Exit<'a> {
         VcpuExit::MmioRead(addr, data) => Exit::MmioRead { addr, data },
         VcpuExit::MmioWrite(addr, data) => Exit::MmioWrite { addr, data },
         VcpuExit::Hlt => Exit::Hlt,
-        VcpuExit::Debug(_) => Exit::Debug,
+        VcpuExit::Debug(d) => Exit::Debug { dr6: d.dr6 },
         VcpuExit::X86Rdmsr(m) => Exit::RdMsr {
             index: m.index,
             data: m.data,
@@ -517,6 +557,9 @@ pub fn run(
     // RIP of the last step: where a store that exits began.
     let mut stepping = false;
     let mut last_step: Option<u64> = None;
+    // Where the last #VE/#VC made of an MMIO access pointed (the guest re-executes it there
+    // if its handler refuses the exception).
+    let mut last_converted: Option<u64> = None;
     // SAFETY: `immediate_exit` points into `vcpu.view`'s mapping, which stays borrowed (and so
     // alive) for the guard's lifetime; no Rust reference to that byte is ever made (the loop
     // resets it through kvm-ioctls' separate mapping of the same page).
@@ -525,10 +568,9 @@ pub fn run(
         if stop.load(Ordering::SeqCst) {
             return Ok(ExitReason::Timeout { rip: vcpu.rip()? });
         }
-        // A simulated TD's interrupts are posted (the TDX module delivers them as soon as
-        // the TD sets RFLAGS.IF): queue them with KVM_INTERRUPT at once, which KVM holds
-        // until the guest can take them.
-        let ready = vcpu.view.ready_for_interrupt() || host.interrupts_posted();
+        // A simulated TD's interrupts are posted: delivered when it leaves TDVMCALL<HLT>
+        // (`Host::take_wakeup`).
+        let ready = vcpu.view.ready_for_interrupt() || host.take_wakeup();
         let window = match machine.interrupt_step(ready, Instant::now()) {
             InterruptStep::Idle => false,
             InterruptStep::Inject(v) => {
@@ -565,6 +607,7 @@ pub fn run(
                             let mut ctl = VcpuCtl {
                                 fd: &mut vcpu.fd,
                                 cpuid: &vcpu.cpuid,
+                                stepping,
                             };
                             host.trap(&mut ctl, machine, &cpu, stop)?
                         }
@@ -572,11 +615,31 @@ pub fn run(
                             last_step = Some(cpu.rip());
                             Control::Continue
                         }
-                        Routed::Convert { gpa, write } => {
+                        Routed::Watch => {
+                            if stepping {
+                                last_step = Some(cpu.rip());
+                            }
+                            let mem = machine.memory();
+                            let reads = next_load(&vcpu.fd, mem, &cpu.regs);
+                            let halts = next_byte(&vcpu.fd, mem, cpu.rip())
+                                .is_some_and(|b| b == OPCODE_STI || b == OPCODE_HLT);
+                            let mut ctl = VcpuCtl {
+                                fd: &mut vcpu.fd,
+                                cpuid: &vcpu.cpuid,
+                                stepping,
+                            };
+                            host.watch_step(&mut ctl, machine, reads, halts, stepping)?
+                        }
+                        Routed::Convert { gpa, write, len } => {
                             machine.count_exit();
                             let mem = machine.memory();
                             let (fd, view) = (&mut vcpu.fd, &vcpu.view);
-                            convert_to_exception(fd, view, host, mem, &cpu, gpa, write, last_step)?
+                            let access = MmioAccess { gpa, write, len };
+                            let steps = StepTrail {
+                                last_step,
+                                last_converted: &mut last_converted,
+                            };
+                            convert_to_exception(fd, view, host, mem, &cpu, access, steps)?
                         }
                     },
                     stop => stop,
@@ -616,7 +679,11 @@ pub fn run(
                 stepping = req == crate::devices::memslot::Request::Delete;
                 last_step = None;
                 vcpu.fd
-                    .set_guest_debug(&crate::simulated::breakpoint(trap, stepping))
+                    .set_guest_debug(&crate::simulated::breakpoint(
+                        trap,
+                        stepping || host.watching(),
+                        None,
+                    ))
                     .map_err(VmmError::kvm("KVM_SET_GUEST_DEBUG"))?;
             }
         }
@@ -633,6 +700,9 @@ pub fn run(
     }
 }
 
+/// DR6.B0: the DR0 breakpoint was hit (Intel SDM vol. 3B 18.2.3).
+const DR6_B0: u64 = 1 << 0;
+
 /// Where one exit goes.
 enum Routed<'a> {
     /// To the machine's devices.
@@ -643,12 +713,17 @@ enum Routed<'a> {
     Trap,
     /// A single step (while the memslot page may be MMIO).
     Step,
+    /// A single step while the hostile host watches the guest's GHCB reads:
+    /// [`Host::watch_step`].
+    Watch,
     /// An MMIO exit on the deleted memslot page under a simulated platform: becomes #VE/#VC.
     Convert {
         /// GPA as KVM reported it.
         gpa: u64,
         /// A store.
         write: bool,
+        /// Bytes accessed.
+        len: usize,
     },
 }
 
@@ -671,18 +746,28 @@ fn route<'a>(
         }))
     };
     match exit {
-        Exit::Debug if host.is_trap(rip) => Routed::Trap,
-        Exit::Debug if stepping => Routed::Step,
-        Exit::MmioRead { addr, .. } if host.forbids_raw_io() && host.is_memslot_gpa(addr) => {
+        // A single step that lands on the trap instruction is a step: the breakpoint itself
+        // (DR6.B0) follows when the instruction is about to run, and only that one is the
+        // trap (answering at the step would answer twice: at the step and at B0).
+        Exit::Debug { dr6 }
+            if host.is_trap(rip) && (dr6 & DR6_B0 != 0 || !(stepping || host.watching())) =>
+        {
+            Routed::Trap
+        }
+        Exit::Debug { .. } if host.watching() => Routed::Watch,
+        Exit::Debug { .. } if stepping => Routed::Step,
+        Exit::MmioRead { addr, data } if host.forbids_raw_io() && host.is_memslot_gpa(addr) => {
             Routed::Convert {
                 gpa: addr,
                 write: false,
+                len: data.len(),
             }
         }
-        Exit::MmioWrite { addr, .. } if host.forbids_raw_io() && host.is_memslot_gpa(addr) => {
+        Exit::MmioWrite { addr, data } if host.forbids_raw_io() && host.is_memslot_gpa(addr) => {
             Routed::Convert {
                 gpa: addr,
                 write: true,
+                len: data.len(),
             }
         }
         Exit::RdMsr { index, data, error } => match host.rdmsr(index) {
@@ -761,17 +846,23 @@ fn route<'a>(
 /// RIP at the instruction: a load's exit reports it (KVM writes RIP back only after the
 /// data arrives); a store's exit reports the next instruction, so it comes from the last
 /// single step. The instruction's length is the difference KVM's emulator made.
-#[allow(clippy::too_many_arguments)]
+///
+/// The last step is not always the store's start: after the guest's handler refused a #VE
+/// and returned with IRET, the single-step trap comes one instruction late (IRET loads TF),
+/// so no step exit precedes the re-executed store. Then the start is found backwards from
+/// the RIP after the store: the one start whose bytes decode, with the guest's decoder, to a
+/// store of the exit's width ending exactly there and addressing the exit's page.
 fn convert_to_exception(
     fd: &mut VcpuFd,
     view: &RunView,
     host: &mut Host,
     mem: &vm_memory::GuestMemoryMmap,
     cpu: &CpuState,
-    gpa: u64,
-    write: bool,
-    last_step: Option<u64>,
+    mmio: MmioAccess,
+    steps: StepTrail<'_>,
 ) -> Result<Control, VmmError> {
+    let MmioAccess { gpa, write, len } = mmio;
+    let last_step = steps.last_step;
     let snapshot = cpu.regs;
     let stop = |why: String| {
         Ok(Control::Stop(ExitReason::PlatformStop {
@@ -795,9 +886,39 @@ fn convert_to_exception(
     }
     let after = view.cpu_state().regs;
     let (start, next) = if write {
-        match last_step {
-            Some(start) => (start, snapshot.rip),
-            None => return stop("no single step recorded before the store".into()),
+        let next = snapshot.rip;
+        let is_the_store = |start: u64| {
+            let n = next.wrapping_sub(start);
+            (1..=15).contains(&n)
+                && decode_guest(fd, mem, start, n as usize).is_some_and(|d| {
+                    d.direction() == protocol::access::Direction::Write
+                        && d.size().bytes() == len as u64
+                        && guest_linear_address(fd, mem, &snapshot, start, next)
+                            .and_then(|gla| fd.translate_gva(gla).ok())
+                            .is_some_and(|t| {
+                                t.valid != 0
+                                    && (t.physical_address ^ gpa)
+                                        & !0xfff
+                                        & !(1u64 << crate::simulated::SEV_CBIT)
+                                        == 0
+                            })
+                })
+        };
+        // The last step, else the restart point of a refused exception, else the longest
+        // decoding (a shorter suffix of a store can decode as another store: `89 04 96` in
+        // `46 89 04 96` is the same store from EAX instead of R8D).
+        let found = last_step
+            .into_iter()
+            .chain(*steps.last_converted)
+            .chain((1..=15u64).rev().map(|n| next.wrapping_sub(n)))
+            .find(|&s| is_the_store(s));
+        match found {
+            Some(start) => (start, next),
+            None => {
+                return stop(format!(
+                    "no {len}-byte store to GPA {gpa:#x} ends at {next:#x} (last step {last_step:#x?})"
+                ));
+            }
         }
     } else {
         (snapshot.rip, after.rip)
@@ -819,23 +940,81 @@ fn convert_to_exception(
         Ok(e) => e,
         Err(why) => return stop(why),
     };
+    *steps.last_converted = Some(start);
     let mut restored = snapshot;
     restored.rip = start;
     fd.sync_regs_mut().regs = restored;
     fd.set_sync_dirty_reg(SyncReg::Register);
-    let mut events = fd
-        .get_vcpu_events()
-        .map_err(VmmError::kvm("KVM_GET_VCPU_EVENTS"))?;
-    events.exception.injected = 1;
-    events.exception.pending = 0;
-    events.exception.nr = vector;
-    events.exception.has_error_code = u8::from(error_code.is_some());
-    events.exception.error_code = error_code.unwrap_or(0);
-    // Only the exception is being set: no other event's fields are valid.
-    events.flags = 0;
-    fd.set_vcpu_events(&events)
-        .map_err(VmmError::kvm("KVM_SET_VCPU_EVENTS"))?;
+    inject_exception(fd, vector, error_code)?;
     Ok(Control::Continue)
+}
+
+/// What the single-stepping saw of where a store began.
+struct StepTrail<'a> {
+    /// RIP of the last single step.
+    last_step: Option<u64>,
+    /// Where the last converted access's exception pointed (updated here).
+    last_converted: &'a mut Option<u64>,
+}
+
+/// One MMIO exit on the memslot page.
+#[derive(Clone, Copy, Debug)]
+struct MmioAccess {
+    /// GPA as KVM reported it.
+    gpa: u64,
+    /// A store.
+    write: bool,
+    /// Bytes.
+    len: usize,
+}
+
+/// The instruction of exactly `len` bytes at guest virtual `start`, decoded with the guest's
+/// decoder (`None` if unreadable, undecodable, of another length, or FS/GS-relative).
+fn decode_guest(
+    fd: &VcpuFd,
+    mem: &vm_memory::GuestMemoryMmap,
+    start: u64,
+    len: usize,
+) -> Option<protocol::decode::Decoded> {
+    use vm_memory::Bytes;
+    let mut bytes = [0u8; protocol::decode::MAX_INSN_LEN];
+    for (i, b) in bytes.get_mut(..len)?.iter_mut().enumerate() {
+        let t = fd.translate_gva(start + i as u64).ok()?;
+        if t.valid == 0 {
+            return None;
+        }
+        // The RAM alias bit (sev-es-sim's C-bit) is not part of the RAM memslot's GPA.
+        let gpa = t.physical_address & !(1u64 << crate::simulated::SEV_CBIT);
+        *b = mem.read_obj::<u8>(vm_memory::GuestAddress(gpa)).ok()?;
+    }
+    let d = protocol::decode::decode(&bytes[..len]).ok()?;
+    (usize::from(d.len) == len && d.mem.segment.is_none()).then_some(d)
+}
+
+/// STI and HLT opcodes: the hostile host's GHCB watch stops single-stepping before them (a
+/// step exit between `sti` and `hlt` would let the wake-up interrupt in before the HLT).
+const OPCODE_STI: u8 = 0xfb;
+const OPCODE_HLT: u8 = 0xf4;
+
+/// The byte at guest virtual `va`.
+fn next_byte(fd: &VcpuFd, mem: &vm_memory::GuestMemoryMmap, va: u64) -> Option<u8> {
+    use vm_memory::Bytes;
+    let t = fd.translate_gva(va).ok().filter(|t| t.valid != 0)?;
+    let gpa = t.physical_address & !(1u64 << crate::simulated::SEV_CBIT);
+    mem.read_obj::<u8>(vm_memory::GuestAddress(gpa)).ok()
+}
+
+/// The linear address and size the instruction at RIP is about to load, if it is one of
+/// the guest decoder's loads (what volatile reads of the GHCB compile to).
+fn next_load(fd: &VcpuFd, mem: &vm_memory::GuestMemoryMmap, regs: &kvm_regs) -> Option<(u64, u64)> {
+    // The instruction's length is unknown: try each until one decodes.
+    let d =
+        (1..=protocol::decode::MAX_INSN_LEN).find_map(|n| decode_guest(fd, mem, regs.rip, n))?;
+    if d.direction() != protocol::access::Direction::Read {
+        return None;
+    }
+    let at = guest_linear_address(fd, mem, regs, regs.rip, regs.rip + u64::from(d.len))?;
+    Some((at, d.size().bytes()))
 }
 
 /// The linear address the instruction at `start` (ending at `next`) accessed, decoded from
@@ -849,22 +1028,8 @@ fn guest_linear_address(
     next: u64,
 ) -> Option<u64> {
     use protocol::decode::Gpr;
-    use vm_memory::Bytes;
-    let mut bytes = [0u8; protocol::decode::MAX_INSN_LEN];
-    let len = usize::try_from(next - start).ok()?;
-    for (i, b) in bytes[..len].iter_mut().enumerate() {
-        let t = fd.translate_gva(start + i as u64).ok()?;
-        if t.valid == 0 {
-            return None;
-        }
-        // The RAM alias bit (sev-es-sim's C-bit) is not part of the RAM memslot's GPA.
-        let gpa = t.physical_address & !(1u64 << crate::simulated::SEV_CBIT);
-        *b = mem.read_obj::<u8>(vm_memory::GuestAddress(gpa)).ok()?;
-    }
-    let d = protocol::decode::decode(&bytes[..len]).ok()?;
-    if usize::from(d.len) != len || d.mem.segment.is_some() {
-        return None;
-    }
+    let len = usize::try_from(next.checked_sub(start)?).ok()?;
+    let d = decode_guest(fd, mem, start, len)?;
     let reg = |g: Gpr| match g {
         Gpr::Rax => regs.rax,
         Gpr::Rcx => regs.rcx,

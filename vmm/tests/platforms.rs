@@ -75,10 +75,34 @@ fn full_run_passes_on_each_simulated_platform() {
                 assert!(line.contains("sev-es cbit=47"), "{name}: {line}");
                 // HLT is an automatic exit under SEV-ES: the halt suite uses plain HLT.
                 assert!(r.stats.hlt >= 4, "{name}: {:?}", r.stats);
+                // Every GHCB reached the host with nothing but the fields sent.
+                assert!(r.ghcb_leaks.is_empty(), "{name}: {:?}", r.ghcb_leaks);
             }
             PlatformKind::Legacy => unreachable!(),
         }
+        assert!(r.lies.is_none(), "{name}: an honest host keeps no lie log");
     }
+}
+
+#[test]
+fn a_ghcb_left_dirty_is_reported_as_a_leak() {
+    let Some(kernel) = setup("a_ghcb_left_dirty_is_reported_as_a_leak") else {
+        return;
+    };
+    // The guest clears only the valid bitmap: the values of earlier requests stay in the
+    // page, and the host sees them outside the fields a request sends.
+    let (r, serial) = boot(
+        &kernel,
+        PlatformKind::SevEs,
+        "cvmprobe.inject=ghcb-not-zeroed cvmprobe.filter=platform,io,cpuid",
+    );
+    assert_eq!(r.exit, ExitReason::GuestExit(0), "{serial}");
+    assert!(!r.ghcb_leaks.is_empty(), "no leak reported\n{serial}");
+    let first = &r.ghcb_leaks[0];
+    assert!(
+        first.contains("outside the fields the request sent") && first.contains("io."),
+        "{first}"
+    );
 }
 
 /// The sum of the memslot cases' `emulated xN` counts.

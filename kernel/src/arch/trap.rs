@@ -234,13 +234,13 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     match (vector, crate::platform::kind()) {
         (VECTOR_VE, protocol::platform::PlatformKind::Tdx) => {
             if let Err(e) = crate::platform::tdx::handle_ve(frame) {
-                crate::platform::emulate::bail("#VE", frame, &e);
+                crate::platform::emulate::refuse("#VE", frame, &e);
             }
             return;
         }
         (VECTOR_VC, protocol::platform::PlatformKind::SevEs) => {
             if let Err(e) = crate::platform::sev_es::handle_vc(frame) {
-                crate::platform::emulate::bail("#VC", frame, &e);
+                crate::platform::emulate::refuse("#VC", frame, &e);
             }
             return;
         }

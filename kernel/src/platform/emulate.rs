@@ -7,13 +7,19 @@
 //! access through the platform's backend at the GPA the access went to, writes a load's
 //! result into the destination register with x86's extension rules, and resumes after the
 //! instruction. Anything else (an instruction outside those forms, a fault the platform does
-//! not describe as MMIO, a GPA that does not match the access) is an [`EmulationError`]:
-//! the run bails out naming it, never a silent skip.
+//! not describe as MMIO, a GPA that does not match the access) is an [`EmulationError`],
+//! never a silent skip: the running case fails naming it ([`refuse`]). A host can raise
+//! these exceptions with nothing behind them (a spurious #VC is a real SEV-ES attack), so a
+//! refused exception is not fatal: nothing was sent to the host yet, and the instruction
+//! runs again as if the exception had not happened; the same instruction refused
+//! [`REFUSE_LIMIT`] times in a row ends the run with a `Bail out!`. When the host refuses or
+//! garbles the emulated access itself, the access was already made: the instruction is
+//! completed with all ones for a load (a floating bus) and not repeated, and the case fails.
 
 use crate::arch::trap::TrapFrame;
 use crate::io::MmioValue;
 use crate::platform::HostError;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use protocol::access::Width;
 use protocol::decode::{self, Decoded, Gpr, MmioOp};
 
@@ -47,6 +53,72 @@ impl From<HostError> for EmulationError {
             HostError::Unsupported { request } => Self::new(request, 0),
         }
     }
+}
+
+/// Refusals of the same instruction in a row (with no request to the host in between) after
+/// which the guest gives up: a host that keeps raising an exception the guest cannot handle
+/// would otherwise hold it forever.
+pub const REFUSE_LIMIT: u32 = 4;
+
+/// A #VE/#VC the handler did not emulate, kept for the running case's report.
+#[derive(Clone, Copy, Debug)]
+pub struct Refusal {
+    /// `#VE` or `#VC`.
+    pub exception: &'static str,
+    /// Why.
+    pub error: EmulationError,
+    /// Where.
+    pub rip: u64,
+    /// Whether the access was completed with all ones / dropped (the host failed it) rather
+    /// than left to run again.
+    pub completed: bool,
+}
+
+/// The first refusal since the last [`take_refusal`].
+static REFUSED: spin::Mutex<Option<Refusal>> = spin::Mutex::new(None);
+/// RIP of the last refused instruction and how many times in a row it was refused.
+static LAST_REFUSED_RIP: AtomicU64 = AtomicU64::new(0);
+static REFUSED_STREAK: AtomicU32 = AtomicU32::new(0);
+/// [`crate::platform::host_calls`] at the last refusal.
+static LAST_REFUSED_CALLS: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// The first #VE/#VC refused since the last call (the case runner fails the case with it).
+/// Also starts a new refusal streak: refusals count "in a row" within one case.
+pub fn take_refusal() -> Option<Refusal> {
+    LAST_REFUSED_RIP.store(0, Ordering::Relaxed);
+    REFUSED.lock().take()
+}
+
+fn record(r: Refusal) {
+    let mut slot = REFUSED.lock();
+    if slot.is_none() {
+        *slot = Some(r);
+    }
+}
+
+/// Handles a #VE/#VC the handler returned `e` for: records it for the running case and
+/// returns to the instruction (see the module docs); bails out after [`REFUSE_LIMIT`]
+/// refusals of one instruction in a row.
+pub fn refuse(exception: &'static str, f: &TrapFrame, e: &EmulationError) {
+    // "In a row": the same instruction, with no request to the host since (an exception
+    // raised again later, after the guest made progress, starts a new streak).
+    let calls = crate::platform::host_calls();
+    let same_calls = LAST_REFUSED_CALLS.swap(calls, Ordering::Relaxed) == calls;
+    let streak = if LAST_REFUSED_RIP.swap(f.rip, Ordering::Relaxed) == f.rip && same_calls {
+        REFUSED_STREAK.fetch_add(1, Ordering::Relaxed) + 1
+    } else {
+        REFUSED_STREAK.store(1, Ordering::Relaxed);
+        1
+    };
+    if streak >= REFUSE_LIMIT {
+        bail(exception, f, e);
+    }
+    record(Refusal {
+        exception,
+        error: *e,
+        rip: f.rip,
+        completed: false,
+    });
 }
 
 /// Accesses emulated so far (the `memslot` suite compares it with its own count).
@@ -159,21 +231,39 @@ fn write(gpa: u64, width: Width, v: u64) -> Result<(), HostError> {
 }
 
 /// Emulates `access` at (plain) `gpa`: the backend does the access, a load's value goes into
-/// its register, RIP moves past the instruction.
+/// its register, RIP moves past the instruction. If the host refuses or garbles the access,
+/// it was made all the same: a load gets all ones, the refusal is recorded for the running
+/// case, and the instruction is not repeated. Always `Ok`: the exception was handled.
 pub fn complete(f: &mut TrapFrame, access: &Access, gpa: u64) -> Result<(), EmulationError> {
-    match access.insn.op {
+    let exception = match crate::platform::kind() {
+        protocol::platform::PlatformKind::Tdx => "#VE",
+        _ => "#VC",
+    };
+    let done = match access.insn.op {
         MmioOp::Load(l) => {
-            let v = read(gpa, l.size)?;
+            let r = read(gpa, l.size);
+            let v = *r.as_ref().unwrap_or(&u64::MAX);
             let old = gpr(f, l.dest.gpr);
-            set_gpr(f, l.dest.gpr, l.merge(old, v));
+            set_gpr(f, l.dest.gpr, l.merge(old, v & l.size.mask()));
+            r.map(|_| ())
         }
         MmioOp::Store(s) => {
             let v = s.value(|g| gpr(f, g));
-            write(gpa, s.size, v)?;
+            write(gpa, s.size, v)
         }
-    }
-    f.rip += u64::from(access.insn.len);
+    };
+    // The access was made (the host saw it) whether or not its answer was good.
     EMULATED.fetch_add(1, Ordering::Relaxed);
+    if let Err(e) = done {
+        record(Refusal {
+            exception,
+            error: e.into(),
+            rip: f.rip,
+            completed: true,
+        });
+    }
+    LAST_REFUSED_RIP.store(0, Ordering::Relaxed);
+    f.rip += u64::from(access.insn.len);
     Ok(())
 }
 

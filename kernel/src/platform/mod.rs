@@ -15,7 +15,7 @@ pub mod tdx;
 use crate::arch::insn::{CpuidResult, Fault};
 use crate::boot::{BootParams, BootPath, MemoryKind};
 use crate::io::{MmioValue, PioValue};
-use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use protocol::platform::PlatformKind;
 
 /// A host answer the guest refuses (never on legacy, where the CPU itself answers).
@@ -40,6 +40,15 @@ pub enum HostError {
         /// What was asked.
         request: &'static str,
     },
+}
+
+impl From<protocol::validate::Invalid> for HostError {
+    fn from(e: protocol::validate::Invalid) -> Self {
+        HostError::BadAnswer {
+            request: e.what,
+            value: e.value,
+        }
+    }
 }
 
 /// Why an MSR access failed.
@@ -126,6 +135,21 @@ pub fn init(params: &BootParams) -> (PlatformKind, Result<(), HostError>) {
 /// Set by the `broken-backend` fault injection: port reads use a wrong request number.
 static PORT_READS_BROKEN: AtomicBool = AtomicBool::new(false);
 
+/// Requests sent to the host (TDG.VP.VMCALLs, VMGEXITs): the #VE/#VC handlers compare it to
+/// tell a refused exception raised again at once (no progress) from one raised again later.
+static HOST_CALLS: AtomicU64 = AtomicU64::new(0);
+
+/// Counts one request to the host (the backends call it at each TDG.VP.VMCALL / VMGEXIT).
+#[inline(always)]
+fn count_host_call() {
+    HOST_CALLS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Requests sent to the host so far.
+pub fn host_calls() -> u64 {
+    HOST_CALLS.load(Ordering::Relaxed)
+}
+
 /// Makes the TDX and SEV-ES backends send port reads with a wrong request number from now on
 /// (`cvmprobe.inject=broken-backend`, a test of the host's refusal; writes stay intact so the
 /// console and the exit port still work).
@@ -136,6 +160,26 @@ pub fn break_port_reads() {
 /// Whether [`break_port_reads`] was called.
 fn port_reads_broken() -> bool {
     PORT_READS_BROKEN.load(Ordering::Relaxed)
+}
+
+/// Set by the `no-width-check` fault injection: read answers are not width-checked.
+static WIDTH_CHECK_DISABLED: AtomicBool = AtomicBool::new(false);
+
+/// Makes the TDX and SEV-ES backends skip the width check of read answers from now on and
+/// truncate a too-wide value silently (`cvmprobe.inject=no-width-check`: a validation removed
+/// on purpose, to prove the hostile-host tests catch its absence).
+pub fn disable_width_check() {
+    WIDTH_CHECK_DISABLED.store(true, Ordering::Relaxed);
+}
+
+/// A host's answer `v` to a `width`-byte read (or a 32-bit CPUID/MSR half): checked by
+/// `protocol::validate::width_fits`, or truncated after [`disable_width_check`].
+#[inline(always)]
+fn read_fits(width: protocol::access::Width, v: u64, what: &'static str) -> Result<u64, HostError> {
+    if WIDTH_CHECK_DISABLED.load(Ordering::Relaxed) {
+        return Ok(v & width.mask());
+    }
+    Ok(protocol::validate::width_fits(width, v, what)?)
 }
 
 /// The virtual address of the memslot scenario's page at `gpa` (`protocol::memslot`), mapped

@@ -2,9 +2,11 @@
 //!
 //! Requests that carry data go through the GHCB page (GHCB spec 2.x, section 4): the page is
 //! zeroed, the fields the request needs are written and marked valid, the GHCB MSR is set to
-//! the page's GPA, VMGEXIT. Answers are read once each into private memory and checked:
-//! `sw_exit_info_1` must be 0 (or 1 with an exception to inject, or 2 with an error reason),
-//! returned registers must be marked valid and fit their width. The host is untrusted.
+//! the page's GPA, VMGEXIT. Answers are read once each into private memory
+//! (`protocol::validate::GhcbReply`) and checked there: `sw_exit_info_1` must be 0 (or 1 with
+//! an exception to inject, or 2 with an error reason), returned registers must be marked valid
+//! and fit their width. The host is untrusted; the checks are `protocol::validate`'s, which the
+//! host tests and the `validators` fuzz target run too.
 //!
 //! HLT is an automatic exit under SEV-ES (AMD APM vol. 2 15.35.4), so halting is a plain HLT;
 //! the GHCB MSR itself is read and written with RDMSR/WRMSR, which SEV-ES does not intercept.
@@ -12,15 +14,14 @@
 
 use crate::arch::insn::{self, CpuidResult, Fault};
 use crate::io::{MmioValue, PioValue};
-use crate::platform::{HostError, MsrError};
+use crate::platform::{HostError, MsrError, read_fits};
 use core::arch::global_asm;
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, AtomicU64, Ordering};
 use protocol::access::Width;
-use protocol::ghcb::{
-    self, CpuidReg, Ghcb, MsrRequest, MsrResponse, exit, ioio, off, result, valid_bit,
-};
+use protocol::ghcb::{self, CpuidReg, Ghcb, MsrRequest, exit, ioio, off, valid_bit};
+use protocol::validate::{self, GhcbOutcome};
 
 global_asm!(
     ".pushsection .text.vmgexit, \"ax\"",
@@ -42,6 +43,7 @@ unsafe extern "C" {
 
 /// VMGEXIT. The host reads the GHCB MSR and, for GHCB requests, the GHCB page.
 fn vmgexit() {
+    super::count_host_call();
     // SAFETY: VMGEXIT changes no guest register or memory except what the host writes into
     // the shared GHCB page and the GHCB MSR, both read only through volatile accesses.
     unsafe { cvmprobe_vmgexit() }
@@ -110,43 +112,12 @@ pub struct SevInfo {
 /// Negotiates the protocol (MSR protocol SEV information and CPUID 0x8000001F), checks the
 /// host's answers, and prepares the GHCB page.
 pub fn init() -> Result<SevInfo, HostError> {
-    let raw = msr_protocol(MsrRequest::SevInfo.into());
-    let MsrResponse::SevInfo { max, min, cbit } = MsrResponse::decode(raw) else {
-        return Err(HostError::BadAnswer {
-            request: "GHCB MSR SEV information request (expected response 0x001)",
-            value: raw,
-        });
-    };
-    if min > ghcb::GHCB_VERSION_MAX || max < ghcb::GHCB_VERSION_MIN || min > max {
-        return Err(HostError::BadAnswer {
-            request: "GHCB protocol version range (this guest speaks 1-2)",
-            value: raw,
-        });
-    }
-    // The C-bit is a physical-address bit above 4 GiB and below the 52-bit architectural limit.
-    if !(32..=51).contains(&cbit) {
-        return Err(HostError::BadAnswer {
-            request: "C-bit position in the SEV information response (32-51)",
-            value: u64::from(cbit),
-        });
-    }
-    let eax = cpuid_msr(ghcb::CPUID_SEV_LEAF, CpuidReg::Eax)?;
-    if eax & (ghcb::CPUID_SEV | ghcb::CPUID_SEV_ES) != (ghcb::CPUID_SEV | ghcb::CPUID_SEV_ES) {
-        return Err(HostError::BadAnswer {
-            request: "CPUID 0x8000001F EAX through the MSR protocol (SEV and SEV-ES bits)",
-            value: u64::from(eax),
-        });
-    }
-    let ebx = cpuid_msr(ghcb::CPUID_SEV_LEAF, CpuidReg::Ebx)?;
-    if ebx & 0x3f != u32::from(cbit) {
-        return Err(HostError::BadAnswer {
-            request: "CPUID 0x8000001F EBX[5:0] (C-bit) disagrees with the SEV information",
-            value: u64::from(ebx),
-        });
-    }
-    let version = max.min(ghcb::GHCB_VERSION_MAX);
+    let info = validate::sev_info(msr_protocol(MsrRequest::SevInfo.into()))?;
+    let cbit = info.cbit;
+    validate::sev_cpuid_features(cpuid_msr(ghcb::CPUID_SEV_LEAF, CpuidReg::Eax)?)?;
+    validate::sev_cpuid_cbit(cpuid_msr(ghcb::CPUID_SEV_LEAF, CpuidReg::Ebx)?, cbit)?;
     CBIT.store(cbit, Ordering::Relaxed);
-    VERSION.store(version, Ordering::Relaxed);
+    VERSION.store(info.version(), Ordering::Relaxed);
     // The GHCB lives in the kernel image, whose physical placement only the page tables know
     // (identity on PVH, the loader's choice in a disk image).
     let gpa = crate::arch::paging::virt_to_phys(ghcb_va()).ok_or(HostError::Unsupported {
@@ -159,13 +130,7 @@ pub fn init() -> Result<SevInfo, HostError> {
 /// One CPUID register through the MSR protocol (no GHCB needed).
 pub fn cpuid_msr(function: u32, register: CpuidReg) -> Result<u32, HostError> {
     let raw = msr_protocol(MsrRequest::Cpuid { function, register }.into());
-    match MsrResponse::decode(raw) {
-        MsrResponse::Cpuid { value } => Ok(value),
-        _ => Err(HostError::BadAnswer {
-            request: "GHCB MSR CPUID request (expected response 0x005)",
-            value: raw,
-        }),
-    }
+    Ok(validate::msr_cpuid_response(raw)?)
 }
 
 /// The C-bit position negotiated at init.
@@ -189,7 +154,9 @@ struct GhcbCell(UnsafeCell<MaybeUninit<Ghcb>>);
 // volatile accesses (the host writes the page concurrently with nothing else).
 unsafe impl Sync for GhcbCell {}
 
-/// The GHCB page: page-aligned, in `.bss`, mapped shared (C-bit clear).
+/// The GHCB page: page-aligned, in `.bss`, mapped shared (C-bit clear). Exported under
+/// `protocol::ghcb::GHCB_SYMBOL` so a test host can watch the guest's reads of it.
+#[unsafe(export_name = "cvmprobe_ghcb")]
 static GHCB: GhcbCell = GhcbCell(UnsafeCell::new(MaybeUninit::zeroed()));
 static GHCB_BUSY: spin::Mutex<()> = spin::Mutex::new(());
 
@@ -198,69 +165,35 @@ pub fn ghcb_va() -> u64 {
     GHCB.0.get() as u64
 }
 
+/// Set by the `ghcb-double-fetch` fault injection ([`double_fetch`]).
+static DOUBLE_FETCH: AtomicBool = AtomicBool::new(false);
+
+/// From now on a request reads SW_EXITINFO1 and the valid bitmap a second time from the
+/// shared page after copying the answer (`cvmprobe.inject=ghcb-double-fetch`: the bug the
+/// hostile host's GHCB-rewrite lie exists to catch).
+pub fn double_fetch() {
+    DOUBLE_FETCH.store(true, Ordering::Relaxed);
+}
+
+/// Set by the `ghcb-not-zeroed` fault injection ([`stop_zeroing`]).
+static ZEROING_DISABLED: AtomicBool = AtomicBool::new(false);
+
+/// From now on a request clears only the GHCB's valid bitmap, not the whole page
+/// (`cvmprobe.inject=ghcb-not-zeroed`: a leak put in on purpose, for the host-side check).
+pub fn stop_zeroing() {
+    ZEROING_DISABLED.store(true, Ordering::Relaxed);
+}
+
 /// A GHCB request under construction; holds the page.
 pub struct Request {
     _busy: spin::MutexGuard<'static, ()>,
     page: *mut u8,
 }
 
-/// The host's answer, copied out of the shared page once.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Response {
-    /// SW_EXITINFO1 as returned.
-    pub info1: u64,
-    /// SW_EXITINFO2 as returned.
-    pub info2: u64,
-    valid: [u8; 16],
-    rax: u64,
-    rbx: u64,
-    rcx: u64,
-    rdx: u64,
-}
-
-impl Response {
-    /// Whether the host marked SW_EXITINFO1 and SW_EXITINFO2 valid, as it does for every
-    /// page request it processed (Linux `svm_vmgexit_success()` and friends set them through
-    /// `ghcb_set_sw_exit_info_*`). The page was zeroed before the request, so unmarked means
-    /// the host did not answer this request.
-    pub fn answered(&self) -> bool {
-        let marked = |off: usize| {
-            let bit = valid_bit(off);
-            self.valid[bit / 8] & (1 << (bit % 8)) != 0
-        };
-        marked(off::SW_EXIT_INFO_1) && marked(off::SW_EXIT_INFO_2)
-    }
-
-    /// A returned register at GHCB offset `off` (RAX, RBX, RCX, RDX), if marked valid.
-    pub fn reg(&self, off: usize) -> Option<u64> {
-        let bit = valid_bit(off);
-        if self.valid[bit / 8] & (1 << (bit % 8)) == 0 {
-            return None;
-        }
-        match off {
-            off::RAX => Some(self.rax),
-            off::RBX => Some(self.rbx),
-            off::RCX => Some(self.rcx),
-            off::RDX => Some(self.rdx),
-            _ => None,
-        }
-    }
-
-    /// The register, valid and within `width`, or a diagnostic.
-    fn reg_fits(&self, off: usize, width: Width, name: &'static str) -> Result<u64, HostError> {
-        match self.reg(off) {
-            None => Err(HostError::BadAnswer {
-                request: name,
-                value: self.info1,
-            }),
-            Some(v) if width.fits(v) => Ok(v),
-            Some(v) => Err(HostError::BadAnswer {
-                request: name,
-                value: v,
-            }),
-        }
-    }
-}
+/// The host's answer, copied out of the shared page once: `info1`, `info2`, the valid bitmap
+/// and RAX-RDX, with the checks of `protocol::validate` (`outcome`, `reg_fits`) and the raw
+/// getters the conformance tables use (`reg`, `raw_is_marked`).
+pub type Response = validate::GhcbReply;
 
 impl Request {
     /// Takes and zeroes the GHCB, sets the version and usage. `None` if the page is in use
@@ -268,9 +201,14 @@ impl Request {
     pub fn new() -> Option<Self> {
         let busy = GHCB_BUSY.try_lock()?;
         let page = GHCB.0.get().cast::<u8>();
-        // SAFETY: the page is ours while `busy` is held; zeroing it means no private bytes
-        // from an earlier request reach the host.
-        unsafe { core::ptr::write_bytes(page, 0, 4096) };
+        if ZEROING_DISABLED.load(Ordering::Relaxed) {
+            // SAFETY: as below, the valid bitmap only (the `ghcb-not-zeroed` fault).
+            unsafe { core::ptr::write_bytes(page.add(off::VALID_BITMAP), 0, 16) };
+        } else {
+            // SAFETY: the page is ours while `busy` is held; zeroing it means no private
+            // bytes from an earlier request reach the host.
+            unsafe { core::ptr::write_bytes(page, 0, 4096) };
+        }
         let r = Self { _busy: busy, page };
         r.write16(off::PROTOCOL_VERSION, version());
         Some(r)
@@ -348,7 +286,7 @@ impl Request {
             // SAFETY: inside the valid bitmap of the page we hold.
             *v = unsafe { core::ptr::read_volatile(self.page.add(off::VALID_BITMAP + i)) };
         }
-        Response {
+        let mut r = Response {
             info1: self.read64(off::SW_EXIT_INFO_1),
             info2: self.read64(off::SW_EXIT_INFO_2),
             valid,
@@ -356,7 +294,16 @@ impl Request {
             rbx: self.read64(off::RBX),
             rcx: self.read64(off::RCX),
             rdx: self.read64(off::RDX),
+        };
+        if DOUBLE_FETCH.load(Ordering::Relaxed) {
+            // The `ghcb-double-fetch` fault: the bug this backend must not have.
+            r.info1 = self.read64(off::SW_EXIT_INFO_1);
+            for (i, v) in r.valid.iter_mut().enumerate() {
+                // SAFETY: inside the valid bitmap of the page we hold.
+                *v = unsafe { core::ptr::read_volatile(self.page.add(off::VALID_BITMAP + i)) };
+            }
         }
+        r
     }
 }
 
@@ -383,36 +330,25 @@ fn standard(
         .set(off::SW_EXIT_INFO_2, info2);
     fill(&mut r);
     let resp = r.call();
-    if !resp.answered() {
-        return Err(HostError::BadAnswer {
-            request: "GHCB answer: SW_EXITINFO1/2 not marked valid (the host did not answer)",
-            value: resp.info1,
-        });
-    }
-    match resp.info1 {
-        result::OK => Ok(Checked::Ok(resp)),
-        result::EXCEPTION => {
-            // Event-injection format (AMD APM vol. 2 15.20): vector [7:0], type [10:8] = 3
-            // (exception), valid [31].
-            let v = resp.info2;
-            if v & (1 << 31) != 0 && (v >> 8) & 7 == 3 {
-                Ok(Checked::Exception(v as u8))
-            } else {
-                Err(HostError::BadAnswer {
-                    request: name,
-                    value: v,
-                })
-            }
-        }
-        result::ERROR => Err(HostError::Refused {
+    match resp.outcome(name)? {
+        GhcbOutcome::Ok => Ok(Checked::Ok(resp)),
+        GhcbOutcome::Exception(vector) => Ok(Checked::Exception(vector)),
+        GhcbOutcome::Error(status) => Err(HostError::Refused {
             request: name,
-            status: resp.info2,
-        }),
-        other => Err(HostError::BadAnswer {
-            request: name,
-            value: other,
+            status,
         }),
     }
+}
+
+/// A returned register: marked valid, and within `width` unless the `no-width-check` fault
+/// injection removed that check (`super::read_fits`).
+fn read_reg(
+    resp: &Response,
+    off: usize,
+    width: Width,
+    what: &'static str,
+) -> Result<u64, HostError> {
+    read_fits(width, resp.reg_valid(off, what)?, what)
 }
 
 fn ok_or_fault(name: &'static str, c: Checked) -> Result<Response, HostError> {
@@ -443,21 +379,16 @@ pub fn mmio_read<T: MmioValue>(gpa: u64) -> Result<T, HostError> {
         r.read_buffer(0, &mut buf[..size as usize]);
         resp
     };
-    if !c.answered() {
-        return Err(HostError::BadAnswer {
-            request: "GHCB answer: SW_EXITINFO1/2 not marked valid (the host did not answer)",
-            value: c.info1,
-        });
-    }
-    match c.info1 {
-        result::OK => Ok(T::from_u64(u64::from_le_bytes(buf))),
-        result::ERROR => Err(HostError::Refused {
+    match c.outcome(name)? {
+        GhcbOutcome::Ok => Ok(T::from_u64(u64::from_le_bytes(buf))),
+        GhcbOutcome::Error(status) => Err(HostError::Refused {
             request: name,
-            status: c.info2,
+            status,
         }),
-        other => Err(HostError::BadAnswer {
+        // An exception is no answer to an MMIO read.
+        GhcbOutcome::Exception(_) => Err(HostError::BadAnswer {
             request: name,
-            value: other,
+            value: c.info1,
         }),
     }
 }
@@ -545,7 +476,8 @@ pub fn pio_read<T: PioValue>(port: u16) -> Result<T, HostError> {
         r.set(off::RAX, 0);
     })?;
     let resp = ok_or_fault(name, c)?;
-    resp.reg_fits(
+    read_reg(
+        &resp,
         off::RAX,
         T::WIDTH,
         "GHCB IOIO read: RAX not valid or wider than the access",
@@ -585,27 +517,12 @@ pub fn cpuid(leaf: u32, subleaf: u32) -> Result<CpuidResult, HostError> {
     })?;
     let resp = ok_or_fault(name, c)?;
     let w = Width::B4;
+    let reg = |off, what| read_reg(&resp, off, w, what).map(|v| v as u32);
     Ok(CpuidResult {
-        eax: resp.reg_fits(
-            off::RAX,
-            w,
-            "GHCB CPUID: EAX not valid or wider than 32 bits",
-        )? as u32,
-        ebx: resp.reg_fits(
-            off::RBX,
-            w,
-            "GHCB CPUID: EBX not valid or wider than 32 bits",
-        )? as u32,
-        ecx: resp.reg_fits(
-            off::RCX,
-            w,
-            "GHCB CPUID: ECX not valid or wider than 32 bits",
-        )? as u32,
-        edx: resp.reg_fits(
-            off::RDX,
-            w,
-            "GHCB CPUID: EDX not valid or wider than 32 bits",
-        )? as u32,
+        eax: reg(off::RAX, "GHCB CPUID: EAX not valid or wider than 32 bits")?,
+        ebx: reg(off::RBX, "GHCB CPUID: EBX not valid or wider than 32 bits")?,
+        ecx: reg(off::RCX, "GHCB CPUID: ECX not valid or wider than 32 bits")?,
+        edx: reg(off::RDX, "GHCB CPUID: EDX not valid or wider than 32 bits")?,
     })
 }
 
@@ -623,20 +540,20 @@ pub fn rdmsr(msr: u32) -> Result<u64, MsrError> {
         })),
         Checked::Ok(resp) => {
             let w = Width::B4;
-            let lo = resp
-                .reg_fits(
-                    off::RAX,
-                    w,
-                    "GHCB MSR read: EAX not valid or wider than 32 bits",
-                )
-                .map_err(MsrError::Host)?;
-            let hi = resp
-                .reg_fits(
-                    off::RDX,
-                    w,
-                    "GHCB MSR read: EDX not valid or wider than 32 bits",
-                )
-                .map_err(MsrError::Host)?;
+            let lo = read_reg(
+                &resp,
+                off::RAX,
+                w,
+                "GHCB MSR read: EAX not valid or wider than 32 bits",
+            )
+            .map_err(MsrError::Host)?;
+            let hi = read_reg(
+                &resp,
+                off::RDX,
+                w,
+                "GHCB MSR read: EDX not valid or wider than 32 bits",
+            )
+            .map_err(MsrError::Host)?;
             Ok(hi << 32 | lo)
         }
     }
@@ -670,14 +587,5 @@ impl Request {
         // SAFETY: the usage field is a 4-byte-aligned u32 inside the page we hold.
         unsafe { core::ptr::write_volatile(self.page.add(off::GHCB_USAGE).cast::<u32>(), usage) };
         self
-    }
-}
-
-impl Response {
-    /// Whether the host returned the 8-byte field at `off` marked valid (conformance cases
-    /// check SW_EXITINFO1/2: the page was zeroed, so unmarked means no answer).
-    pub fn raw_is_marked(&self, off: usize) -> bool {
-        let bit = valid_bit(off);
-        self.valid[bit / 8] & (1 << (bit % 8)) != 0
     }
 }

@@ -4,14 +4,17 @@
 //! the exposure bitmap (`ExposeMask::LINUX` = 0xFFCC), R10 = 0 (standard), R11 = the
 //! sub-function, R12-R15 = arguments. Out: RAX = TDX module status, R10 = TDVMCALL status,
 //! R11-R15 = results. Every status is checked and every returned value range-checked before
-//! use: the host is untrusted.
+//! use: the host is untrusted. The checks are `protocol::validate`'s, which the host tests and
+//! the `validators` fuzz target run too.
 
 use crate::arch::insn::CpuidResult;
 use crate::io::{MmioValue, PioValue};
-use crate::platform::{HostError, MsrError};
+use crate::platform::{HostError, MsrError, read_fits};
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use protocol::tdx::{self, ExposeMask, TdcallRegs, leaf, regs_offset as off, status, vmcall};
+use protocol::access::Width;
+use protocol::tdx::{self, ExposeMask, Gpaw, TdcallRegs, leaf, regs_offset as off, status, vmcall};
+use protocol::validate::{self, DecodedAccess, TdvmcallError, VeReport};
 
 global_asm!(
     ".pushsection .text.tdcall, \"ax\"",
@@ -113,9 +116,22 @@ pub struct VmcallOut {
     pub r15: u64,
 }
 
-/// TDG.VP.VMCALL with R10 = `r10`, R11 = `sub`, R12-R15 = `args`, exposing `mask`. The raw
-/// form the conformance tables use: no check of the TDVMCALL status.
-pub fn vmcall_raw(mask: ExposeMask, r10: u64, sub: u64, args: [u64; 4]) -> Result<VmcallOut, u64> {
+impl From<&TdcallRegs> for VmcallOut {
+    fn from(r: &TdcallRegs) -> Self {
+        Self {
+            status: r.r10,
+            r11: r.r11,
+            r12: r.r12,
+            r13: r.r13,
+            r14: r.r14,
+            r15: r.r15,
+        }
+    }
+}
+
+/// TDG.VP.VMCALL with R10 = `r10`, R11 = `sub`, R12-R15 = `args`, exposing `mask`: all
+/// registers as the TDCALL left them.
+fn vmcall_regs(mask: ExposeMask, r10: u64, sub: u64, args: [u64; 4]) -> TdcallRegs {
     let mut r = TdcallRegs {
         rax: leaf::VP_VMCALL,
         rcx: mask.0,
@@ -127,35 +143,34 @@ pub fn vmcall_raw(mask: ExposeMask, r10: u64, sub: u64, args: [u64; 4]) -> Resul
         r15: args[3],
         ..TdcallRegs::default()
     };
+    super::count_host_call();
     tdcall(&mut r);
+    r
+}
+
+/// TDG.VP.VMCALL with R10 = `r10`, R11 = `sub`, R12-R15 = `args`, exposing `mask`. The raw
+/// form the conformance tables use: no check of the TDVMCALL status.
+pub fn vmcall_raw(mask: ExposeMask, r10: u64, sub: u64, args: [u64; 4]) -> Result<VmcallOut, u64> {
+    let r = vmcall_regs(mask, r10, sub, args);
     if r.rax != tdx::TDX_SUCCESS {
         return Err(r.rax);
     }
-    Ok(VmcallOut {
-        status: r.r10,
-        r11: r.r11,
-        r12: r.r12,
-        r13: r.r13,
-        r14: r.r14,
-        r15: r.r15,
-    })
+    Ok(VmcallOut::from(&r))
 }
 
-/// A standard TDVMCALL whose TDVMCALL status must be SUCCESS.
+/// A standard TDVMCALL whose module status and TDVMCALL status must both be SUCCESS
+/// (`validate::tdvmcall_status`).
 fn vmcall(request: &'static str, sub: u64, args: [u64; 4]) -> Result<VmcallOut, HostError> {
-    let out = vmcall_raw(ExposeMask::LINUX, vmcall::STANDARD, sub, args).map_err(|status| {
-        HostError::Refused {
+    let r = vmcall_regs(ExposeMask::LINUX, vmcall::STANDARD, sub, args);
+    let out = VmcallOut::from(&r);
+    match validate::tdvmcall_status(r.rax, out.status) {
+        Ok(()) => Ok(out),
+        Err(TdvmcallError::Module(status)) => Err(HostError::Refused {
             request: "TDCALL(TDG.VP.VMCALL) module status",
             status,
-        }
-    })?;
-    if out.status != status::SUCCESS {
-        return Err(HostError::Refused {
-            request,
-            status: out.status,
-        });
+        }),
+        Err(TdvmcallError::Vmcall(status)) => Err(HostError::Refused { request, status }),
     }
-    Ok(out)
 }
 
 /// GPAW from TDG.VP.INFO, and the shared bit it implies.
@@ -173,7 +188,7 @@ pub struct VpInfo {
     pub vcpu_index: u32,
 }
 
-/// TDG.VP.INFO, validated: GPAW must be 48 or 52 (TDX module ABI spec, TDG.VP.INFO).
+/// TDG.VP.INFO, validated: GPAW must be 48 or 52 (`validate::vp_info_gpaw`).
 pub fn vp_info() -> Result<VpInfo, HostError> {
     let mut r = TdcallRegs {
         rax: leaf::VP_INFO,
@@ -186,15 +201,9 @@ pub fn vp_info() -> Result<VpInfo, HostError> {
             status: r.rax,
         });
     }
-    let gpaw = (r.rcx & tdx::VP_INFO_GPAW_MASK) as u32;
-    if gpaw != 48 && gpaw != 52 {
-        return Err(HostError::BadAnswer {
-            request: "TDG.VP.INFO GPAW (48 or 52)",
-            value: r.rcx,
-        });
-    }
+    let gpaw = validate::vp_info_gpaw(r.rcx)?;
     Ok(VpInfo {
-        gpaw,
+        gpaw: gpaw.bits(),
         vcpus: r.r8 as u32,
         vcpu_index: r.r9 as u32,
     })
@@ -218,14 +227,6 @@ pub fn gpaw() -> u32 {
     GPAW.load(Ordering::Relaxed)
 }
 
-fn fits(request: &'static str, width: protocol::access::Width, v: u64) -> Result<u64, HostError> {
-    if width.fits(v) {
-        Ok(v)
-    } else {
-        Err(HostError::BadAnswer { request, value: v })
-    }
-}
-
 /// MMIO read through `#VE.RequestMMIO` on the shared alias of `gpa`.
 pub fn mmio_read<T: MmioValue>(gpa: u64) -> Result<T, HostError> {
     let w = T::WIDTH;
@@ -234,10 +235,10 @@ pub fn mmio_read<T: MmioValue>(gpa: u64) -> Result<T, HostError> {
         vmcall::MMIO,
         [w.bytes(), tdx::DIR_READ, gpa | shared_bit(), 0],
     )?;
-    fits(
-        "TDVMCALL MMIO read value (R11 wider than the access)",
+    read_fits(
         w,
         out.r11,
+        "TDVMCALL MMIO read value (R11 wider than the access)",
     )
     .map(T::from_u64)
 }
@@ -257,23 +258,9 @@ pub fn mmio_write<T: MmioValue>(gpa: u64, v: T) -> Result<(), HostError> {
     .map(|_| ())
 }
 
-/// What TDG.VP.VEINFO.GET returned (TDX module ABI, TDG.VP.VEINFO.GET; Linux `tdx_get_ve_info()`).
-#[derive(Clone, Copy, Debug)]
-pub struct VeInfo {
-    /// RCX\[31:0\]: the exit reason.
-    pub exit_reason: u32,
-    /// RDX: exit qualification.
-    pub qualification: u64,
-    /// R8: guest linear address.
-    pub gla: u64,
-    /// R9: guest physical address.
-    pub gpa: u64,
-    /// R10\[31:0\]: instruction length.
-    pub insn_len: u32,
-}
-
-/// TDG.VP.VEINFO.GET: the information of the #VE being handled.
-pub fn veinfo_get() -> Result<VeInfo, HostError> {
+/// TDG.VP.VEINFO.GET: the information of the #VE being handled (TDX module ABI,
+/// TDG.VP.VEINFO.GET; Linux `tdx_get_ve_info()`), unchecked: `validate::ve_report` checks it.
+pub fn veinfo_get() -> Result<VeReport, HostError> {
     let mut r = TdcallRegs {
         rax: leaf::VP_VEINFO_GET,
         ..TdcallRegs::default()
@@ -285,7 +272,7 @@ pub fn veinfo_get() -> Result<VeInfo, HostError> {
             status: r.rax,
         });
     }
-    Ok(VeInfo {
+    Ok(VeReport {
         exit_reason: r.rcx as u32,
         qualification: r.rdx,
         gla: r.r8,
@@ -295,59 +282,31 @@ pub fn veinfo_get() -> Result<VeInfo, HostError> {
 }
 
 /// The #VE handler: only an EPT violation on a shared GPA (MMIO the host made of memory the
-/// guest used) is emulated, after checking the TDX module's report against the instruction:
-/// its length must be the decoded one and its GPA the one the accessed address maps to.
+/// guest used) is emulated, after checking the TDX module's report against the instruction
+/// (`validate::ve_report`): its length must be the decoded one, its access type the
+/// instruction's, and its GPA the one the accessed address maps to.
 pub fn handle_ve(
     f: &mut crate::arch::trap::TrapFrame,
 ) -> Result<(), super::emulate::EmulationError> {
     use super::emulate::{self, EmulationError};
     let ve = veinfo_get()?;
-    if u64::from(ve.exit_reason) != tdx::EXIT_REASON_EPT_VIOLATION {
-        return Err(EmulationError::new(
-            "#VE for an exit reason other than EPT violation",
-            u64::from(ve.exit_reason),
-        ));
-    }
-    let shared = shared_bit();
-    if ve.gpa & shared == 0 || ve.gpa >> gpaw() != 0 {
-        return Err(EmulationError::new(
-            "#VE EPT violation on a GPA that is not shared (or beyond GPAW)",
-            ve.gpa,
-        ));
-    }
-    let access = emulate::decode_at(f)?;
-    if u32::from(access.insn.len) != ve.insn_len {
-        return Err(EmulationError::new(
-            "#VE instruction length differs from the decoded one",
-            u64::from(ve.insn_len),
-        ));
-    }
-    // Exit qualification (Intel SDM vol. 3C table 28-7): bit 0 read, bit 1 write, bit 7 GLA
-    // valid. The direction must be the instruction's, and a valid GLA its address.
-    let write = access.insn.direction() == protocol::access::Direction::Write;
-    if ve.qualification & 0b11 != if write { 0b10 } else { 0b01 } {
-        return Err(EmulationError::new(
-            "#VE exit qualification's access type differs from the instruction",
-            ve.qualification,
-        ));
-    }
-    if ve.qualification & (1 << 7) != 0 && ve.gla != access.linear {
-        return Err(EmulationError::new(
-            "#VE guest linear address differs from the instruction's",
-            ve.gla,
-        ));
-    }
-    let mapped = crate::arch::paging::virt_to_phys(access.linear).ok_or(EmulationError::new(
-        "#VE on an unmapped linear address",
-        access.linear,
+    let width = Gpaw::new(u64::from(gpaw())).ok_or(EmulationError::new(
+        "#VE before TDG.VP.INFO set the GPAW",
+        u64::from(gpaw()),
     ))?;
-    if mapped != ve.gpa {
-        return Err(EmulationError::new(
-            "#VE GPA differs from the accessed address's mapping",
-            ve.gpa,
-        ));
-    }
-    emulate::complete(f, &access, ve.gpa & !shared)
+    let invalid = |e: validate::Invalid| EmulationError::new(e.what, e.value);
+    // Checked before decoding: a #VE that is not MMIO is reported as such, not as an
+    // instruction the decoder does not know.
+    validate::ve_header(&ve, width).map_err(invalid)?;
+    let access = emulate::decode_at(f)?;
+    let decoded = DecodedAccess {
+        len: access.insn.len,
+        direction: access.insn.direction(),
+        linear: access.linear,
+        mapped_gpa: crate::arch::paging::virt_to_phys(access.linear),
+    };
+    let gpa = validate::ve_report(&ve, &decoded, width).map_err(invalid)?;
+    emulate::complete(f, &access, gpa)
 }
 
 /// Port read through `Instruction.IO`.
@@ -363,10 +322,10 @@ pub fn pio_read<T: PioValue>(port: u16) -> Result<T, HostError> {
         subfn,
         [w.bytes(), tdx::DIR_READ, u64::from(port), 0],
     )?;
-    fits(
-        "TDVMCALL IO read value (R11 wider than the access)",
+    read_fits(
         w,
         out.r11,
+        "TDVMCALL IO read value (R11 wider than the access)",
     )
     .map(T::from_u64)
 }
@@ -401,12 +360,12 @@ pub fn cpuid(leaf: u32, subleaf: u32) -> Result<CpuidResult, HostError> {
         vmcall::CPUID,
         [u64::from(leaf), u64::from(subleaf), 0, 0],
     )?;
-    let w = protocol::access::Width::B4;
+    let w = Width::B4;
     Ok(CpuidResult {
-        eax: fits("TDVMCALL CPUID EAX (R12 wider than 32 bits)", w, out.r12)? as u32,
-        ebx: fits("TDVMCALL CPUID EBX (R13 wider than 32 bits)", w, out.r13)? as u32,
-        ecx: fits("TDVMCALL CPUID ECX (R14 wider than 32 bits)", w, out.r14)? as u32,
-        edx: fits("TDVMCALL CPUID EDX (R15 wider than 32 bits)", w, out.r15)? as u32,
+        eax: read_fits(w, out.r12, "TDVMCALL CPUID EAX (R12 wider than 32 bits)")? as u32,
+        ebx: read_fits(w, out.r13, "TDVMCALL CPUID EBX (R13 wider than 32 bits)")? as u32,
+        ecx: read_fits(w, out.r14, "TDVMCALL CPUID ECX (R14 wider than 32 bits)")? as u32,
+        edx: read_fits(w, out.r15, "TDVMCALL CPUID EDX (R15 wider than 32 bits)")? as u32,
     })
 }
 

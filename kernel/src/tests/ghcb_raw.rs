@@ -51,6 +51,35 @@ pub fn run(ctx: &mut Ctx<'_>) {
                 }
             }
             let resp = r.call();
+            // A CPUID the host says succeeded must return its four registers, marked valid
+            // and 32 bits wide, whatever the case probes: every host value is checked.
+            let exit_code = page
+                .fields
+                .iter()
+                .find(|f| f.offset == off::SW_EXIT_CODE)
+                .map(|f| f.value.resolve(&addrs));
+            if exit_code == Some(protocol::ghcb::exit::CPUID)
+                && resp.info1 == protocol::ghcb::result::OK
+            {
+                for (o, name) in [
+                    (off::RAX, "RAX"),
+                    (off::RBX, "RBX"),
+                    (off::RCX, "RCX"),
+                    (off::RDX, "RDX"),
+                ] {
+                    match resp.reg(o) {
+                        Some(v) if v >> 32 == 0 => {}
+                        Some(v) => {
+                            ctx.fail("CPUID answer wider than 32 bits");
+                            ctx.diag().str(name).str(" = ").hex(v).emit();
+                        }
+                        None => {
+                            ctx.fail("CPUID answer not marked valid");
+                            ctx.diag().str(name).emit();
+                        }
+                    }
+                }
+            }
             Answer::Page {
                 info1: resp.info1,
                 info2: resp.info2,

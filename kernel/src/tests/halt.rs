@@ -25,7 +25,14 @@ const TICKS: u32 = 50_000;
 
 fn wake_once(ctx: &mut Ctx<'_>) -> bool {
     let before = irq_count(TIMER_VECTOR);
-    timer::arm_lapic_oneshot(TICKS);
+    if let Err(e) = timer::arm_lapic_oneshot(TICKS) {
+        // Halting now could wait for an interrupt that never comes.
+        ctx.fail("arming the APIC timer failed; not halting");
+        let mut l = ctx.diag();
+        super::describe_host_error(&mut l, &e);
+        l.emit();
+        return false;
+    }
     halt();
     let n = irq_count(TIMER_VECTOR) - before;
     ctx.check_eq("timer interrupts taken by one HLT", 1u64, n)

@@ -393,6 +393,9 @@ fn inject(f: Fault) {
             core::hint::black_box(crate::platform::legacy::pio_read::<u8>(UNASSIGNED_PORT));
         }
         Fault::BrokenBackend => crate::platform::break_port_reads(),
+        Fault::NoWidthCheck => crate::platform::disable_width_check(),
+        Fault::GhcbNotZeroed => crate::platform::sev_es::stop_zeroing(),
+        Fault::GhcbDoubleFetch => crate::platform::sev_es::double_fetch(),
     }
 }
 
@@ -504,6 +507,7 @@ fn run_case(
         skipped: None,
     };
     let _ = crate::io::take_host_error();
+    let _ = crate::platform::emulate::take_refusal();
     (case.run)(&mut ctx);
     env.announce(0);
     if let Some(e) = crate::io::take_host_error() {
@@ -511,6 +515,22 @@ fn run_case(
         let mut l = ctx.diag();
         l.str("host error: ");
         describe_host_error(&mut l, &e);
+        l.emit();
+    }
+    if let Some(r) = crate::platform::emulate::take_refusal() {
+        ctx.failed = true;
+        let mut l = ctx.diag();
+        l.str(r.exception)
+            .str(if r.completed {
+                " access failed by the host: "
+            } else {
+                " refused: "
+            })
+            .str(r.error.what)
+            .str(" (")
+            .hex(r.error.value)
+            .str(") at rip=")
+            .hex(r.rip);
         l.emit();
     }
     if ctx.failed {

@@ -103,7 +103,10 @@ fn write_read_back(ctx: &mut Ctx<'_>) {
         }
     }
     // SAFETY: as above; restores the value found.
-    let _ = unsafe { wrmsr(IA32_KERNEL_GS_BASE, old) };
+    if let Err(e) = unsafe { wrmsr(IA32_KERNEL_GS_BASE, old) } {
+        ctx.fail("WRMSR restoring IA32_KERNEL_GS_BASE failed");
+        describe(ctx, e);
+    }
 }
 
 /// QEMU TCG's RDMSR answers 0 for MSRs it does not model (IA32_TSC among them) instead of

@@ -307,6 +307,11 @@ impl Testdev {
         }
     }
 
+    /// `suite.case` of the case announced now, if any.
+    pub fn current_case(&self) -> Option<String> {
+        testdev::case_of_id(self.case_id).map(|(suite, case)| format!("{suite}.{case}"))
+    }
+
     /// The seed the `VALUE` registers answer with.
     pub fn seed(&self) -> u64 {
         self.seed

@@ -203,7 +203,7 @@ impl Tamper for FlipOne {
         }
     }
 
-    fn ghcb_page(&mut self, _exit_code: u64, answer: &mut GhcbAnswer) {
+    fn ghcb_page(&mut self, _request: &crate::sim::GhcbPageRequest, answer: &mut GhcbAnswer) {
         if self.hit() {
             answer.info2 ^= FLIP;
         }

@@ -151,6 +151,9 @@ pub struct GhcbAnswer {
     pub rdx: u64,
     /// Data KVM writes into guest memory at a GPA: the scratch area after IN / MMIO read.
     pub scratch: Option<(u64, Vec<u8>)>,
+    /// GHCB offsets of returned fields left unmarked in the valid bitmap (KVM marks
+    /// SW_EXITINFO1/2 and RAX, RBX, RCX, RDX; only a hostile host leaves one out).
+    pub unmarked: Vec<usize>,
 }
 
 /// What the model does with one VMGEXIT, or with a completed host request.
@@ -919,8 +922,14 @@ impl<T: Tamper> GhcbModel<T> {
             rcx: regs.rcx,
             rdx: regs.rdx,
             scratch,
+            unmarked: Vec::new(),
         };
-        self.finish(req.ghcb_gpa, req.exit_code, answer, mem);
+        let seen = crate::sim::GhcbPageRequest {
+            exit_code: req.exit_code,
+            info1: req.info1,
+            info2: req.info2,
+        };
+        self.finish(req.ghcb_gpa, &seen, answer, mem);
         GhcbStep::Done
     }
 
@@ -931,14 +940,16 @@ impl<T: Tamper> GhcbModel<T> {
     fn finish(
         &mut self,
         ghcb_gpa: u64,
-        exit_code: u64,
+        seen: &crate::sim::GhcbPageRequest,
         mut answer: GhcbAnswer,
         mem: &mut dyn GuestMemory,
     ) {
-        self.tamper.ghcb_page(exit_code, &mut answer);
+        self.tamper.ghcb_page(seen, &mut answer);
         let mut bitmap = [0u8; 16];
         for o in [off::SW_EXIT_INFO_1, off::SW_EXIT_INFO_2] {
-            set_valid(&mut bitmap, o);
+            if !answer.unmarked.contains(&o) {
+                set_valid(&mut bitmap, o);
+            }
         }
         let _ = mem.write(ghcb_gpa + off::VALID_BITMAP as u64, &bitmap);
         let _ = mem.write(
@@ -960,7 +971,9 @@ impl<T: Tamper> GhcbModel<T> {
             (off::RCX, answer.rcx),
             (off::RDX, answer.rdx),
         ] {
-            set_valid(&mut bitmap, o);
+            if !answer.unmarked.contains(&o) {
+                set_valid(&mut bitmap, o);
+            }
             let _ = mem.write(ghcb_gpa + o as u64, &v.to_le_bytes());
         }
         let _ = mem.write(ghcb_gpa + off::VALID_BITMAP as u64, &bitmap);

@@ -1063,8 +1063,8 @@ fn other_ghcb_exits() {
 struct WideRax;
 
 impl crate::sim::Tamper for WideRax {
-    fn ghcb_page(&mut self, exit_code: u64, answer: &mut GhcbAnswer) {
-        if exit_code == exit::IOIO {
+    fn ghcb_page(&mut self, request: &crate::sim::GhcbPageRequest, answer: &mut GhcbAnswer) {
+        if request.exit_code == exit::IOIO {
             answer.rax = 0x1_0000_0041;
         }
     }

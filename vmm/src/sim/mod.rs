@@ -31,6 +31,7 @@
 //! KVM's answer depends on the version, a config field selects it.
 
 pub mod ghcb;
+pub mod hostile;
 pub mod oracle;
 pub mod tdx;
 
@@ -419,6 +420,29 @@ impl GuestMemory for FlatMemory {
     }
 }
 
+/// What KVM saw of a GHCB-page request, for the [`Tamper::ghcb_page`] hook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GhcbPageRequest {
+    /// SW_EXITCODE.
+    pub exit_code: u64,
+    /// SW_EXITINFO1 as the guest sent it (IOIO: port and size bits; MMIO: the GPA).
+    pub info1: u64,
+    /// SW_EXITINFO2 as the guest sent it.
+    pub info2: u64,
+}
+
+/// An event the host injects on its own, with no access behind it (a hostile host's
+/// "spurious #VE / #VC"; on SEV-ES the hypervisor really can inject any vector, e.g. the
+/// 2024 "WeSee" attack's #VC).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpuriousEvent {
+    /// SEV-ES: the #VC error code (an exit code); TDX: ignored (the #VE information posted
+    /// comes from `ve`).
+    pub error_code: u32,
+    /// TDX: the #VE information to post for TDG.VP.VEINFO.GET (`None`: post nothing).
+    pub ve: Option<tdx::VeInfo>,
+}
+
 /// The hook through which a hostile-host layer alters KVM's answers before a model writes
 /// them. Every method defaults to "change nothing"; [`Honest`] is the plain KVM.
 pub trait Tamper {
@@ -440,8 +464,32 @@ pub trait Tamper {
     }
 
     /// A GHCB-page answer about to be written into the page.
-    fn ghcb_page(&mut self, exit_code: u64, answer: &mut ghcb::GhcbAnswer) {
-        let _ = (exit_code, answer);
+    fn ghcb_page(&mut self, request: &GhcbPageRequest, answer: &mut ghcb::GhcbAnswer) {
+        let _ = (request, answer);
+    }
+
+    /// The guest announced a case on the test device (`suite.case`), or ended it (`None`):
+    /// the VMM calls this before each trap, so a hostile host knows whose request it answers.
+    fn set_case(&mut self, case: Option<&str>) {
+        let _ = case;
+    }
+
+    /// After an answer, whether to inject an event with no cause behind it.
+    fn spurious_event(&mut self) -> Option<SpuriousEvent> {
+        None
+    }
+
+    /// After a GHCB-page answer: whether to rewrite the page once the guest has read it (a
+    /// hostile host testing for double fetches). Read once per answer.
+    fn rewrite_after_read(&mut self) -> bool {
+        false
+    }
+
+    /// The #VE information the host posts for an MMIO access it turned into a #VE (in
+    /// hardware the TDX module writes it; a hostile-host model alters it to test the
+    /// guest's cross-checks).
+    fn ve_info(&mut self, info: &mut tdx::VeInfo) {
+        let _ = info;
     }
 }
 
@@ -464,8 +512,24 @@ impl<T: Tamper + ?Sized> Tamper for Box<T> {
         (**self).ghcb_msr(request, answer);
     }
 
-    fn ghcb_page(&mut self, exit_code: u64, answer: &mut ghcb::GhcbAnswer) {
-        (**self).ghcb_page(exit_code, answer);
+    fn ghcb_page(&mut self, request: &GhcbPageRequest, answer: &mut ghcb::GhcbAnswer) {
+        (**self).ghcb_page(request, answer);
+    }
+
+    fn set_case(&mut self, case: Option<&str>) {
+        (**self).set_case(case);
+    }
+
+    fn spurious_event(&mut self) -> Option<SpuriousEvent> {
+        (**self).spurious_event()
+    }
+
+    fn ve_info(&mut self, info: &mut tdx::VeInfo) {
+        (**self).ve_info(info);
+    }
+
+    fn rewrite_after_read(&mut self) -> bool {
+        (**self).rewrite_after_read()
     }
 }
 

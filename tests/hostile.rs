@@ -1,0 +1,197 @@
+//! The hostile host (`--hostile SEED`, `cvmprobe fuzz-host`): the simulated TDX and SEV-ES
+//! hosts lie at a seeded subset of answers, and the guest must report exactly the lied-to
+//! cases failed, never crash or hang. This is CI's bounded hostile slice; the long run and
+//! its figures are in the README ("Hostile host").
+
+mod common;
+use common::*;
+
+/// The value of a `name: N` line of the fuzz-host totals block (the last one: the total).
+fn total(out: &str, name: &str) -> u64 {
+    let line = out
+        .lines()
+        .rev()
+        .find(|l| l.starts_with(&format!("{name}:")))
+        .unwrap_or_else(|| panic!("no `{name}:` line\n{out}"));
+    line[name.len() + 1..]
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("bad `{name}:` line: {line}"))
+}
+
+/// Seeds of the CI slice: fixed, so a failure reproduces with the printed command.
+const SLICE_SEED: &str = "1000";
+const SLICE_RUNS: &str = "24";
+
+#[test]
+fn fuzz_host_slice_catches_every_lie_on_both_sims() {
+    if !kvm_or_skip("fuzz_host_slice_catches_every_lie_on_both_sims") {
+        return;
+    }
+    let o = cvmprobe(&[
+        "fuzz-host",
+        "--platform",
+        "all",
+        "--runs",
+        SLICE_RUNS,
+        "--seed",
+        SLICE_SEED,
+        "--jobs",
+        "2",
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        out.contains("== tdx-sim ==") && out.contains("== sev-es-sim =="),
+        "{out}"
+    );
+    assert_eq!(total(&out, "runs"), 24);
+    let lies = total(&out, "lies told");
+    assert!(
+        lies >= 100,
+        "a slice this size tells at least 100 lies: {lies}\n{out}"
+    );
+    assert_eq!(total(&out, "lies caught"), lies, "{out}");
+    for zero in ["lies missed", "false alarms", "crashes", "hangs"] {
+        assert_eq!(total(&out, zero), 0, "{zero}\n{out}");
+    }
+    assert!(out.contains("fuzz-host verdict: PASS"), "{out}");
+}
+
+#[test]
+fn a_removed_guest_validation_is_caught_by_the_slice() {
+    if !kvm_or_skip("a_removed_guest_validation_is_caught_by_the_slice") {
+        return;
+    }
+    // The guest stops checking that read answers fit their width: lies of that kind now
+    // pass unnoticed, and the slice must say so.
+    let o = cvmprobe(&[
+        "fuzz-host",
+        "--platform",
+        "all",
+        "--runs",
+        SLICE_RUNS,
+        "--seed",
+        SLICE_SEED,
+        "--jobs",
+        "2",
+        "--append",
+        "cvmprobe.inject=no-width-check",
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(total(&out, "lies missed") > 0, "{out}");
+    assert!(out.contains("fuzz-host verdict: FAIL"), "{out}");
+    let missed: Vec<&str> = out.lines().filter(|l| l.contains("MISSED:")).collect();
+    assert!(!missed.is_empty(), "{out}");
+    assert!(
+        missed.iter().all(|l| l.contains(": wide-value to ")),
+        "only wide-value lies go unnoticed without the width check:\n{}",
+        missed.join("\n")
+    );
+    // The failing run is named with the command that reproduces it.
+    assert!(
+        out.contains("-- run ") && out.contains(" --hostile "),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_ghcb_double_fetch_is_caught_by_the_rewrite_lie() {
+    if !kvm_or_skip("a_ghcb_double_fetch_is_caught_by_the_rewrite_lie") {
+        return;
+    }
+    // The guest reads SW_EXITINFO1 and the valid bitmap a second time after copying the
+    // answer; the host rewrites the page just before such a second read, so the guest acts
+    // on garbage and the case fails although only harmless lies were told to it.
+    let args = |inject: bool| {
+        let mut v = vec![
+            "fuzz-host",
+            "--platform",
+            "sev-es-sim",
+            "--runs",
+            "6",
+            "--seed",
+            SLICE_SEED,
+            "--lie-rate",
+            "0.2",
+            "--jobs",
+            "2",
+        ];
+        if inject {
+            v.extend(["--append", "cvmprobe.inject=ghcb-double-fetch"]);
+        }
+        v
+    };
+    let o = cvmprobe(&args(true));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(total(&out, "false alarms") > 0, "{out}");
+    assert!(out.contains("(a double fetch?)"), "{out}");
+    // The same seeds without the double fetch: every rewrite goes unnoticed, as it must.
+    let o = cvmprobe(&args(false));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        out.contains("ghcb-rewrite "),
+        "the slice tells rewrite lies: {out}"
+    );
+}
+
+#[test]
+fn run_hostile_prints_each_lie_and_its_own_verdict() {
+    if !kvm_or_skip("run_hostile_prints_each_lie_and_its_own_verdict") {
+        return;
+    }
+    for platform in ["tdx-sim", "sev-es-sim"] {
+        let o = cvmprobe(&[
+            "run",
+            "--platform",
+            platform,
+            "--hostile",
+            "7",
+            "--lie-rate",
+            "0.1",
+        ]);
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        // Lied-to cases fail, so the guest's verdict is FAIL; the run's is the hostile one.
+        assert_eq!(o.status.code(), Some(0), "{platform}\n{}", text(&o));
+        assert!(out.contains("verdict: FAIL"), "{platform}\n{out}");
+        assert!(out.contains("hostile verdict: PASS"), "{platform}\n{out}");
+        let lies: Vec<&str> = out.lines().filter(|l| l.starts_with("  lie: ")).collect();
+        assert!(!lies.is_empty(), "{platform}\n{out}");
+        // Every lied-to case is reported failed (or not reached after a clean bail-out),
+        // except where the only lie is a GHCB rewritten after the guest read it.
+        for l in lies.iter().filter(|l| !l.contains(": ghcb-rewrite to ")) {
+            let case = l["  lie: ".len()..].split(':').next().unwrap();
+            assert!(
+                out.contains(&format!("FAILED  {case}"))
+                    || out.contains(&format!("NOT RUN {case}:"))
+                    || out.contains(&format!("SKIPPED {case}:")),
+                "{platform}: {case} was lied to but is not reported failed\n{out}"
+            );
+        }
+    }
+}
+
+#[test]
+fn hostile_needs_a_simulated_platform() {
+    let o = cvmprobe(&["run", "--platform", "legacy", "--hostile", "1"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("--hostile needs --platform tdx-sim or sev-es-sim"),
+        "{}",
+        text(&o)
+    );
+    let o = cvmprobe(&["fuzz-host", "--platform", "legacy", "--runs", "1"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let o = cvmprobe(&["run", "--lie-rate", "0.5"]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "--lie-rate without --hostile: {}",
+        text(&o)
+    );
+}
