@@ -207,6 +207,8 @@ pub struct Hostile {
     last_eligible: bool,
     /// A GHCB rewrite is due once the guest read the answer ([`Tamper::rewrite_after_read`]).
     rewrite: bool,
+    /// Whether the VMM can take host-made events now ([`Tamper::set_events_allowed`]).
+    events_allowed: bool,
 }
 
 impl Hostile {
@@ -223,6 +225,7 @@ impl Hostile {
                 shared_bit,
                 last_eligible: false,
                 rewrite: false,
+                events_allowed: true,
             },
             log,
         )
@@ -468,8 +471,10 @@ impl Tamper for Hostile {
             LieKind::ErrorReply,
             LieKind::ExceptionReply,
             LieKind::UnmarkedField,
-            LieKind::GhcbRewrite,
         ];
+        if self.events_allowed {
+            kinds.push(LieKind::GhcbRewrite);
+        }
         if !returned.is_empty() && !string_io {
             kinds.push(LieKind::WideValue);
         }
@@ -529,6 +534,10 @@ impl Tamper for Hostile {
         std::mem::take(&mut self.rewrite)
     }
 
+    fn set_events_allowed(&mut self, allowed: bool) {
+        self.events_allowed = allowed;
+    }
+
     fn set_case(&mut self, case: Option<&str>) {
         if self.case.as_deref() != case {
             self.case = case.map(str::to_owned);
@@ -537,7 +546,10 @@ impl Tamper for Hostile {
 
     fn spurious_event(&mut self) -> Option<SpuriousEvent> {
         // One answer in four that could have been a lie is followed by an event instead.
-        if !std::mem::take(&mut self.last_eligible) || !self.rng.chance(self.rate / 4.0) {
+        if !std::mem::take(&mut self.last_eligible)
+            || !self.events_allowed
+            || !self.rng.chance(self.rate / 4.0)
+        {
             return None;
         }
         let ev = if self.shared_bit != 0 {

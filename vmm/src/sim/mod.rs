@@ -474,6 +474,12 @@ pub trait Tamper {
         let _ = case;
     }
 
+    /// Whether the VMM can take host-made events now (spurious #VE/#VC, a watched GHCB
+    /// rewrite): not while it single-steps a deleted memslot. Called before each trap.
+    fn set_events_allowed(&mut self, allowed: bool) {
+        let _ = allowed;
+    }
+
     /// After an answer, whether to inject an event with no cause behind it.
     fn spurious_event(&mut self) -> Option<SpuriousEvent> {
         None
@@ -530,6 +536,10 @@ impl<T: Tamper + ?Sized> Tamper for Box<T> {
 
     fn rewrite_after_read(&mut self) -> bool {
         (**self).rewrite_after_read()
+    }
+
+    fn set_events_allowed(&mut self, allowed: bool) {
+        (**self).set_events_allowed(allowed);
     }
 }
 
