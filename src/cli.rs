@@ -46,7 +46,7 @@ pub struct FuzzHostArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Probability that an eligible answer is a lie.
-    #[arg(long, default_value_t = vmm::sim::hostile::HostileConfig::DEFAULT_RATE)]
+    #[arg(long, default_value_t = vmm::sim::hostile::HostileConfig::DEFAULT_RATE, value_parser = parse_probability)]
     pub lie_rate: f64,
     /// Runs at a time (default: the number of CPUs).
     #[arg(long)]
@@ -159,7 +159,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "SEED")]
     pub hostile: Option<u64>,
     /// With --hostile: probability that an eligible answer is a lie.
-    #[arg(long, default_value_t = vmm::sim::hostile::HostileConfig::DEFAULT_RATE, requires = "hostile")]
+    #[arg(long, default_value_t = vmm::sim::hostile::HostileConfig::DEFAULT_RATE, requires = "hostile", value_parser = parse_probability)]
     pub lie_rate: f64,
 }
 
@@ -182,6 +182,16 @@ pub struct ParseArgs {
     /// Write a JUnit XML report to FILE.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+}
+
+/// Parses a probability, 0 to 1 (`--lie-rate`).
+pub fn parse_probability(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
+        _ => Err(format!(
+            "`{s}` is not a probability: use a number from 0 to 1"
+        )),
+    }
 }
 
 /// Parses `30`, `30s`, `1.5s`, `500ms`, `2m`.
@@ -219,6 +229,11 @@ mod tests {
         assert!(parse_duration("0").is_err());
         assert!(parse_duration("10h").is_err());
         assert!(parse_duration("soon").is_err());
+        assert_eq!(parse_probability("0.05"), Ok(0.05));
+        assert_eq!(parse_probability("1"), Ok(1.0));
+        assert!(parse_probability("1.5").is_err());
+        assert!(parse_probability("-0.1").is_err());
+        assert!(parse_probability("NaN").is_err());
     }
 
     #[test]

@@ -102,9 +102,6 @@ fn cmd_run(a: &RunArgs) -> Result<bool> {
              answers, there is no host answer to falsify"
         );
     }
-    if !(0.0..=1.0).contains(&a.lie_rate) {
-        bail!("--lie-rate {}: a probability, 0 to 1", a.lie_rate);
-    }
     let req = RunRequest {
         platform: platforms[0],
         filter: a.filter.clone(),
@@ -422,9 +419,6 @@ fn cmd_fuzz_host(a: &FuzzHostArgs) -> Result<bool> {
         PlatformArg::All => vec![PlatformKind::Tdx, PlatformKind::SevEs],
         p => p.kinds(),
     };
-    if !(0.0..=1.0).contains(&a.lie_rate) {
-        bail!("--lie-rate {}: a probability, 0 to 1", a.lie_rate);
-    }
     if a.runs == 0 {
         bail!("--runs 0: nothing to do");
     }

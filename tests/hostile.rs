@@ -22,31 +22,44 @@ fn total(out: &str, name: &str) -> u64 {
 
 /// Seeds of the CI slice: fixed, so a failure reproduces with the printed command.
 const SLICE_SEED: &str = "1000";
-const SLICE_RUNS: &str = "24";
+const SLICE_RUNS: u64 = 24;
+
+/// `cvmprobe fuzz-host` over `runs` seeds from [`SLICE_SEED`] on `platform`, two at a time,
+/// with `extra` arguments: the exit code and stdout, and the whole output for messages.
+fn fuzz_host(platform: &str, runs: u64, extra: &[&str]) -> (Option<i32>, String, String) {
+    let runs = runs.to_string();
+    let mut args = vec![
+        "fuzz-host",
+        "--platform",
+        platform,
+        "--runs",
+        &runs,
+        "--seed",
+        SLICE_SEED,
+        "--jobs",
+        "2",
+    ];
+    args.extend_from_slice(extra);
+    let o = cvmprobe(&args);
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        text(&o),
+    )
+}
 
 #[test]
 fn fuzz_host_slice_catches_every_lie_on_both_sims() {
     if !kvm_or_skip("fuzz_host_slice_catches_every_lie_on_both_sims") {
         return;
     }
-    let o = cvmprobe(&[
-        "fuzz-host",
-        "--platform",
-        "all",
-        "--runs",
-        SLICE_RUNS,
-        "--seed",
-        SLICE_SEED,
-        "--jobs",
-        "2",
-    ]);
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let (code, out, all) = fuzz_host("all", SLICE_RUNS, &[]);
+    assert_eq!(code, Some(0), "{all}");
     assert!(
         out.contains("== tdx-sim ==") && out.contains("== sev-es-sim =="),
         "{out}"
     );
-    assert_eq!(total(&out, "runs"), 24);
+    assert_eq!(total(&out, "runs"), SLICE_RUNS);
     let lies = total(&out, "lies told");
     assert!(
         lies >= 100,
@@ -66,21 +79,12 @@ fn a_removed_guest_validation_is_caught_by_the_slice() {
     }
     // The guest stops checking that read answers fit their width: lies of that kind now
     // pass unnoticed, and the slice must say so.
-    let o = cvmprobe(&[
-        "fuzz-host",
-        "--platform",
+    let (code, out, all) = fuzz_host(
         "all",
-        "--runs",
         SLICE_RUNS,
-        "--seed",
-        SLICE_SEED,
-        "--jobs",
-        "2",
-        "--append",
-        "cvmprobe.inject=no-width-check",
-    ]);
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        &["--append", "cvmprobe.inject=no-width-check"],
+    );
+    assert_eq!(code, Some(1), "{all}");
     assert!(total(&out, "lies missed") > 0, "{out}");
     assert!(out.contains("fuzz-host verdict: FAIL"), "{out}");
     let missed: Vec<&str> = out.lines().filter(|l| l.contains("MISSED:")).collect();
@@ -105,34 +109,15 @@ fn a_ghcb_double_fetch_is_caught_by_the_rewrite_lie() {
     // The guest reads SW_EXITINFO1 and the valid bitmap a second time after copying the
     // answer; the host rewrites the page just before such a second read, so the guest acts
     // on garbage and the case fails although only harmless lies were told to it.
-    let args = |inject: bool| {
-        let mut v = vec![
-            "fuzz-host",
-            "--platform",
-            "sev-es-sim",
-            "--runs",
-            "6",
-            "--seed",
-            SLICE_SEED,
-            "--lie-rate",
-            "0.2",
-            "--jobs",
-            "2",
-        ];
-        if inject {
-            v.extend(["--append", "cvmprobe.inject=ghcb-double-fetch"]);
-        }
-        v
-    };
-    let o = cvmprobe(&args(true));
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let rate = ["--lie-rate", "0.2"];
+    let inject = ["--append", "cvmprobe.inject=ghcb-double-fetch"];
+    let (code, out, all) = fuzz_host("sev-es-sim", 6, &[&rate[..], &inject[..]].concat());
+    assert_eq!(code, Some(1), "{all}");
     assert!(total(&out, "false alarms") > 0, "{out}");
     assert!(out.contains("(a double fetch?)"), "{out}");
     // The same seeds without the double fetch: every rewrite goes unnoticed, as it must.
-    let o = cvmprobe(&args(false));
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let (code, out, all) = fuzz_host("sev-es-sim", 6, &rate);
+    assert_eq!(code, Some(0), "{all}");
     assert!(
         out.contains("ghcb-rewrite "),
         "the slice tells rewrite lies: {out}"

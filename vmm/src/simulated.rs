@@ -70,11 +70,6 @@ const TRAP_INSN_LEN: u64 = 4;
 /// DR7 for one enabled execution breakpoint in DR0: G0 (bit 1), R/W0 = LEN0 = 0 (execute,
 /// one byte), and bit 10, which reads as 1 (Intel SDM vol. 3B 18.2.4).
 const DR7_EXEC_BP0: u64 = (1 << 1) | (1 << 10);
-/// DR7 bits for a data breakpoint in DR1: G1 (bit 3), R/W1 = 0b11 (bits 21:20, data reads
-/// or writes), LEN1 = 0b10 (bits 23:22, 8 bytes) (Intel SDM vol. 3B 18.2.4).
-const DR7_RW8_BP1: u64 = (1 << 3) | (0b11 << 20) | (0b10 << 22);
-/// DR6.B1: the DR1 breakpoint was hit (Intel SDM vol. 3B 18.2.3).
-pub const DR6_B1: u64 = 1 << 1;
 
 /// The function at a confidential platform's one trapping instruction.
 fn trap_symbol(platform: PlatformKind) -> Option<&'static str> {
@@ -221,8 +216,8 @@ pub struct EmulatedAccess {
 
 /// The KVM_SET_GUEST_DEBUG setting for a hardware execution breakpoint at `va`, and with
 /// `step` single-stepping too (to know where an MMIO store began: KVM reports the RIP after
-/// it), and with `watch` a data breakpoint on the 8 bytes there.
-pub fn breakpoint(va: u64, step: bool, watch: Option<u64>) -> kvm_guest_debug {
+/// it).
+pub fn breakpoint(va: u64, step: bool) -> kvm_guest_debug {
     let mut d = kvm_guest_debug {
         control: KVM_GUESTDBG_ENABLE
             | KVM_GUESTDBG_USE_HW_BP
@@ -235,10 +230,6 @@ pub fn breakpoint(va: u64, step: bool, watch: Option<u64>) -> kvm_guest_debug {
     };
     d.arch.debugreg[0] = va;
     d.arch.debugreg[7] = DR7_EXEC_BP0;
-    if let Some(w) = watch {
-        d.arch.debugreg[1] = w;
-        d.arch.debugreg[7] |= DR7_RW8_BP1;
-    }
     d
 }
 
@@ -427,8 +418,8 @@ impl Host {
     /// next instruction loads, if it is a load. A second load of a GHCB byte since the
     /// answer (a double fetch) is met with the page rewritten first; the watch ends there,
     /// after [`GhcbWatch::STEPS`] steps, before an STI or HLT (`halts`), or at the guest's
-    /// next VMGEXIT. `stepping` is the
-    /// memslot scenario's own single-stepping, restored when the watch ends.
+    /// next VMGEXIT. `stepping` is the memslot scenario's own single-stepping, restored when
+    /// the watch ends.
     pub fn watch_step(
         &mut self,
         vcpu: &mut VcpuCtl<'_>,
@@ -470,7 +461,7 @@ impl Host {
         }
         if done {
             *watch = None;
-            vcpu.set_guest_debug(&breakpoint(*trap, stepping, None))?;
+            vcpu.set_guest_debug(&breakpoint(*trap, stepping))?;
         }
         Ok(Control::Continue)
     }
@@ -601,12 +592,14 @@ impl Host {
         machine.count_exit();
         let case = machine.testdev().current_case();
         let events_allowed = !vcpu.stepping() && !machine.memslot().cycle_open();
-        match self {
-            Host::Legacy => {}
-            Host::Tdx { model, .. } => model.tamper_mut().set_events_allowed(events_allowed),
-            Host::SevEs { model, .. } => model.tamper_mut().set_events_allowed(events_allowed),
-        }
-        let control = self.answer_trap(vcpu, machine, cpu, stop, case.as_deref())?;
+        let tamper: &mut dyn Tamper = match self {
+            Host::Legacy => &mut crate::sim::Honest,
+            Host::Tdx { model, .. } => model.tamper_mut(),
+            Host::SevEs { model, .. } => model.tamper_mut(),
+        };
+        tamper.set_case(case);
+        tamper.set_events_allowed(events_allowed);
+        let control = self.answer_trap(vcpu, machine, cpu, stop, case)?;
         if !matches!(control, Control::Continue) {
             return Ok(control);
         }
@@ -644,7 +637,7 @@ impl Host {
         machine: &mut Machine,
         cpu: &CpuState,
         stop: &AtomicBool,
-        case: Option<&str>,
+        case: Option<(&'static str, &'static str)>,
     ) -> Result<Control, VmmError> {
         match self {
             Host::Legacy => Ok(Control::Stop(ExitReason::Unexpected {
@@ -652,7 +645,6 @@ impl Host {
                 rip: cpu.rip(),
             })),
             Host::Tdx { model, woke, .. } => {
-                model.tamper_mut().set_case(case);
                 let mut step = model.tdcall(&tdcall_regs(&cpu.regs));
                 loop {
                     match step {
@@ -683,17 +675,16 @@ impl Host {
                 watch,
                 trap,
             } => {
-                model.tamper_mut().set_case(case);
                 if watch.take().is_some() {
                     // The guest's next request: the watched answer was never read twice.
-                    vcpu.set_guest_debug(&breakpoint(*trap, vcpu.stepping(), None))?;
+                    vcpu.set_guest_debug(&breakpoint(*trap, vcpu.stepping()))?;
                 }
                 let mem = machine.memory().clone();
                 let mut ram = Ram(&mem);
                 let msr = model.ghcb_msr();
                 // The raw conformance cases send malformed GHCBs on purpose (fields without
                 // their valid bits): their bytes are the test's, not private data.
-                let raw_case = case.is_some_and(|c| c.starts_with("ghcb_raw."));
+                let raw_case = case.is_some_and(|(suite, _)| suite == "ghcb_raw");
                 if msr & ghcb::msr::INFO_MASK == 0 && !raw_case {
                     let mut page = [0u8; 4096];
                     if ram.read(msr, &mut page).is_ok()
@@ -703,7 +694,7 @@ impl Host {
                             leaks.push(format!(
                                 "GHCB at GPA {msr:#x} reached the host with byte {byte:#04x} at \
                                  offset {at:#x}, outside the fields the request sent ({})",
-                                case.unwrap_or("no case")
+                                case.map_or("no case".into(), |(s, c)| format!("{s}.{c}"))
                             ));
                         } else if leaks.len() == MAX_LEAK_REPORTS {
                             leaks.push("(more GHCB leaks not listed)".into());
@@ -720,7 +711,7 @@ impl Host {
                                     steps_left: GhcbWatch::STEPS,
                                     read: [0; GHCB_WATCHED_BYTES / 64],
                                 });
-                                vcpu.set_guest_debug(&breakpoint(*trap, true, None))?;
+                                vcpu.set_guest_debug(&breakpoint(*trap, true))?;
                             }
                             return Ok(Control::Continue);
                         }
@@ -891,23 +882,15 @@ mod tests {
 
     #[test]
     fn breakpoint_enables_dr0_for_execution() {
-        let d = breakpoint(0xffff_ffff_8010_2340, false, None);
+        let d = breakpoint(0xffff_ffff_8010_2340, false);
         assert_eq!(d.arch.debugreg[0], 0xffff_ffff_8010_2340);
         assert_eq!(d.arch.debugreg[7] & 0b11, 0b10, "G0 only");
         assert_eq!(d.arch.debugreg[7] >> 16, 0, "R/W0 = LEN0 = 0: execute");
         assert_ne!(d.control & KVM_GUESTDBG_USE_HW_BP, 0);
         assert_eq!(d.control & kvm_bindings::KVM_GUESTDBG_SINGLESTEP, 0);
-        let s = breakpoint(0x1000, true, None);
+        let s = breakpoint(0x1000, true);
         assert_ne!(s.control & kvm_bindings::KVM_GUESTDBG_SINGLESTEP, 0);
         assert_eq!(s.arch.debugreg[0], 0x1000);
-        let w = breakpoint(0x1000, false, Some(0x2008));
-        assert_eq!(w.arch.debugreg[1], 0x2008);
-        assert_eq!(w.arch.debugreg[7] & 0b1010, 0b1010, "G0 and G1");
-        assert_eq!(
-            (w.arch.debugreg[7] >> 20) & 0xf,
-            0b1011,
-            "RW1 = 11, LEN1 = 10"
-        );
     }
 
     #[test]

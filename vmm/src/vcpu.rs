@@ -323,7 +323,7 @@ impl Vcpu {
         fd.set_regs(&pvh_regs(entry))
             .map_err(VmmError::kvm("KVM_SET_REGS"))?;
         if let Some(va) = breakpoint {
-            fd.set_guest_debug(&crate::simulated::breakpoint(va, false, None))
+            fd.set_guest_debug(&crate::simulated::breakpoint(va, false))
                 .map_err(VmmError::kvm("KVM_SET_GUEST_DEBUG"))?;
         }
         fd.set_sync_valid_reg(SyncReg::Register);
@@ -619,10 +619,7 @@ pub fn run(
                             if stepping {
                                 last_step = Some(cpu.rip());
                             }
-                            let mem = machine.memory();
-                            let reads = next_load(&vcpu.fd, mem, &cpu.regs);
-                            let halts = next_byte(&vcpu.fd, mem, cpu.rip())
-                                .is_some_and(|b| b == OPCODE_STI || b == OPCODE_HLT);
+                            let (reads, halts) = next_insn(&vcpu.fd, machine.memory(), &cpu.regs);
                             let mut ctl = VcpuCtl {
                                 fd: &mut vcpu.fd,
                                 cpuid: &vcpu.cpuid,
@@ -682,7 +679,6 @@ pub fn run(
                     .set_guest_debug(&crate::simulated::breakpoint(
                         trap,
                         stepping || host.watching(),
-                        None,
                     ))
                     .map_err(VmmError::kvm("KVM_SET_GUEST_DEBUG"))?;
             }
@@ -890,12 +886,13 @@ fn convert_to_exception(
         let is_the_store = |start: u64| {
             let n = next.wrapping_sub(start);
             (1..=15).contains(&n)
-                && decode_guest(fd, mem, start, n as usize).is_some_and(|d| {
-                    d.direction() == protocol::access::Direction::Write
+                && decode_guest(fd, mem, start).is_some_and(|d| {
+                    u64::from(d.len) == n
+                        && d.direction() == protocol::access::Direction::Write
                         && d.size().bytes() == len as u64
-                        && guest_linear_address(fd, mem, &snapshot, start, next)
-                            .and_then(|gla| fd.translate_gva(gla).ok())
-                            .is_some_and(|t| {
+                        && fd
+                            .translate_gva(linear_address(&d, &snapshot, next))
+                            .is_ok_and(|t| {
                                 t.valid != 0
                                     && (t.physical_address ^ gpa)
                                         & !0xfff
@@ -968,27 +965,42 @@ struct MmioAccess {
     len: usize,
 }
 
-/// The instruction of exactly `len` bytes at guest virtual `start`, decoded with the guest's
-/// decoder (`None` if unreadable, undecodable, of another length, or FS/GS-relative).
+/// Reads guest virtual memory at `va` into `buf`, translating once per page; returns how
+/// many bytes were readable (the rest of `buf` is left as it was).
+fn read_guest(fd: &VcpuFd, mem: &vm_memory::GuestMemoryMmap, va: u64, buf: &mut [u8]) -> usize {
+    use vm_memory::Bytes;
+    const PAGE: u64 = 4096;
+    let mut done = 0;
+    while done < buf.len() {
+        let at = va + done as u64;
+        let Some(t) = fd.translate_gva(at).ok().filter(|t| t.valid != 0) else {
+            break;
+        };
+        // The RAM alias bit (sev-es-sim's C-bit) is not part of the RAM memslot's GPA.
+        let gpa = t.physical_address & !(1u64 << crate::simulated::SEV_CBIT);
+        let n = ((PAGE - at % PAGE) as usize).min(buf.len() - done);
+        if mem
+            .read_slice(&mut buf[done..done + n], vm_memory::GuestAddress(gpa))
+            .is_err()
+        {
+            break;
+        }
+        done += n;
+    }
+    done
+}
+
+/// The instruction at guest virtual `start`, decoded with the guest's decoder from the
+/// readable bytes there (`None` if unreadable, undecodable, or FS/GS-relative).
 fn decode_guest(
     fd: &VcpuFd,
     mem: &vm_memory::GuestMemoryMmap,
     start: u64,
-    len: usize,
 ) -> Option<protocol::decode::Decoded> {
-    use vm_memory::Bytes;
     let mut bytes = [0u8; protocol::decode::MAX_INSN_LEN];
-    for (i, b) in bytes.get_mut(..len)?.iter_mut().enumerate() {
-        let t = fd.translate_gva(start + i as u64).ok()?;
-        if t.valid == 0 {
-            return None;
-        }
-        // The RAM alias bit (sev-es-sim's C-bit) is not part of the RAM memslot's GPA.
-        let gpa = t.physical_address & !(1u64 << crate::simulated::SEV_CBIT);
-        *b = mem.read_obj::<u8>(vm_memory::GuestAddress(gpa)).ok()?;
-    }
-    let d = protocol::decode::decode(&bytes[..len]).ok()?;
-    (usize::from(d.len) == len && d.mem.segment.is_none()).then_some(d)
+    let n = read_guest(fd, mem, start, &mut bytes);
+    let d = protocol::decode::decode(&bytes[..n]).ok()?;
+    d.mem.segment.is_none().then_some(d)
 }
 
 /// STI and HLT opcodes: the hostile host's GHCB watch stops single-stepping before them (a
@@ -996,40 +1008,30 @@ fn decode_guest(
 const OPCODE_STI: u8 = 0xfb;
 const OPCODE_HLT: u8 = 0xf4;
 
-/// The byte at guest virtual `va`.
-fn next_byte(fd: &VcpuFd, mem: &vm_memory::GuestMemoryMmap, va: u64) -> Option<u8> {
-    use vm_memory::Bytes;
-    let t = fd.translate_gva(va).ok().filter(|t| t.valid != 0)?;
-    let gpa = t.physical_address & !(1u64 << crate::simulated::SEV_CBIT);
-    mem.read_obj::<u8>(vm_memory::GuestAddress(gpa)).ok()
-}
-
-/// The linear address and size the instruction at RIP is about to load, if it is one of
-/// the guest decoder's loads (what volatile reads of the GHCB compile to).
-fn next_load(fd: &VcpuFd, mem: &vm_memory::GuestMemoryMmap, regs: &kvm_regs) -> Option<(u64, u64)> {
-    // The instruction's length is unknown: try each until one decodes.
-    let d =
-        (1..=protocol::decode::MAX_INSN_LEN).find_map(|n| decode_guest(fd, mem, regs.rip, n))?;
-    if d.direction() != protocol::access::Direction::Read {
-        return None;
-    }
-    let at = guest_linear_address(fd, mem, regs, regs.rip, regs.rip + u64::from(d.len))?;
-    Some((at, d.size().bytes()))
-}
-
-/// The linear address the instruction at `start` (ending at `next`) accessed, decoded from
-/// guest memory with the same decoder the guest uses (what TDX reports as the GLA). `None`
-/// when the bytes cannot be read or decoded.
-fn guest_linear_address(
+/// What the instruction at RIP is about to do, for the hostile host's GHCB watch: the
+/// linear address and size it loads (if it is one of the decoder's loads, which is what
+/// volatile reads of the GHCB compile to), and whether it is an STI or HLT.
+fn next_insn(
     fd: &VcpuFd,
     mem: &vm_memory::GuestMemoryMmap,
     regs: &kvm_regs,
-    start: u64,
-    next: u64,
-) -> Option<u64> {
+) -> (Option<(u64, u64)>, bool) {
+    let mut first = [0u8; 1];
+    let halts = read_guest(fd, mem, regs.rip, &mut first) == 1
+        && (first[0] == OPCODE_STI || first[0] == OPCODE_HLT);
+    let load = decode_guest(fd, mem, regs.rip)
+        .filter(|d| d.direction() == protocol::access::Direction::Read)
+        .map(|d| {
+            let next = regs.rip + u64::from(d.len);
+            (linear_address(&d, regs, next), d.size().bytes())
+        });
+    (load, halts)
+}
+
+/// The linear address the decoded instruction `d` (ending at `next`) accesses with the
+/// registers `regs` (what TDX reports as the GLA).
+fn linear_address(d: &protocol::decode::Decoded, regs: &kvm_regs, next: u64) -> u64 {
     use protocol::decode::Gpr;
-    let len = usize::try_from(next.checked_sub(start)?).ok()?;
-    let d = decode_guest(fd, mem, start, len)?;
     let reg = |g: Gpr| match g {
         Gpr::Rax => regs.rax,
         Gpr::Rcx => regs.rcx,
@@ -1048,7 +1050,21 @@ fn guest_linear_address(
         Gpr::R14 => regs.r14,
         Gpr::R15 => regs.r15,
     };
-    Some(d.mem.effective_address(reg, next))
+    d.mem.effective_address(reg, next)
+}
+
+/// The linear address the instruction at `start`, ending exactly at `next`, accessed,
+/// decoded from guest memory with the guest's decoder. `None` when the bytes cannot be read
+/// or decoded, or decode to another length.
+fn guest_linear_address(
+    fd: &VcpuFd,
+    mem: &vm_memory::GuestMemoryMmap,
+    regs: &kvm_regs,
+    start: u64,
+    next: u64,
+) -> Option<u64> {
+    let d = decode_guest(fd, mem, start)?;
+    (start + u64::from(d.len) == next).then(|| linear_address(&d, regs, next))
 }
 
 /// Waits, like a halted vCPU, until an interrupt can wake it: `None` when one is

@@ -515,9 +515,13 @@ pub fn cpuid(leaf: u32, subleaf: u32) -> Result<CpuidResult, HostError> {
         r.set(off::RAX, u64::from(leaf))
             .set(off::RCX, u64::from(subleaf));
     })?;
-    let resp = ok_or_fault(name, c)?;
-    let w = Width::B4;
-    let reg = |off, what| read_reg(&resp, off, w, what).map(|v| v as u32);
+    cpuid_registers(&ok_or_fault(name, c)?)
+}
+
+/// The four registers of a CPUID answer the host said succeeded: each must be marked valid
+/// and 32 bits wide.
+pub fn cpuid_registers(resp: &Response) -> Result<CpuidResult, HostError> {
+    let reg = |off, what| read_reg(resp, off, Width::B4, what).map(|v| v as u32);
     Ok(CpuidResult {
         eax: reg(off::RAX, "GHCB CPUID: EAX not valid or wider than 32 bits")?,
         ebx: reg(off::RBX, "GHCB CPUID: EBX not valid or wider than 32 bits")?,

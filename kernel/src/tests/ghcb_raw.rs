@@ -60,25 +60,12 @@ pub fn run(ctx: &mut Ctx<'_>) {
                 .map(|f| f.value.resolve(&addrs));
             if exit_code == Some(protocol::ghcb::exit::CPUID)
                 && resp.info1 == protocol::ghcb::result::OK
+                && let Err(e) = sev_es::cpuid_registers(&resp)
             {
-                for (o, name) in [
-                    (off::RAX, "RAX"),
-                    (off::RBX, "RBX"),
-                    (off::RCX, "RCX"),
-                    (off::RDX, "RDX"),
-                ] {
-                    match resp.reg(o) {
-                        Some(v) if v >> 32 == 0 => {}
-                        Some(v) => {
-                            ctx.fail("CPUID answer wider than 32 bits");
-                            ctx.diag().str(name).str(" = ").hex(v).emit();
-                        }
-                        None => {
-                            ctx.fail("CPUID answer not marked valid");
-                            ctx.diag().str(name).emit();
-                        }
-                    }
-                }
+                let mut l = ctx.diag();
+                super::describe_host_error(&mut l, &e);
+                l.emit();
+                ctx.fail("the CPUID answer is malformed");
             }
             Answer::Page {
                 info1: resp.info1,

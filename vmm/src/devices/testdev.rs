@@ -301,15 +301,15 @@ impl Testdev {
 
     /// `suite.case` of the case announced now, or `(no case)`.
     pub fn current_case_name(&self) -> String {
-        match testdev::case_of_id(self.case_id) {
+        match self.current_case() {
             Some((suite, case)) => format!("{suite}.{case}"),
             None => "(no case)".into(),
         }
     }
 
-    /// `suite.case` of the case announced now, if any.
-    pub fn current_case(&self) -> Option<String> {
-        testdev::case_of_id(self.case_id).map(|(suite, case)| format!("{suite}.{case}"))
+    /// `(suite, case)` of the case announced now, if any.
+    pub fn current_case(&self) -> Option<(&'static str, &'static str)> {
+        testdev::case_of_id(self.case_id)
     }
 
     /// The seed the `VALUE` registers answer with.

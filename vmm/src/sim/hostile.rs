@@ -198,7 +198,7 @@ fn infrastructure_port(port: u16) -> bool {
 pub struct Hostile {
     rng: SplitMix,
     rate: f64,
-    case: Option<String>,
+    case: Option<(&'static str, &'static str)>,
     log: SharedLog,
     /// TDX shared bit, for #VE lies.
     shared_bit: u64,
@@ -245,7 +245,10 @@ impl Hostile {
     }
 
     fn record(&mut self, kind: LieKind, request: String, change: String) {
-        let case = self.case.clone().unwrap_or_default();
+        let case = self
+            .case
+            .map(|(suite, case)| format!("{suite}.{case}"))
+            .unwrap_or_default();
         self.log.lock().expect("lie log lock").lies.push(Lie {
             case,
             kind,
@@ -538,10 +541,8 @@ impl Tamper for Hostile {
         self.events_allowed = allowed;
     }
 
-    fn set_case(&mut self, case: Option<&str>) {
-        if self.case.as_deref() != case {
-            self.case = case.map(str::to_owned);
-        }
+    fn set_case(&mut self, case: Option<(&'static str, &'static str)>) {
+        self.case = case;
     }
 
     fn spurious_event(&mut self) -> Option<SpuriousEvent> {
@@ -634,7 +635,7 @@ mod tests {
         let mut a = TdcallRegs::default();
         h.tdvmcall(&io_read(0xd104, 1), &mut a);
         assert_eq!(a, TdcallRegs::default(), "no case announced");
-        h.set_case(Some("io.u8"));
+        h.set_case(Some(("io", "u8")));
         for port in [0x3f8, 0xf4, 0xd110, 0xd114, 0xd120] {
             h.tdvmcall(&io_read(port, 1), &mut a);
             assert_eq!(a, TdcallRegs::default(), "port {port:#x}");
@@ -649,7 +650,7 @@ mod tests {
     #[test]
     fn every_lie_is_logged_and_changes_the_answer() {
         let (mut h, log) = hostile(1.0);
-        h.set_case(Some("io.u8"));
+        h.set_case(Some(("io", "u8")));
         for i in 0..200 {
             let req = io_read(0xd104, 1);
             let honest = TdcallRegs {
@@ -672,7 +673,7 @@ mod tests {
     #[test]
     fn ghcb_lies_are_detectable() {
         let (mut h, log) = hostile(1.0);
-        h.set_case(Some("cpuid.basic"));
+        h.set_case(Some(("cpuid", "basic")));
         let req = GhcbPageRequest {
             exit_code: exit::CPUID,
             info1: 0,
@@ -705,7 +706,7 @@ mod tests {
     #[test]
     fn msr_protocol_lies_change_the_response_code() {
         let (mut h, _log) = hostile(1.0);
-        h.set_case(Some("platform.sev"));
+        h.set_case(Some(("platform", "sev")));
         for _ in 0..50 {
             let honest = (0x8000_001f_u64 << 32) | ghcb::msr::CPUID_RESP;
             let mut a = honest;
@@ -719,7 +720,7 @@ mod tests {
     fn same_seed_same_lies() {
         let run = || {
             let (mut h, log) = hostile(0.3);
-            h.set_case(Some("io.u8"));
+            h.set_case(Some(("io", "u8")));
             for _ in 0..100 {
                 let mut a = TdcallRegs::default();
                 h.tdvmcall(&io_read(0xd104, 2), &mut a);

@@ -468,9 +468,10 @@ pub trait Tamper {
         let _ = (request, answer);
     }
 
-    /// The guest announced a case on the test device (`suite.case`), or ended it (`None`):
-    /// the VMM calls this before each trap, so a hostile host knows whose request it answers.
-    fn set_case(&mut self, case: Option<&str>) {
+    /// The guest announced a case on the test device (`(suite, case)`), or ended it
+    /// (`None`): the VMM calls this before each trap, so a hostile host knows whose request
+    /// it answers.
+    fn set_case(&mut self, case: Option<(&'static str, &'static str)>) {
         let _ = case;
     }
 
@@ -522,7 +523,7 @@ impl<T: Tamper + ?Sized> Tamper for Box<T> {
         (**self).ghcb_page(request, answer);
     }
 
-    fn set_case(&mut self, case: Option<&str>) {
+    fn set_case(&mut self, case: Option<(&'static str, &'static str)>) {
         (**self).set_case(case);
     }
 
