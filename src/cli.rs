@@ -60,6 +60,9 @@ pub struct FuzzHostArgs {
     /// Extra kernel command-line token, repeatable (as `run --append`).
     #[arg(long, value_name = "KEY=VALUE")]
     pub append: Vec<String>,
+    /// The vCPU's physical-address width (as `run --phys-bits`).
+    #[arg(long, value_name = "N", value_parser = parse_phys_bits)]
+    pub phys_bits: Option<u8>,
 }
 
 /// Options of `bench`.
@@ -74,6 +77,10 @@ pub struct BenchArgs {
     /// The QEMU binary.
     #[arg(long, value_name = "PATH", default_value = "qemu-system-x86_64")]
     pub qemu: PathBuf,
+    /// Extra kernel command-line token for every measured run, repeatable (as `run
+    /// --append`; the tests use it to make one platform fail).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub append: Vec<String>,
 }
 
 /// Which platform the guest runs as.
@@ -161,6 +168,11 @@ pub struct RunArgs {
     /// With --hostile: probability that an eligible answer is a lie.
     #[arg(long, default_value_t = vmm::sim::hostile::HostileConfig::DEFAULT_RATE, requires = "hostile", value_parser = parse_probability)]
     pub lie_rate: f64,
+    /// Built-in VMM: give the vCPU N physical-address bits (36-52, at most the host's)
+    /// instead of the host's, as a narrower host would. The simulated platforms place their
+    /// shared bit / C-bit below it (tdx-sim GPAW = N below 48, non-architectural).
+    #[arg(long, value_name = "N", value_parser = parse_phys_bits)]
+    pub phys_bits: Option<u8>,
 }
 
 /// Options of `list`.
@@ -190,6 +202,19 @@ pub fn parse_probability(s: &str) -> Result<f64, String> {
         Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
         _ => Err(format!(
             "`{s}` is not a probability: use a number from 0 to 1"
+        )),
+    }
+}
+
+/// Parses a vCPU physical-address width the simulated platforms support (36-52). Whether the
+/// host holds it is checked when the VM is made.
+pub fn parse_phys_bits(s: &str) -> Result<u8, String> {
+    use protocol::platform::{PHYS_BITS_MAX, PHYS_BITS_MIN};
+    match s.trim().parse::<u8>() {
+        Ok(b) if (PHYS_BITS_MIN..=PHYS_BITS_MAX).contains(&b) => Ok(b),
+        _ => Err(format!(
+            "`{s}` is not a physical-address width: use a number from {PHYS_BITS_MIN} to \
+             {PHYS_BITS_MAX}"
         )),
     }
 }
@@ -252,6 +277,14 @@ mod tests {
             [protocol::platform::PlatformKind::SevEs]
         );
         assert!(Cli::try_parse_from(["cvmprobe", "--platform", "sev"]).is_err());
+        let c = Cli::try_parse_from(["cvmprobe", "--phys-bits", "46"]).unwrap();
+        assert_eq!(c.run.phys_bits, Some(46));
+        for bad in ["35", "53", "x", "-1"] {
+            assert!(
+                Cli::try_parse_from(["cvmprobe", "--phys-bits", bad]).is_err(),
+                "{bad}"
+            );
+        }
         let c = Cli::try_parse_from(["cvmprobe", "parse", "-"]).unwrap();
         assert!(matches!(c.command, Some(Command::Parse(_))));
     }

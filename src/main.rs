@@ -109,6 +109,7 @@ fn cmd_run(a: &RunArgs) -> Result<bool> {
         timeout: a.timeout,
         verbose: a.verbose,
         progress: std::io::stderr().is_terminal(),
+        phys_bits: a.phys_bits,
     };
     let kernel = Path::new(env!("CVMPROBE_KERNEL_ELF"));
     if !kernel.exists() {
@@ -171,6 +172,12 @@ fn cmd_run(a: &RunArgs) -> Result<bool> {
     };
     if a.hostile.is_some() && !use_builtin {
         bail!("--hostile needs the built-in VMM (drop --vmm qemu)");
+    }
+    if a.phys_bits.is_some() && !use_builtin {
+        bail!(
+            "--phys-bits sets the built-in VMM's vCPU width; QEMU takes its own \
+             (-cpu ...,phys-bits=N): drop --vmm qemu, or the option"
+        );
     }
     if use_builtin {
         let mut results = Vec::new();
@@ -396,14 +403,15 @@ fn cmd_bench(a: &BenchArgs) -> Result<bool> {
         runs: a.runs,
         images: !a.no_images,
         qemu: a.qemu.clone(),
+        append: a.append.clone(),
     };
     eprintln!(
         "cvmprobe bench: measuring (about {} s)...",
         if opts.images { 150 } else { 20 }
     );
-    let report = cvmprobe::bench::run_all(kernel, &opts).map_err(|e| anyhow::anyhow!(e))?;
-    print!("{report}");
-    Ok(true)
+    let report = cvmprobe::bench::run_all(kernel, &opts);
+    print!("{}", report.text);
+    Ok(report.failures.is_empty())
 }
 
 fn cmd_fuzz_host(a: &FuzzHostArgs) -> Result<bool> {
@@ -462,6 +470,7 @@ fn cmd_fuzz_host(a: &FuzzHostArgs) -> Result<bool> {
                         timeout: a.timeout,
                         verbose: false,
                         progress: false,
+                        phys_bits: a.phys_bits,
                     };
                     let cfg = vmm::sim::hostile::HostileConfig {
                         seed,

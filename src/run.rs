@@ -27,6 +27,9 @@ pub struct RunRequest {
     pub verbose: bool,
     /// Show a progress bar on stderr (hidden automatically when stderr is not a terminal).
     pub progress: bool,
+    /// Built-in VMM: the vCPU's physical-address width (`None`: the host's), see
+    /// `vmm::VmConfig::phys_bits`.
+    pub phys_bits: Option<u8>,
 }
 
 /// Everything a run produced.
@@ -298,6 +301,7 @@ pub fn run_builtin_with(
         seed: None,
         platform: req.platform,
         hostile,
+        phys_bits: req.phys_bits,
     };
     let total = expected(req).len();
     let mut progress = Progress::new(total, req.progress, req.verbose);
@@ -325,7 +329,14 @@ pub fn run_builtin_with(
     };
     let mut summary = summarize(req, &serial, guest_exit, abnormal);
     merge_host_checks(&mut summary, &report);
-    summary.environment = format!("built-in VMM, {}", vmm::sim_name(req.platform));
+    summary.environment = format!(
+        "built-in VMM, {}, {}-bit vCPU",
+        vmm::sim_name(req.platform),
+        report.phys_bits
+    );
+    if let Some(note) = &report.width_note {
+        summary.environment += &format!(" ({note})");
+    }
     if let Some(h) = hostile {
         summary.environment += &format!(", hostile host seed {} rate {}", h.seed, h.rate);
     }

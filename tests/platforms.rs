@@ -105,3 +105,42 @@ fn raw_port_io_fails_the_run_with_its_rip() {
         "raw IN from port 0xf00 (1 byte, 1 element) under sev-es-sim at RIP 0xffffffff80",
     );
 }
+
+#[test]
+fn narrower_vcpus_run_the_same_cases() {
+    if !kvm_or_skip("narrower_vcpus_run_the_same_cases") {
+        return;
+    }
+    // The CLI path of the forced width (the VMM's tests cover 39, 46 and 48 bits in depth).
+    let o = cvmprobe(&["run", "--platform", "all", "--phys-bits", "39"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let total = listed_cases("");
+    for (name, note) in [
+        ("legacy", None),
+        ("tdx-sim", Some("GPAW 39, non-architectural")),
+        ("sev-es-sim", Some("C-bit 38, no real part's")),
+    ] {
+        let line = block(&out, name)
+            .lines()
+            .find(|l| l.starts_with("verdict: PASS"))
+            .unwrap_or_else(|| panic!("{name}: no PASS verdict\n{out}"));
+        assert!(line.contains(&format!("(of {total})")), "{line}");
+        assert!(line.contains(", 39-bit vCPU"), "{line}");
+        if let Some(n) = note {
+            assert!(line.contains(n), "{line}");
+        }
+    }
+    // A width the host's KVM cannot give a vCPU is refused before anything runs.
+    let o = cvmprobe(&["run", "--platform", "tdx-sim", "--phys-bits", "52"]);
+    let host = vmm::host_phys_bits().unwrap();
+    if host < 52 {
+        let e = error_line(&o);
+        assert!(
+            e.contains("52 physical-address bits is wider than this host"),
+            "{e}"
+        );
+    }
+    let o = cvmprobe(&["run", "--vmm", "qemu", "--phys-bits", "46"]);
+    assert!(error_line(&o).contains("--phys-bits"));
+}

@@ -24,8 +24,31 @@ pub const KEY_BRAND: &str = "cvmprobe.brand";
 /// `platform.detected` case compares it with what it detected).
 pub const KEY_PLATFORM: &str = "cvmprobe.platform";
 
+/// `cvmprobe.sim_phys_bits=<36..52>`: the host declares that it runs a *simulated*
+/// confidential platform (the built-in VMM's tdx-sim or sev-es-sim) on a vCPU with this many
+/// physical-address bits. The guest then accepts the one non-architectural value such a sim
+/// reports on a narrow vCPU (TDX GPAW = this width, below 48) and says so in a KTAP
+/// diagnostic. Never set on real hardware: a real TD reporting GPAW 46 fails.
+pub const KEY_SIM_PHYS_BITS: &str = "cvmprobe.sim_phys_bits";
+
 /// Every key the guest understands (it warns about others with the prefix).
-pub const KNOWN_KEYS: [&str; 5] = [KEY_FILTER, KEY_INJECT, KEY_MODE, KEY_BRAND, KEY_PLATFORM];
+pub const KNOWN_KEYS: [&str; 6] = [
+    KEY_FILTER,
+    KEY_INJECT,
+    KEY_MODE,
+    KEY_BRAND,
+    KEY_PLATFORM,
+    KEY_SIM_PHYS_BITS,
+];
+
+/// The value of [`KEY_SIM_PHYS_BITS`] if it is a decimal width in
+/// [`crate::platform::PHYS_BITS_MIN`]..=[`crate::platform::PHYS_BITS_MAX`].
+pub fn parse_sim_phys_bits(v: &str) -> Option<u8> {
+    let bits: u8 = v.parse().ok()?;
+    (crate::platform::PHYS_BITS_MIN..=crate::platform::PHYS_BITS_MAX)
+        .contains(&bits)
+        .then_some(bits)
+}
 
 /// Iterates over `(key, value)` of every `key=value` token (`value` is `""` for a bare key).
 pub fn tokens(cmdline: &str) -> impl Iterator<Item = (&str, &str)> {
@@ -95,6 +118,8 @@ pub struct Keys<'a> {
     pub brand: Option<&'a str>,
     /// [`KEY_PLATFORM`].
     pub platform: Option<&'a str>,
+    /// [`KEY_SIM_PHYS_BITS`].
+    pub sim_phys_bits: Option<&'a str>,
     /// The first key with [`PREFIX`] that this crate does not define.
     pub unknown: Option<&'a str>,
 }
@@ -113,6 +138,7 @@ impl<'a> Keys<'a> {
                 "mode" => k.mode = Some(v),
                 "brand" => k.brand = Some(v),
                 "platform" => k.platform = Some(v),
+                "sim_phys_bits" => k.sim_phys_bits = Some(v),
                 _ => {
                     if k.unknown.is_none() {
                         k.unknown = Some(key);
@@ -282,6 +308,19 @@ mod tests {
         assert_eq!(k.unknown, Some("cvmprobe.bogus"));
         for key in KNOWN_KEYS {
             assert!(key.starts_with(PREFIX));
+        }
+    }
+
+    #[test]
+    fn sim_phys_bits() {
+        let k = Keys::parse("cvmprobe.sim_phys_bits=46 cvmprobe.platform=tdx");
+        assert_eq!(k.sim_phys_bits, Some("46"));
+        assert_eq!(k.unknown, None);
+        assert_eq!(parse_sim_phys_bits("46"), Some(46));
+        assert_eq!(parse_sim_phys_bits("36"), Some(36));
+        assert_eq!(parse_sim_phys_bits("52"), Some(52));
+        for bad in ["35", "53", "", "0x2e", "-1", "300"] {
+            assert_eq!(parse_sim_phys_bits(bad), None, "{bad}");
         }
     }
 

@@ -48,6 +48,13 @@ pub const CBIT_MIN: u8 = 32;
 /// physical-address limit (AMD APM vol. 2 5.3, long-mode page translation).
 pub const CBIT_MAX: u8 = 51;
 
+/// The C-bit position of AMD EPYC 7002/7003 (Rome, Milan): bit 47 (QEMU
+/// docs/system/i386/amd-memory-encryption.rst, `cbitpos`; what `sev_enc_bit` reads from CPUID
+/// 0x8000001F EBX\[5:0\] on those parts).
+pub const CBIT_MILAN: u8 = 47;
+/// The C-bit position of AMD EPYC 9004 (Genoa) and later: bit 51.
+pub const CBIT_GENOA: u8 = 51;
+
 /// GHCB MSR protocol codes (low 12 bits). GHCB spec 2.3.1 table 3; Linux `sev-common.h`.
 pub mod msr {
     /// Mask of the request/response code.

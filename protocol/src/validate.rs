@@ -68,9 +68,11 @@ pub const fn tdvmcall_status(module: u64, vmcall: u64) -> Result<(), TdvmcallErr
 }
 
 /// The GPAW in TDG.VP.INFO RCX\[5:0\], which must be 48 or 52 (TDX module ABI spec,
-/// TDG.VP.INFO). The invalid value reported is the whole RCX.
-pub const fn vp_info_gpaw(rcx: u64) -> Result<Gpaw, Invalid> {
-    match Gpaw::new(rcx & tdx::VP_INFO_GPAW_MASK) {
+/// TDG.VP.INFO), or exactly `declared_sim_bits` when the host declared a simulated TDX on a
+/// narrower vCPU ([`Gpaw::simulated`]; `cmdline::KEY_SIM_PHYS_BITS`). The invalid value
+/// reported is the whole RCX.
+pub const fn vp_info_gpaw(rcx: u64, declared_sim_bits: Option<u8>) -> Result<Gpaw, Invalid> {
+    match Gpaw::simulated(rcx & tdx::VP_INFO_GPAW_MASK, declared_sim_bits) {
         Some(g) => Ok(g),
         None => Err(Invalid::new("TDG.VP.INFO GPAW (48 or 52)", rcx)),
     }
@@ -421,19 +423,26 @@ mod tests {
 
     #[test]
     fn gpaw_from_vp_info() {
-        assert_eq!(vp_info_gpaw(48), Ok(Gpaw::W48));
-        assert_eq!(vp_info_gpaw(52), Ok(Gpaw::W52));
+        assert_eq!(vp_info_gpaw(48, None), Ok(Gpaw::W48));
+        assert_eq!(vp_info_gpaw(52, None), Ok(Gpaw::W52));
         // Bits above RCX[5:0] are not the GPAW.
-        assert_eq!(vp_info_gpaw(0x100 | 48), Ok(Gpaw::W48));
+        assert_eq!(vp_info_gpaw(0x100 | 48, None), Ok(Gpaw::W48));
         for rcx in [0, 47, 49, 51, 53, 0x3f, 64 | 47] {
             assert_eq!(
-                vp_info_gpaw(rcx),
+                vp_info_gpaw(rcx, None),
                 Err(Invalid {
                     what: "TDG.VP.INFO GPAW (48 or 52)",
                     value: rcx
                 })
             );
         }
+        // A real TD reporting 46 fails; the same answer passes only where the host declared
+        // a simulated TDX on a 46-bit vCPU, and then with exactly that width.
+        assert!(vp_info_gpaw(46, None).is_err());
+        assert!(vp_info_gpaw(46, Some(39)).is_err());
+        let g = vp_info_gpaw(46, Some(46)).expect("declared");
+        assert_eq!((g.bits(), g.is_architectural()), (46, false));
+        assert_eq!(vp_info_gpaw(48, Some(46)), Ok(Gpaw::W48));
     }
 
     const SHARED: u64 = 1 << 47;

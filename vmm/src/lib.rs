@@ -82,6 +82,12 @@ pub struct VmConfig {
     /// A hostile host (`sim::hostile`): lies at a seeded random subset of the simulated
     /// platform's answers. Only for tdx-sim and sev-es-sim.
     pub hostile: Option<sim::hostile::HostileConfig>,
+    /// The vCPU's physical-address width (CPUID 0x80000008 EAX\[7:0\]); `None` keeps the
+    /// host's (KVM_GET_SUPPORTED_CPUID). A narrower width stands in for a narrower host: the
+    /// simulated platforms place their shared bit / C-bit from it ([`sim::address`]), and on
+    /// hosts with shadow paging KVM makes the bits above it reserved in the guest's page
+    /// tables. It must lie in [`protocol::platform::PHYS_BITS_MIN`]..= the host's width.
+    pub phys_bits: Option<u8>,
 }
 
 /// The name of the platform the built-in VMM presents for `p`: `legacy`, `tdx-sim`,
@@ -105,6 +111,7 @@ impl VmConfig {
             seed: None,
             platform: PlatformKind::Legacy,
             hostile: None,
+            phys_bits: None,
         }
     }
 
@@ -384,6 +391,11 @@ pub struct RunReport {
     /// GHCB bytes the guest left non-zero outside the fields it sent (sev-es-sim): private
     /// data that would have reached the host. One line per request, at most a few.
     pub ghcb_leaks: Vec<String>,
+    /// The vCPU's physical-address width in this run.
+    pub phys_bits: u8,
+    /// What the simulated platform chose that no real part has at this width
+    /// ([`sim::address::AddressWidth::brief`]), if anything.
+    pub width_note: Option<String>,
 }
 
 impl RunReport {
@@ -414,6 +426,37 @@ fn random_seed() -> u64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     RandomState::new().hash_one((n, t, std::process::id()))
+}
+
+/// The widest physical-address width KVM lets a vCPU have on this host (CPUID 0x80000008
+/// EAX\[7:0\] of KVM_GET_SUPPORTED_CPUID): what [`VmConfig::phys_bits`] may go up to.
+pub fn host_phys_bits() -> Result<u8, VmmError> {
+    let kvm = open_kvm()?;
+    Ok(cpuid::phys_bits(&supported_cpuid(&kvm)?))
+}
+
+/// KVM_GET_SUPPORTED_CPUID.
+fn supported_cpuid(kvm: &Kvm) -> Result<kvm_bindings::CpuId, VmmError> {
+    kvm.get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
+        .map_err(VmmError::kvm("KVM_GET_SUPPORTED_CPUID"))
+}
+
+/// The vCPU width for `requested` on a host whose KVM supports `host_bits`: the host's when
+/// nothing is requested, else the request if the sims support it and the host holds it.
+fn address_width(
+    requested: Option<u8>,
+    host_bits: u8,
+) -> Result<sim::address::AddressWidth, VmmError> {
+    use sim::address::AddressWidth;
+    match requested {
+        None => AddressWidth::new(host_bits)
+            .map_err(|e| VmmError::Config(format!("this host's vCPUs have {e}"))),
+        Some(bits) if bits > host_bits => Err(VmmError::Config(format!(
+            "a vCPU with {bits} physical-address bits is wider than this host's KVM supports \
+             ({host_bits} bits, CPUID 0x80000008 of KVM_GET_SUPPORTED_CPUID)"
+        ))),
+        Some(bits) => AddressWidth::new(bits).map_err(|e| VmmError::Config(e.to_string())),
+    }
 }
 
 /// Opens `/dev/kvm` and checks the API version; the error says what is wrong.
@@ -497,6 +540,7 @@ fn memslot_page(
     vm: &VmFd,
     seed: u64,
     platform: PlatformKind,
+    width: sim::address::AddressWidth,
 ) -> Result<(GuestMemoryMmap, kvm_userspace_memory_region), VmmError> {
     use protocol::memslot::{GPA, SIZE};
     use vm_memory::Bytes;
@@ -523,7 +567,7 @@ fn memslot_page(
     let region = kvm_userspace_memory_region {
         slot: MEMSLOT_SLOT,
         flags: 0,
-        guest_phys_addr: GPA | simulated::memslot_gpa_bits(platform),
+        guest_phys_addr: GPA | simulated::memslot_gpa_bits(platform, width),
         memory_size: SIZE,
         userspace_addr: host as u64,
     };
@@ -554,24 +598,38 @@ pub fn run(cfg: &VmConfig, serial_out: &mut dyn FnMut(&[u8])) -> Result<RunRepor
         },
     )?;
     let entry = boot::load_kernel(&mem, &cfg.kernel)?;
-    let brand = Brand::for_run();
-    let cmdline = boot::cmdline(&cfg.cmdline, &brand)?;
-    boot::write_boot_info(&mem, mem_size, &cmdline)?;
-
     let trap = simulated::trap_address(&cfg.kernel, cfg.platform)?;
+    let supported = supported_cpuid(&kvm)?;
+    let width = address_width(cfg.phys_bits, cpuid::phys_bits(&supported))?;
+    let brand = Brand::for_run();
+    let sim_bits = (cfg.platform != PlatformKind::Legacy).then_some(width.bits());
+    let cmdline = boot::cmdline(&cfg.cmdline, &brand, sim_bits)?;
+    boot::write_boot_info(&mem, mem_size, &cmdline)?;
 
     let seed = cfg.seed.unwrap_or_else(random_seed);
     let vm = Arc::new(kvm.create_vm().map_err(VmmError::kvm("KVM_CREATE_VM"))?);
     vm.set_tss_address(TSS_ADDRESS)
         .map_err(VmmError::kvm("KVM_SET_TSS_ADDR"))?;
-    map_memory(&vm, &mem, simulated::ram_aliases(cfg.platform))?;
-    let (page, page_region) = memslot_page(&vm, seed, cfg.platform)?;
+    map_memory(&vm, &mem, &simulated::ram_aliases(cfg.platform, width))?;
+    let (page, page_region) = memslot_page(&vm, seed, cfg.platform, width)?;
     simulated::prepare_vm(&vm, cfg.platform)?;
-    let mut vcpu = vcpu::Vcpu::create(&kvm, &vm, entry, &brand, cfg.platform, trap)?;
+    let forced = cfg.phys_bits.map(|_| width);
+    let mut vcpu = vcpu::Vcpu::create(
+        &vm,
+        supported,
+        vcpu::VcpuSetup {
+            entry,
+            brand: &brand,
+            platform: cfg.platform,
+            width,
+            forced_width: forced.is_some(),
+            breakpoint: trap,
+        },
+    )?;
     let (tamper, lie_log): (Box<dyn sim::Tamper>, _) = match cfg.hostile {
         Some(h) => {
             let shared_bit = match cfg.platform {
-                PlatformKind::Tdx => 1 << (simulated::TDX_GPAW - 1),
+                PlatformKind::Tdx => width.tdx_shared_bit(),
                 _ => 0,
             };
             let (t, log) = sim::hostile::Hostile::new(h, shared_bit);
@@ -579,7 +637,7 @@ pub fn run(cfg: &VmConfig, serial_out: &mut dyn FnMut(&[u8])) -> Result<RunRepor
         }
         None => (Box::new(sim::Honest), None),
     };
-    let mut host = simulated::Host::new(cfg.platform, trap, tamper);
+    let mut host = simulated::Host::new(cfg.platform, trap, tamper, width);
     if cfg.hostile.is_some() {
         host.set_ghcb_va(simulated::ghcb_address(&cfg.kernel, cfg.platform)?);
     }
@@ -643,6 +701,8 @@ pub fn run(cfg: &VmConfig, serial_out: &mut dyn FnMut(&[u8])) -> Result<RunRepor
         tsc_khz,
         lies: lie_log.map(|l| l.lock().map(|l| l.clone()).unwrap_or_default()),
         ghcb_leaks: host.take_ghcb_leaks(),
+        phys_bits: width.bits(),
+        width_note: width.brief(cfg.platform),
     })
 }
 

@@ -12,9 +12,12 @@
 //!   VMM ([`GhcbModel::msr_read`] / [`GhcbModel::msr_write`]); KVM's FIX_HYPERCALL_INSN quirk
 //!   off (it would rewrite VMGEXIT into VMCALL); a hardware breakpoint on the one VMGEXIT
 //!   ([`protocol::ghcb::VMGEXIT_SYMBOL`]), where [`GhcbModel`] reads the GHCB from guest
-//!   memory and answers like KVM. The guest maps private RAM with the C-bit
-//!   ([`SEV_CBIT`] = 47, as on Milan; legal here, the vCPU has 48 physical-address bits), so
-//!   the RAM memslot is mapped a second time at GPA | 1 << 47 (same host memory).
+//!   memory and answers like KVM. The guest maps private RAM with the C-bit, so the RAM
+//!   memslot is mapped a second time at GPA | C-bit (same host memory).
+//!
+//! Both the TDX shared bit and the SEV C-bit are ordinary address bits for plain KVM, so
+//! they are placed below the vCPU's physical-address width ([`crate::sim::address`]): 47 on a
+//! 48-bit vCPU, as on real parts, the top bit on narrower ones.
 //!
 //! What the models ask for ([`HostRequest`]) is served here exactly where KVM would exit to
 //! user space or consult VMM-owned state: port and MMIO accesses go to the legacy devices of
@@ -30,6 +33,7 @@
 //! the run with [`ExitReason::RawInterception`] naming the RIP.
 
 use crate::machine::{Control, CpuState, Machine};
+use crate::sim::address::AddressWidth;
 use crate::sim::ghcb::{GhcbConfig, GhcbModel, GhcbStep, MsrError};
 use crate::sim::tdx::{TdxConfig, TdxModel, TdxStep};
 use crate::sim::{
@@ -50,15 +54,6 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
-
-/// The C-bit position sev-es-sim reports (SEV information response, CPUID 0x8000001F
-/// EBX\[5:0\]): bit 47, as on AMD Milan. The vCPU has 48 physical-address bits here, so a PTE
-/// with bit 47 set is legal for plain KVM, and GPA | 1 << 47 is a GPA KVM can map.
-pub const SEV_CBIT: u8 = 47;
-
-/// The GPA width tdx-sim reports in TDG.VP.INFO: 48, so the shared bit is 47 (fits the host's
-/// 48-bit physical addresses; TDX's other choice, 52, would not).
-pub const TDX_GPAW: u32 = 48;
 
 /// KVM_CAP_DISABLE_QUIRKS2 (Linux include/uapi/linux/kvm.h; not in kvm-bindings 0.14).
 const KVM_CAP_DISABLE_QUIRKS2: u32 = 213;
@@ -166,22 +161,21 @@ pub fn prepare_vm(vm: &VmFd, platform: PlatformKind) -> Result<(), VmmError> {
     Ok(())
 }
 
-/// The GPAs at which guest RAM is mapped for `platform`: 0, and for sev-es-sim also the
-/// C-bit alias.
-pub fn ram_aliases(platform: PlatformKind) -> &'static [u64] {
-    const ALIASES: [u64; 2] = [0, 1 << SEV_CBIT];
+/// The GPAs at which guest RAM is mapped for `platform` on a vCPU of `width`: 0, and for
+/// sev-es-sim also the C-bit alias.
+pub fn ram_aliases(platform: PlatformKind, width: AddressWidth) -> Vec<u64> {
     match platform {
-        PlatformKind::SevEs => &ALIASES,
-        PlatformKind::Legacy | PlatformKind::Tdx => &ALIASES[..1],
+        PlatformKind::SevEs => vec![0, width.platform_bit(platform)],
+        PlatformKind::Legacy | PlatformKind::Tdx => vec![0],
     }
 }
 
 /// The bits ORed into the memslot page's GPA for `platform`: under tdx-sim the shared bit
 /// (the guest maps MMIO shared, so the TDX module reports the EPT violation on a shared GPA),
 /// else none.
-pub fn memslot_gpa_bits(platform: PlatformKind) -> u64 {
+pub fn memslot_gpa_bits(platform: PlatformKind, width: AddressWidth) -> u64 {
     match platform {
-        PlatformKind::Tdx => 1 << (TDX_GPAW - 1),
+        PlatformKind::Tdx => width.tdx_shared_bit(),
         PlatformKind::Legacy | PlatformKind::SevEs => 0,
     }
 }
@@ -264,6 +258,8 @@ pub enum Host {
     Tdx {
         /// The TDX module + KVM.
         model: Box<TdxModel<Box<dyn Tamper>>>,
+        /// The vCPU's physical-address width (the shared bit's position).
+        width: AddressWidth,
         /// Guest virtual address of the TDCALL instruction.
         trap: u64,
         /// A TDVMCALL<HLT> was just answered ([`Host::take_wakeup`]).
@@ -273,6 +269,8 @@ pub enum Host {
     SevEs {
         /// KVM's GHCB handling.
         model: Box<GhcbModel<Box<dyn Tamper>>>,
+        /// The vCPU's physical-address width (the C-bit's position).
+        width: AddressWidth,
         /// Guest virtual address of the VMGEXIT instruction.
         trap: u64,
         /// GHCB pages that reached the host with non-zero bytes outside the fields sent
@@ -362,29 +360,37 @@ enum Served {
 }
 
 impl Host {
-    /// The honest host for `platform`, trapping at `trap` (from [`trap_address`]; ignored for
-    /// legacy).
-    pub fn new(platform: PlatformKind, trap: Option<u64>, tamper: Box<dyn Tamper>) -> Self {
+    /// The host for `platform` on a vCPU of `width`, trapping at `trap` (from
+    /// [`trap_address`]; ignored for legacy).
+    pub fn new(
+        platform: PlatformKind,
+        trap: Option<u64>,
+        tamper: Box<dyn Tamper>,
+        width: AddressWidth,
+    ) -> Self {
         match (platform, trap) {
             (PlatformKind::Tdx, Some(trap)) => Host::Tdx {
                 model: Box::new(TdxModel::with_tamper(
                     TdxConfig {
-                        gpaw: TDX_GPAW,
+                        gpaw: width.tdx_gpaw(),
+                        maxphyaddr: u32::from(width.bits()),
                         ..TdxConfig::default()
                     },
                     tamper,
                 )),
+                width,
                 trap,
                 woke: false,
             },
             (PlatformKind::SevEs, Some(trap)) => Host::SevEs {
                 model: Box::new(GhcbModel::with_tamper(
                     GhcbConfig {
-                        cbit: SEV_CBIT,
+                        cbit: width.sev_cbit(),
                         ..GhcbConfig::default()
                     },
                     tamper,
                 )),
+                width,
                 trap,
                 leaks: Vec::new(),
                 ghcb_va: None,
@@ -524,10 +530,30 @@ impl Host {
         }
     }
 
+    /// The vCPU's physical-address width, for a simulated platform.
+    pub fn width(&self) -> Option<AddressWidth> {
+        match self {
+            Host::Legacy => None,
+            Host::Tdx { width, .. } | Host::SevEs { width, .. } => Some(*width),
+        }
+    }
+
+    /// The GPA bit at which guest RAM is mapped a second time (sev-es-sim's C-bit), 0 if none:
+    /// stripped from translated addresses before guest memory is read.
+    pub fn ram_alias_bit(&self) -> u64 {
+        match self {
+            Host::SevEs { width, .. } => width.platform_bit(PlatformKind::SevEs),
+            Host::Legacy | Host::Tdx { .. } => 0,
+        }
+    }
+
     /// Whether `gpa`, as KVM reports it in an MMIO exit, is the memslot scenario's page.
     pub fn is_memslot_gpa(&self, gpa: u64) -> bool {
-        let plain = gpa & !memslot_gpa_bits(self.platform());
-        gpa & memslot_gpa_bits(self.platform()) == memslot_gpa_bits(self.platform())
+        let bits = self
+            .width()
+            .map_or(0, |w| memslot_gpa_bits(self.platform(), w));
+        let plain = gpa & !bits;
+        gpa & bits == bits
             && (protocol::memslot::GPA..protocol::memslot::GPA + protocol::memslot::SIZE)
                 .contains(&plain)
     }
@@ -674,6 +700,7 @@ impl Host {
                 ghcb_va,
                 watch,
                 trap,
+                ..
             } => {
                 if watch.take().is_some() {
                     // The guest's next request: the watched answer was never read twice.
@@ -893,16 +920,39 @@ mod tests {
         assert_eq!(s.arch.debugreg[0], 0x1000);
     }
 
+    fn width(bits: u8) -> AddressWidth {
+        AddressWidth::new(bits).unwrap()
+    }
+
     #[test]
     fn memslot_gpa_carries_the_shared_bit_under_tdx() {
-        let tdx = Host::new(PlatformKind::Tdx, Some(1), Box::new(crate::sim::Honest));
-        let gpa = protocol::memslot::GPA;
-        assert!(tdx.is_memslot_gpa(gpa | 1 << 47));
-        assert!(!tdx.is_memslot_gpa(gpa), "private alias: not the page");
-        assert!(!tdx.is_memslot_gpa((gpa + protocol::memslot::SIZE) | 1 << 47));
-        let sev = Host::new(PlatformKind::SevEs, Some(1), Box::new(crate::sim::Honest));
-        assert!(sev.is_memslot_gpa(gpa + 8));
-        assert!(!sev.is_memslot_gpa(gpa | 1 << 47));
+        for (bits, shared) in [
+            (48, 1u64 << 47),
+            (46, 1 << 45),
+            (39, 1 << 38),
+            (52, 1 << 51),
+        ] {
+            let tdx = Host::new(
+                PlatformKind::Tdx,
+                Some(1),
+                Box::new(crate::sim::Honest),
+                width(bits),
+            );
+            let gpa = protocol::memslot::GPA;
+            assert!(tdx.is_memslot_gpa(gpa | shared), "{bits}");
+            assert!(!tdx.is_memslot_gpa(gpa), "private alias: not the page");
+            assert!(!tdx.is_memslot_gpa((gpa + protocol::memslot::SIZE) | shared));
+            assert!(!tdx.is_memslot_gpa(gpa | shared << 1 >> 2), "another bit");
+            assert_eq!(tdx.ram_alias_bit(), 0);
+            let sev = Host::new(
+                PlatformKind::SevEs,
+                Some(1),
+                Box::new(crate::sim::Honest),
+                width(bits),
+            );
+            assert!(sev.is_memslot_gpa(gpa + 8));
+            assert!(!sev.is_memslot_gpa(gpa | sev.ram_alias_bit()));
+        }
     }
 
     #[test]
@@ -965,9 +1015,17 @@ mod tests {
 
     #[test]
     fn aliases_only_for_sev_es() {
-        assert_eq!(ram_aliases(PlatformKind::Legacy), &[0]);
-        assert_eq!(ram_aliases(PlatformKind::Tdx), &[0]);
-        assert_eq!(ram_aliases(PlatformKind::SevEs), &[0, 1 << 47]);
+        assert_eq!(ram_aliases(PlatformKind::Legacy, width(48)), [0]);
+        assert_eq!(ram_aliases(PlatformKind::Tdx, width(46)), [0]);
+        assert_eq!(ram_aliases(PlatformKind::SevEs, width(48)), [0, 1 << 47]);
+        assert_eq!(ram_aliases(PlatformKind::SevEs, width(52)), [0, 1 << 51]);
+        assert_eq!(ram_aliases(PlatformKind::SevEs, width(46)), [0, 1 << 45]);
+        assert_eq!(ram_aliases(PlatformKind::SevEs, width(39)), [0, 1 << 38]);
+        // The alias lies inside the vCPU's address space, above all RAM.
+        for bits in 36..=52 {
+            let a = ram_aliases(PlatformKind::SevEs, width(bits))[1];
+            assert!(a < 1 << bits && a > crate::layout::RAM_LIMIT, "{bits}");
+        }
     }
 
     #[test]

@@ -9,10 +9,10 @@ use crate::machine::{CoalescedWrite, Control, CpuState, Exit, InterruptStep, Mac
 use crate::simulated::Host;
 use crate::{ExitReason, ExitStats, VmmError};
 use kvm_bindings::{
-    CpuId, KVM_MAX_CPUID_ENTRIES, Msrs, kvm_coalesced_mmio, kvm_coalesced_mmio_ring, kvm_interrupt,
-    kvm_msr_entry, kvm_regs, kvm_run,
+    CpuId, Msrs, kvm_coalesced_mmio, kvm_coalesced_mmio_ring, kvm_interrupt, kvm_msr_entry,
+    kvm_regs, kvm_run,
 };
-use kvm_ioctls::{Cap, IoEventAddress, Kvm, KvmRunWrapper, SyncReg, VcpuExit, VcpuFd, VmFd};
+use kvm_ioctls::{Cap, IoEventAddress, KvmRunWrapper, SyncReg, VcpuExit, VcpuFd, VmFd};
 use protocol::platform::PlatformKind;
 use protocol::testdev::Space;
 use std::os::fd::AsRawFd;
@@ -286,32 +286,50 @@ pub struct Vcpu {
     cpuid: CpuId,
 }
 
+/// What vCPU 0 is made of.
+#[derive(Clone, Copy, Debug)]
+pub struct VcpuSetup<'a> {
+    /// The PVH entry point.
+    pub entry: u64,
+    /// The CPUID brand string of this run.
+    pub brand: &'a Brand,
+    /// Which CPUID table: plain, tdx-sim's or sev-es-sim's.
+    pub platform: PlatformKind,
+    /// The vCPU's physical-address width (sev-es-sim's C-bit comes from it).
+    pub width: crate::sim::address::AddressWidth,
+    /// Whether the width was chosen narrower than the host's (then CPUID says so).
+    pub forced_width: bool,
+    /// The simulated platforms' TDCALL or VMGEXIT address, armed as hardware breakpoint 0.
+    pub breakpoint: Option<u64>,
+}
+
 impl Vcpu {
     /// Creates vCPU 0 and puts it at the PVH entry: CPUID first (before SREGS and the first
-    /// KVM_RUN, DESIGN.md), then the APIC base MSR, then special and general registers.
-    /// `platform` selects the CPUID table; `breakpoint` (the simulated platforms' TDCALL or
-    /// VMGEXIT address) is armed as hardware breakpoint 0.
-    pub fn create(
-        kvm: &Kvm,
-        vm: &VmFd,
-        entry: u64,
-        brand: &Brand,
-        platform: PlatformKind,
-        breakpoint: Option<u64>,
-    ) -> Result<Self, VmmError> {
+    /// KVM_RUN, DESIGN.md), from KVM's `supported` table adjusted for `setup`, then the APIC
+    /// base MSR, then special and general registers.
+    pub fn create(vm: &VmFd, supported: CpuId, setup: VcpuSetup<'_>) -> Result<Self, VmmError> {
+        let VcpuSetup {
+            entry,
+            brand,
+            platform,
+            width,
+            forced_width,
+            breakpoint,
+        } = setup;
         let mut fd = vm
             .create_vcpu(0)
             .map_err(VmmError::kvm("KVM_CREATE_VCPU"))?;
-        let mut cpuid: CpuId = kvm
-            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-            .map_err(VmmError::kvm("KVM_GET_SUPPORTED_CPUID"))?;
+        let mut cpuid = supported;
         let table = |e| VmmError::Config(format!("CPUID table: {e:?}"));
         cpuid::configure(&mut cpuid, brand).map_err(table)?;
+        if forced_width {
+            cpuid::set_phys_bits(&mut cpuid, width.bits()).map_err(table)?;
+        }
         match platform {
             PlatformKind::Legacy => {}
             PlatformKind::Tdx => cpuid::configure_tdx(&mut cpuid).map_err(table)?,
             PlatformKind::SevEs => {
-                cpuid::configure_sev_es(&mut cpuid, crate::simulated::SEV_CBIT).map_err(table)?
+                cpuid::configure_sev_es(&mut cpuid, width.sev_cbit()).map_err(table)?
             }
         }
         fd.set_cpuid2(&cpuid)
@@ -619,7 +637,12 @@ pub fn run(
                             if stepping {
                                 last_step = Some(cpu.rip());
                             }
-                            let (reads, halts) = next_insn(&vcpu.fd, machine.memory(), &cpu.regs);
+                            let (reads, halts) = next_insn(
+                                &vcpu.fd,
+                                machine.memory(),
+                                host.ram_alias_bit(),
+                                &cpu.regs,
+                            );
                             let mut ctl = VcpuCtl {
                                 fd: &mut vcpu.fd,
                                 cpuid: &vcpu.cpuid,
@@ -858,6 +881,7 @@ fn convert_to_exception(
     steps: StepTrail<'_>,
 ) -> Result<Control, VmmError> {
     let MmioAccess { gpa, write, len } = mmio;
+    let alias = host.ram_alias_bit();
     let last_step = steps.last_step;
     let snapshot = cpu.regs;
     let stop = |why: String| {
@@ -886,18 +910,14 @@ fn convert_to_exception(
         let is_the_store = |start: u64| {
             let n = next.wrapping_sub(start);
             (1..=15).contains(&n)
-                && decode_guest(fd, mem, start).is_some_and(|d| {
+                && decode_guest(fd, mem, alias, start).is_some_and(|d| {
                     u64::from(d.len) == n
                         && d.direction() == protocol::access::Direction::Write
                         && d.size().bytes() == len as u64
                         && fd
                             .translate_gva(linear_address(&d, &snapshot, next))
                             .is_ok_and(|t| {
-                                t.valid != 0
-                                    && (t.physical_address ^ gpa)
-                                        & !0xfff
-                                        & !(1u64 << crate::simulated::SEV_CBIT)
-                                        == 0
+                                t.valid != 0 && (t.physical_address ^ gpa) & !0xfff & !alias == 0
                             })
                 })
         };
@@ -926,7 +946,7 @@ fn convert_to_exception(
             "instruction bounds {start:#x}..{next:#x} are not one instruction"
         ));
     }
-    let gla = guest_linear_address(fd, mem, &snapshot, start, next);
+    let gla = guest_linear_address(fd, mem, alias, &snapshot, start, next);
     let access = crate::simulated::EmulatedAccess {
         gpa,
         write,
@@ -967,7 +987,13 @@ struct MmioAccess {
 
 /// Reads guest virtual memory at `va` into `buf`, translating once per page; returns how
 /// many bytes were readable (the rest of `buf` is left as it was).
-fn read_guest(fd: &VcpuFd, mem: &vm_memory::GuestMemoryMmap, va: u64, buf: &mut [u8]) -> usize {
+fn read_guest(
+    fd: &VcpuFd,
+    mem: &vm_memory::GuestMemoryMmap,
+    alias: u64,
+    va: u64,
+    buf: &mut [u8],
+) -> usize {
     use vm_memory::Bytes;
     const PAGE: u64 = 4096;
     let mut done = 0;
@@ -977,7 +1003,7 @@ fn read_guest(fd: &VcpuFd, mem: &vm_memory::GuestMemoryMmap, va: u64, buf: &mut 
             break;
         };
         // The RAM alias bit (sev-es-sim's C-bit) is not part of the RAM memslot's GPA.
-        let gpa = t.physical_address & !(1u64 << crate::simulated::SEV_CBIT);
+        let gpa = t.physical_address & !alias;
         let n = ((PAGE - at % PAGE) as usize).min(buf.len() - done);
         if mem
             .read_slice(&mut buf[done..done + n], vm_memory::GuestAddress(gpa))
@@ -995,10 +1021,11 @@ fn read_guest(fd: &VcpuFd, mem: &vm_memory::GuestMemoryMmap, va: u64, buf: &mut 
 fn decode_guest(
     fd: &VcpuFd,
     mem: &vm_memory::GuestMemoryMmap,
+    alias: u64,
     start: u64,
 ) -> Option<protocol::decode::Decoded> {
     let mut bytes = [0u8; protocol::decode::MAX_INSN_LEN];
-    let n = read_guest(fd, mem, start, &mut bytes);
+    let n = read_guest(fd, mem, alias, start, &mut bytes);
     let d = protocol::decode::decode(&bytes[..n]).ok()?;
     d.mem.segment.is_none().then_some(d)
 }
@@ -1014,12 +1041,13 @@ const OPCODE_HLT: u8 = 0xf4;
 fn next_insn(
     fd: &VcpuFd,
     mem: &vm_memory::GuestMemoryMmap,
+    alias: u64,
     regs: &kvm_regs,
 ) -> (Option<(u64, u64)>, bool) {
     let mut first = [0u8; 1];
-    let halts = read_guest(fd, mem, regs.rip, &mut first) == 1
+    let halts = read_guest(fd, mem, alias, regs.rip, &mut first) == 1
         && (first[0] == OPCODE_STI || first[0] == OPCODE_HLT);
-    let load = decode_guest(fd, mem, regs.rip)
+    let load = decode_guest(fd, mem, alias, regs.rip)
         .filter(|d| d.direction() == protocol::access::Direction::Read)
         .map(|d| {
             let next = regs.rip + u64::from(d.len);
@@ -1059,11 +1087,12 @@ fn linear_address(d: &protocol::decode::Decoded, regs: &kvm_regs, next: u64) -> 
 fn guest_linear_address(
     fd: &VcpuFd,
     mem: &vm_memory::GuestMemoryMmap,
+    alias: u64,
     regs: &kvm_regs,
     start: u64,
     next: u64,
 ) -> Option<u64> {
-    let d = decode_guest(fd, mem, start)?;
+    let d = decode_guest(fd, mem, alias, start)?;
     (start + u64::from(d.len) == next).then(|| linear_address(&d, regs, next))
 }
 
@@ -1159,13 +1188,19 @@ mod tests {
         let vm = kvm.create_vm().unwrap();
         vm.set_tss_address(crate::TSS_ADDRESS).unwrap();
         crate::map_memory(&vm, &mem, &[0]).unwrap();
+        let supported = crate::supported_cpuid(&kvm).unwrap();
+        let width = crate::sim::address::AddressWidth::new(cpuid::phys_bits(&supported)).unwrap();
         let mut vcpu = Vcpu::create(
-            &kvm,
             &vm,
-            ENTRY,
-            &Brand::for_run(),
-            PlatformKind::Legacy,
-            None,
+            supported,
+            VcpuSetup {
+                entry: ENTRY,
+                brand: &Brand::for_run(),
+                platform: PlatformKind::Legacy,
+                width,
+                forced_width: false,
+                breakpoint: None,
+            },
         )
         .unwrap();
         let mut host = Host::Legacy;

@@ -92,6 +92,12 @@ pub fn is_legacy() -> bool {
 /// console needs a backend to report it) and the error comes back for `kmain` to bail out on.
 pub fn init(params: &BootParams) -> (PlatformKind, Result<(), HostError>) {
     legacy::set_phys_offset(params.phys_offset);
+    if let Some(bits) =
+        protocol::cmdline::get(params.cmdline(), protocol::cmdline::KEY_SIM_PHYS_BITS)
+            .and_then(protocol::cmdline::parse_sim_phys_bits)
+    {
+        SIM_PHYS_BITS.store(bits, Ordering::Relaxed);
+    }
     match detect::detect() {
         detect::Detected::Legacy => {
             KIND.store(KIND_LEGACY, Ordering::Relaxed);
@@ -129,6 +135,55 @@ pub fn init(params: &BootParams) -> (PlatformKind, Result<(), HostError>) {
             KIND.store(KIND_SEV_ES, Ordering::Relaxed);
             (PlatformKind::SevEs, Ok(()))
         }
+    }
+}
+
+/// The physical-address width of a simulated platform, as the host declared it
+/// (`cmdline::KEY_SIM_PHYS_BITS`); 0 when the host declared none (every real host).
+static SIM_PHYS_BITS: AtomicU8 = AtomicU8::new(0);
+
+/// The width the host declared for a simulated platform, if it declared one. Only the checks
+/// that real hardware makes stricter than a sim on a narrow vCPU can meet (TDX GPAW 48 or 52)
+/// look at it, and the guest says so when it relies on it ([`describe_simulation`]).
+pub fn declared_sim_phys_bits() -> Option<u8> {
+    match SIM_PHYS_BITS.load(Ordering::Relaxed) {
+        0 => None,
+        b => Some(b),
+    }
+}
+
+/// A KTAP diagnostic (without the `# `) when the platform's parameters are ones only a
+/// simulated platform on a narrow vCPU reports: `tdx-sim: GPAW 46, non-architectural: the host
+/// declared a simulated TDX on a vCPU with 46 physical address bits`. `None` otherwise.
+pub fn describe_simulation(line: &mut crate::ktap::Line) -> bool {
+    let Some(bits) = declared_sim_phys_bits() else {
+        return false;
+    };
+    match kind_raw() {
+        KIND_TDX => match tdx::gpaw() {
+            Some(g) if !g.is_architectural() => {
+                line.str("tdx-sim: GPAW ")
+                    .dec(u64::from(g.bits()))
+                    .str(", non-architectural (the TDX module reports 48 or 52): the host declared a simulated TDX on a vCPU with ")
+                    .dec(u64::from(bits))
+                    .str(" physical address bits");
+                true
+            }
+            _ => false,
+        },
+        KIND_SEV_ES => {
+            let c = sev_es::cbit();
+            if c == protocol::ghcb::CBIT_MILAN || c == protocol::ghcb::CBIT_GENOA {
+                return false;
+            }
+            line.str("sev-es-sim: C-bit ")
+                .dec(u64::from(c))
+                .str(" (AMD parts use 47 or 51): the host declared a simulated SEV-ES on a vCPU with ")
+                .dec(u64::from(bits))
+                .str(" physical address bits");
+            true
+        }
+        _ => false,
     }
 }
 
@@ -214,7 +269,7 @@ pub fn describe(line: &mut crate::ktap::Line) {
     match kind_raw() {
         KIND_TDX => {
             line.str("gpaw=")
-                .dec(u64::from(tdx::gpaw()))
+                .dec(u64::from(tdx::gpaw().map_or(0, protocol::tdx::Gpaw::bits)))
                 .str(" shared_bit=")
                 .dec(u64::from(tdx::shared_bit().trailing_zeros()));
         }

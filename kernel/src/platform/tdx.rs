@@ -173,22 +173,24 @@ fn vmcall(request: &'static str, sub: u64, args: [u64; 4]) -> Result<VmcallOut, 
     }
 }
 
-/// GPAW from TDG.VP.INFO, and the shared bit it implies.
+/// GPAW from TDG.VP.INFO (0 before [`init`]), and the shared bit it implies.
 static GPAW: AtomicU32 = AtomicU32::new(0);
 static SHARED_BIT: AtomicU64 = AtomicU64::new(0);
 
 /// What TDG.VP.INFO reported.
 #[derive(Clone, Copy, Debug)]
 pub struct VpInfo {
-    /// Guest physical address width (48 or 52).
-    pub gpaw: u32,
+    /// Guest physical address width: 48 or 52, or the narrower width a simulated TDX
+    /// declared (`Gpaw::simulated`).
+    pub gpaw: Gpaw,
     /// Number of vCPUs (R8[31:0]).
     pub vcpus: u32,
     /// This vCPU's index (R9[31:0]).
     pub vcpu_index: u32,
 }
 
-/// TDG.VP.INFO, validated: GPAW must be 48 or 52 (`validate::vp_info_gpaw`).
+/// TDG.VP.INFO, validated: GPAW must be 48 or 52, or exactly the width the host declared for
+/// a simulated TDX (`validate::vp_info_gpaw`, `super::declared_sim_phys_bits`).
 pub fn vp_info() -> Result<VpInfo, HostError> {
     let mut r = TdcallRegs {
         rax: leaf::VP_INFO,
@@ -201,9 +203,9 @@ pub fn vp_info() -> Result<VpInfo, HostError> {
             status: r.rax,
         });
     }
-    let gpaw = validate::vp_info_gpaw(r.rcx)?;
+    let gpaw = validate::vp_info_gpaw(r.rcx, super::declared_sim_phys_bits())?;
     Ok(VpInfo {
-        gpaw: gpaw.bits(),
+        gpaw,
         vcpus: r.r8 as u32,
         vcpu_index: r.r9 as u32,
     })
@@ -212,8 +214,8 @@ pub fn vp_info() -> Result<VpInfo, HostError> {
 /// Sets up the backend from TDG.VP.INFO.
 pub fn init() -> Result<VpInfo, HostError> {
     let info = vp_info()?;
-    GPAW.store(info.gpaw, Ordering::Relaxed);
-    SHARED_BIT.store(tdx::shared_bit(info.gpaw), Ordering::Relaxed);
+    GPAW.store(info.gpaw.bits(), Ordering::Relaxed);
+    SHARED_BIT.store(info.gpaw.shared_bit(), Ordering::Relaxed);
     Ok(info)
 }
 
@@ -222,9 +224,12 @@ pub fn shared_bit() -> u64 {
     SHARED_BIT.load(Ordering::Relaxed)
 }
 
-/// GPAW.
-pub fn gpaw() -> u32 {
-    GPAW.load(Ordering::Relaxed)
+/// GPAW as [`init`] fixed it (`None` before).
+pub fn gpaw() -> Option<Gpaw> {
+    Gpaw::simulated(
+        u64::from(GPAW.load(Ordering::Relaxed)),
+        super::declared_sim_phys_bits(),
+    )
 }
 
 /// MMIO read through `#VE.RequestMMIO` on the shared alias of `gpa`.
@@ -290,9 +295,9 @@ pub fn handle_ve(
 ) -> Result<(), super::emulate::EmulationError> {
     use super::emulate::{self, EmulationError};
     let ve = veinfo_get()?;
-    let width = Gpaw::new(u64::from(gpaw())).ok_or(EmulationError::new(
+    let width = gpaw().ok_or(EmulationError::new(
         "#VE before TDG.VP.INFO set the GPAW",
-        u64::from(gpaw()),
+        u64::from(GPAW.load(Ordering::Relaxed)),
     ))?;
     let invalid = |e: validate::Invalid| EmulationError::new(e.what, e.value);
     // Checked before decoding: a #VE that is not MMIO is reported as such, not as an

@@ -30,6 +30,7 @@
 //! (`intel/tdx-module`, `src/td_dispatcher/`); each behaviour cites its function. Where
 //! KVM's answer depends on the version, a config field selects it.
 
+pub mod address;
 pub mod ghcb;
 pub mod hostile;
 pub mod oracle;
