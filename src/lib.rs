@@ -3,6 +3,7 @@
 //!
 //! - [`bench`]: `cvmprobe bench`.
 //! - [`cli`]: command-line definitions.
+//! - [`confidential`]: QEMU command lines and host checks for real TDX / SEV-ES hosts.
 //! - [`qemu`]: QEMU command line and runs with a timeout.
 //! - [`hostile`]: the verdict of a run under a hostile host, and `cvmprobe fuzz-host`.
 //! - [`images`]: the BIOS/UEFI disk images and their per-run command line.
@@ -13,6 +14,7 @@
 //! - [`junit`]: the JUnit writer.
 pub mod bench;
 pub mod cli;
+pub mod confidential;
 pub mod hostile;
 pub mod images;
 pub mod junit;

@@ -435,6 +435,12 @@ pub fn host_phys_bits() -> Result<u8, VmmError> {
     Ok(cpuid::phys_bits(&supported_cpuid(&kvm)?))
 }
 
+/// KVM_CHECK_EXTENSION(`cap`) on /dev/kvm: the raw answer (0 for a capability this KVM does not
+/// know). For capabilities kvm-ioctls has no name for, such as KVM_CAP_VM_TYPES.
+pub fn check_extension(cap: u32) -> Result<i32, VmmError> {
+    Ok(open_kvm()?.check_extension_raw(cap.into()))
+}
+
 /// KVM_GET_SUPPORTED_CPUID.
 fn supported_cpuid(kvm: &Kvm) -> Result<kvm_bindings::CpuId, VmmError> {
     kvm.get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
