@@ -1192,7 +1192,10 @@ impl<T: Tamper> GhcbModel<T> {
 pub fn is_snp_only_vmgexit(code: u64) -> bool {
     matches!(
         code,
-        svm_exit::AP_CREATION | svm_exit::GUEST_REQUEST | svm_exit::EXT_GUEST_REQUEST | svm_exit::PSC
+        svm_exit::AP_CREATION
+            | svm_exit::GUEST_REQUEST
+            | svm_exit::EXT_GUEST_REQUEST
+            | svm_exit::PSC
     )
 }
 

@@ -510,7 +510,11 @@ fn snp_only_exit_codes_current_kvm_answers_invalid_event_before_the_valid_bits()
         assert_eq!(e.refused(), error::INVALID_EVENT, "all valid, {code:#x}");
         let mut e = Env::v2();
         e.zero().set_unmarked(off::SW_EXIT_CODE, code);
-        assert_eq!(e.refused(), error::INVALID_EVENT, "nothing marked, {code:#x}");
+        assert_eq!(
+            e.refused(),
+            error::INVALID_EVENT,
+            "nothing marked, {code:#x}"
+        );
         // The usage check still comes first.
         let mut e = Env::v2();
         e.zero().set_unmarked(off::SW_EXIT_CODE, code);
@@ -533,7 +537,11 @@ fn snp_only_exit_codes_v6_11_answers_missing_input() {
         assert_eq!(e.refused(), error::MISSING_INPUT, "all valid, {code:#x}");
         let mut e = era(SnpOnlyExits::MissingInput);
         e.zero().set_unmarked(off::SW_EXIT_CODE, code);
-        assert_eq!(e.refused(), error::MISSING_INPUT, "nothing marked, {code:#x}");
+        assert_eq!(
+            e.refused(),
+            error::MISSING_INPUT,
+            "nothing marked, {code:#x}"
+        );
     }
 }
 
