@@ -29,6 +29,10 @@ pub const VMGEXIT_SYMBOL: &str = "cvmprobe_vmgexit_insn";
 /// The kernel symbol of its GHCB page (the hostile host's "rewrite after the guest read it"
 /// lie watches the page's last field read with a data breakpoint).
 pub const GHCB_SYMBOL: &str = "cvmprobe_ghcb";
+/// The guest case whose verdict the built-in VMM's own check of the GHCB's mapping decides
+/// too (`vmm::simulated::GhcbMapping`): it passes only if the guest's self-check said `ok`
+/// and the host found the page mapped shared at every GHCB-page request.
+pub const GHCB_MAPPING_CASE: (&str, &str) = ("platform", "sev_es_ghcb_shared");
 
 /// CPUID leaf 0x8000001F (AMD APM vol. 3 E.4.17): EAX bit 1 SEV, bit 3 SEV-ES; EBX[5:0]
 /// C-bit position.
