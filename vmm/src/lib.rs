@@ -414,7 +414,9 @@ pub struct RunReport {
 impl RunReport {
     /// Whether every case check passed and the host found no problem.
     pub fn host_verdict_ok(&self) -> bool {
-        self.host_problems.is_empty() && self.case_checks.iter().all(|c| c.result.is_ok())
+        self.host_problems.is_empty()
+            && self.case_checks.iter().all(|c| c.result.is_ok())
+            && self.host_case_checks.iter().all(|c| c.result.is_ok())
     }
 
     /// The check of `suite.case`, if the guest announced it (the last one if it did twice).

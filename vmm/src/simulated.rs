@@ -298,8 +298,12 @@ pub enum Host {
 pub struct GhcbMapping {
     /// GHCB-page requests whose mapping the host checked.
     pub checked: u64,
-    /// What the host found wrong, one line per finding (at most [`MAX_LEAK_REPORTS`]).
+    /// What the host found wrong: the first request of each kind of finding.
     pub findings: Vec<String>,
+    /// Requests with a finding, the first ones included.
+    pub bad: u64,
+    /// The kinds of finding described in `findings`.
+    kinds: Vec<&'static str>,
 }
 
 impl GhcbMapping {
@@ -307,7 +311,10 @@ impl GhcbMapping {
     /// ([`protocol::ghcb::GHCB_MAPPING_CASE`]).
     pub fn verdict(&self) -> Result<(), String> {
         match self.findings.first() {
-            Some(f) => Err(f.clone()),
+            Some(f) => Err(format!(
+                "{f} ({} of {} GHCB-page requests had a finding)",
+                self.bad, self.checked
+            )),
             None if self.checked == 0 => {
                 Err("the host saw no GHCB-page request whose mapping it could check".into())
             }
@@ -799,7 +806,14 @@ impl Host {
                 // The raw conformance cases send malformed GHCBs on purpose (fields without
                 // their valid bits): their bytes are the test's, not private data.
                 let raw_case = case.is_some_and(|(suite, _)| suite == "ghcb_raw");
-                if msr & ghcb::msr::INFO_MASK == 0 && !raw_case {
+                // The host's own check of the page's mapping (a GHCB-page request only).
+                let private = msr != 0
+                    && msr & ghcb::msr::INFO_MASK == 0
+                    && ghcb_va.is_some_and(|va| {
+                        check_ghcb_mapping(vcpu, va, msr, width.sev_cbit(), mapping, case)
+                    });
+                // Through a private mapping the host sees ciphertext, not the guest's bytes.
+                if msr & ghcb::msr::INFO_MASK == 0 && !raw_case && !private {
                     let mut page = [0u8; 4096];
                     if ram.read(msr, &mut page).is_ok()
                         && let Some((at, byte)) = ghcb_leak(&page)
@@ -815,12 +829,6 @@ impl Host {
                         }
                     }
                 }
-                // The host's own check of the page's mapping (a GHCB-page request only).
-                let private = msr != 0
-                    && msr & ghcb::msr::INFO_MASK == 0
-                    && ghcb_va.is_some_and(|va| {
-                        check_ghcb_mapping(vcpu, va, msr, width.sev_cbit(), mapping, case)
-                    });
                 if private {
                     toggle_ciphertext(&mut ram, msr);
                 }
@@ -874,33 +882,44 @@ fn check_ghcb_mapping(
     mapping.checked += 1;
     let c = 1u64 << cbit;
     let at = case.map_or("no case".into(), |(s, k)| format!("{s}.{k}"));
+    // (kind, what): the first request of each kind is described.
     let (finding, private) = match vcpu.translate(va) {
         Some(pa) if pa & !c == msr && pa & c != 0 => (
-            Some(format!(
-                "GHCB at GPA {msr:#x} is mapped private (C-bit {cbit} set) at guest VA {va:#x} \
-                 ({at}): on hardware the host would read ciphertext and the guest garbage"
+            Some((
+                "private",
+                format!(
+                    "GHCB at GPA {msr:#x} is mapped private (C-bit {cbit} set) at guest VA \
+                     {va:#x}, first at {at}: on hardware the host would read ciphertext and \
+                     the guest garbage"
+                ),
             )),
             true,
         ),
         Some(pa) if pa == msr => (None, false),
         Some(pa) => (
-            Some(format!(
-                "GHCB MSR holds GPA {msr:#x} but the guest's GHCB at VA {va:#x} maps GPA \
-                 {pa:#x} ({at})"
+            Some((
+                "elsewhere",
+                format!(
+                    "the GHCB MSR holds GPA {msr:#x} but the guest's GHCB at VA {va:#x} maps \
+                     GPA {pa:#x}, first at {at}"
+                ),
             )),
             false,
         ),
         None => (
-            Some(format!(
-                "the guest's GHCB at VA {va:#x} is not mapped at a GHCB-page request ({at})"
+            Some((
+                "unmapped",
+                format!("the guest's GHCB at VA {va:#x} is not mapped, first at {at}"),
             )),
             false,
         ),
     };
-    if let Some(f) = finding
-        && mapping.findings.len() < MAX_LEAK_REPORTS
-    {
-        mapping.findings.push(f);
+    if let Some((kind, what)) = finding {
+        mapping.bad += 1;
+        if !mapping.kinds.contains(&kind) {
+            mapping.kinds.push(kind);
+            mapping.findings.push(what);
+        }
     }
     private
 }
@@ -1179,5 +1198,36 @@ mod tests {
     fn low_bytes_cut_to_size() {
         assert_eq!(low_bytes(0x1122_3344, 2), vec![0x44, 0x33]);
         assert_eq!(low_bytes(u64::MAX, 9).len(), 8);
+    }
+
+    #[test]
+    fn ciphertext_is_an_involution_that_garbles_the_usage_field() {
+        use protocol::ghcb::off;
+        let mut page = [0u8; 4096];
+        page[off::SW_EXIT_CODE] = 0x72;
+        let plain = page;
+        sev_ciphertext(0x167000, &mut page);
+        assert_ne!(page, plain);
+        // What KVM checks first: a zero GHCB usage reads as non-zero, so an honest KVM answers
+        // INVALID_USAGE to a request written through a private mapping.
+        assert_ne!(&page[off::GHCB_USAGE..off::GHCB_USAGE + 4], &[0; 4]);
+        let mut other = plain;
+        sev_ciphertext(0x168000, &mut other);
+        assert_ne!(page, other, "the keystream depends on the GPA");
+        sev_ciphertext(0x167000, &mut page);
+        assert_eq!(page, plain);
+    }
+
+    #[test]
+    fn the_mapping_verdict() {
+        let mut m = GhcbMapping::default();
+        assert!(m.verdict().unwrap_err().contains("no GHCB-page request"));
+        m.checked = 3;
+        assert_eq!(m.verdict(), Ok(()));
+        m.bad = 2;
+        m.findings
+            .push("GHCB at GPA 0x1000 is mapped private".into());
+        let e = m.verdict().unwrap_err();
+        assert!(e.contains("mapped private") && e.contains("2 of 3"), "{e}");
     }
 }
