@@ -284,7 +284,7 @@ pub enum Host {
         /// ([`Host::watch_step`]).
         watch: Option<GhcbWatch>,
         /// The host's own check of the GHCB's mapping ([`GhcbMapping`]).
-        mapping: GhcbMapping,
+        mapping: Box<GhcbMapping>,
     },
 }
 
@@ -330,13 +330,12 @@ impl GhcbMapping {
 /// and the host's answer reads as garbage, as on hardware (where the granule is a 16-byte
 /// AES block, not a byte). Deterministic, so a failing run replays.
 pub fn sev_ciphertext(gpa: u64, page: &mut [u8; 4096]) {
-    for (i, w) in page.chunks_exact_mut(8).enumerate() {
+    for (i, w) in page.as_chunks_mut::<8>().0.iter_mut().enumerate() {
         let mut z = gpa.wrapping_add((i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^= z >> 31;
-        let v = u64::from_le_bytes(w.try_into().expect("8-byte chunk")) ^ z;
-        w.copy_from_slice(&v.to_le_bytes());
+        *w = (u64::from_le_bytes(*w) ^ z).to_le_bytes();
     }
 }
 
@@ -479,7 +478,7 @@ impl Host {
                 leaks: Vec::new(),
                 ghcb_va: None,
                 watch: None,
-                mapping: GhcbMapping::default(),
+                mapping: Box::default(),
             },
             _ => Host::Legacy,
         })
@@ -496,7 +495,7 @@ impl Host {
     /// The host's check of the GHCB's mapping (sev-es-sim), taken.
     pub fn take_ghcb_mapping(&mut self) -> Option<GhcbMapping> {
         match self {
-            Host::SevEs { mapping, .. } => Some(std::mem::take(mapping)),
+            Host::SevEs { mapping, .. } => Some(std::mem::take(&mut **mapping)),
             _ => None,
         }
     }
