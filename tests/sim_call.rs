@@ -141,8 +141,20 @@ fn kvm_profiles_answer_as_their_release() {
     // A KVM without TDX cannot play tdx-sim; an unknown profile is refused.
     let e = error_of(&["--platform", "tdx-sim", "--kvm", "6.11", "r11=30"]);
     assert!(e.contains("no TDX host support"), "{e}");
-    let e = error_of(&["--platform", "tdx-sim", "--kvm", "6.12", "r11=30"]);
-    assert!(e.contains("not a KVM profile"), "{e}");
+    let o = cvmprobe(&[
+        "sim-call",
+        "--platform",
+        "tdx-sim",
+        "--kvm",
+        "6.12",
+        "r11=30",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not a KVM profile"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]

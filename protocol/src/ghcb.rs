@@ -4,7 +4,7 @@
 //! Sources: AMD "SEV-ES Guest-Hypervisor Communication Block Standardization" (pub. 56421,
 //! revision 2.x; sections cited per item), AMD APM vol. 2 15.35 (SEV-ES), Linux
 //! `arch/x86/include/asm/sev-common.h`, `arch/x86/include/asm/svm.h` (`struct ghcb`), and KVM
-//! `arch/x86/kvm/svm/sev.c` (`sev_handle_vmgexit_msr_protocol`, `sev_es_validate_vmgexit`,
+//! `arch/x86/kvm/svm/sev.c` (`sev_handle_vmgexit_msr_protocol`, `sev_handle_vmgexit`,
 //! `setup_vmgexit_scratch`) for what KVM answers.
 
 use core::mem::offset_of;
@@ -414,7 +414,7 @@ pub mod event {
 }
 
 /// Error reasons in SW_EXITINFO2 when SW_EXITINFO1 = 2 (GHCB spec 2.x; Linux
-/// `GHCB_ERR_*` in `sev-common.h`; KVM `sev_es_validate_vmgexit`).
+/// `GHCB_ERR_*` in `sev-common.h`; KVM `sev_handle_vmgexit()`, `svm_vmgexit_bad_input()`).
 pub mod error {
     /// GHCB not registered (SNP).
     pub const NOT_REGISTERED: u64 = 1;

@@ -238,7 +238,7 @@ fn broken_backend_is_refused_with_kvms_status() {
         ),
         (
             PlatformKind::SevEs,
-            // sev.c sev_es_validate_vmgexit(): an exit code it does not know.
+            // sev.c sev_handle_vmgexit(): an exit code it does not know (the dispatch's default).
             format!(
                 "GHCB IOIO read refused with status {:#x}",
                 protocol::ghcb::error::INVALID_EVENT
