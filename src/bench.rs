@@ -71,6 +71,7 @@ fn request(mode: Option<&str>, append: &[String]) -> RunRequest {
         verbose: false,
         progress: false,
         phys_bits: None,
+        kvm: protocol::kvm::KvmProfile::Current,
     }
 }
 
@@ -94,6 +95,7 @@ fn vm_config(
         platform: req.platform,
         hostile: None,
         phys_bits: None,
+        kvm: req.kvm,
     }
 }
 

@@ -63,6 +63,9 @@ pub struct FuzzHostArgs {
     /// The vCPU's physical-address width (as `run --phys-bits`).
     #[arg(long, value_name = "N", value_parser = parse_phys_bits)]
     pub phys_bits: Option<u8>,
+    /// The KVM release the simulated platforms answer as (as `run --kvm`).
+    #[arg(long, value_name = "PROFILE", value_parser = parse_kvm)]
+    pub kvm: Option<protocol::kvm::KvmProfile>,
 }
 
 /// Options of `bench`.
@@ -168,6 +171,11 @@ pub struct RunArgs {
     /// With --hostile: probability that an eligible answer is a lie.
     #[arg(long, default_value_t = vmm::sim::hostile::HostileConfig::DEFAULT_RATE, requires = "hostile", value_parser = parse_probability)]
     pub lie_rate: f64,
+    /// Built-in VMM: the KVM release the simulated platforms answer as (6.10, 6.11, 6.16,
+    /// current; see README "KVM versions"); the guest is told it and expects exactly its
+    /// answers. TDX needs 6.16 or current.
+    #[arg(long, value_name = "PROFILE", value_parser = parse_kvm)]
+    pub kvm: Option<protocol::kvm::KvmProfile>,
     /// Built-in VMM: give the vCPU N physical-address bits (36-52, at most the host's)
     /// instead of the host's, as a narrower host would. The simulated platforms place their
     /// shared bit / C-bit below it (tdx-sim GPAW = N below 48, non-architectural).
@@ -204,6 +212,17 @@ pub fn parse_probability(s: &str) -> Result<f64, String> {
             "`{s}` is not a probability: use a number from 0 to 1"
         )),
     }
+}
+
+/// Parses a KVM profile name (`--kvm`).
+pub fn parse_kvm(s: &str) -> Result<protocol::kvm::KvmProfile, String> {
+    use protocol::kvm::KvmProfile;
+    KvmProfile::parse(s.trim()).ok_or_else(|| {
+        format!(
+            "`{s}` is not a KVM profile: use one of {}",
+            KvmProfile::ALL.map(|p| p.name()).join(", ")
+        )
+    })
 }
 
 /// Parses a vCPU physical-address width the simulated platforms support (36-52). Whether the

@@ -110,7 +110,18 @@ fn cmd_run(a: &RunArgs) -> Result<bool> {
         verbose: a.verbose,
         progress: std::io::stderr().is_terminal(),
         phys_bits: a.phys_bits,
+        kvm: a.kvm.unwrap_or(protocol::kvm::KvmProfile::Current),
     };
+    if let Some(k) = a.kvm
+        && !k.has_tdx()
+        && platforms.contains(&protocol::platform::PlatformKind::Tdx)
+    {
+        bail!(
+            "--kvm {}: that KVM has no TDX host support (it landed in v6.16): use --platform \
+             legacy or sev-es-sim, or --kvm 6.16 or current",
+            k.name()
+        );
+    }
     let kernel = Path::new(env!("CVMPROBE_KERNEL_ELF"));
     if !kernel.exists() {
         bail!(
@@ -172,6 +183,12 @@ fn cmd_run(a: &RunArgs) -> Result<bool> {
     };
     if a.hostile.is_some() && !use_builtin {
         bail!("--hostile needs the built-in VMM (drop --vmm qemu)");
+    }
+    if a.kvm.is_some() && !use_builtin {
+        bail!(
+            "--kvm picks the answers of the built-in VMM's simulated platforms: drop --vmm \
+             qemu (on a real host, --append cvmprobe.kvm=PROFILE tells the guest what to expect)"
+        );
     }
     if a.phys_bits.is_some() && !use_builtin {
         bail!(
@@ -471,6 +488,7 @@ fn cmd_fuzz_host(a: &FuzzHostArgs) -> Result<bool> {
                         verbose: false,
                         progress: false,
                         phys_bits: a.phys_bits,
+                        kvm: a.kvm.unwrap_or(protocol::kvm::KvmProfile::Current),
                     };
                     let cfg = vmm::sim::hostile::HostileConfig {
                         seed,

@@ -30,6 +30,8 @@ pub struct RunRequest {
     /// Built-in VMM: the vCPU's physical-address width (`None`: the host's), see
     /// `vmm::VmConfig::phys_bits`.
     pub phys_bits: Option<u8>,
+    /// `vmm::VmConfig::kvm`.
+    pub kvm: protocol::kvm::KvmProfile,
 }
 
 /// Everything a run produced.
@@ -302,6 +304,7 @@ pub fn run_builtin_with(
         platform: req.platform,
         hostile,
         phys_bits: req.phys_bits,
+        kvm: req.kvm,
     };
     let total = expected(req).len();
     let mut progress = Progress::new(total, req.progress, req.verbose);
@@ -334,6 +337,9 @@ pub fn run_builtin_with(
         vmm::sim_name(req.platform),
         report.phys_bits
     );
+    if req.platform != PlatformKind::Legacy {
+        summary.environment += &format!(", answers of KVM {}", req.kvm.name());
+    }
     if let Some(note) = &report.width_note {
         summary.environment += &format!(" ({note})");
     }
@@ -376,6 +382,11 @@ pub fn merge_host_checks(summary: &mut Summary, report: &vmm::RunReport) {
             k.diagnostics.push(format!(
                 "host: access log: the case reported ok but made none of its {declared} declared device accesses"
             ));
+        }
+    }
+    for c in &report.host_case_checks {
+        if let Err(why) = &c.result {
+            summary.fail_case(c.suite, c.case, why.clone());
         }
     }
     for p in &report.host_problems {

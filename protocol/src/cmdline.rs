@@ -31,14 +31,18 @@ pub const KEY_PLATFORM: &str = "cvmprobe.platform";
 /// diagnostic. Never set on real hardware: a real TD reporting GPAW 46 fails.
 pub const KEY_SIM_PHYS_BITS: &str = "cvmprobe.sim_phys_bits";
 
+/// `cvmprobe.kvm=<profile>`: see [`crate::kvm::KEY_KVM`].
+pub const KEY_KVM: &str = crate::kvm::KEY_KVM;
+
 /// Every key the guest understands (it warns about others with the prefix).
-pub const KNOWN_KEYS: [&str; 6] = [
+pub const KNOWN_KEYS: [&str; 7] = [
     KEY_FILTER,
     KEY_INJECT,
     KEY_MODE,
     KEY_BRAND,
     KEY_PLATFORM,
     KEY_SIM_PHYS_BITS,
+    KEY_KVM,
 ];
 
 /// The value of [`KEY_SIM_PHYS_BITS`] if it is a decimal width in
@@ -120,6 +124,8 @@ pub struct Keys<'a> {
     pub platform: Option<&'a str>,
     /// [`KEY_SIM_PHYS_BITS`].
     pub sim_phys_bits: Option<&'a str>,
+    /// [`KEY_KVM`].
+    pub kvm: Option<&'a str>,
     /// The first key with [`PREFIX`] that this crate does not define.
     pub unknown: Option<&'a str>,
 }
@@ -139,6 +145,7 @@ impl<'a> Keys<'a> {
                 "brand" => k.brand = Some(v),
                 "platform" => k.platform = Some(v),
                 "sim_phys_bits" => k.sim_phys_bits = Some(v),
+                "kvm" => k.kvm = Some(v),
                 _ => {
                     if k.unknown.is_none() {
                         k.unknown = Some(key);
@@ -212,11 +219,15 @@ pub enum Fault {
     /// shared GHCB a second time after copying the answer (a double fetch): a host that
     /// rewrites the page after the guest's first read changes what the guest acts on.
     GhcbDoubleFetch,
+    /// From the case on, the SEV-ES backend maps its GHCB page private (C-bit set) instead of
+    /// shared: on hardware the host would read ciphertext and the guest would read back
+    /// garbage; the host's own check of the GHCB's mapping must report it and fail the run.
+    GhcbPrivate,
 }
 
 impl Fault {
     /// All faults, for help texts.
-    pub const ALL: [Fault; 11] = [
+    pub const ALL: [Fault; 12] = [
         Self::Panic,
         Self::Exception,
         Self::TripleFault,
@@ -228,6 +239,7 @@ impl Fault {
         Self::NoWidthCheck,
         Self::GhcbNotZeroed,
         Self::GhcbDoubleFetch,
+        Self::GhcbPrivate,
     ];
 
     /// The name used on the command line.
@@ -244,6 +256,7 @@ impl Fault {
             Self::NoWidthCheck => "no-width-check",
             Self::GhcbNotZeroed => "ghcb-not-zeroed",
             Self::GhcbDoubleFetch => "ghcb-double-fetch",
+            Self::GhcbPrivate => "ghcb-private",
         }
     }
 }

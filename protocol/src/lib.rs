@@ -31,6 +31,7 @@ pub mod decode;
 pub mod exit;
 pub mod ghcb;
 pub mod ktap;
+pub mod kvm;
 pub mod memslot;
 pub mod platform;
 pub mod qemu_devices;

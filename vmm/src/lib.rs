@@ -88,6 +88,9 @@ pub struct VmConfig {
     /// hosts with shadow paging KVM makes the bits above it reserved in the guest's page
     /// tables. It must lie in [`protocol::platform::PHYS_BITS_MIN`]..= the host's width.
     pub phys_bits: Option<u8>,
+    /// The KVM release the simulated platforms answer as ([`sim::profile`]); the guest is
+    /// told it (`cvmprobe.kvm=`) and expects exactly its answers in the conformance suites.
+    pub kvm: protocol::kvm::KvmProfile,
 }
 
 /// The name of the platform the built-in VMM presents for `p`: `legacy`, `tdx-sim`,
@@ -112,6 +115,7 @@ impl VmConfig {
             platform: PlatformKind::Legacy,
             hostile: None,
             phys_bits: None,
+            kvm: protocol::kvm::KvmProfile::Current,
         }
     }
 
@@ -126,6 +130,11 @@ impl VmConfig {
         }
         if self.timeout.is_zero() {
             return Err(VmmError::Config("timeout is zero".into()));
+        }
+        if self.platform == PlatformKind::Tdx && !self.kvm.has_tdx() {
+            return Err(VmmError::Config(
+                sim::profile::ProfileError::NoTdx(self.kvm.name()).to_string(),
+            ));
         }
         if let Some(h) = &self.hostile {
             if self.platform == PlatformKind::Legacy {
@@ -391,6 +400,10 @@ pub struct RunReport {
     /// GHCB bytes the guest left non-zero outside the fields it sent (sev-es-sim): private
     /// data that would have reached the host. One line per request, at most a few.
     pub ghcb_leaks: Vec<String>,
+    /// Guest cases whose verdict a check of the host's own decides too (a case passes only
+    /// if the guest said `ok` and this is `Ok`): sev-es-sim's check of the GHCB's mapping
+    /// for [`protocol::ghcb::GHCB_MAPPING_CASE`].
+    pub host_case_checks: Vec<HostCaseCheck>,
     /// The vCPU's physical-address width in this run.
     pub phys_bits: u8,
     /// What the simulated platform chose that no real part has at this width
@@ -401,7 +414,9 @@ pub struct RunReport {
 impl RunReport {
     /// Whether every case check passed and the host found no problem.
     pub fn host_verdict_ok(&self) -> bool {
-        self.host_problems.is_empty() && self.case_checks.iter().all(|c| c.result.is_ok())
+        self.host_problems.is_empty()
+            && self.case_checks.iter().all(|c| c.result.is_ok())
+            && self.host_case_checks.iter().all(|c| c.result.is_ok())
     }
 
     /// The check of `suite.case`, if the guest announced it (the last one if it did twice).
@@ -411,6 +426,17 @@ impl RunReport {
             .rev()
             .find(|c| c.suite == suite && c.case == case)
     }
+}
+
+/// A host check attached to one guest case (see [`RunReport::host_case_checks`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostCaseCheck {
+    /// Suite name.
+    pub suite: &'static str,
+    /// Case name.
+    pub case: &'static str,
+    /// `Err` says what the host found.
+    pub result: Result<(), String>,
 }
 
 /// A seed for one run: std's per-process random keys (`RandomState`, seeded from the OS),
@@ -609,7 +635,18 @@ pub fn run(cfg: &VmConfig, serial_out: &mut dyn FnMut(&[u8])) -> Result<RunRepor
     let width = address_width(cfg.phys_bits, cpuid::phys_bits(&supported))?;
     let brand = Brand::for_run();
     let sim_bits = (cfg.platform != PlatformKind::Legacy).then_some(width.bits());
-    let cmdline = boot::cmdline(&cfg.cmdline, &brand, sim_bits)?;
+    // The sims tell the guest which KVM they play (`cvmprobe.kvm=`), first, so a test can
+    // override it from the configured command line (the last occurrence wins).
+    let base = match cfg.platform {
+        PlatformKind::Legacy => cfg.cmdline.clone(),
+        _ => format!(
+            "{}={} {}",
+            protocol::kvm::KEY_KVM,
+            cfg.kvm.name(),
+            cfg.cmdline
+        ),
+    };
+    let cmdline = boot::cmdline(&base, &brand, sim_bits)?;
     boot::write_boot_info(&mem, mem_size, &cmdline)?;
 
     let seed = cfg.seed.unwrap_or_else(random_seed);
@@ -643,10 +680,11 @@ pub fn run(cfg: &VmConfig, serial_out: &mut dyn FnMut(&[u8])) -> Result<RunRepor
         }
         None => (Box::new(sim::Honest), None),
     };
-    let mut host = simulated::Host::new(cfg.platform, trap, tamper, width);
-    if cfg.hostile.is_some() {
-        host.set_ghcb_va(simulated::ghcb_address(&cfg.kernel, cfg.platform)?);
-    }
+    let mut host = simulated::Host::for_kvm(cfg.platform, trap, tamper, width, cfg.kvm)
+        .map_err(|e| VmmError::Config(e.to_string()))?;
+    // sev-es-sim checks the GHCB's mapping at every GHCB-page request (and the hostile host
+    // watches the guest's reads of it).
+    host.set_ghcb_va(simulated::ghcb_address(&cfg.kernel, cfg.platform)?);
     let tsc_khz = vcpu.tsc_khz();
 
     kick::install()?;
@@ -687,6 +725,20 @@ pub fn run(cfg: &VmConfig, serial_out: &mut dyn FnMut(&[u8])) -> Result<RunRepor
             .problems
             .push("memslot: a cycle was left open (DELETE without REPORT)".into());
     }
+    // The host's own check of the GHCB's mapping: each finding fails the run, and its verdict
+    // decides `platform.sev_es_ghcb_shared` with the guest's.
+    let mut host_case_checks = Vec::new();
+    if let Some(m) = host.take_ghcb_mapping() {
+        testdev
+            .problems
+            .extend(m.findings.iter().map(|f| format!("GHCB mapping: {f}")));
+        let (suite, case) = protocol::ghcb::GHCB_MAPPING_CASE;
+        host_case_checks.push(HostCaseCheck {
+            suite,
+            case,
+            result: m.verdict(),
+        });
+    }
     Ok(RunReport {
         exit,
         serial: machine.into_serial(),
@@ -707,6 +759,7 @@ pub fn run(cfg: &VmConfig, serial_out: &mut dyn FnMut(&[u8])) -> Result<RunRepor
         tsc_khz,
         lies: lie_log.map(|l| l.lock().map(|l| l.clone()).unwrap_or_default()),
         ghcb_leaks: host.take_ghcb_leaks(),
+        host_case_checks,
         phys_bits: width.bits(),
         width_note: width.brief(cfg.platform),
     })

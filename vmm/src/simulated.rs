@@ -35,6 +35,7 @@
 use crate::machine::{Control, CpuState, Machine};
 use crate::sim::address::AddressWidth;
 use crate::sim::ghcb::{GhcbConfig, GhcbModel, GhcbStep, MsrError};
+use crate::sim::profile::{self, ProfileError};
 use crate::sim::tdx::{TdxConfig, TdxModel, TdxStep};
 use crate::sim::{
     GuestMemory, HostRequest, HostResult, MapGpaResult, MemoryError, Stop, Tamper, kvm_err,
@@ -47,6 +48,7 @@ use kvm_bindings::{
 };
 use kvm_ioctls::{MsrFilterDefaultAction, MsrFilterRange, MsrFilterRangeFlags, VmFd};
 use protocol::ghcb;
+use protocol::kvm::KvmProfile;
 use protocol::platform::PlatformKind;
 use protocol::tdx::{self, TdcallRegs};
 use protocol::testdev::Space;
@@ -281,7 +283,69 @@ pub enum Host {
         /// The hostile host watches the guest's reads of the GHCB after an answer
         /// ([`Host::watch_step`]).
         watch: Option<GhcbWatch>,
+        /// The host's own check of the GHCB's mapping ([`GhcbMapping`]).
+        mapping: Box<GhcbMapping>,
     },
+}
+
+/// The host's check that the guest maps its GHCB shared: at every GHCB-page VMGEXIT it
+/// translates the GHCB's virtual address ([`ghcb_address`]) with KVM_TRANSLATE on the vCPU.
+/// Under sev-es-sim the C-bit is an address bit ([`crate::sim::address`]), so a mapping with
+/// it set lands on the private alias. On hardware the guest would then have written the page
+/// encrypted: the host hands the model the page as ciphertext ([`sev_ciphertext`]) and the
+/// guest reads the answer back through its decryption, as garbage.
+#[derive(Clone, Debug, Default)]
+pub struct GhcbMapping {
+    /// GHCB-page requests whose mapping the host checked.
+    pub checked: u64,
+    /// What the host found wrong: the first request of each kind of finding.
+    pub findings: Vec<String>,
+    /// Requests with a finding, the first ones included.
+    pub bad: u64,
+    /// The kinds of finding described in `findings`.
+    kinds: Vec<&'static str>,
+}
+
+impl GhcbMapping {
+    /// The verdict the host attaches to `platform.sev_es_ghcb_shared`
+    /// ([`protocol::ghcb::GHCB_MAPPING_CASE`]).
+    pub fn verdict(&self) -> Result<(), String> {
+        match self.findings.first() {
+            Some(f) => Err(format!(
+                "{f} ({} of {} GHCB-page requests had a finding)",
+                self.bad, self.checked
+            )),
+            None if self.checked == 0 => {
+                Err("the host saw no GHCB-page request whose mapping it could check".into())
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// What the host reads of a page the guest wrote through a private mapping: each 8-byte word
+/// XORed with a keystream of the page's GPA and the word's index (splitmix64). Applying it
+/// twice gives the page back, so the host "encrypts" the page before its model reads it and
+/// "decrypts" it afterwards: bytes the host did not write come back as the guest wrote them
+/// and the host's answer reads as garbage, as on hardware (where the granule is a 16-byte
+/// AES block, not a byte). Deterministic, so a failing run replays.
+pub fn sev_ciphertext(gpa: u64, page: &mut [u8; 4096]) {
+    for (i, w) in page.as_chunks_mut::<8>().0.iter_mut().enumerate() {
+        let mut z = gpa.wrapping_add((i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        *w = (u64::from_le_bytes(*w) ^ z).to_le_bytes();
+    }
+}
+
+/// Applies [`sev_ciphertext`] to the GHCB page at `gpa` in guest memory.
+fn toggle_ciphertext(ram: &mut Ram<'_>, gpa: u64) {
+    let mut page = [0u8; 4096];
+    if ram.read(gpa, &mut page).is_ok() {
+        sev_ciphertext(gpa, &mut page);
+        let _ = ram.write(gpa, &page);
+    }
 }
 
 /// The hostile host's watch over the guest's reads of the GHCB after an answer it will
@@ -361,21 +425,37 @@ enum Served {
 
 impl Host {
     /// The host for `platform` on a vCPU of `width`, trapping at `trap` (from
-    /// [`trap_address`]; ignored for legacy).
+    /// [`trap_address`]; ignored for legacy), answering as current KVM.
     pub fn new(
         platform: PlatformKind,
         trap: Option<u64>,
         tamper: Box<dyn Tamper>,
         width: AddressWidth,
     ) -> Self {
-        match (platform, trap) {
+        Self::for_kvm(platform, trap, tamper, width, KvmProfile::Current)
+            .expect("current KVM plays every platform")
+    }
+
+    /// [`Self::new`], answering as the KVM release `kvm` ([`crate::sim::profile`]); fails for
+    /// a platform that KVM cannot run (TDX before v6.16).
+    pub fn for_kvm(
+        platform: PlatformKind,
+        trap: Option<u64>,
+        tamper: Box<dyn Tamper>,
+        width: AddressWidth,
+        kvm: KvmProfile,
+    ) -> Result<Self, ProfileError> {
+        Ok(match (platform, trap) {
             (PlatformKind::Tdx, Some(trap)) => Host::Tdx {
                 model: Box::new(TdxModel::with_tamper(
-                    TdxConfig {
-                        gpaw: width.tdx_gpaw(),
-                        maxphyaddr: u32::from(width.bits()),
-                        ..TdxConfig::default()
-                    },
+                    profile::tdx_config(
+                        kvm,
+                        TdxConfig {
+                            gpaw: width.tdx_gpaw(),
+                            maxphyaddr: u32::from(width.bits()),
+                            ..TdxConfig::default()
+                        },
+                    )?,
                     tamper,
                 )),
                 width,
@@ -384,10 +464,13 @@ impl Host {
             },
             (PlatformKind::SevEs, Some(trap)) => Host::SevEs {
                 model: Box::new(GhcbModel::with_tamper(
-                    GhcbConfig {
-                        cbit: width.sev_cbit(),
-                        ..GhcbConfig::default()
-                    },
+                    profile::ghcb_config(
+                        kvm,
+                        GhcbConfig {
+                            cbit: width.sev_cbit(),
+                            ..GhcbConfig::default()
+                        },
+                    ),
                     tamper,
                 )),
                 width,
@@ -395,9 +478,10 @@ impl Host {
                 leaks: Vec::new(),
                 ghcb_va: None,
                 watch: None,
+                mapping: Box::default(),
             },
             _ => Host::Legacy,
-        }
+        })
     }
 
     /// The GHCB leaks found so far (sev-es-sim), emptied.
@@ -405,6 +489,14 @@ impl Host {
         match self {
             Host::SevEs { leaks, .. } => std::mem::take(leaks),
             _ => Vec::new(),
+        }
+    }
+
+    /// The host's check of the GHCB's mapping (sev-es-sim), taken.
+    pub fn take_ghcb_mapping(&mut self) -> Option<GhcbMapping> {
+        match self {
+            Host::SevEs { mapping, .. } => Some(std::mem::take(&mut **mapping)),
+            _ => None,
         }
     }
 
@@ -700,7 +792,8 @@ impl Host {
                 ghcb_va,
                 watch,
                 trap,
-                ..
+                width,
+                mapping,
             } => {
                 if watch.take().is_some() {
                     // The guest's next request: the watched answer was never read twice.
@@ -712,7 +805,14 @@ impl Host {
                 // The raw conformance cases send malformed GHCBs on purpose (fields without
                 // their valid bits): their bytes are the test's, not private data.
                 let raw_case = case.is_some_and(|(suite, _)| suite == "ghcb_raw");
-                if msr & ghcb::msr::INFO_MASK == 0 && !raw_case {
+                // The host's own check of the page's mapping (a GHCB-page request only).
+                let private = msr != 0
+                    && msr & ghcb::msr::INFO_MASK == 0
+                    && ghcb_va.is_some_and(|va| {
+                        check_ghcb_mapping(vcpu, va, msr, width.sev_cbit(), mapping, case)
+                    });
+                // Through a private mapping the host sees ciphertext, not the guest's bytes.
+                if msr & ghcb::msr::INFO_MASK == 0 && !raw_case && !private {
                     let mut page = [0u8; 4096];
                     if ram.read(msr, &mut page).is_ok()
                         && let Some((at, byte)) = ghcb_leak(&page)
@@ -728,8 +828,11 @@ impl Host {
                         }
                     }
                 }
+                if private {
+                    toggle_ciphertext(&mut ram, msr);
+                }
                 let mut step = model.vmgexit(&mut ram);
-                loop {
+                let control = loop {
                     match step {
                         GhcbStep::Done => {
                             vcpu.write_regs(|r| r.rip = cpu.rip() + TRAP_INSN_LEN);
@@ -740,22 +843,84 @@ impl Host {
                                 });
                                 vcpu.set_guest_debug(&breakpoint(*trap, true))?;
                             }
-                            return Ok(Control::Continue);
+                            break Control::Continue;
                         }
                         GhcbStep::Host(request) => {
                             match serve(&request, vcpu, machine, cpu, stop)? {
                                 Served::Result(r) => {
                                     step = model.complete(r, &mut ram).map_err(sim_bug)?;
                                 }
-                                Served::Stop(reason) => return Ok(Control::Stop(reason)),
+                                Served::Stop(reason) => break Control::Stop(reason),
                             }
                         }
-                        GhcbStep::Stop(s) => return Ok(Control::Stop(platform_stop(s, cpu))),
+                        GhcbStep::Stop(s) => break Control::Stop(platform_stop(s, cpu)),
                     }
+                };
+                if private {
+                    // The guest reads the page back through its decryption.
+                    toggle_ciphertext(&mut ram, msr);
                 }
+                Ok(control)
             }
         }
     }
+}
+
+/// Translates the GHCB's virtual address `va` on the vCPU and records in `mapping` whether
+/// it reaches the GHCB MSR's GPA `msr` through a shared mapping (C-bit `cbit` clear).
+/// Returns whether the mapping is private. A page that is not mapped at `va`, or maps
+/// another GPA, is a finding too (the guest told the host one page and uses another).
+fn check_ghcb_mapping(
+    vcpu: &mut VcpuCtl<'_>,
+    va: u64,
+    msr: u64,
+    cbit: u8,
+    mapping: &mut GhcbMapping,
+    case: Option<(&'static str, &'static str)>,
+) -> bool {
+    mapping.checked += 1;
+    let c = 1u64 << cbit;
+    let at = case.map_or("no case".into(), |(s, k)| format!("{s}.{k}"));
+    // (kind, what): the first request of each kind is described.
+    let (finding, private) = match vcpu.translate(va) {
+        Some(pa) if pa & !c == msr && pa & c != 0 => (
+            Some((
+                "private",
+                format!(
+                    "GHCB at GPA {msr:#x} is mapped private (C-bit {cbit} set) at guest VA \
+                     {va:#x}, first at {at}: on hardware the host would read ciphertext and \
+                     the guest garbage"
+                ),
+            )),
+            true,
+        ),
+        Some(pa) if pa == msr => (None, false),
+        Some(pa) => (
+            Some((
+                "elsewhere",
+                format!(
+                    "the GHCB MSR holds GPA {msr:#x} but the guest's GHCB at VA {va:#x} maps \
+                     GPA {pa:#x}, first at {at}"
+                ),
+            )),
+            false,
+        ),
+        None => (
+            Some((
+                "unmapped",
+                format!("the guest's GHCB at VA {va:#x} is not mapped, first at {at}"),
+            )),
+            false,
+        ),
+    };
+    if let Some((kind, what)) = finding {
+        mapping.bad += 1;
+        if !mapping.kinds.contains(&kind) {
+            mapping.kinds.push(kind);
+            mapping.findings.push(what);
+        }
+    }
+    private
 }
 
 /// A model called out of order: a VMM bug.
@@ -1032,5 +1197,36 @@ mod tests {
     fn low_bytes_cut_to_size() {
         assert_eq!(low_bytes(0x1122_3344, 2), vec![0x44, 0x33]);
         assert_eq!(low_bytes(u64::MAX, 9).len(), 8);
+    }
+
+    #[test]
+    fn ciphertext_is_an_involution_that_garbles_the_usage_field() {
+        use protocol::ghcb::off;
+        let mut page = [0u8; 4096];
+        page[off::SW_EXIT_CODE] = 0x72;
+        let plain = page;
+        sev_ciphertext(0x167000, &mut page);
+        assert_ne!(page, plain);
+        // What KVM checks first: a zero GHCB usage reads as non-zero, so an honest KVM answers
+        // INVALID_USAGE to a request written through a private mapping.
+        assert_ne!(&page[off::GHCB_USAGE..off::GHCB_USAGE + 4], &[0; 4]);
+        let mut other = plain;
+        sev_ciphertext(0x168000, &mut other);
+        assert_ne!(page, other, "the keystream depends on the GPA");
+        sev_ciphertext(0x167000, &mut page);
+        assert_eq!(page, plain);
+    }
+
+    #[test]
+    fn the_mapping_verdict() {
+        let mut m = GhcbMapping::default();
+        assert!(m.verdict().unwrap_err().contains("no GHCB-page request"));
+        m.checked = 3;
+        assert_eq!(m.verdict(), Ok(()));
+        m.bad = 2;
+        m.findings
+            .push("GHCB at GPA 0x1000 is mapped private".into());
+        let e = m.verdict().unwrap_err();
+        assert!(e.contains("mapped private") && e.contains("2 of 3"), "{e}");
     }
 }

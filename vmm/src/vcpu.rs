@@ -401,6 +401,16 @@ pub struct VcpuCtl<'a> {
 }
 
 impl VcpuCtl<'_> {
+    /// The guest physical address `va` maps to under the vCPU's current paging
+    /// (KVM_TRANSLATE), if mapped.
+    pub fn translate(&mut self, va: u64) -> Option<u64> {
+        self.fd
+            .translate_gva(va)
+            .ok()
+            .filter(|t| t.valid != 0)
+            .map(|t| t.physical_address)
+    }
+
     /// Changes the guest's general registers through kvm_run's sync regs (loaded by the next
     /// KVM_RUN; cheaper than KVM_SET_REGS here). Starts from the snapshot KVM stored at the
     /// last exit.

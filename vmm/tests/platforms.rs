@@ -238,7 +238,7 @@ fn broken_backend_is_refused_with_kvms_status() {
         ),
         (
             PlatformKind::SevEs,
-            // sev.c sev_es_validate_vmgexit(): an exit code it does not know.
+            // sev.c sev_handle_vmgexit(): an exit code it does not know (the dispatch's default).
             format!(
                 "GHCB IOIO read refused with status {:#x}",
                 protocol::ghcb::error::INVALID_EVENT
@@ -427,4 +427,175 @@ fn a_width_the_host_cannot_hold_is_refused_before_the_vm_runs() {
             "{bits}: {e}"
         );
     }
+}
+
+/// [`boot`] with the sims playing KVM release `kvm`.
+fn boot_kvm(
+    kernel: &Path,
+    platform: PlatformKind,
+    kvm: protocol::kvm::KvmProfile,
+    cmdline: &str,
+) -> (RunReport, String) {
+    let mut cfg = VmConfig::new(kernel);
+    cfg.platform = platform;
+    cfg.kvm = kvm;
+    cfg.cmdline = format!("cvmprobe.platform={} {cmdline}", platform.name());
+    cfg.timeout = Duration::from_secs(30);
+    let report = vmm::run(&cfg, &mut |_| {}).expect("VMM setup");
+    let serial = String::from_utf8_lossy(&report.serial).into_owned();
+    (report, serial)
+}
+
+/// The `suite.case` names the KTAP log reports `not ok`.
+fn failed_cases(serial: &str) -> Vec<String> {
+    let mut suite = "";
+    let mut out = Vec::new();
+    for l in serial.lines() {
+        let t = l.trim_start();
+        if let Some(s) = t.strip_prefix("# Subtest: ") {
+            suite = s;
+        } else if l.starts_with("    not ok ")
+            && let Some(name) = t.split_whitespace().nth(3)
+        {
+            out.push(format!("{suite}.{name}"));
+        }
+    }
+    out
+}
+
+#[test]
+fn sev_es_sim_answers_as_each_kvm_release_and_a_guest_told_another_fails_the_differing_rows() {
+    use protocol::conformance::{CASES, Request};
+    use protocol::kvm::KvmProfile::{self, Current, V6_10, V6_11};
+    let Some(kernel) = setup("sev_es_sim_answers_as_each_kvm_release") else {
+        return;
+    };
+    for kvm in [V6_10, V6_11, Current] {
+        let (r, serial) = boot_kvm(
+            &kernel,
+            PlatformKind::SevEs,
+            kvm,
+            "cvmprobe.filter=ghcb_raw",
+        );
+        assert_eq!(
+            r.exit,
+            ExitReason::GuestExit(0),
+            "KVM {}\n{serial}",
+            kvm.name()
+        );
+        assert!(
+            r.cmdline.contains(&format!("cvmprobe.kvm={}", kvm.name())),
+            "{}",
+            r.cmdline
+        );
+        // The era-dependent rows say which release the answer matched.
+        assert!(
+            serial.contains("snp_only_exit_code: kvm: answers as "),
+            "KVM {}\n{serial}",
+            kvm.name()
+        );
+        for told in KvmProfile::ALL.into_iter().filter(|&t| t != kvm) {
+            let (r, serial) = boot_kvm(
+                &kernel,
+                PlatformKind::SevEs,
+                kvm,
+                &format!("cvmprobe.filter=ghcb_raw cvmprobe.kvm={}", told.name()),
+            );
+            let want: Vec<String> = CASES
+                .iter()
+                .filter(|c| {
+                    c.executed() && matches!(c.request, Request::GhcbPage(_) | Request::GhcbMsr(_))
+                })
+                .filter(|c| c.expect_for(kvm) != c.expect_for(told))
+                .map(|c| format!("ghcb_raw.{}", c.id))
+                .collect();
+            assert_eq!(
+                failed_cases(&serial),
+                want,
+                "sims play {}, guest told {}\n{serial}",
+                kvm.name(),
+                told.name()
+            );
+            let want_exit = if want.is_empty() { 0 } else { 1 };
+            assert_eq!(r.exit, ExitReason::GuestExit(want_exit), "{serial}");
+        }
+    }
+}
+
+#[test]
+fn tdx_sim_plays_6_16_and_refuses_a_kvm_without_tdx() {
+    let Some(kernel) = setup("tdx_sim_plays_6_16_and_refuses_a_kvm_without_tdx") else {
+        return;
+    };
+    use protocol::kvm::KvmProfile;
+    // No conformance row of TDX differs between 6.16 and current (MapGPA's EAGAIN needs a VMM
+    // that fails the conversion): the guest told either passes.
+    for told in [KvmProfile::V6_16, KvmProfile::Current] {
+        let (r, serial) = boot_kvm(
+            &kernel,
+            PlatformKind::Tdx,
+            KvmProfile::V6_16,
+            &format!("cvmprobe.filter=ghci_raw cvmprobe.kvm={}", told.name()),
+        );
+        assert_eq!(
+            r.exit,
+            ExitReason::GuestExit(0),
+            "told {}\n{serial}",
+            told.name()
+        );
+    }
+    let mut cfg = VmConfig::new(&kernel);
+    cfg.platform = PlatformKind::Tdx;
+    cfg.kvm = KvmProfile::V6_11;
+    let e = vmm::run(&cfg, &mut |_| {}).unwrap_err().to_string();
+    assert!(e.contains("no TDX host support"), "{e}");
+}
+
+#[test]
+fn a_ghcb_mapped_private_fails_the_run_naming_it() {
+    let Some(kernel) = setup("a_ghcb_mapped_private_fails_the_run_naming_it") else {
+        return;
+    };
+    // Honest guest: the host checked the mapping and attaches its verdict to the case.
+    let (r, serial) = boot(&kernel, PlatformKind::SevEs, "cvmprobe.filter=platform");
+    assert_eq!(r.exit, ExitReason::GuestExit(0), "{serial}");
+    let (suite, case) = protocol::ghcb::GHCB_MAPPING_CASE;
+    let check = r
+        .host_case_checks
+        .iter()
+        .find(|c| (c.suite, c.case) == (suite, case))
+        .expect("the host's check of the GHCB's mapping");
+    assert_eq!(check.result, Ok(()));
+    assert!(r.host_verdict_ok(), "{:?}", r.host_problems);
+    // The guest maps its GHCB private from that case on: the host reads ciphertext, names it,
+    // and the run fails.
+    let (r, serial) = boot(
+        &kernel,
+        PlatformKind::SevEs,
+        &format!("cvmprobe.inject=ghcb-private@{suite}.{case}"),
+    );
+    assert_ne!(r.exit, ExitReason::GuestExit(0), "{serial}");
+    assert!(!r.host_verdict_ok());
+    assert!(
+        r.host_problems
+            .iter()
+            .any(|p| p.contains("mapped private (C-bit") && p.contains(case)),
+        "{:?}",
+        r.host_problems
+    );
+    let check = r
+        .host_case_checks
+        .iter()
+        .find(|c| (c.suite, c.case) == (suite, case))
+        .unwrap();
+    assert!(
+        check
+            .result
+            .as_ref()
+            .unwrap_err()
+            .contains("mapped private"),
+        "{check:?}"
+    );
+    // Only the private mapping is reported: the host saw ciphertext, not the guest's bytes.
+    assert!(r.ghcb_leaks.is_empty(), "{:?}", r.ghcb_leaks);
 }

@@ -73,6 +73,35 @@ pub unsafe fn set_cbit_on_ram(cbit: u8, ram_end: u64, shared_gpa: u64) {
     }
 }
 
+/// Sets C-bit `cbit` on the 4 KiB mapping of `shared_gpa` that [`set_cbit_on_ram`] left
+/// shared, and reloads CR3; returns false if that split mapping does not map `shared_gpa`.
+/// Used only by the `ghcb-private` fault injection: it makes the GHCB private, the bug the
+/// host's check of the GHCB's mapping must catch.
+///
+/// # Safety
+/// After [`set_cbit_on_ram`] with the same `shared_gpa`, on the boot CPU; the page's data is
+/// then reached through the private alias.
+pub unsafe fn set_cbit_on_split_page(cbit: u8, shared_gpa: u64) -> bool {
+    let c = 1u64 << cbit;
+    // SAFETY: per the contract the split table is in use and only this CPU changes it; raw
+    // pointer accesses avoid references to the `static mut`.
+    unsafe {
+        let pd = (&raw const boot_pd).cast::<u64>();
+        let big = (shared_gpa >> 21) as usize;
+        let Some(pt_pa) = virt_to_phys(SPLIT_PT.0.get() as u64) else {
+            return false;
+        };
+        if big >= PD_ENTRIES || *pd.add(big) & PTE_ADDR & !c != pt_pa {
+            return false;
+        }
+        let pt = SPLIT_PT.0.get().cast::<u64>();
+        *pt.add(((shared_gpa >> 12) & 511) as usize) |= c;
+        let (frame, flags) = x86_64::registers::control::Cr3::read_raw();
+        x86_64::registers::control::Cr3::write_raw(frame, flags);
+    }
+    true
+}
+
 /// ORs `bits` into the PVH identity map's 2 MiB entry for `gpa` and flushes the TLB (the TDX
 /// shared bit on an MMIO region, so its accesses leave the TD as shared GPAs).
 ///

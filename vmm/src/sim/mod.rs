@@ -34,6 +34,7 @@ pub mod address;
 pub mod ghcb;
 pub mod hostile;
 pub mod oracle;
+pub mod profile;
 pub mod tdx;
 
 #[cfg(test)]
