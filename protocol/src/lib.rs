@@ -5,6 +5,7 @@
 //! built-in VMM) both depend on this crate, so a number changes in exactly one place.
 //!
 //! - [`access`]: access widths and directions.
+//! - [`apic`]: the local APIC's registers, their x2APIC MSRs, IA32_APIC_BASE.
 //! - [`catalog`]: every suite and case the guest runs, with the platforms that run it;
 //!   the filter syntax that selects cases.
 //! - [`conformance`]: the raw GHCI/GHCB conformance cases (request, KVM's answer, source)
@@ -19,11 +20,13 @@
 //! - [`platform`]: the platform kinds (legacy, TDX, SEV-ES).
 //! - [`qemu_devices`]: register facts of the QEMU devices the legacy suites use.
 //! - [`testdev`]: the built-in VMM's test device: registers, host values, declared accesses.
+//! - [`x86`]: architectural numbers: vectors, VMX exit reasons and qualifications, MSRs.
 //! - [`validate`]: the guest's checks of every value its (untrusted) TDX or SEV-ES host
 //!   returns, shared with the host tests and the `validators` fuzz target.
 #![cfg_attr(not(any(feature = "std", test)), no_std)]
 
 pub mod access;
+pub mod apic;
 pub mod catalog;
 pub mod cmdline;
 pub mod conformance;
@@ -37,3 +40,4 @@ pub mod qemu_devices;
 pub mod tdx;
 pub mod testdev;
 pub mod validate;
+pub mod x86;

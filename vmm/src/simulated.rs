@@ -204,8 +204,6 @@ pub struct EmulatedAccess {
     pub write: bool,
     /// The guest linear address, if the VMM could decode the instruction.
     pub gla: Option<u64>,
-    /// The instruction's length (the RIP difference KVM's emulator made).
-    pub insn_len: u64,
 }
 
 /// The KVM_SET_GUEST_DEBUG setting for a hardware execution breakpoint at `va`, and with
@@ -574,25 +572,19 @@ impl Host {
                 } else {
                     0
                 };
+                // The instruction length and information are undefined for EPT violations:
+                // tdx-sim reports EPT_VIOLATION_INSN_LEN, never the instruction's length.
                 let mut info = crate::sim::tdx::VeInfo {
-                    exit_reason: protocol::tdx::EXIT_REASON_EPT_VIOLATION as u32,
+                    exit_reason: protocol::x86::exit_reason::EPT_VIOLATION,
                     exit_qualification: qual,
                     gla: access.gla.unwrap_or(0),
                     gpa: access.gpa,
-                    insn_len: access.insn_len as u32,
+                    insn_len: crate::sim::tdx::EPT_VIOLATION_INSN_LEN,
                     insn_info: 0,
                 };
                 model.tamper_mut().ve_info(&mut info);
-                let posted = model.post_ve(info);
-                if posted {
-                    Ok((VECTOR_VE, None))
-                } else {
-                    Err(
-                        "a #VE while the last #VE's information is unread (the TDX module \
-                         would deliver #DF)"
-                            .into(),
-                    )
-                }
+                // #DF if the last #VE's information is still unread (tdx_inject_ve()).
+                Ok(model.raise_ve(info).event())
             }
             Host::SevEs { .. } => Ok((VECTOR_VC, Some(VC_ERROR_NPF))),
         }
@@ -638,12 +630,17 @@ impl Host {
         }
         let event = match self {
             Host::Legacy => None,
+            // A host cannot make the TDX module raise a #VE: this is the hostile layer's own
+            // fiction, so it stays away from a #VE whose information is unread (which the
+            // module would turn into #DF).
             Host::Tdx { model, .. } => model.tamper_mut().spurious_event().and_then(|ev| {
-                let posted = match ev.ve {
-                    Some(ve) => model.post_ve(ve),
-                    None => true,
-                };
-                posted.then_some((VECTOR_VE, None))
+                if model.ve_pending() {
+                    return None;
+                }
+                if let Some(ve) = ev.ve {
+                    model.raise_ve(ve);
+                }
+                Some((VECTOR_VE, None))
             }),
             Host::SevEs { model, .. } => model
                 .tamper_mut()
@@ -953,6 +950,43 @@ mod tests {
             assert!(sev.is_memslot_gpa(gpa + 8));
             assert!(!sev.is_memslot_gpa(gpa | sev.ram_alias_bit()));
         }
+    }
+
+    #[test]
+    fn memslot_ve_reports_no_instruction_length_and_a_second_one_is_a_double_fault() {
+        let mut tdx = Host::new(
+            PlatformKind::Tdx,
+            Some(1),
+            Box::new(crate::sim::Honest),
+            width(48),
+        );
+        let access = EmulatedAccess {
+            gpa: protocol::memslot::GPA | 1 << 47,
+            write: false,
+            gla: Some(0xffff_8000_0000_0010),
+        };
+        assert_eq!(tdx.exception_for(&access), Ok((VECTOR_VE, None)));
+        // Unread: the TDX module raises #DF (vector 8, error code 0) instead of a second #VE.
+        assert_eq!(tdx.exception_for(&access), Ok((8, Some(0))));
+        let Host::Tdx { model, .. } = &mut tdx else {
+            unreachable!()
+        };
+        let TdxStep::Done(out) = model.tdcall(&TdcallRegs {
+            rax: protocol::tdx::leaf::VP_VEINFO_GET,
+            ..TdcallRegs::default()
+        }) else {
+            panic!("VEINFO.GET answers at once")
+        };
+        assert_eq!(out.rcx, 48, "the first #VE's information was kept");
+        assert_eq!(out.r9, access.gpa);
+        assert_eq!(
+            out.r10,
+            u64::from(crate::sim::tdx::EPT_VIOLATION_INSN_LEN),
+            "R10 is undefined for an EPT violation: never the instruction's length"
+        );
+        assert_eq!(crate::sim::tdx::EPT_VIOLATION_INSN_LEN, 0);
+        // Read: the next access raises a #VE again.
+        assert_eq!(tdx.exception_for(&access), Ok((VECTOR_VE, None)));
     }
 
     #[test]

@@ -947,12 +947,7 @@ fn convert_to_exception(
         ));
     }
     let gla = guest_linear_address(fd, mem, alias, &snapshot, start, next);
-    let access = crate::simulated::EmulatedAccess {
-        gpa,
-        write,
-        gla,
-        insn_len,
-    };
+    let access = crate::simulated::EmulatedAccess { gpa, write, gla };
     let (vector, error_code) = match host.exception_for(&access) {
         Ok(e) => e,
         Err(why) => return stop(why),

@@ -288,8 +288,10 @@ pub fn veinfo_get() -> Result<VeReport, HostError> {
 
 /// The #VE handler: only an EPT violation on a shared GPA (MMIO the host made of memory the
 /// guest used) is emulated, after checking the TDX module's report against the instruction
-/// (`validate::ve_report`): its length must be the decoded one, its access type the
-/// instruction's, and its GPA the one the accessed address maps to.
+/// (`validate::ve_report`): its access type must be the instruction's and its GPA the one the
+/// accessed address maps to. The reported instruction length is not used: the TDX module
+/// leaves it undefined for EPT violations (Linux `ve_instr_len()`), so RIP moves by the
+/// decoded length.
 pub fn handle_ve(
     f: &mut crate::arch::trap::TrapFrame,
 ) -> Result<(), super::emulate::EmulationError> {
@@ -305,7 +307,6 @@ pub fn handle_ve(
     validate::ve_header(&ve, width).map_err(invalid)?;
     let access = emulate::decode_at(f)?;
     let decoded = DecodedAccess {
-        len: access.insn.len,
         direction: access.insn.direction(),
         linear: access.linear,
         mapped_gpa: crate::arch::paging::virt_to_phys(access.linear),

@@ -20,11 +20,9 @@
 //!   ([`TDX_OPERAND_INVALID_RCX`] = 0xC000_0100_0000_0001), not the bare class value: the
 //!   module ORs the operand id into bits 31:0 (`tdg_vp_vmcall()`). Compare the upper 32 bits
 //!   (Linux `TDX_SEAMCALL_STATUS_MASK`).
-//! - A failed MapGPA chunk answers INVALID_OPERAND whatever the VMM's error: that is what the
-//!   newest upstream `tdx_complete_vmcall_map_gpa()` in the index does. PROTOCOLS.md's
-//!   "newer: EAGAIN -> RETRY" is a 2026 patch (Annapurve/Shahar, "KVM: TDX: Allow userspace to
-//!   return errors to guest for MAPGPA") not found merged; [`MapGpaErrors::RetryOnEagain`]
-//!   models it.
+//! - A failed MapGPA chunk answers as current KVM does (`tdx_complete_vmcall_map_gpa()`):
+//!   the VMM's EAGAIN -> RETRY, EINVAL -> INVALID_OPERAND ([`MapGpaErrors::RetryOnEagain`],
+//!   the default); v6.16's "any error -> INVALID_OPERAND" is [`MapGpaErrors::AllInvalid`].
 //! - KVM reads the MMIO size and direction into `int`s (`tdx_emulate_mmio()`), so only their
 //!   low 32 bits count: R12 = 0x1_0000_0004 is a valid 4-byte access. IO uses `u64`s
 //!   (`tdx_emulate_io()`): no such truncation there.
@@ -62,15 +60,18 @@ const VERSION_SHIFT: u32 = 16;
 /// RAX\[63:24\]: reserved, must be 0.
 const RESERVED_SHIFT: u32 = 24;
 
-/// How the VMM's MapGPA errors reach the guest (`tdx_complete_vmcall_map_gpa()`).
+/// How the VMM's MapGPA errors reach the guest (`tdx_complete_vmcall_map_gpa()`): a KVM
+/// version difference.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum MapGpaErrors {
-    /// Upstream (v6.16 up to the newest tdx.c in the index): any non-zero `hypercall.ret`
-    /// answers INVALID_OPERAND with R11 = the first GPA not mapped.
-    #[default]
+    /// v6.16 until the 2026 change: any non-zero `hypercall.ret` answers INVALID_OPERAND with
+    /// R11 = the first GPA not mapped.
     AllInvalid,
-    /// The 2026 proposal: EAGAIN answers RETRY, EINVAL INVALID_OPERAND (R11 = the next GPA),
-    /// anything else fails KVM_RUN with EINVAL.
+    /// Current KVM ("KVM: TDX: Allow userspace to return errors to guest for MAPGPA",
+    /// Annapurve/Shahar, 2026; PROTOCOLS.md "Corrections" checked it merged in kvm-x86):
+    /// EAGAIN answers RETRY, EINVAL INVALID_OPERAND (R11 = the next GPA for both), anything
+    /// else fails KVM_RUN with EINVAL.
+    #[default]
     RetryOnEagain,
 }
 
@@ -128,6 +129,34 @@ pub struct VeInfo {
     /// Instruction information (R10\[63:32\]).
     pub insn_info: u32,
 }
+
+/// What the TDX module delivers when it raises a #VE ([`TdxModel::raise_ve`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VeDelivery {
+    /// #VE (vector 20), with the information posted.
+    Ve,
+    /// #DF (vector 8, error code 0): the last #VE's information was still unread.
+    DoubleFault,
+}
+
+impl VeDelivery {
+    /// The vector and error code to inject.
+    pub const fn event(self) -> (u8, Option<u32>) {
+        match self {
+            Self::Ve => (protocol::x86::vector::VE, None),
+            Self::DoubleFault => (protocol::x86::vector::DF, Some(0)),
+        }
+    }
+}
+
+/// What tdx-sim reports in TDG.VP.VEINFO.GET R10\[31:0\] (instruction length) and
+/// R10\[63:32\] (instruction information) for an EPT-violation #VE: 0. The TDX module copies
+/// the VMCS's VM-exit instruction length and information (`tdx_inject_ve()`), which the
+/// SDM leaves undefined for EPT violations (vol. 3C 28.2.5); a real TD sees whatever the
+/// CPU left there. 0 is never an instruction's length, so a guest that trusted the field
+/// would visibly misbehave here, as it could on hardware (Linux `ve_instr_len()` returns 0
+/// for EPT violations and warns).
+pub const EPT_VIOLATION_INSN_LEN: u32 = 0;
 
 /// What the model does with one TDCALL, or with a completed host request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -258,15 +287,17 @@ impl<T: Tamper> TdxModel<T> {
         }
     }
 
-    /// Posts #VE information for the next TDG.VP.VEINFO.GET (the VMM injects the #VE).
-    /// Returns false, keeping the old information, if the previous #VE's information was not
-    /// read yet: the TDX module would then deliver #DF, not #VE.
-    pub fn post_ve(&mut self, ve: VeInfo) -> bool {
+    /// The TDX module raises a #VE with information `ve` (`tdx_inject_ve()` in
+    /// `td_dispatcher/vm_exits/td_other_exits.c`): if the last #VE's information is still
+    /// valid (not yet read by TDG.VP.VEINFO.GET) it delivers #DF instead and keeps the old
+    /// information; otherwise it posts `ve` and delivers #VE. The VMM injects what this
+    /// returns. (The module's comment there says #GP(0); its code injects #DF.)
+    pub fn raise_ve(&mut self, ve: VeInfo) -> VeDelivery {
         if self.ve.is_some() {
-            return false;
+            return VeDelivery::DoubleFault;
         }
         self.ve = Some(ve);
-        true
+        VeDelivery::Ve
     }
 
     /// Whether #VE information is waiting for TDG.VP.VEINFO.GET.

@@ -535,13 +535,13 @@ fn map_gpa_maxphyaddr_above_gpaw() {
 }
 
 #[test]
-fn map_gpa_vmm_errors_upstream() {
+fn map_gpa_vmm_errors_v6_16() {
     for err in [
         MapGpaResult::Again,
         MapGpaResult::Invalid,
         MapGpaResult::Other(-5),
     ] {
-        let mut m = model();
+        let mut m = model_with(|c| c.map_gpa_errors = MapGpaErrors::AllInvalid);
         host(m.tdcall(&map_gpa(0x20_0000, 4 * MIB2)));
         host(m.complete(HostResult::Done).unwrap());
         let out = complete(&mut m, HostResult::MapGpa(err));
@@ -551,8 +551,12 @@ fn map_gpa_vmm_errors_upstream() {
 }
 
 #[test]
-fn map_gpa_vmm_errors_proposed_abi() {
-    let new = || model_with(|c| c.map_gpa_errors = MapGpaErrors::RetryOnEagain);
+fn map_gpa_vmm_errors_current_kvm_by_default() {
+    assert_eq!(
+        TdxConfig::default().map_gpa_errors,
+        MapGpaErrors::RetryOnEagain
+    );
+    let new = model;
     let mut m = new();
     host(m.tdcall(&map_gpa(0x20_0000, MIB2)));
     let out = complete(&mut m, HostResult::MapGpa(MapGpaResult::Again));
@@ -761,11 +765,14 @@ fn veinfo_get_is_single_shot() {
         insn_len: 3,
         insn_info: 0x10,
     };
-    assert!(m.post_ve(ve));
-    assert!(
-        !m.post_ve(VeInfo::default()),
-        "the first #VE is not read yet"
+    assert_eq!(m.raise_ve(ve), VeDelivery::Ve);
+    assert_eq!(
+        m.raise_ve(VeInfo::default()),
+        VeDelivery::DoubleFault,
+        "the first #VE is not read yet: tdx_inject_ve() delivers #DF"
     );
+    assert_eq!(VeDelivery::DoubleFault.event(), (8, Some(0)));
+    assert_eq!(VeDelivery::Ve.event(), (20, None));
     assert!(m.ve_pending());
     let out = immediate(&mut m, veinfo_get(0));
     assert_eq!(out.rcx, 48);
@@ -776,7 +783,7 @@ fn veinfo_get_is_single_shot() {
     assert!(!m.ve_pending());
     assert_eq!(done(m.tdcall(&veinfo_get(0))).rax, TDX_NO_VALID_VE_INFO);
     // Version 1 is accepted, 2 is not (and still zeroes the outputs).
-    assert!(m.post_ve(ve));
+    assert_eq!(m.raise_ve(ve), VeDelivery::Ve, "read: a new #VE is a #VE");
     assert_eq!(done(m.tdcall(&veinfo_get(2))).rax, TDX_OPERAND_INVALID_RAX);
     assert!(
         m.ve_pending(),
