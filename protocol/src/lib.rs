@@ -12,6 +12,7 @@
 //!   and the checker the guest and the host tests share.
 //! - [`cmdline`]: the kernel command-line keys (`cvmprobe.filter=...`) and their parser.
 //! - [`decode`]: the x86-64 decoder of the `MOV` forms the guest's MMIO emulation handles.
+//! - [`kvm`]: KVM's hypercall numbers, error values and PV feature bits.
 //! - [`ktap`]: the KTAP v1 line vocabulary the guest prints and the host reads.
 //! - [`memslot`]: the memslot-deletion scenario's page, values and control port.
 //! - [`ghcb`]: AMD SEV-ES GHCB protocol: MSR protocol, page layout, exit and error codes.
@@ -34,6 +35,7 @@ pub mod decode;
 pub mod exit;
 pub mod ghcb;
 pub mod ktap;
+pub mod kvm;
 pub mod memslot;
 pub mod platform;
 pub mod qemu_devices;

@@ -29,9 +29,10 @@
 //! - GetQuote and SetupEventNotifyInterrupt are known sub-functions in current KVM (they exit
 //!   to the VMM, pre-answered SUBFUNC_UNSUPPORTED), not "unknown".
 
+use super::kvm_hypercall::{self, Hypercall, HypercallConfig, HypercallOutcome, PvFeatures};
 use super::{
-    Honest, HostRequest, HostResult, MapGpaResult, PAGE_SIZE, SimError, Stop, Tamper, kvm_err,
-    kvm_hc, low_bytes_mask,
+    Honest, HostRequest, HostResult, MapGpaResult, PAGE_SIZE, SimError, Stop, Tamper,
+    low_bytes_mask,
 };
 use protocol::tdx::{self, ExposeMask, TdcallRegs, leaf, status, vmcall};
 
@@ -91,8 +92,11 @@ pub struct TdxConfig {
     /// This vCPU's index (R9\[31:0\]).
     pub vcpu_index: u32,
     /// The VMM enabled KVM_CAP_EXIT_HYPERCALL for KVM_HC_MAP_GPA_RANGE
-    /// (`user_exit_on_hypercall()`); without it MapGPA answers SUBFUNC_UNSUPPORTED.
+    /// (`user_exit_on_hypercall()`); without it MapGPA answers SUBFUNC_UNSUPPORTED and the
+    /// KVM_HC_MAP_GPA_RANGE hypercall (R10 = 12) `-KVM_ENOSYS`.
     pub map_gpa_exit_enabled: bool,
+    /// Whether KVM enforces the PV CPUID bits on KVM hypercalls (`guest_pv_has()`).
+    pub pv_features: PvFeatures,
     /// How MapGPA errors from the VMM reach the guest.
     pub map_gpa_errors: MapGpaErrors,
 }
@@ -107,6 +111,7 @@ impl Default for TdxConfig {
             max_vcpus: 1,
             vcpu_index: 0,
             map_gpa_exit_enabled: true,
+            pv_features: PvFeatures::default(),
             map_gpa_errors: MapGpaErrors::default(),
         }
     }
@@ -479,22 +484,30 @@ impl<T: Tamper> TdxModel<T> {
 
     /// R10 != 0: a KVM hypercall (`tdx_emulate_vmcall()` -> `____kvm_emulate_hypercall()`,
     /// CPL 0, 64-bit): number R10, arguments R11-R14, return value in R10
-    /// (`complete_hypercall_exit()`). KVM_HC_VAPIC_POLL_IRQ answers 0; the numbers KVM
-    /// answers from PV-feature CPUID bits or VMM exits go to the VMM; any other number
-    /// answers `-KVM_ENOSYS`.
+    /// (`complete_hypercall_exit()`). KVM answers it inside ([`kvm_hypercall::emulate`]);
+    /// only KVM_HC_MAP_GPA_RANGE with the user exit enabled reaches the VMM.
     fn kvm_hypercall(&mut self, p: Pending) -> TdxStep {
-        let nr = p.kvm.r10;
-        match nr {
-            kvm_hc::VAPIC_POLL_IRQ => self.status(p, 0),
-            kvm_hc::KICK_CPU
-            | kvm_hc::CLOCK_PAIRING
-            | kvm_hc::SEND_IPI
-            | kvm_hc::SCHED_YIELD
-            | kvm_hc::MAP_GPA_RANGE => {
-                let args = [p.kvm.r11, p.kvm.r12, p.kvm.r13, p.kvm.r14];
-                self.ask(p, Op::Hypercall, HostRequest::KvmHypercall { nr, args })
+        let call = Hypercall {
+            nr: p.kvm.r10,
+            args: [p.kvm.r11, p.kvm.r12, p.kvm.r13, p.kvm.r14],
+            cpl: 0,
+            op_64_bit: true,
+        };
+        let cfg = HypercallConfig {
+            map_gpa_range_exit: self.cfg.map_gpa_exit_enabled,
+            pv: self.cfg.pv_features,
+            ..HypercallConfig::default()
+        };
+        match kvm_hypercall::emulate(call, &cfg) {
+            HypercallOutcome::Return(v) => self.status(p, v),
+            HypercallOutcome::MapGpaRange { gpa, npages, attrs } => self.ask(
+                p,
+                Op::Hypercall,
+                HostRequest::KvmMapGpaRange { gpa, npages, attrs },
+            ),
+            HypercallOutcome::NotModelled(what) => {
+                TdxStep::Stop(Stop::NotModelled { what: what.into() })
             }
-            _ => self.status(p, kvm_err::ENOSYS),
         }
     }
 

@@ -309,16 +309,63 @@ fn kvm_hypercalls() {
         ),
     );
     assert_eq!(out.r10, 0);
-    // KVM_HC_MAP_GPA_RANGE: a0..a3 from R11..R14.
+    // Answered inside KVM (____kvm_emulate_hypercall()), never by the VMM: KICK_CPU and
+    // SCHED_YIELD without PV-CPUID enforcement, CLOCK_PAIRING of an unknown clock.
+    for (nr, args, want) in [
+        (protocol::kvm::hc::KICK_CPU, [0, 1, 0, 0], 0),
+        (protocol::kvm::hc::SCHED_YIELD, [1, 0, 0, 0], 0),
+        (
+            protocol::kvm::hc::CLOCK_PAIRING,
+            [0x1000, 7, 0, 0],
+            protocol::kvm::err::EOPNOTSUPP,
+        ),
+    ] {
+        let out = immediate(
+            &mut m,
+            call(
+                ExposeMask::LINUX.0,
+                nr,
+                args[0],
+                [args[1], args[2], args[3], 0],
+            ),
+        );
+        assert_eq!(out.r10, want, "hypercall {nr}");
+    }
+    // KVM_HC_MAP_GPA_RANGE: a0..a3 from R11..R14; KVM checks the range, then exits.
     let regs = call(ExposeMask::LINUX.0, 12, 0x1000, [1, 2, 3, 4]);
     assert_eq!(
         host(m.tdcall(&regs)),
-        HostRequest::KvmHypercall {
-            nr: 12,
-            args: [0x1000, 1, 2, 3]
+        HostRequest::KvmMapGpaRange {
+            gpa: 0x1000,
+            npages: 1,
+            attrs: 2
         }
     );
     assert_eq!(complete(&mut m, HostResult::Value(0)).r10, 0);
+    let out = immediate(&mut m, call(ExposeMask::LINUX.0, 12, 0x1001, [1, 0, 0, 0]));
+    assert_eq!(out.r10, protocol::kvm::err::EINVAL, "unaligned GPA");
+    let mut off = model_with(|c| c.map_gpa_exit_enabled = false);
+    let out = immediate(
+        &mut off,
+        call(ExposeMask::LINUX.0, 12, 0x1000, [1, 0, 0, 0]),
+    );
+    assert_eq!(out.r10, status::KVM_ENOSYS, "user exit not enabled");
+    let mut enforced =
+        model_with(|c| c.pv_features = crate::sim::kvm_hypercall::PvFeatures::Enforced(0));
+    let out = immediate(
+        &mut enforced,
+        call(
+            ExposeMask::LINUX.0,
+            protocol::kvm::hc::KICK_CPU,
+            0,
+            [1, 0, 0, 0],
+        ),
+    );
+    assert_eq!(
+        out.r10,
+        status::KVM_ENOSYS,
+        "PV_UNHALT not in the guest's CPUID"
+    );
 }
 
 #[test]
