@@ -212,11 +212,19 @@ pub enum Fault {
     /// shared GHCB a second time after copying the answer (a double fetch): a host that
     /// rewrites the page after the guest's first read changes what the guest acts on.
     GhcbDoubleFetch,
+    /// Inside the case, RDMSR of SEV_STATUS (0xC0010131) raw under the fault fixup, as
+    /// detection did before it asked CPUID first: in a TD the TDX module raises a #VE for it
+    /// (the MSR is outside its MSR bitmap), which the fixup swallows after reading its
+    /// information with TDG.VP.VEINFO.GET: the run goes on unharmed.
+    SevStatusProbe,
+    /// [`Fault::SevStatusProbe`] with a fixup that does not call TDG.VP.VEINFO.GET: the #VE's
+    /// information stays valid, so in a TD the next #VE (a memslot access) is a #DF.
+    VeFixupSkipsVeinfo,
 }
 
 impl Fault {
     /// All faults, for help texts.
-    pub const ALL: [Fault; 11] = [
+    pub const ALL: [Fault; 13] = [
         Self::Panic,
         Self::Exception,
         Self::TripleFault,
@@ -228,6 +236,8 @@ impl Fault {
         Self::NoWidthCheck,
         Self::GhcbNotZeroed,
         Self::GhcbDoubleFetch,
+        Self::SevStatusProbe,
+        Self::VeFixupSkipsVeinfo,
     ];
 
     /// The name used on the command line.
@@ -244,6 +254,8 @@ impl Fault {
             Self::NoWidthCheck => "no-width-check",
             Self::GhcbNotZeroed => "ghcb-not-zeroed",
             Self::GhcbDoubleFetch => "ghcb-double-fetch",
+            Self::SevStatusProbe => "sev-status-probe",
+            Self::VeFixupSkipsVeinfo => "ve-fixup-skips-veinfo",
         }
     }
 }

@@ -227,6 +227,14 @@ pub fn decode_port_io(bytes: &[u8]) -> Option<PortIo> {
     })
 }
 
+/// Name of the guest's exported symbol on its one raw CPUID instruction (every raw CPUID the
+/// kernel runs is there, so the built-in VMM's simulated platforms can put one hardware
+/// breakpoint on it and give it what the platform gives a raw CPUID).
+pub const CPUID_SYMBOL: &str = "cvmprobe_cpuid_insn";
+
+/// `CPUID` encoding: 0F A2.
+pub const CPUID_BYTES: [u8; 2] = [0x0f, 0xa2];
+
 /// `HLT` (Intel SDM vol. 2A): one byte.
 pub const HLT_OPCODE: u8 = 0xf4;
 /// Bytes of `CPUID` (0F A2), `RDMSR` (0F 32) and `WRMSR` (0F 30).

@@ -35,13 +35,14 @@
 use crate::machine::{Control, CpuState, Machine};
 use crate::sim::address::AddressWidth;
 use crate::sim::ghcb::{GhcbConfig, GhcbModel, GhcbStep, MsrError};
-use crate::sim::tdx::{TdxConfig, TdxModel, TdxStep};
+use crate::sim::tdx::{TdxConfig, TdxModel, TdxStep, VeInfo};
 use crate::sim::{GuestMemory, HostRequest, HostResult, MapGpaResult, MemoryError, Stop, Tamper};
 use crate::vcpu::VcpuCtl;
 use crate::{ExitReason, VmmError};
 use kvm_bindings::{
     KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_USE_HW_BP, KVM_MSR_EXIT_REASON_FILTER,
-    KVM_X86_QUIRK_FIX_HYPERCALL_INSN, kvm_enable_cap, kvm_guest_debug, kvm_regs,
+    KVM_MSR_EXIT_REASON_INVAL, KVM_MSR_EXIT_REASON_UNKNOWN, KVM_X86_QUIRK_FIX_HYPERCALL_INSN,
+    kvm_enable_cap, kvm_guest_debug, kvm_regs,
 };
 use kvm_ioctls::{MsrFilterDefaultAction, MsrFilterRange, MsrFilterRangeFlags, VmFd};
 use protocol::ghcb;
@@ -60,9 +61,13 @@ const KVM_CAP_DISABLE_QUIRKS2: u32 = 213;
 /// host answered.
 const TRAP_INSN_LEN: u64 = 4;
 
-/// DR7 for one enabled execution breakpoint in DR0: G0 (bit 1), R/W0 = LEN0 = 0 (execute,
-/// one byte), and bit 10, which reads as 1 (Intel SDM vol. 3B 18.2.4).
+/// DR7 for the execution breakpoints in DR0 and DR1: G0 (bit 1) and G1 (bit 3), R/W = LEN =
+/// 0 for both (execute, one byte), and bit 10, which reads as 1 (Intel SDM vol. 3B 18.2.4).
 const DR7_EXEC_BP0: u64 = (1 << 1) | (1 << 10);
+/// DR7.G1: the DR1 breakpoint (the raw CPUID) enabled.
+const DR7_G1: u64 = 1 << 3;
+/// DR6.B1: the DR1 breakpoint was hit (Intel SDM vol. 3B 18.2.3).
+pub const DR6_B1: u64 = 1 << 1;
 
 /// The function at a confidential platform's one trapping instruction.
 fn trap_symbol(platform: PlatformKind) -> Option<&'static str> {
@@ -73,25 +78,43 @@ fn trap_symbol(platform: PlatformKind) -> Option<&'static str> {
     }
 }
 
-/// The address of `platform`'s trapping instruction in the kernel ELF (the virtual address
-/// it runs at), or `None` for legacy.
-pub fn trap_address(kernel: &Path, platform: PlatformKind) -> Result<Option<u64>, VmmError> {
+/// The guest instructions a simulated platform puts hardware breakpoints on: its one TDCALL
+/// or VMGEXIT (DR0), and its one raw CPUID (DR1), which never leaves KVM by itself and must
+/// get what the platform gives it (`crate::sim::raw`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrapSites {
+    /// TDCALL / VMGEXIT ([`tdx::TDCALL_SYMBOL`], [`ghcb::VMGEXIT_SYMBOL`]).
+    pub trap: u64,
+    /// The raw CPUID ([`protocol::x86::CPUID_SYMBOL`]).
+    pub cpuid: u64,
+}
+
+/// The addresses of `platform`'s trapping instructions in the kernel ELF (the virtual
+/// addresses they run at), or `None` for legacy.
+pub fn trap_sites(kernel: &Path, platform: PlatformKind) -> Result<Option<TrapSites>, VmmError> {
     let Some(name) = trap_symbol(platform) else {
         return Ok(None);
     };
-    symbol_address(kernel, name)?.map(Some).ok_or_else(|| {
-        VmmError::Config(format!(
-            "kernel {} has no symbol {name}: the {} simulation needs it to trap the \
-             guest's {} (is the ELF stripped?)",
-            kernel.display(),
-            platform.name(),
-            if platform == PlatformKind::Tdx {
-                "TDCALL"
-            } else {
-                "VMGEXIT"
-            }
-        ))
-    })
+    let find = |name: &str, what: &str| {
+        symbol_address(kernel, name)?.ok_or_else(|| {
+            VmmError::Config(format!(
+                "kernel {} has no symbol {name}: the {} simulation needs it to trap the \
+                 guest's {what} (is the ELF stripped?)",
+                kernel.display(),
+                platform.name(),
+            ))
+        })
+    };
+    let trap = find(
+        name,
+        if platform == PlatformKind::Tdx {
+            "TDCALL"
+        } else {
+            "VMGEXIT"
+        },
+    )?;
+    let cpuid = find(protocol::x86::CPUID_SYMBOL, "raw CPUID")?;
+    Ok(Some(TrapSites { trap, cpuid }))
 }
 
 /// The virtual address of the guest's GHCB page ([`ghcb::GHCB_SYMBOL`]) under sev-es-sim, if
@@ -122,11 +145,20 @@ fn symbol_address(kernel: &Path, name: &str) -> Result<Option<u64>, VmmError> {
         .map(|s| s.address()))
 }
 
-/// VM-wide setup of `platform` (before the vCPU is created): for sev-es-sim the MSR filter
-/// with user-space exits for the GHCB MSR and SEV_STATUS, and the FIX_HYPERCALL_INSN quirk
-/// off.
+/// The MSR exits a simulated platform asks for: the MSR filter's, and (for the x2APIC MSRs,
+/// which KVM never filters, `kvm_msr_allowed()`) the ones KVM fails without an in-kernel
+/// APIC (`kvm_x2apic_msr_read()` returns 1: KVM_MSR_EXIT_REASON_INVAL). Seen on these
+/// machines: a raw RDMSR of 0x80B exits with reason INVAL, of EFER with reason FILTER.
+const USER_SPACE_MSR_REASONS: u32 =
+    KVM_MSR_EXIT_REASON_FILTER | KVM_MSR_EXIT_REASON_UNKNOWN | KVM_MSR_EXIT_REASON_INVAL;
+
+/// VM-wide setup of a simulated `platform` (before the vCPU is created): every raw RDMSR and
+/// WRMSR exits to the VMM (KVM_CAP_X86_USER_SPACE_MSR and an MSR filter whose default is
+/// DENY; KVM refuses a DENY filter with no range, so one range denies MSR 0 explicitly),
+/// where `crate::sim::raw` decides what the platform gives it; for sev-es-sim the
+/// FIX_HYPERCALL_INSN quirk off too.
 pub fn prepare_vm(vm: &VmFd, platform: PlatformKind) -> Result<(), VmmError> {
-    if platform != PlatformKind::SevEs {
+    if platform == PlatformKind::Legacy {
         return Ok(());
     }
     let cap = |cap: u32, arg: u64| kvm_enable_cap {
@@ -136,26 +168,28 @@ pub fn prepare_vm(vm: &VmFd, platform: PlatformKind) -> Result<(), VmmError> {
     };
     vm.enable_cap(&cap(
         kvm_bindings::KVM_CAP_X86_USER_SPACE_MSR,
-        u64::from(KVM_MSR_EXIT_REASON_FILTER),
+        u64::from(USER_SPACE_MSR_REASONS),
     ))
     .map_err(VmmError::kvm("KVM_ENABLE_CAP(KVM_CAP_X86_USER_SPACE_MSR)"))?;
-    // A zero bit denies: both MSRs exit to user space, every other MSR stays with KVM.
+    // A zero bit denies.
     let deny = [0u8; 1];
     let range = MsrFilterRange {
         flags: MsrFilterRangeFlags::READ | MsrFilterRangeFlags::WRITE,
-        base: ghcb::MSR_GHCB,
-        msr_count: ghcb::MSR_SEV_STATUS - ghcb::MSR_GHCB + 1,
+        base: 0,
+        msr_count: 1,
         bitmap: &deny,
     };
-    vm.set_msr_filter(MsrFilterDefaultAction::ALLOW, &[range])
+    vm.set_msr_filter(MsrFilterDefaultAction::DENY, &[range])
         .map_err(VmmError::kvm("KVM_X86_SET_MSR_FILTER"))?;
-    vm.enable_cap(&cap(
-        KVM_CAP_DISABLE_QUIRKS2,
-        u64::from(KVM_X86_QUIRK_FIX_HYPERCALL_INSN),
-    ))
-    .map_err(VmmError::kvm(
-        "KVM_ENABLE_CAP(KVM_CAP_DISABLE_QUIRKS2, FIX_HYPERCALL_INSN)",
-    ))?;
+    if platform == PlatformKind::SevEs {
+        vm.enable_cap(&cap(
+            KVM_CAP_DISABLE_QUIRKS2,
+            u64::from(KVM_X86_QUIRK_FIX_HYPERCALL_INSN),
+        ))
+        .map_err(VmmError::kvm(
+            "KVM_ENABLE_CAP(KVM_CAP_DISABLE_QUIRKS2, FIX_HYPERCALL_INSN)",
+        ))?;
+    }
     Ok(())
 }
 
@@ -204,10 +238,130 @@ pub struct EmulatedAccess {
     pub gla: Option<u64>,
 }
 
-/// The KVM_SET_GUEST_DEBUG setting for a hardware execution breakpoint at `va`, and with
+/// A raw intercepted instruction the guest executed under a simulated platform.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RawInsn {
+    /// CPUID, stopped at its DR1 breakpoint (not executed); leaf and sub-leaf in RAX/RCX.
+    Cpuid,
+    /// RDMSR (`write` = `None`) or WRMSR of `write`, from an MSR exit (not completed).
+    Msr {
+        /// ECX.
+        index: u32,
+        /// EDX:EAX of a WRMSR.
+        write: Option<u64>,
+    },
+    /// IN, OUT, INS or OUTS, decoded at `start`.
+    PortIo {
+        /// RIP of the instruction.
+        start: u64,
+        /// The port.
+        port: u16,
+        /// The instruction.
+        io: protocol::x86::PortIo,
+    },
+    /// HLT at `start`.
+    Hlt {
+        /// RIP of the instruction.
+        start: u64,
+    },
+}
+
+/// What the VMM does with a [`RawInsn`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RawOutcome {
+    /// CPUID answered: EAX..EDX, RIP moves past it.
+    Cpuid([u32; 4]),
+    /// RDMSR answered with this value, or WRMSR done: KVM completes it and moves RIP on.
+    MsrDone(u64),
+    /// The MSR access raises #GP (the MSR exit's error flag: KVM injects it).
+    MsrGp,
+    /// The exception `vector` (with `error_code`) at the instruction at `start`.
+    Inject {
+        /// RIP of the instruction.
+        start: u64,
+        /// Vector.
+        vector: u8,
+        /// Error code, for vectors that push one.
+        error_code: Option<u32>,
+    },
+}
+
+/// One line for the host verdict about a raw instruction the platform forbids.
+fn raw_finding(platform: &str, rip: u64, what: &str, exception: &str) -> String {
+    format!(
+        "raw {what} under {platform} at RIP {rip:#x}: on hardware this is a {exception}; the \
+         guest must go through its {} backend",
+        if platform == "tdx-sim" {
+            "TDG.VP.VMCALL"
+        } else {
+            "GHCB"
+        }
+    )
+}
+
+/// Records `finding` once (a guest that takes the exception and runs the instruction again
+/// repeats it), and at most [`MAX_LEAK_REPORTS`] different ones.
+fn note(findings: &mut Vec<String>, finding: String) {
+    if findings.len() < MAX_LEAK_REPORTS && !findings.contains(&finding) {
+        findings.push(finding);
+    }
+}
+
+/// `IN from port 0xf00 (1 byte)`.
+fn port_io_text(port: u16, io: &protocol::x86::PortIo) -> String {
+    format!(
+        "{}{} {} port {port:#x} ({} byte{})",
+        if io.rep { "REP " } else { "" },
+        match (io.input, io.string) {
+            (true, false) => "IN",
+            (true, true) => "INS",
+            (false, false) => "OUT",
+            (false, true) => "OUTS",
+        },
+        if io.input { "from" } else { "to" },
+        io.size,
+        if io.size == 1 { "" } else { "s" },
+    )
+}
+
+/// A raw MSR access the platform lets through to the vCPU's own state (no exit on
+/// hardware): the x2APIC registers from the user-space APIC, every other MSR from KVM
+/// (KVM_GET_MSRS / KVM_SET_MSRS); a missing MSR or a refused value is a #GP.
+fn native_msr(
+    vcpu: &mut VcpuCtl<'_>,
+    machine: &mut Machine,
+    index: u32,
+    write: Option<u64>,
+    now: Instant,
+) -> Result<RawOutcome, VmmError> {
+    use protocol::x86::msr;
+    let outcome = |ok: bool, v: u64| {
+        if ok {
+            RawOutcome::MsrDone(v)
+        } else {
+            RawOutcome::MsrGp
+        }
+    };
+    Ok(match (index, write) {
+        (msr::X2APIC_FIRST..=msr::X2APIC_LAST, None) => match machine.x2apic_read(index, now) {
+            Ok(v) => RawOutcome::MsrDone(v),
+            Err(_) => RawOutcome::MsrGp,
+        },
+        (msr::X2APIC_FIRST..=msr::X2APIC_LAST, Some(v)) => {
+            outcome(machine.x2apic_write(index, v, now).is_ok(), 0)
+        }
+        (_, None) => match vcpu.read_msr(index)? {
+            Some(v) => RawOutcome::MsrDone(v),
+            None => RawOutcome::MsrGp,
+        },
+        (_, Some(v)) => outcome(vcpu.write_msr(index, v)?, 0),
+    })
+}
+
+/// The KVM_SET_GUEST_DEBUG setting for hardware execution breakpoints at `sites`, and with
 /// `step` single-stepping too (to know where an MMIO store began: KVM reports the RIP after
 /// it).
-pub fn breakpoint(va: u64, step: bool) -> kvm_guest_debug {
+pub fn breakpoint(sites: TrapSites, step: bool) -> kvm_guest_debug {
     let mut d = kvm_guest_debug {
         control: KVM_GUESTDBG_ENABLE
             | KVM_GUESTDBG_USE_HW_BP
@@ -218,8 +372,9 @@ pub fn breakpoint(va: u64, step: bool) -> kvm_guest_debug {
             },
         ..Default::default()
     };
-    d.arch.debugreg[0] = va;
-    d.arch.debugreg[7] = DR7_EXEC_BP0;
+    d.arch.debugreg[0] = sites.trap;
+    d.arch.debugreg[1] = sites.cpuid;
+    d.arch.debugreg[7] = DR7_EXEC_BP0 | DR7_G1;
     d
 }
 
@@ -256,8 +411,11 @@ pub enum Host {
         model: Box<TdxModel<Box<dyn Tamper>>>,
         /// The vCPU's physical-address width (the shared bit's position).
         width: AddressWidth,
-        /// Guest virtual address of the TDCALL instruction.
-        trap: u64,
+        /// Where the TDCALL and the raw CPUID are.
+        sites: TrapSites,
+        /// What the guest did that the platform forbids (a raw IN, OUT, HLT), for the host
+        /// verdict ([`Host::take_findings`]).
+        findings: Vec<String>,
         /// A TDVMCALL<HLT> was just answered ([`Host::take_wakeup`]).
         woke: bool,
     },
@@ -267,8 +425,10 @@ pub enum Host {
         model: Box<GhcbModel<Box<dyn Tamper>>>,
         /// The vCPU's physical-address width (the C-bit's position).
         width: AddressWidth,
-        /// Guest virtual address of the VMGEXIT instruction.
-        trap: u64,
+        /// Where the VMGEXIT and the raw CPUID are.
+        sites: TrapSites,
+        /// What the guest did that the platform forbids (a raw IN or OUT).
+        findings: Vec<String>,
         /// GHCB pages that reached the host with non-zero bytes outside the fields sent
         /// ([`ghcb_leak`]), described (at most [`MAX_LEAK_REPORTS`]).
         leaks: Vec<String>,
@@ -356,16 +516,16 @@ enum Served {
 }
 
 impl Host {
-    /// The host for `platform` on a vCPU of `width`, trapping at `trap` (from
-    /// [`trap_address`]; ignored for legacy).
+    /// The host for `platform` on a vCPU of `width`, trapping at `sites` (from
+    /// [`trap_sites`]; ignored for legacy).
     pub fn new(
         platform: PlatformKind,
-        trap: Option<u64>,
+        sites: Option<TrapSites>,
         tamper: Box<dyn Tamper>,
         width: AddressWidth,
     ) -> Self {
-        match (platform, trap) {
-            (PlatformKind::Tdx, Some(trap)) => Host::Tdx {
+        match (platform, sites) {
+            (PlatformKind::Tdx, Some(sites)) => Host::Tdx {
                 model: Box::new(TdxModel::with_tamper(
                     TdxConfig {
                         gpaw: width.tdx_gpaw(),
@@ -375,10 +535,11 @@ impl Host {
                     tamper,
                 )),
                 width,
-                trap,
+                sites,
+                findings: Vec::new(),
                 woke: false,
             },
-            (PlatformKind::SevEs, Some(trap)) => Host::SevEs {
+            (PlatformKind::SevEs, Some(sites)) => Host::SevEs {
                 model: Box::new(GhcbModel::with_tamper(
                     GhcbConfig {
                         cbit: width.sev_cbit(),
@@ -387,7 +548,8 @@ impl Host {
                     tamper,
                 )),
                 width,
-                trap,
+                sites,
+                findings: Vec::new(),
                 leaks: Vec::new(),
                 ghcb_va: None,
                 watch: None,
@@ -433,7 +595,7 @@ impl Host {
         machine.count_exit();
         let Host::SevEs {
             model,
-            trap,
+            sites,
             watch,
             ghcb_va: Some(va),
             ..
@@ -463,7 +625,7 @@ impl Host {
         }
         if done {
             *watch = None;
-            vcpu.set_guest_debug(&breakpoint(*trap, stepping))?;
+            vcpu.set_guest_debug(&breakpoint(*sites, stepping))?;
         }
         Ok(Control::Continue)
     }
@@ -488,20 +650,152 @@ impl Host {
         matches!(self, Host::Tdx { .. })
     }
 
-    /// The guest's RDMSR of an MSR the filter sends to user space: its value, #GP, or not
-    /// this platform's MSR.
-    pub fn rdmsr(&mut self, index: u32) -> Result<u64, MsrError> {
+    /// What the platform gives a raw intercepted instruction the guest executed
+    /// (`crate::sim::raw` decides; this serves and records): under tdx-sim the TDX module's
+    /// answer, a #VE with its information posted (or #DF while the last #VE is unread) or
+    /// #GP; under sev-es-sim a #VC, the GHCB model's MSRs, or the instruction completed as
+    /// the CPU would. A raw IN, OUT (and under TDX, HLT) is also a finding against the guest:
+    /// it had to use its backend ([`Host::take_findings`]).
+    pub fn raw(
+        &mut self,
+        vcpu: &mut VcpuCtl<'_>,
+        machine: &mut Machine,
+        cpu: &CpuState,
+        insn: RawInsn,
+        now: Instant,
+    ) -> Result<RawOutcome, VmmError> {
+        use crate::sim::raw::{RawMsr, TdxCpuid, sev_es_msr, tdx_cpuid, tdx_msr};
+        use protocol::x86::{TWO_BYTE_INSN_LEN, exit_reason, msr as msrs};
+        machine.count_exit();
+        let rip = cpu.rip();
+        let platform = crate::sim_name(self.platform());
         match self {
-            Host::SevEs { model, .. } => model.msr_read(index),
-            _ => Err(MsrError::NotOwned),
-        }
-    }
-
-    /// The guest's WRMSR of an MSR the filter sends to user space.
-    pub fn wrmsr(&mut self, index: u32, value: u64) -> Result<(), MsrError> {
-        match self {
-            Host::SevEs { model, .. } => model.msr_write(index, value),
-            _ => Err(MsrError::NotOwned),
+            Host::Legacy => Err(VmmError::Config(
+                "a raw-instruction exit on a legacy VM (a VMM bug)".into(),
+            )),
+            Host::Tdx {
+                model, findings, ..
+            } => {
+                let ve = |model: &mut TdxModel<Box<dyn Tamper>>, reason, qual, len, start| {
+                    let (vector, error_code) = model
+                        .raise_ve(VeInfo {
+                            exit_reason: reason,
+                            exit_qualification: qual,
+                            gla: 0,
+                            gpa: 0,
+                            insn_len: len,
+                            insn_info: 0,
+                        })
+                        .event();
+                    RawOutcome::Inject {
+                        start,
+                        vector,
+                        error_code,
+                    }
+                };
+                Ok(match insn {
+                    RawInsn::Cpuid => {
+                        let (leaf, subleaf) = (cpu.regs.rax as u32, cpu.regs.rcx as u32);
+                        let last_base = vcpu.cpuid(0, 0)[0];
+                        let last_extended = vcpu.cpuid(0x8000_0000, 0)[0];
+                        match tdx_cpuid(leaf, subleaf, last_base, last_extended) {
+                            TdxCpuid::Answer { leaf } => {
+                                RawOutcome::Cpuid(vcpu.cpuid(leaf, subleaf))
+                            }
+                            TdxCpuid::Ve => {
+                                ve(model, exit_reason::CPUID, 0, TWO_BYTE_INSN_LEN, rip)
+                            }
+                        }
+                    }
+                    RawInsn::Msr { index, write } => {
+                        let efer = match write {
+                            Some(_) if index == msrs::EFER => vcpu.read_msr(index)?.unwrap_or(0),
+                            _ => 0,
+                        };
+                        match tdx_msr(index, write, efer) {
+                            RawMsr::Native => native_msr(vcpu, machine, index, write, now)?,
+                            RawMsr::Gp => RawOutcome::MsrGp,
+                            _ => {
+                                let reason = if write.is_some() {
+                                    exit_reason::MSR_WRITE
+                                } else {
+                                    exit_reason::MSR_READ
+                                };
+                                ve(model, reason, 0, TWO_BYTE_INSN_LEN, rip)
+                            }
+                        }
+                    }
+                    RawInsn::PortIo { start, port, io } => {
+                        note(
+                            findings,
+                            raw_finding(
+                                platform,
+                                start,
+                                &port_io_text(port, &io),
+                                "#VE (exit reason 30)",
+                            ),
+                        );
+                        ve(
+                            model,
+                            exit_reason::IO_INSTRUCTION,
+                            io.exit_qualification(port),
+                            u32::from(io.len),
+                            start,
+                        )
+                    }
+                    RawInsn::Hlt { start } => {
+                        note(
+                            findings,
+                            raw_finding(platform, start, "HLT", "#VE (exit reason 12)"),
+                        );
+                        ve(model, exit_reason::HLT, 0, 1, start)
+                    }
+                })
+            }
+            Host::SevEs {
+                model, findings, ..
+            } => {
+                let vc = |code: u64, start| RawOutcome::Inject {
+                    start,
+                    vector: VECTOR_VC,
+                    error_code: Some(code as u32),
+                };
+                Ok(match insn {
+                    RawInsn::Cpuid => vc(ghcb::exit::CPUID, rip),
+                    RawInsn::Msr { index, write } => match sev_es_msr(index) {
+                        RawMsr::Ghcb => {
+                            let r = match write {
+                                None => model.msr_read(index),
+                                Some(v) => model.msr_write(index, v).map(|()| 0),
+                            };
+                            match r {
+                                Ok(v) => RawOutcome::MsrDone(v),
+                                Err(MsrError::Gp | MsrError::NotOwned) => RawOutcome::MsrGp,
+                            }
+                        }
+                        RawMsr::Native => native_msr(vcpu, machine, index, write, now)?,
+                        _ => vc(ghcb::exit::MSR, rip),
+                    },
+                    RawInsn::PortIo { start, port, io } => {
+                        note(
+                            findings,
+                            raw_finding(
+                                platform,
+                                start,
+                                &port_io_text(port, &io),
+                                "#VC (error code 0x7b)",
+                            ),
+                        );
+                        vc(ghcb::exit::IOIO, start)
+                    }
+                    RawInsn::Hlt { .. } => {
+                        return Err(VmmError::Config(
+                            "a raw HLT sent to sev-es-sim, where it is an automatic exit (a VMM bug)"
+                                .into(),
+                        ));
+                    }
+                })
+            }
         }
     }
 
@@ -518,11 +812,20 @@ impl Host {
         }
     }
 
-    /// The trap address (the breakpoint), for a simulated platform.
-    pub fn trap_address(&self) -> Option<u64> {
+    /// The breakpoint sites, for a simulated platform.
+    pub fn trap_sites(&self) -> Option<TrapSites> {
         match self {
             Host::Legacy => None,
-            Host::Tdx { trap, .. } | Host::SevEs { trap, .. } => Some(*trap),
+            Host::Tdx { sites, .. } | Host::SevEs { sites, .. } => Some(*sites),
+        }
+    }
+
+    /// What the guest did that the platform forbids (raw IN/OUT, raw HLT under TDX), one
+    /// line each, emptied: the host verdict fails on them.
+    pub fn take_findings(&mut self) -> Vec<String> {
+        match self {
+            Host::Legacy => Vec::new(),
+            Host::Tdx { findings, .. } | Host::SevEs { findings, .. } => std::mem::take(findings),
         }
     }
 
@@ -590,10 +893,12 @@ impl Host {
 
     /// Whether a debug exit at `rip` is the platform's trap.
     pub fn is_trap(&self, rip: u64) -> bool {
-        match self {
-            Host::Legacy => false,
-            Host::Tdx { trap, .. } | Host::SevEs { trap, .. } => *trap == rip,
-        }
+        self.trap_sites().is_some_and(|s| s.trap == rip)
+    }
+
+    /// Whether a debug exit at `rip` is the guest's raw CPUID.
+    pub fn is_cpuid_site(&self, rip: u64) -> bool {
+        self.trap_sites().is_some_and(|s| s.cpuid == rip)
     }
 
     /// The guest stopped at its TDCALL or VMGEXIT (a debug exit at the trap address): plays
@@ -694,12 +999,12 @@ impl Host {
                 leaks,
                 ghcb_va,
                 watch,
-                trap,
+                sites,
                 ..
             } => {
                 if watch.take().is_some() {
                     // The guest's next request: the watched answer was never read twice.
-                    vcpu.set_guest_debug(&breakpoint(*trap, vcpu.stepping()))?;
+                    vcpu.set_guest_debug(&breakpoint(*sites, vcpu.stepping()))?;
                 }
                 let mem = machine.memory().clone();
                 let mut ram = Ram(&mem);
@@ -733,7 +1038,7 @@ impl Host {
                                     steps_left: GhcbWatch::STEPS,
                                     read: [0; GHCB_WATCHED_BYTES / 64],
                                 });
-                                vcpu.set_guest_debug(&breakpoint(*trap, true))?;
+                                vcpu.set_guest_debug(&breakpoint(*sites, true))?;
                             }
                             return Ok(Control::Continue);
                         }
@@ -865,15 +1170,20 @@ fn serve(
         HostRequest::Cpuid { leaf, subleaf, .. } => {
             Served::Result(HostResult::Cpuid(vcpu.cpuid(leaf, subleaf)))
         }
-        HostRequest::Rdmsr { index } => Served::Result(match vcpu.read_msr(index)? {
-            Some(v) => HostResult::Value(v),
-            None => HostResult::Refused,
-        }),
-        HostRequest::Wrmsr { index, value } => Served::Result(if vcpu.write_msr(index, value)? {
-            HostResult::Done
-        } else {
-            HostResult::Refused
-        }),
+        // KVM's own MSR emulation (`kvm_get_msr_common()`): the x2APIC registers from its
+        // APIC, which here is the user-space one; every other MSR from KVM's vCPU.
+        HostRequest::Rdmsr { index } => {
+            Served::Result(match native_msr(vcpu, machine, index, None, now)? {
+                RawOutcome::MsrDone(v) => HostResult::Value(v),
+                _ => HostResult::Refused,
+            })
+        }
+        HostRequest::Wrmsr { index, value } => {
+            Served::Result(match native_msr(vcpu, machine, index, Some(value), now)? {
+                RawOutcome::MsrDone(_) => HostResult::Done,
+                _ => HostResult::Refused,
+            })
+        }
         HostRequest::Hlt { interrupts_blocked } => {
             let halted = CpuState {
                 if_flag: !interrupts_blocked,

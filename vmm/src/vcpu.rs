@@ -6,13 +6,14 @@ use crate::cpuid::{self, Brand};
 use crate::devices::lapic::LAPIC_BASE;
 use crate::devices::serial::COM1_DATA;
 use crate::machine::{CoalescedWrite, Control, CpuState, Exit, InterruptStep, Machine};
-use crate::simulated::Host;
+use crate::simulated::{Host, RawInsn, RawOutcome};
 use crate::{ExitReason, ExitStats, VmmError};
 use kvm_bindings::{
     CpuId, Msrs, kvm_coalesced_mmio, kvm_coalesced_mmio_ring, kvm_interrupt, kvm_msr_entry,
     kvm_regs, kvm_run,
 };
 use kvm_ioctls::{Cap, IoEventAddress, KvmRunWrapper, SyncReg, VcpuExit, VcpuFd, VmFd};
+use protocol::apic;
 use protocol::platform::PlatformKind;
 use protocol::testdev::Space;
 use std::os::fd::AsRawFd;
@@ -26,15 +27,11 @@ use std::time::{Duration, Instant};
 vmm_sys_util::ioctl_iow_nr!(KVM_INTERRUPT, kvm_bindings::KVMIO, 0x86, kvm_interrupt);
 
 /// IA32_APIC_BASE (Intel SDM vol. 3A, 11.4.4).
-const MSR_IA32_APIC_BASE: u32 = 0x1b;
-/// IA32_APIC_BASE bit 8: this is the bootstrap processor.
-const APIC_BASE_BSP: u64 = 1 << 8;
-/// IA32_APIC_BASE bit 11: APIC global enable.
-const APIC_BASE_ENABLE: u64 = 1 << 11;
-/// The value the guest's `msr.apic_base` case expects: default base, BSP, enabled. This
-/// KVM already reports it without an in-kernel irqchip (checked on these machines); it is
-/// set only if a KVM does not.
-const APIC_BASE_VALUE: u64 = LAPIC_BASE | APIC_BASE_ENABLE | APIC_BASE_BSP;
+const MSR_IA32_APIC_BASE: u32 = protocol::x86::msr::APIC_BASE;
+/// The value the guest's `msr.apic_base` case expects: default base, BSP, enabled (and under
+/// tdx-sim x2APIC mode, EXTD). This KVM already reports the xAPIC value without an in-kernel
+/// irqchip (checked on these machines); it is set only if a KVM does not.
+const APIC_BASE_VALUE: u64 = LAPIC_BASE | apic::BASE_ENABLE | apic::BASE_BSP;
 
 /// Longest single sleep while a halted vCPU waits for its timer, so a stop request is
 /// noticed promptly even for a far-off timer.
@@ -101,6 +98,19 @@ impl RunView {
             unsafe { addr_of!((*self.run.as_ptr()).__bindgen_anon_1.internal).read_volatile() };
         let n = (internal.ndata as usize).min(internal.data.len());
         (internal.suberror, internal.data[..n].to_vec())
+    }
+
+    /// Answers the current KVM_EXIT_X86_RDMSR / WRMSR: `data` (a read's value) and `error`
+    /// (KVM injects #GP when set).
+    fn set_msr_reply(&self, data: u64, error: bool) {
+        let p = self.run.as_ptr();
+        // SAFETY: called only for an MSR exit, for which KVM filled `msr` in the exit union
+        // and reads `data`/`error` back at the next KVM_RUN; in-bounds fields of the live
+        // mapping; plain integer writes, no reference created.
+        unsafe {
+            addr_of_mut!((*p).__bindgen_anon_1.msr.data).write_volatile(data);
+            addr_of_mut!((*p).__bindgen_anon_1.msr.error).write_volatile(u8::from(error));
+        }
     }
 
     /// Where the kick handler writes.
@@ -299,8 +309,9 @@ pub struct VcpuSetup<'a> {
     pub width: crate::sim::address::AddressWidth,
     /// Whether the width was chosen narrower than the host's (then CPUID says so).
     pub forced_width: bool,
-    /// The simulated platforms' TDCALL or VMGEXIT address, armed as hardware breakpoint 0.
-    pub breakpoint: Option<u64>,
+    /// The simulated platforms' TDCALL or VMGEXIT and raw CPUID, armed as hardware
+    /// breakpoints 0 and 1.
+    pub breakpoint: Option<crate::simulated::TrapSites>,
 }
 
 impl Vcpu {
@@ -334,14 +345,23 @@ impl Vcpu {
         }
         fd.set_cpuid2(&cpuid)
             .map_err(VmmError::kvm("KVM_SET_CPUID2"))?;
-        ensure_apic_base(&fd)?;
-        let sregs = fd.get_sregs().map_err(VmmError::kvm("KVM_GET_SREGS"))?;
-        fd.set_sregs(&pvh_sregs(sregs))
+        // A TD's APIC is in x2APIC mode from the start (EXTD set; CPUID says x2APIC).
+        let apic_base = match platform {
+            PlatformKind::Tdx => APIC_BASE_VALUE | apic::BASE_EXTD,
+            PlatformKind::Legacy | PlatformKind::SevEs => APIC_BASE_VALUE,
+        };
+        ensure_apic_base(&fd, apic_base)?;
+        let mut sregs = pvh_sregs(fd.get_sregs().map_err(VmmError::kvm("KVM_GET_SREGS"))?);
+        if platform == PlatformKind::Tdx {
+            // The TDX module enters a TD with long mode already enabled.
+            sregs.efer = crate::sim::raw::TDX_INITIAL_EFER;
+        }
+        fd.set_sregs(&sregs)
             .map_err(VmmError::kvm("KVM_SET_SREGS"))?;
         fd.set_regs(&pvh_regs(entry))
             .map_err(VmmError::kvm("KVM_SET_REGS"))?;
-        if let Some(va) = breakpoint {
-            fd.set_guest_debug(&crate::simulated::breakpoint(va, false))
+        if let Some(sites) = breakpoint {
+            fd.set_guest_debug(&crate::simulated::breakpoint(sites, false))
                 .map_err(VmmError::kvm("KVM_SET_GUEST_DEBUG"))?;
         }
         fd.set_sync_valid_reg(SyncReg::Register);
@@ -493,8 +513,8 @@ fn rip(fd: &VcpuFd) -> Result<u64, VmmError> {
     Ok(fd.get_regs().map_err(VmmError::kvm("KVM_GET_REGS"))?.rip)
 }
 
-/// Makes IA32_APIC_BASE read [`APIC_BASE_VALUE`] if KVM does not already.
-fn ensure_apic_base(fd: &VcpuFd) -> Result<(), VmmError> {
+/// Makes IA32_APIC_BASE read `value` if KVM does not already.
+fn ensure_apic_base(fd: &VcpuFd, value: u64) -> Result<(), VmmError> {
     let entry = kvm_msr_entry {
         index: MSR_IA32_APIC_BASE,
         ..Default::default()
@@ -502,19 +522,19 @@ fn ensure_apic_base(fd: &VcpuFd) -> Result<(), VmmError> {
     let mut msrs = Msrs::from_entries(&[entry]).expect("one MSR entry fits");
     fd.get_msrs(&mut msrs)
         .map_err(VmmError::kvm("KVM_GET_MSRS"))?;
-    if msrs.as_slice()[0].data == APIC_BASE_VALUE {
+    if msrs.as_slice()[0].data == value {
         return Ok(());
     }
     let set = Msrs::from_entries(&[kvm_msr_entry {
-        data: APIC_BASE_VALUE,
+        data: value,
         ..entry
     }])
     .expect("one MSR entry fits");
     match fd.set_msrs(&set).map_err(VmmError::kvm("KVM_SET_MSRS"))? {
         1 => Ok(()),
-        _ => Err(VmmError::Config(
-            "KVM refused IA32_APIC_BASE = 0xfee00900".into(),
-        )),
+        _ => Err(VmmError::Config(format!(
+            "KVM refused IA32_APIC_BASE = {value:#x}"
+        ))),
     }
 }
 
@@ -618,7 +638,7 @@ pub fn run(
                 stats.record(&exit);
                 let interrupted = matches!(exit, Exit::Interrupted);
                 let control = match replayed {
-                    Control::Continue => match route(host, machine, exit, &cpu, stepping) {
+                    Control::Continue => match route(host, exit, &cpu, stepping) {
                         Routed::Machine(exit) => machine.handle(exit, &cpu, now),
                         Routed::Done(control) => control,
                         Routed::Trap => {
@@ -649,6 +669,112 @@ pub fn run(
                                 stepping,
                             };
                             host.watch_step(&mut ctl, machine, reads, halts, stepping)?
+                        }
+                        Routed::RawCpuid => {
+                            let (fd, view) = (&mut vcpu.fd, &vcpu.view);
+                            let raw = RawSite {
+                                insn: RawInsn::Cpuid,
+                                complete: false,
+                            };
+                            handle_raw(
+                                fd,
+                                view,
+                                &vcpu.cpuid,
+                                stepping,
+                                host,
+                                machine,
+                                &cpu,
+                                raw,
+                                now,
+                            )?
+                        }
+                        Routed::RawMsr { index, write } => {
+                            let (fd, view) = (&mut vcpu.fd, &vcpu.view);
+                            let raw = RawSite {
+                                insn: RawInsn::Msr { index, write },
+                                complete: true,
+                            };
+                            handle_raw(
+                                fd,
+                                view,
+                                &vcpu.cpuid,
+                                stepping,
+                                host,
+                                machine,
+                                &cpu,
+                                raw,
+                                now,
+                            )?
+                        }
+                        Routed::RawIo { port, size, input } => {
+                            let alias = host.ram_alias_bit();
+                            match find_port_io(
+                                &vcpu.fd,
+                                machine.memory(),
+                                alias,
+                                &cpu.regs,
+                                port,
+                                size,
+                                input,
+                            ) {
+                                Some((start, io)) => {
+                                    let (fd, view) = (&mut vcpu.fd, &vcpu.view);
+                                    let raw = RawSite {
+                                        insn: RawInsn::PortIo { start, port, io },
+                                        complete: true,
+                                    };
+                                    handle_raw(
+                                        fd,
+                                        view,
+                                        &vcpu.cpuid,
+                                        stepping,
+                                        host,
+                                        machine,
+                                        &cpu,
+                                        raw,
+                                        now,
+                                    )?
+                                }
+                                None => Control::Stop(ExitReason::RawInterception {
+                                    platform: crate::sim_name(host.platform()),
+                                    what: format!(
+                                        "{} port {port:#x} ({size}-byte elements) that the VMM could not decode",
+                                        if input { "IN from" } else { "OUT to" }
+                                    ),
+                                    rip: cpu.rip(),
+                                }),
+                            }
+                        }
+                        Routed::RawHlt => {
+                            let start = cpu.rip().wrapping_sub(1);
+                            let mut byte = [0u8; 1];
+                            let alias = host.ram_alias_bit();
+                            if read_guest(&vcpu.fd, machine.memory(), alias, start, &mut byte) == 1
+                                && byte[0] == protocol::x86::HLT_OPCODE
+                            {
+                                let (fd, view) = (&mut vcpu.fd, &vcpu.view);
+                                let raw = RawSite {
+                                    insn: RawInsn::Hlt { start },
+                                    complete: true,
+                                };
+                                handle_raw(
+                                    fd,
+                                    view,
+                                    &vcpu.cpuid,
+                                    stepping,
+                                    host,
+                                    machine,
+                                    &cpu,
+                                    raw,
+                                    now,
+                                )?
+                            } else {
+                                Control::Stop(ExitReason::RawInterception {
+                                    platform: crate::sim_name(host.platform()),
+                                    what: "HLT (no HLT opcode before the exit's RIP)".into(),
+                                    rip: cpu.rip(),
+                                })
+                            }
                         }
                         Routed::Convert { gpa, write, len } => {
                             machine.count_exit();
@@ -693,7 +819,7 @@ pub fn run(
             && let Some(memslots) = memslots
         {
             memslots.send(req);
-            if let Some(trap) = host.trap_address() {
+            if let Some(trap) = host.trap_sites() {
                 // Step while the page may be MMIO: a store's MMIO exit reports the RIP after
                 // the store, and the #VE/#VC must point at the store itself.
                 stepping = req == crate::devices::memslot::Request::Delete;
@@ -735,6 +861,26 @@ enum Routed<'a> {
     /// A single step while the hostile host watches the guest's GHCB reads:
     /// [`Host::watch_step`].
     Watch,
+    /// The guest's raw CPUID (DR1) under a simulated platform: [`Host::raw`].
+    RawCpuid,
+    /// A raw RDMSR/WRMSR under a simulated platform (its MSR filter denies every MSR).
+    RawMsr {
+        /// ECX.
+        index: u32,
+        /// EDX:EAX of a WRMSR.
+        write: Option<u64>,
+    },
+    /// A raw IN/OUT (INS/OUTS) under a simulated platform.
+    RawIo {
+        /// The port.
+        port: u16,
+        /// Bytes per element.
+        size: usize,
+        /// IN/INS.
+        input: bool,
+    },
+    /// A raw HLT under tdx-sim (an automatic exit under SEV-ES, which KVM handles).
+    RawHlt,
     /// An MMIO exit on the deleted memslot page under a simulated platform: becomes #VE/#VC.
     Convert {
         /// GPA as KVM reported it.
@@ -749,13 +895,7 @@ enum Routed<'a> {
 /// Sends platform exits (breakpoint, filtered MSRs) to the simulated host and stops the run
 /// on a raw intercepted instruction the platform forbids; everything else goes to the
 /// machine.
-fn route<'a>(
-    host: &mut Host,
-    machine: &mut Machine,
-    exit: Exit<'a>,
-    cpu: &CpuState,
-    stepping: bool,
-) -> Routed<'a> {
+fn route<'a>(host: &mut Host, exit: Exit<'a>, cpu: &CpuState, stepping: bool) -> Routed<'a> {
     let rip = cpu.rip();
     let raw = |what: String| {
         Routed::Done(Control::Stop(ExitReason::RawInterception {
@@ -773,6 +913,13 @@ fn route<'a>(
         {
             Routed::Trap
         }
+        // The raw CPUID's breakpoint (DR1), likewise.
+        Exit::Debug { dr6 }
+            if host.is_cpuid_site(rip)
+                && (dr6 & crate::simulated::DR6_B1 != 0 || !(stepping || host.watching())) =>
+        {
+            Routed::RawCpuid
+        }
         Exit::Debug { .. } if host.watching() => Routed::Watch,
         Exit::Debug { .. } if stepping => Routed::Step,
         Exit::MmioRead { addr, data } if host.forbids_raw_io() && host.is_memslot_gpa(addr) => {
@@ -789,58 +936,22 @@ fn route<'a>(
                 len: data.len(),
             }
         }
-        Exit::RdMsr { index, data, error } => match host.rdmsr(index) {
-            Ok(v) => {
-                machine.count_exit();
-                *data = v;
-                *error = 0;
-                Routed::Done(Control::Continue)
-            }
-            Err(crate::sim::ghcb::MsrError::Gp) => {
-                machine.count_exit();
-                *error = 1;
-                Routed::Done(Control::Continue)
-            }
-            Err(crate::sim::ghcb::MsrError::NotOwned) => {
-                Routed::Machine(Exit::RdMsr { index, data, error })
-            }
-        },
-        Exit::WrMsr {
+        // The simulated platforms send every RDMSR/WRMSR here (a DENY MSR filter).
+        Exit::RdMsr { index, .. } if host.forbids_raw_io() => Routed::RawMsr { index, write: None },
+        Exit::WrMsr { index, value, .. } if host.forbids_raw_io() => Routed::RawMsr {
             index,
-            value,
-            error,
-        } => match host.wrmsr(index, value) {
-            Ok(()) => {
-                machine.count_exit();
-                *error = 0;
-                Routed::Done(Control::Continue)
-            }
-            Err(crate::sim::ghcb::MsrError::Gp) => {
-                machine.count_exit();
-                *error = 1;
-                Routed::Done(Control::Continue)
-            }
-            Err(crate::sim::ghcb::MsrError::NotOwned) => Routed::Machine(Exit::WrMsr {
-                index,
-                value,
-                error,
-            }),
+            write: Some(value),
         },
-        Exit::IoIn { port, size, data } if host.forbids_raw_io() => raw(format!(
-            "IN from port {port:#x} ({size} byte{}, {} element{})",
-            if size == 1 { "" } else { "s" },
-            data.len() / size.max(1),
-            if data.len() / size.max(1) == 1 {
-                ""
-            } else {
-                "s"
-            }
-        )),
-        Exit::IoOut { port, size, data } if host.forbids_raw_io() => raw(format!(
-            "OUT to port {port:#x} ({size} byte{}, first value {:#x?})",
-            if size == 1 { "" } else { "s" },
-            &data[..size.min(data.len())]
-        )),
+        Exit::IoIn { port, size, .. } if host.forbids_raw_io() => Routed::RawIo {
+            port,
+            size,
+            input: true,
+        },
+        Exit::IoOut { port, size, .. } if host.forbids_raw_io() => Routed::RawIo {
+            port,
+            size,
+            input: false,
+        },
         Exit::MmioRead { addr, data } if host.forbids_raw_io() => raw(format!(
             "MMIO read of {} bytes at GPA {addr:#x} (no memslot)",
             data.len()
@@ -849,7 +960,7 @@ fn route<'a>(
             "MMIO write of {} bytes at GPA {addr:#x} (no memslot)",
             data.len()
         )),
-        Exit::Hlt if host.forbids_raw_hlt() => raw("HLT".into()),
+        Exit::Hlt if host.forbids_raw_hlt() => Routed::RawHlt,
         exit => Routed::Machine(exit),
     }
 }
@@ -959,6 +1070,141 @@ fn convert_to_exception(
     fd.set_sync_dirty_reg(SyncReg::Register);
     inject_exception(fd, vector, error_code)?;
     Ok(Control::Continue)
+}
+
+/// A raw intercepted instruction at an exit, and whether KVM has an access to complete
+/// before the exception can be injected (an MSR, port-IO or HLT exit; not the CPUID's
+/// breakpoint, where nothing ran).
+struct RawSite {
+    insn: RawInsn,
+    complete: bool,
+}
+
+/// Serves a raw intercepted instruction under a simulated platform ([`Host::raw`] decides):
+/// a CPUID answer goes into the registers with RIP past the 2-byte instruction; an MSR
+/// answer or #GP into the MSR exit (KVM completes it); an exception is injected at the
+/// instruction ([`inject_at`]).
+#[allow(clippy::too_many_arguments)]
+fn handle_raw(
+    fd: &mut VcpuFd,
+    view: &RunView,
+    cpuid: &CpuId,
+    stepping: bool,
+    host: &mut Host,
+    machine: &mut Machine,
+    cpu: &CpuState,
+    raw: RawSite,
+    now: Instant,
+) -> Result<Control, VmmError> {
+    let mut ctl = VcpuCtl {
+        fd,
+        cpuid,
+        stepping,
+    };
+    let outcome = host.raw(&mut ctl, machine, cpu, raw.insn, now)?;
+    match outcome {
+        RawOutcome::Cpuid([a, b, c, d]) => {
+            ctl.write_regs(|r| {
+                (r.rax, r.rbx, r.rcx, r.rdx) = (a.into(), b.into(), c.into(), d.into());
+                r.rip = cpu.rip() + u64::from(protocol::x86::TWO_BYTE_INSN_LEN);
+            });
+            Ok(Control::Continue)
+        }
+        RawOutcome::MsrDone(v) => {
+            view.set_msr_reply(v, false);
+            Ok(Control::Continue)
+        }
+        RawOutcome::MsrGp => {
+            view.set_msr_reply(0, true);
+            Ok(Control::Continue)
+        }
+        RawOutcome::Inject {
+            start,
+            vector,
+            error_code,
+        } => inject_at(
+            fd_of(ctl),
+            &cpu.regs,
+            start,
+            vector,
+            error_code,
+            raw.complete,
+        ),
+    }
+}
+
+/// The vCPU fd a [`VcpuCtl`] holds.
+fn fd_of<'a>(ctl: VcpuCtl<'a>) -> &'a mut VcpuFd {
+    ctl.fd
+}
+
+/// Injects exception `vector` at the instruction at `start`, with the registers of the exit
+/// (`snapshot`) otherwise. With `complete`, KVM still has the exit's access to finish, which
+/// it does on the next KVM_RUN whatever the registers say (DESIGN.md): that run is made with
+/// `immediate_exit` (it returns at once with the access done and nothing executed), then the
+/// registers are restored. Seen on these machines: RDMSR/WRMSR and IN exits report RIP at
+/// the instruction, OUT and HLT exits after it; the completing run moves it on.
+fn inject_at(
+    fd: &mut VcpuFd,
+    snapshot: &kvm_regs,
+    start: u64,
+    vector: u8,
+    error_code: Option<u32>,
+    complete: bool,
+) -> Result<Control, VmmError> {
+    if complete {
+        fd.set_kvm_immediate_exit(1);
+        let completed = match fd.run() {
+            Err(e) if e.errno() == libc::EINTR => Ok(()),
+            Ok(VcpuExit::Intr | VcpuExit::Debug(_)) => Ok(()),
+            Ok(other) => Err(format!("the completing KVM_RUN exited with {other:?}")),
+            Err(e) => Err(format!("the completing KVM_RUN failed: {e}")),
+        };
+        fd.set_kvm_immediate_exit(0);
+        if let Err(why) = completed {
+            return Ok(Control::Stop(ExitReason::PlatformStop {
+                detail: format!("cannot raise exception {vector} at the instruction: {why}"),
+                rip: start,
+            }));
+        }
+    }
+    let mut restored = *snapshot;
+    restored.rip = start;
+    fd.sync_regs_mut().regs = restored;
+    fd.set_sync_dirty_reg(SyncReg::Register);
+    inject_exception(fd, vector, error_code)?;
+    Ok(Control::Continue)
+}
+
+/// The port-IO instruction an IN/OUT exit at `regs.rip` came from, and where it starts: at
+/// RIP (IN exits) or ending there (OUT exits report the next instruction), decoded with
+/// `protocol::x86::decode_port_io` and matching the exit's port, size and direction.
+fn find_port_io(
+    fd: &VcpuFd,
+    mem: &vm_memory::GuestMemoryMmap,
+    alias: u64,
+    regs: &kvm_regs,
+    port: u16,
+    size: usize,
+    input: bool,
+) -> Option<(u64, protocol::x86::PortIo)> {
+    let rip = regs.rip;
+    let matches = |start: u64, end_at_rip: bool| {
+        let mut bytes = [0u8; 4];
+        let n = read_guest(fd, mem, alias, start, &mut bytes);
+        let io = protocol::x86::decode_port_io(&bytes[..n])?;
+        let fits = usize::from(io.size) == size
+            && io.input == input
+            && io.imm_port.is_none_or(|p| u16::from(p) == port)
+            && (io.imm_port.is_some() || regs.rdx as u16 == port)
+            && (!end_at_rip || start + u64::from(io.len) == rip);
+        fits.then_some((start, io))
+    };
+    matches(rip, false).or_else(|| {
+        (1..=3u64)
+            .rev()
+            .find_map(|n| matches(rip.wrapping_sub(n), true))
+    })
 }
 
 /// What the single-stepping saw of where a store began.

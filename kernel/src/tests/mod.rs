@@ -396,6 +396,13 @@ fn inject(f: Fault) {
         Fault::NoWidthCheck => crate::platform::disable_width_check(),
         Fault::GhcbNotZeroed => crate::platform::sev_es::stop_zeroing(),
         Fault::GhcbDoubleFetch => crate::platform::sev_es::double_fetch(),
+        Fault::SevStatusProbe => {
+            let _ = crate::platform::detect::probe_sev_status();
+        }
+        Fault::VeFixupSkipsVeinfo => {
+            crate::platform::tdx::skip_veinfo_in_fixup();
+            let _ = crate::platform::detect::probe_sev_status();
+        }
     }
 }
 

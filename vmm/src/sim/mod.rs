@@ -35,6 +35,7 @@ pub mod ghcb;
 pub mod hostile;
 pub mod kvm_hypercall;
 pub mod oracle;
+pub mod raw;
 pub mod tdx;
 
 #[cfg(test)]

@@ -35,6 +35,7 @@ use super::{
     low_bytes_mask,
 };
 use protocol::tdx::{self, ExposeMask, TdcallRegs, leaf, status, vmcall};
+use protocol::x86::msr;
 
 /// TDX module status TDX_NO_VALID_VE_INFO: TDG.VP.VEINFO.GET with no #VE information
 /// (intel/tdx-module `include/auto_gen_1_5/tdx_error_codes_defs.h`; `tdg_vp_veinfo_get()`).
@@ -76,6 +77,80 @@ pub enum MapGpaErrors {
     RetryOnEagain,
 }
 
+/// Which x2APIC MSRs KVM refuses to emulate for a TD because the CPU virtualises them
+/// (`tdx_has_emulated_msr()`): a KVM version difference.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum X2apicMsrs {
+    /// Current KVM (the 2026-03 fix, Maluka, "KVM: TDX: Fix APIC MSR ranges in
+    /// tdx_has_emulated_msr()"): TPR, PPR, EOI and all eight ISR, TMR and IRR registers
+    /// (0x810-0x827) are refused.
+    #[default]
+    Fixed,
+    /// KVM from v6.16 until that fix: `X2APIC_MSR(APIC_ISR + APIC_ISR_NR)` shifted the 8 away,
+    /// so only the first ISR, TMR and IRR registers (0x810, 0x818, 0x820) were refused and
+    /// KVM emulated the other 21.
+    BeforeFix,
+}
+
+/// IA32_FEAT_CTL as `tdx_get_msr()` reads it: FEAT_CTL_LOCKED (bit 0), plus
+/// FEAT_CTL_LMCE_ENABLED when the vCPU's MCG_CAP has LMCE_P (the sim offers no LMCE).
+pub const FEAT_CTL_LOCKED: u64 = 1;
+
+/// `tdx_has_emulated_msr()` (arch/x86/kvm/vmx/tdx.c): the MSRs KVM emulates for a TD's
+/// TDG.VP.VMCALL<Instruction.RDMSR/WRMSR>. Every other MSR is refused; x2APIC registers the
+/// CPU virtualises are refused too (KVM has no access to the virtual-APIC page), which ones
+/// depending on `x2apic` ([`X2apicMsrs`]).
+pub fn tdx_has_emulated_msr(index: u32, x2apic: X2apicMsrs) -> bool {
+    use protocol::apic::{reg, x2apic_msr};
+    /// KVM_MAX_MCE_BANKS (arch/x86/include/asm/kvm_host.h).
+    const MCE_BANKS: u32 = 32;
+    match index {
+        msr::UCODE_REV
+        | msr::ARCH_CAPABILITIES
+        | msr::POWER_CTL
+        | msr::CR_PAT
+        | msr::MTRR_CAP
+        | msr::MTRR_PHYS_BASE0..=msr::MTRR_FIX4K_F8000
+        | msr::MTRR_DEF_TYPE
+        | msr::TSC_DEADLINE
+        | msr::MISC_ENABLE
+        | msr::PLATFORM_INFO
+        | msr::MISC_FEATURES_ENABLES
+        | msr::APIC_BASE
+        | msr::EFER
+        | msr::FEAT_CTL
+        | msr::MCG_CAP
+        | msr::MCG_STATUS
+        | msr::MCG_CTL
+        | msr::MCG_EXT_CTL
+        | msr::KVM_POLL_CONTROL => true,
+        i if (msr::MC0_CTL..msr::MC0_CTL + 4 * MCE_BANKS).contains(&i) => true,
+        i if (msr::MC0_CTL2..msr::MC0_CTL2 + MCE_BANKS).contains(&i) => true,
+        msr::X2APIC_FIRST..=msr::X2APIC_LAST => {
+            // Eight registers from ISR, TMR and IRR (APIC_ISR_NR), or, before the fix, the
+            // first one only.
+            let n = match x2apic {
+                X2apicMsrs::Fixed => 8,
+                X2apicMsrs::BeforeFix => 1,
+            };
+            let virtualised = [reg::ISR, reg::TMR, reg::IRR]
+                .iter()
+                .any(|&r| (x2apic_msr(r)..x2apic_msr(r) + n).contains(&index));
+            !(virtualised
+                || index == x2apic_msr(reg::TPR)
+                || index == x2apic_msr(reg::PPR)
+                || index == x2apic_msr(reg::EOI))
+        }
+        _ => false,
+    }
+}
+
+/// `tdx_is_read_only_msr()`: MSRs KVM reads for a TD but refuses to write (the TDX module
+/// owns them).
+pub fn tdx_is_read_only_msr(index: u32) -> bool {
+    matches!(index, msr::APIC_BASE | msr::EFER | msr::FEAT_CTL)
+}
+
 /// The simulated TD's configuration (what `KVM_TDX_INIT_VM` and the VMM set up).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TdxConfig {
@@ -99,6 +174,8 @@ pub struct TdxConfig {
     pub pv_features: PvFeatures,
     /// How MapGPA errors from the VMM reach the guest.
     pub map_gpa_errors: MapGpaErrors,
+    /// Which x2APIC MSRs KVM refuses for TDG.VP.VMCALL<RDMSR/WRMSR>.
+    pub x2apic_msrs: X2apicMsrs,
 }
 
 impl Default for TdxConfig {
@@ -113,6 +190,7 @@ impl Default for TdxConfig {
             map_gpa_exit_enabled: true,
             pv_features: PvFeatures::default(),
             map_gpa_errors: MapGpaErrors::default(),
+            x2apic_msrs: X2apicMsrs::default(),
         }
     }
 }
@@ -605,18 +683,41 @@ impl<T: Tamper> TdxModel<T> {
         }
     }
 
-    /// Instruction.RDMSR (`tdx_handle_exit()` -> `kvm_emulate_rdmsr()` with RCX = R12, index
-    /// as `u32`): the value comes back in R11, a refusal answers INVALID_OPERAND
-    /// (`tdx_complete_emulated_msr()`).
+    /// Instruction.RDMSR (`handle_tdvmcall()` -> `kvm_emulate_rdmsr()` with RCX = R12, index
+    /// as `u32`, -> `tdx_get_msr()`): IA32_FEAT_CTL answers LOCKED (KVM computes it; the sim
+    /// offers no LMCE), IA32_MCG_EXT_CTL is refused (no LMCE), an MSR outside
+    /// [`tdx_has_emulated_msr`] is refused; the others go to the VMM (KVM's
+    /// `kvm_get_msr_common()`). The value comes back in R11, a refusal answers
+    /// INVALID_OPERAND (`tdx_complete_emulated_msr()`).
     fn rdmsr(&mut self, p: Pending) -> TdxStep {
         let index = p.kvm.r12 as u32;
-        self.ask(p, Op::Rdmsr, HostRequest::Rdmsr { index })
+        match index {
+            msr::FEAT_CTL => {
+                let mut p = p;
+                p.kvm.r11 = FEAT_CTL_LOCKED;
+                self.answer(p)
+            }
+            msr::MCG_EXT_CTL => self.status(p, status::INVALID_OPERAND),
+            i if !tdx_has_emulated_msr(i, self.cfg.x2apic_msrs) => {
+                self.status(p, status::INVALID_OPERAND)
+            }
+            _ => self.ask(p, Op::Rdmsr, HostRequest::Rdmsr { index }),
+        }
     }
 
-    /// Instruction.WRMSR (`kvm_emulate_wrmsr()` with RCX = R12, EAX:EDX = R13): a refusal
-    /// answers INVALID_OPERAND (`tdx_complete_emulated_msr()`).
+    /// Instruction.WRMSR (`kvm_emulate_wrmsr()` with RCX = R12, EAX:EDX = R13, ->
+    /// `tdx_set_msr()`): IA32_MCG_EXT_CTL is refused (no LMCE), so are the read-only MSRs
+    /// ([`tdx_is_read_only_msr`]: APIC base, EFER, FEAT_CTL) and any MSR outside
+    /// [`tdx_has_emulated_msr`]; the others go to the VMM. A refusal answers INVALID_OPERAND
+    /// (`tdx_complete_emulated_msr()`).
     fn wrmsr(&mut self, p: Pending) -> TdxStep {
         let (index, value) = (p.kvm.r12 as u32, p.kvm.r13);
+        if index == msr::MCG_EXT_CTL
+            || tdx_is_read_only_msr(index)
+            || !tdx_has_emulated_msr(index, self.cfg.x2apic_msrs)
+        {
+            return self.status(p, status::INVALID_OPERAND);
+        }
         self.ask(p, Op::Wrmsr, HostRequest::Wrmsr { index, value })
     }
 

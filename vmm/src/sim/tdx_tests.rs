@@ -896,8 +896,8 @@ fn msrs() {
     let mut m = model();
     let regs = std_call(vmcall::RDMSR, [0x1_0000_001b, 0, 0, 0]);
     assert_eq!(host(m.tdcall(&regs)), HostRequest::Rdmsr { index: 0x1b });
-    let out = complete(&mut m, HostResult::Value(0xfee0_0900_0000_0001));
-    assert_eq!((out.r10, out.r11), (status::SUCCESS, 0xfee0_0900_0000_0001));
+    let out = complete(&mut m, HostResult::Value(0xfee0_0d00));
+    assert_eq!((out.r10, out.r11), (status::SUCCESS, 0xfee0_0d00));
     host(m.tdcall(&regs));
     assert_eq!(
         complete(&mut m, HostResult::Refused).r10,
@@ -916,6 +916,96 @@ fn msrs() {
     assert_eq!(
         complete(&mut m, HostResult::Refused).r10,
         status::INVALID_OPERAND
+    );
+}
+
+/// KVM's MSR policy for a TD (`tdx_has_emulated_msr()`, `tdx_is_read_only_msr()`,
+/// `tdx_get_msr()`): refused without asking the VMM.
+#[test]
+fn msr_policy_refuses_what_kvm_does_not_emulate() {
+    use protocol::x86::msr;
+    let refused_rd = [
+        msr::TSC,
+        msr::KERNEL_GS_BASE,
+        msr::MCG_EXT_CTL,
+        0x0bad_0000,
+        0xc001_0131,
+        0x808,
+        0x80b,
+        0x811,
+        0x827,
+    ];
+    for index in refused_rd {
+        let mut m = model();
+        let out = immediate(&mut m, std_call(vmcall::RDMSR, [u64::from(index), 0, 0, 0]));
+        assert_eq!(out.r10, status::INVALID_OPERAND, "RDMSR {index:#x}");
+    }
+    for index in [
+        msr::APIC_BASE,
+        msr::EFER,
+        msr::FEAT_CTL,
+        msr::TSC,
+        msr::KERNEL_GS_BASE,
+    ] {
+        let mut m = model();
+        let out = immediate(&mut m, std_call(vmcall::WRMSR, [u64::from(index), 0, 0, 0]));
+        assert_eq!(out.r10, status::INVALID_OPERAND, "WRMSR {index:#x}");
+    }
+    // FEAT_CTL is read-only and answered by KVM itself: LOCKED.
+    let mut m = model();
+    let out = immediate(
+        &mut m,
+        std_call(vmcall::RDMSR, [u64::from(msr::FEAT_CTL), 0, 0, 0]),
+    );
+    assert_eq!((out.r10, out.r11), (status::SUCCESS, FEAT_CTL_LOCKED));
+    // Emulated ones reach the VMM: EFER and the APIC base (reads), the x2APIC timer.
+    for index in [
+        msr::EFER,
+        msr::APIC_BASE,
+        msr::MISC_ENABLE,
+        0x80f,
+        0x832,
+        0x838,
+    ] {
+        let mut m = model();
+        assert_eq!(
+            host(m.tdcall(&std_call(vmcall::RDMSR, [u64::from(index), 0, 0, 0]))),
+            HostRequest::Rdmsr { index },
+        );
+    }
+    let mut m = model();
+    assert_eq!(
+        host(m.tdcall(&std_call(vmcall::WRMSR, [0x838, 50_000, 0, 0]))),
+        HostRequest::Wrmsr {
+            index: 0x838,
+            value: 50_000
+        }
+    );
+}
+
+#[test]
+fn x2apic_msrs_kvm_refuses_by_version() {
+    let refused = |v: X2apicMsrs| -> Vec<u32> {
+        (0x800..=0x8ff)
+            .filter(|&i| !tdx_has_emulated_msr(i, v))
+            .collect()
+    };
+    let fixed: Vec<u32> = [0x808, 0x80a, 0x80b]
+        .into_iter()
+        .chain(0x810..=0x827)
+        .collect();
+    assert_eq!(refused(X2apicMsrs::Fixed), fixed);
+    assert_eq!(X2apicMsrs::default(), X2apicMsrs::Fixed);
+    assert_eq!(
+        refused(X2apicMsrs::BeforeFix),
+        [0x808, 0x80a, 0x80b, 0x810, 0x818, 0x820],
+        "X2APIC_MSR(APIC_ISR + APIC_ISR_NR) == X2APIC_MSR(APIC_ISR)"
+    );
+    // The model follows the knob: ISR1 is refused now, was emulated before the fix.
+    let mut m = model_with(|c| c.x2apic_msrs = X2apicMsrs::BeforeFix);
+    assert_eq!(
+        host(m.tdcall(&std_call(vmcall::RDMSR, [0x811, 0, 0, 0]))),
+        HostRequest::Rdmsr { index: 0x811 }
     );
 }
 
