@@ -1213,17 +1213,25 @@ fn serve(
 mod tests {
     use super::*;
 
+    /// Breakpoint sites for hosts that never run.
+    const SITES: TrapSites = TrapSites { trap: 1, cpuid: 2 };
+
     #[test]
-    fn breakpoint_enables_dr0_for_execution() {
-        let d = breakpoint(0xffff_ffff_8010_2340, false);
+    fn breakpoints_in_dr0_and_dr1_for_execution() {
+        let sites = TrapSites {
+            trap: 0xffff_ffff_8010_2340,
+            cpuid: 0xffff_ffff_8010_5000,
+        };
+        let d = breakpoint(sites, false);
         assert_eq!(d.arch.debugreg[0], 0xffff_ffff_8010_2340);
-        assert_eq!(d.arch.debugreg[7] & 0b11, 0b10, "G0 only");
-        assert_eq!(d.arch.debugreg[7] >> 16, 0, "R/W0 = LEN0 = 0: execute");
+        assert_eq!(d.arch.debugreg[1], 0xffff_ffff_8010_5000);
+        assert_eq!(d.arch.debugreg[7] & 0xff, 0b1010, "G0 and G1 only");
+        assert_eq!(d.arch.debugreg[7] >> 16, 0, "R/W = LEN = 0: execute");
         assert_ne!(d.control & KVM_GUESTDBG_USE_HW_BP, 0);
         assert_eq!(d.control & kvm_bindings::KVM_GUESTDBG_SINGLESTEP, 0);
-        let s = breakpoint(0x1000, true);
+        let s = breakpoint(SITES, true);
         assert_ne!(s.control & kvm_bindings::KVM_GUESTDBG_SINGLESTEP, 0);
-        assert_eq!(s.arch.debugreg[0], 0x1000);
+        assert_eq!((s.arch.debugreg[0], s.arch.debugreg[1]), (1, 2));
     }
 
     fn width(bits: u8) -> AddressWidth {
@@ -1240,7 +1248,7 @@ mod tests {
         ] {
             let tdx = Host::new(
                 PlatformKind::Tdx,
-                Some(1),
+                Some(SITES),
                 Box::new(crate::sim::Honest),
                 width(bits),
             );
@@ -1252,7 +1260,7 @@ mod tests {
             assert_eq!(tdx.ram_alias_bit(), 0);
             let sev = Host::new(
                 PlatformKind::SevEs,
-                Some(1),
+                Some(SITES),
                 Box::new(crate::sim::Honest),
                 width(bits),
             );
@@ -1265,7 +1273,7 @@ mod tests {
     fn memslot_ve_reports_no_instruction_length_and_a_second_one_is_a_double_fault() {
         let mut tdx = Host::new(
             PlatformKind::Tdx,
-            Some(1),
+            Some(SITES),
             Box::new(crate::sim::Honest),
             width(48),
         );
