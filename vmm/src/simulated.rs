@@ -2,18 +2,29 @@
 //! the VM and vCPU are set up for tdx-sim and sev-es-sim, and the trap handler that hands
 //! the guest's TDCALL or VMGEXIT to the pure host models in [`crate::sim`].
 //!
-//! - **tdx-sim**: Intel CPUID with leaf 0x21 = "IntelTDX    " ([`crate::cpuid::configure_tdx`]);
-//!   a hardware breakpoint (KVM_SET_GUEST_DEBUG, DR0) on the guest's one TDCALL instruction,
-//!   found by its ELF symbol ([`protocol::tdx::TDCALL_SYMBOL`]). At the breakpoint the
-//!   registers come from kvm_run's sync regs, [`TdxModel`] plays the TDX module and KVM, the
-//!   answer goes back through the sync regs and RIP moves past the 4-byte TDCALL.
-//! - **sev-es-sim**: AMD CPUID with leaf 0x8000001F ([`crate::cpuid::configure_sev_es`]); an
-//!   MSR filter with KVM_CAP_X86_USER_SPACE_MSR so the GHCB MSR and SEV_STATUS exit to the
-//!   VMM ([`GhcbModel::msr_read`] / [`GhcbModel::msr_write`]); KVM's FIX_HYPERCALL_INSN quirk
-//!   off (it would rewrite VMGEXIT into VMCALL); a hardware breakpoint on the one VMGEXIT
-//!   ([`protocol::ghcb::VMGEXIT_SYMBOL`]), where [`GhcbModel`] reads the GHCB from guest
-//!   memory and answers like KVM. The guest maps private RAM with the C-bit, so the RAM
-//!   memslot is mapped a second time at GPA | C-bit (same host memory).
+//! - **tdx-sim**: Intel CPUID with leaf 0x21 = "IntelTDX    " and x2APIC
+//!   ([`crate::cpuid::configure_tdx`]); the APIC in x2APIC mode (IA32_APIC_BASE.EXTD) with no
+//!   xAPIC page, EFER as the TDX module enters a TD; a hardware breakpoint
+//!   (KVM_SET_GUEST_DEBUG, DR0) on the guest's one TDCALL instruction, found by its ELF symbol
+//!   ([`protocol::tdx::TDCALL_SYMBOL`]). At the breakpoint the registers come from kvm_run's
+//!   sync regs, [`TdxModel`] plays the TDX module and KVM, the answer goes back through the
+//!   sync regs and RIP moves past the 4-byte TDCALL.
+//! - **sev-es-sim**: AMD CPUID with leaf 0x8000001F ([`crate::cpuid::configure_sev_es`]);
+//!   KVM's FIX_HYPERCALL_INSN quirk off (it would rewrite VMGEXIT into VMCALL); a hardware
+//!   breakpoint on the one VMGEXIT ([`protocol::ghcb::VMGEXIT_SYMBOL`]), where [`GhcbModel`]
+//!   reads the GHCB from guest memory and answers like KVM. The guest maps private RAM with
+//!   the C-bit, so the RAM memslot is mapped a second time at GPA | C-bit (same host memory).
+//!
+//! Both sims also give the raw intercepted instructions the guest runs itself what the real
+//! platform gives them ([`crate::sim::raw`] decides, [`Host::raw`] serves): a second hardware
+//! breakpoint (DR1) on the guest's one raw CPUID ([`protocol::x86::CPUID_SYMBOL`]: a raw
+//! CPUID never leaves KVM by itself); an MSR filter whose default is DENY, with
+//! KVM_CAP_X86_USER_SPACE_MSR, so every RDMSR/WRMSR exits (the GHCB MSR and SEV_STATUS to
+//! [`GhcbModel::msr_read`] / [`GhcbModel::msr_write`]); raw IN/OUT (and HLT under tdx-sim)
+//! exits. The exception hardware raises (#VE with the TDX module's #VE information, #VC with
+//! its error code, #GP) is injected at the instruction, after a KVM_RUN with `immediate_exit`
+//! completes the exit KVM had started; a raw IN/OUT/HLT, which the guest's design forbids,
+//! is also a host finding ([`Host::take_findings`]) naming the RIP.
 //!
 //! Both the TDX shared bit and the SEV C-bit are ordinary address bits for plain KVM, so
 //! they are placed below the vCPU's physical-address width ([`crate::sim::address`]): 47 on a
@@ -21,16 +32,17 @@
 //!
 //! What the models ask for ([`HostRequest`]) is served here exactly where KVM would exit to
 //! user space or consult VMM-owned state: port and MMIO accesses go to the legacy devices of
-//! [`Machine`]; CPUID comes from the table set with KVM_SET_CPUID2; MSR accesses are done
-//! on the vCPU with KVM_GET_MSRS / KVM_SET_MSRS (so the guest sees exactly the MSRs plain
-//! KVM keeps, and a missing MSR is refused); TDVMCALL<HLT> waits for the local-APIC timer
-//! like a halted vCPU; MapGPA conversions are accepted (the sims keep no private/shared
-//! state); KVM hypercalls answer -KVM_ENOSYS (the sims give the guest no PV features to use
-//! through the GHCB or TDVMCALL).
+//! [`Machine`]; CPUID comes from the table set with KVM_SET_CPUID2; MSR accesses KVM
+//! emulates are done on the vCPU with KVM_GET_MSRS / KVM_SET_MSRS (so the guest sees exactly
+//! the MSRs plain KVM keeps, and a missing MSR is refused), the x2APIC registers on the
+//! user-space APIC (KVM's in-kernel APIC in a real TD); `TDVMCALL<HLT>` waits for the
+//! local-APIC timer like a halted vCPU; MapGPA conversions and KVM_HC_MAP_GPA_RANGE are
+//! accepted (the sims keep no private/shared state); every other KVM hypercall the models
+//! answer themselves, as KVM does ([`crate::sim::kvm_hypercall`]).
 //!
-//! Raw intercepted instructions are a guest bug on these platforms: a port-IO exit (and a
-//! raw HLT under tdx-sim, and a raw MMIO exit, which on hardware would be #VE / #VC) ends
-//! the run with [`ExitReason::RawInterception`] naming the RIP.
+//! A raw MMIO exit outside the memslot scenario ends the run with
+//! [`ExitReason::RawInterception`] naming the RIP: on hardware a #VE/#VC, but converting a
+//! store needs the single-step bookkeeping only that scenario sets up (a known gap).
 
 use crate::machine::{Control, CpuState, Machine};
 use crate::sim::address::AddressWidth;
@@ -416,7 +428,7 @@ pub enum Host {
         /// What the guest did that the platform forbids (a raw IN, OUT, HLT), for the host
         /// verdict ([`Host::take_findings`]).
         findings: Vec<String>,
-        /// A TDVMCALL<HLT> was just answered ([`Host::take_wakeup`]).
+        /// A `TDVMCALL<HLT>` was just answered ([`Host::take_wakeup`]).
         woke: bool,
     },
     /// sev-es-sim.
@@ -799,7 +811,7 @@ impl Host {
         }
     }
 
-    /// Whether the guest was just woken from TDVMCALL<HLT> (then read once): the pending
+    /// Whether the guest was just woken from `TDVMCALL<HLT>` (then read once): the pending
     /// interrupt goes in at the next entry. Under TDX interrupts are posted: the TDX module
     /// delivers a pending one when the TD sets RFLAGS.IF (the guest's one-instruction window
     /// after HLT), with no exit the VMM could wait for; injecting at the HLT's return stands
