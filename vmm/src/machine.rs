@@ -685,6 +685,40 @@ mod tests {
     }
 
     #[test]
+    fn an_x2apic_only_machine_has_no_xapic_page() {
+        use protocol::apic::{reg, x2apic_msr};
+        let mem = GuestMemoryMmap::from_ranges(&[(vm_memory::GuestAddress(0), 0x1000)]).unwrap();
+        let now = Instant::now();
+        let version = |m: &mut Machine| {
+            let mut d = [0u8; 4];
+            m.host_read(Space::Mmio, LAPIC_BASE + reg::VERSION, &mut d, &cpu(), now);
+            u32::from_le_bytes(d)
+        };
+        let mut td = Machine::new(mem.clone(), 1, ApicAccess::X2apicOnly);
+        assert_eq!(
+            version(&mut td),
+            u32::MAX,
+            "unassigned: no xAPIC page in a TD"
+        );
+        assert_eq!(
+            td.x2apic_read(x2apic_msr(reg::VERSION), now),
+            Ok(0x0005_0014)
+        );
+        let mut vm = Machine::legacy(mem, 1);
+        assert_eq!(version(&mut vm), 0x0005_0014);
+        // The timer armed through x2APIC MSRs fires like the xAPIC one.
+        td.x2apic_write(x2apic_msr(reg::SVR), 0x1ff, now).unwrap();
+        td.x2apic_write(x2apic_msr(reg::LVT_TIMER), 0x20, now)
+            .unwrap();
+        td.x2apic_write(x2apic_msr(reg::TIMER_INITIAL), 10, now)
+            .unwrap();
+        assert_eq!(
+            td.interrupt_step(true, now + Duration::from_millis(1)),
+            InterruptStep::Inject(0x20)
+        );
+    }
+
+    #[test]
     fn serial_bytes_reach_the_output() {
         let mut m = legacy();
         for &b in b"KTAP" {
