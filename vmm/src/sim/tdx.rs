@@ -77,6 +77,27 @@ pub enum MapGpaErrors {
     RetryOnEagain,
 }
 
+/// What KVM answers for a standard TDG.VP.VMCALL sub-function it does not know
+/// (`handle_tdvmcall()`'s default case): a KVM version difference.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UnknownSubfunction {
+    /// v6.16 final and newer: TDVMCALL_STATUS_SUBFUNC_UNSUPPORTED.
+    #[default]
+    SubfuncUnsupported,
+    /// v6.16-rc1 only (no release): TDVMCALL_STATUS_INVALID_OPERAND.
+    InvalidOperand,
+}
+
+impl UnknownSubfunction {
+    /// The TDVMCALL status.
+    pub const fn status(self) -> u64 {
+        match self {
+            Self::SubfuncUnsupported => status::SUBFUNC_UNSUPPORTED,
+            Self::InvalidOperand => status::INVALID_OPERAND,
+        }
+    }
+}
+
 /// Which x2APIC MSRs KVM refuses to emulate for a TD because the CPU virtualises them
 /// (`tdx_has_emulated_msr()`): a KVM version difference.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -176,6 +197,8 @@ pub struct TdxConfig {
     pub map_gpa_errors: MapGpaErrors,
     /// Which x2APIC MSRs KVM refuses for TDG.VP.VMCALL<RDMSR/WRMSR>.
     pub x2apic_msrs: X2apicMsrs,
+    /// What an unknown standard sub-function answers.
+    pub unknown_subfunction: UnknownSubfunction,
 }
 
 impl Default for TdxConfig {
@@ -191,6 +214,7 @@ impl Default for TdxConfig {
             pv_features: PvFeatures::default(),
             map_gpa_errors: MapGpaErrors::default(),
             x2apic_msrs: X2apicMsrs::default(),
+            unknown_subfunction: UnknownSubfunction::default(),
         }
     }
 }
@@ -515,7 +539,10 @@ impl<T: Tamper> TdxModel<T> {
             vmcall::GET_TD_VM_CALL_INFO => self.get_td_vm_call_info(p),
             vmcall::GET_QUOTE => self.get_quote(p),
             vmcall::SETUP_EVENT_NOTIFY_INTERRUPT => self.setup_event_notify(p),
-            _ => self.status(p, status::SUBFUNC_UNSUPPORTED),
+            _ => {
+                let code = self.cfg.unknown_subfunction.status();
+                self.status(p, code)
+            }
         }
     }
 

@@ -293,6 +293,21 @@ fn unknown_subfunctions() {
 }
 
 #[test]
+fn unknown_subfunction_by_kvm_version() {
+    let sub = 0x7777;
+    let mut m = model();
+    let out = immediate(&mut m, std_call(sub, [0; 4]));
+    assert_eq!(
+        out.r10,
+        status::SUBFUNC_UNSUPPORTED,
+        "v6.16 final and newer"
+    );
+    let mut rc1 = model_with(|c| c.unknown_subfunction = UnknownSubfunction::InvalidOperand);
+    let out = immediate(&mut rc1, std_call(sub, [0; 4]));
+    assert_eq!(out.r10, status::INVALID_OPERAND, "v6.16-rc1");
+}
+
+#[test]
 fn kvm_hypercalls() {
     let mut m = model();
     let out = immediate(&mut m, call(ExposeMask::LINUX.0, 0x1234, 0, [0; 4]));
