@@ -707,42 +707,52 @@ pub fn run(
                             )?
                         }
                         Routed::RawIo { port, size, input } => {
-                            let alias = host.ram_alias_bit();
-                            match find_port_io(
-                                &vcpu.fd,
-                                machine.memory(),
-                                alias,
-                                &cpu.regs,
-                                port,
-                                size,
-                                input,
-                            ) {
-                                Some((start, io)) => {
-                                    let (fd, view) = (&mut vcpu.fd, &vcpu.view);
-                                    let raw = RawSite {
-                                        insn: RawInsn::PortIo { start, port, io },
-                                        complete: true,
-                                    };
-                                    handle_raw(
-                                        fd,
-                                        view,
-                                        &vcpu.cpuid,
-                                        stepping,
-                                        host,
-                                        machine,
-                                        &cpu,
-                                        raw,
-                                        now,
-                                    )?
-                                }
-                                None => Control::Stop(ExitReason::RawInterception {
-                                    platform: crate::sim_name(host.platform()),
-                                    what: format!(
-                                        "{} port {port:#x} ({size}-byte elements) that the VMM could not decode",
-                                        if input { "IN from" } else { "OUT to" }
+                            // Complete the exit first: whether KVM moves RIP then tells
+                            // whether the exit reported it at the instruction (upstream KVM)
+                            // or after it (OUT on these machines).
+                            match complete_exit(&mut vcpu.fd, &vcpu.view) {
+                                Err(why) => Control::Stop(ExitReason::PlatformStop {
+                                    detail: format!(
+                                        "cannot raise #VE/#VC at a raw port access: {why}"
                                     ),
                                     rip: cpu.rip(),
                                 }),
+                                Ok(after) => {
+                                    let alias = host.ram_alias_bit();
+                                    let at_insn = after != cpu.rip();
+                                    let mem = machine.memory();
+                                    let exit = PortExit { port, size, input };
+                                    match find_port_io(
+                                        &vcpu.fd, mem, alias, &cpu.regs, exit, at_insn,
+                                    ) {
+                                        Some((start, io)) => {
+                                            let (fd, view) = (&mut vcpu.fd, &vcpu.view);
+                                            let raw = RawSite {
+                                                insn: RawInsn::PortIo { start, port, io },
+                                                complete: false,
+                                            };
+                                            handle_raw(
+                                                fd,
+                                                view,
+                                                &vcpu.cpuid,
+                                                stepping,
+                                                host,
+                                                machine,
+                                                &cpu,
+                                                raw,
+                                                now,
+                                            )?
+                                        }
+                                        None => Control::Stop(ExitReason::RawInterception {
+                                            platform: crate::sim_name(host.platform()),
+                                            what: format!(
+                                                "{} port {port:#x} ({size}-byte elements) that the VMM could not decode",
+                                                if input { "IN from" } else { "OUT to" }
+                                            ),
+                                            rip: cpu.rip(),
+                                        }),
+                                    }
+                                }
                             }
                         }
                         Routed::RawHlt => {
@@ -1152,21 +1162,11 @@ fn inject_at(
     error_code: Option<u32>,
     complete: bool,
 ) -> Result<Control, VmmError> {
-    if complete {
-        fd.set_kvm_immediate_exit(1);
-        let completed = match fd.run() {
-            Err(e) if e.errno() == libc::EINTR => Ok(()),
-            Ok(VcpuExit::Intr | VcpuExit::Debug(_)) => Ok(()),
-            Ok(other) => Err(format!("the completing KVM_RUN exited with {other:?}")),
-            Err(e) => Err(format!("the completing KVM_RUN failed: {e}")),
-        };
-        fd.set_kvm_immediate_exit(0);
-        if let Err(why) = completed {
-            return Ok(Control::Stop(ExitReason::PlatformStop {
-                detail: format!("cannot raise exception {vector} at the instruction: {why}"),
-                rip: start,
-            }));
-        }
+    if complete && let Err(why) = complete_exit_fd(fd) {
+        return Ok(Control::Stop(ExitReason::PlatformStop {
+            detail: format!("cannot raise exception {vector} at the instruction: {why}"),
+            rip: start,
+        }));
     }
     let mut restored = *snapshot;
     restored.rip = start;
@@ -1176,35 +1176,64 @@ fn inject_at(
     Ok(Control::Continue)
 }
 
-/// The port-IO instruction an IN/OUT exit at `regs.rip` came from, and where it starts: at
-/// RIP (IN exits) or ending there (OUT exits report the next instruction), decoded with
-/// `protocol::x86::decode_port_io` and matching the exit's port, size and direction.
+/// Lets KVM finish the exit it started (the access completed, nothing executed): a KVM_RUN
+/// with `immediate_exit`, which returns EINTR (or, while single-stepping, the step that ends
+/// the instruction). Returns RIP afterwards.
+fn complete_exit(fd: &mut VcpuFd, view: &RunView) -> Result<u64, String> {
+    complete_exit_fd(fd)?;
+    Ok(view.cpu_state().regs.rip)
+}
+
+fn complete_exit_fd(fd: &mut VcpuFd) -> Result<(), String> {
+    fd.set_kvm_immediate_exit(1);
+    let completed = match fd.run() {
+        Err(e) if e.errno() == libc::EINTR => Ok(()),
+        Ok(VcpuExit::Intr | VcpuExit::Debug(_)) => Ok(()),
+        Ok(other) => Err(format!("the completing KVM_RUN exited with {other:?}")),
+        Err(e) => Err(format!("the completing KVM_RUN failed: {e}")),
+    };
+    fd.set_kvm_immediate_exit(0);
+    completed
+}
+
+/// A port-IO exit: what KVM reported.
+#[derive(Clone, Copy, Debug)]
+struct PortExit {
+    port: u16,
+    size: usize,
+    input: bool,
+}
+
+/// The port-IO instruction an IN/OUT exit at `regs.rip` came from, and where it starts:
+/// at RIP if `at_insn` (KVM moved RIP past it when it completed the exit: upstream KVM
+/// reports port exits at the instruction), else ending at RIP (OUT exits on these machines
+/// report the next instruction); decoded with `protocol::x86::decode_port_io` and matching
+/// the exit's port, size and direction.
 fn find_port_io(
     fd: &VcpuFd,
     mem: &vm_memory::GuestMemoryMmap,
     alias: u64,
     regs: &kvm_regs,
-    port: u16,
-    size: usize,
-    input: bool,
+    exit: PortExit,
+    at_insn: bool,
 ) -> Option<(u64, protocol::x86::PortIo)> {
     let rip = regs.rip;
-    let matches = |start: u64, end_at_rip: bool| {
+    let matches = |start: u64| {
         let mut bytes = [0u8; 4];
         let n = read_guest(fd, mem, alias, start, &mut bytes);
         let io = protocol::x86::decode_port_io(&bytes[..n])?;
-        let fits = usize::from(io.size) == size
-            && io.input == input
-            && io.imm_port.is_none_or(|p| u16::from(p) == port)
-            && (io.imm_port.is_some() || regs.rdx as u16 == port)
-            && (!end_at_rip || start + u64::from(io.len) == rip);
+        let fits = usize::from(io.size) == exit.size
+            && io.input == exit.input
+            && io.imm_port.is_none_or(|p| u16::from(p) == exit.port)
+            && (io.imm_port.is_some() || regs.rdx as u16 == exit.port)
+            && (at_insn || start + u64::from(io.len) == rip);
         fits.then_some((start, io))
     };
-    matches(rip, false).or_else(|| {
-        (1..=3u64)
-            .rev()
-            .find_map(|n| matches(rip.wrapping_sub(n), true))
-    })
+    if at_insn {
+        matches(rip)
+    } else {
+        (1..=3u64).rev().find_map(|n| matches(rip.wrapping_sub(n)))
+    }
 }
 
 /// What the single-stepping saw of where a store began.
@@ -1546,13 +1575,15 @@ mod tests {
     #[test]
     fn tdx_sim_cpuid_answered_by_the_module_then_a_raw_out_is_a_ve() {
         // CPUID 0x21 (the module's own leaf: answered, EBX = "Inte"), then OUT to the port in
-        // DX = 0x6e49 ("In"): a #VE at the OUT (whose exit reports the next RIP).
+        // DX = 0x6e49 ("In"): a #VE at the first OUT (whose exit reports the next RIP here,
+        // where a second, identical OUT starts: the VMM must not take that one).
         let code = [
             mov_eax(0x21),
             vec![0x31, 0xc9], // xor ecx, ecx
             CPUID.to_vec(),   // ENTRY + 7
             vec![0x89, 0xda], // mov edx, ebx
             vec![0xee],       // out dx, al: ENTRY + 11
+            vec![0xee],       // out dx, al
         ]
         .concat();
         let test = "tdx_sim_cpuid_answered_by_the_module_then_a_raw_out_is_a_ve";
@@ -1586,6 +1617,12 @@ mod tests {
             host.take_findings().is_empty(),
             "a #VE the guest may handle"
         );
+        // IN (its exit reports RIP at the instruction): #VE at it, I/O qualification with
+        // the IN bit and an immediate port.
+        let code = [vec![0x90], vec![0xe5, 0x80]].concat(); // nop; in eax, 0x80
+        let (o, mut host) = run_on(test, PlatformKind::Tdx, &code, &[]).unwrap();
+        assert_eq!(o.exit, ExitReason::Shutdown { rip: ENTRY + 1 });
+        assert_eq!(veinfo(&mut host), (30, 0x0080_004b, 2));
         // CPUID 0x40000000 (the hypervisor range): #VE, exit reason 10.
         let code = [mov_eax(0x4000_0000), vec![0x31, 0xc9], CPUID.to_vec()].concat();
         let (o, mut host) = run_sim(test, PlatformKind::Tdx, &code, &[], ENTRY + 7).unwrap();
