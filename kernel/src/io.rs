@@ -60,8 +60,9 @@ impl PioValue for u32 {}
 
 static HOST_ERROR: spin::Mutex<Option<HostError>> = spin::Mutex::new(None);
 
+/// Records `e` for the running case (the first one since [`take_host_error`] wins).
 #[cold]
-fn record(e: HostError) {
+pub(crate) fn record(e: HostError) {
     let mut slot = HOST_ERROR.lock();
     if slot.is_none() {
         *slot = Some(e);

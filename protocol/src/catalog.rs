@@ -189,26 +189,26 @@ pub static MSR: SuiteSpec = SuiteSpec {
         case(
             "efer_long_mode",
             ALL,
-            "IA32_EFER has LME and LMA set in 64-bit mode",
-            "Intel SDM vol. 3A 2.2.1 (IA32_EFER bits 8, 10)",
+            "IA32_EFER has LME and LMA set in 64-bit mode; TDX: KVM refuses a write (read-only for a TD)",
+            "Intel SDM vol. 3A 2.2.1 (IA32_EFER bits 8, 10); KVM tdx_is_read_only_msr()",
         ),
         case(
             "write_read_back",
             ALL,
-            "a value written to IA32_KERNEL_GS_BASE reads back unchanged",
-            "Intel SDM vol. 4 table 2-2 (0xC0000102)",
+            "a value written to IA32_KERNEL_GS_BASE reads back unchanged; TDX: KVM refuses both (INVALID_OPERAND, a TD has it natively)",
+            "Intel SDM vol. 4 table 2-2 (0xC0000102); KVM tdx_has_emulated_msr()",
         ),
         case(
             "tsc_advances",
             ALL,
-            "IA32_TIME_STAMP_COUNTER read twice increases",
-            "Intel SDM vol. 3B 18.17 (MSR 0x10)",
+            "IA32_TIME_STAMP_COUNTER read twice increases; TDX: KVM refuses it (INVALID_OPERAND) and RDTSC advances",
+            "Intel SDM vol. 3B 18.17 (MSR 0x10); KVM tdx_has_emulated_msr()",
         ),
         case(
             "apic_base",
             ALL,
-            "IA32_APIC_BASE holds the default base 0xfee00000 with the BSP flag set",
-            "Intel SDM vol. 3A 11.4.4 (MSR 0x1B)",
+            "IA32_APIC_BASE holds the default base 0xfee00000 with the BSP flag set; TDX: x2APIC mode (EN|EXTD) and a write refused",
+            "Intel SDM vol. 3A 11.4.4 (MSR 0x1B), 11.12.1 (EXTD); KVM tdx_is_read_only_msr()",
         ),
         case(
             "missing_msr_faults",
@@ -227,8 +227,8 @@ pub static HALT: SuiteSpec = SuiteSpec {
         case(
             "timer_wakeup",
             ALL,
-            "a one-shot timer interrupt wakes a halted vCPU and its handler runs once",
-            "Intel SDM vol. 2A HLT; vol. 3A 11.5.4 (APIC timer)",
+            "a one-shot timer interrupt wakes a halted vCPU and its handler runs once (TDX: the x2APIC, through MSRs)",
+            "Intel SDM vol. 2A HLT; vol. 3A 11.5.4 (APIC timer), 11.12 (x2APIC)",
         ),
         case(
             "repeated_wakeups",

@@ -223,11 +223,19 @@ pub enum Fault {
     /// shared: on hardware the host would read ciphertext and the guest would read back
     /// garbage; the host's own check of the GHCB's mapping must report it and fail the run.
     GhcbPrivate,
+    /// Inside the case, RDMSR of SEV_STATUS (0xC0010131) raw under the fault fixup, as
+    /// detection did before it asked CPUID first: in a TD the TDX module raises a #VE for it
+    /// (the MSR is outside its MSR bitmap), which the fixup swallows after reading its
+    /// information with TDG.VP.VEINFO.GET: the run goes on unharmed.
+    SevStatusProbe,
+    /// [`Fault::SevStatusProbe`] with a fixup that does not call TDG.VP.VEINFO.GET: the #VE's
+    /// information stays valid, so in a TD the next #VE (a memslot access) is a #DF.
+    VeFixupSkipsVeinfo,
 }
 
 impl Fault {
     /// All faults, for help texts.
-    pub const ALL: [Fault; 12] = [
+    pub const ALL: [Fault; 14] = [
         Self::Panic,
         Self::Exception,
         Self::TripleFault,
@@ -240,6 +248,8 @@ impl Fault {
         Self::GhcbNotZeroed,
         Self::GhcbDoubleFetch,
         Self::GhcbPrivate,
+        Self::SevStatusProbe,
+        Self::VeFixupSkipsVeinfo,
     ];
 
     /// The name used on the command line.
@@ -257,6 +267,8 @@ impl Fault {
             Self::GhcbNotZeroed => "ghcb-not-zeroed",
             Self::GhcbDoubleFetch => "ghcb-double-fetch",
             Self::GhcbPrivate => "ghcb-private",
+            Self::SevStatusProbe => "sev-status-probe",
+            Self::VeFixupSkipsVeinfo => "ve-fixup-skips-veinfo",
         }
     }
 }

@@ -90,7 +90,11 @@ pub struct VeReport {
     pub gla: u64,
     /// R9: the guest physical address.
     pub gpa: u64,
-    /// R10\[31:0\]: the instruction length.
+    /// R10\[31:0\]: the instruction length. Not defined for an EPT violation (Intel SDM vol.
+    /// 3C 28.2.5 defines the VM-exit instruction length only for instruction exits, and the
+    /// TDX module copies the VMCS field as it is: `tdx_inject_ve()`), so [`ve_report`] never
+    /// looks at it: the length is the decoded instruction's (Linux `ve_instr_len()` refuses
+    /// to use it too).
     pub insn_len: u32,
 }
 
@@ -98,8 +102,6 @@ pub struct VeReport {
 /// instruction and the page-table walk of its address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DecodedAccess {
-    /// The decoded instruction's length.
-    pub len: u8,
     /// Load or store.
     pub direction: Direction,
     /// The linear address it accessed.
@@ -129,10 +131,11 @@ pub const fn ve_header(report: &VeReport, gpaw: Gpaw) -> Result<(), Invalid> {
 }
 
 /// Checks the TDX module's #VE report against the access the guest decoded: [`ve_header`],
-/// then the instruction length must be the decoded one, the qualification's access type
-/// (bits 2:0) exactly the instruction's direction, a valid GLA the accessed address, and the
-/// GPA the one that address maps to. Returns the GPA without the shared bit, where the
-/// emulated access goes.
+/// then the qualification's access type (bits 2:0) must be exactly the instruction's
+/// direction, a valid GLA the accessed address, and the GPA the one that address maps to.
+/// Returns the GPA without the shared bit, where the emulated access goes. The reported
+/// instruction length is not checked: it is undefined for EPT violations
+/// ([`VeReport::insn_len`]); the guest moves RIP by the decoded length.
 pub const fn ve_report(
     report: &VeReport,
     access: &DecodedAccess,
@@ -140,12 +143,6 @@ pub const fn ve_report(
 ) -> Result<u64, Invalid> {
     if let Err(e) = ve_header(report, gpaw) {
         return Err(e);
-    }
-    if access.len as u32 != report.insn_len {
-        return Err(Invalid::new(
-            "#VE instruction length differs from the decoded one",
-            report.insn_len as u64,
-        ));
     }
     let want = match access.direction {
         Direction::Read => ept_qual::READ,
@@ -463,7 +460,6 @@ mod tests {
                 insn_len: 3,
             },
             DecodedAccess {
-                len: 3,
                 direction,
                 linear: 0xffff_8000_0010_0010,
                 mapped_gpa: Some(GPA),
@@ -519,10 +515,11 @@ mod tests {
         }
         // The GPAW 52 shared bit is not the GPAW 48 one.
         assert!(ve_header(&r, Gpaw::W52).is_err());
+        // The length is undefined for EPT violations: whatever it says, it is not a lie.
         for insn_len in [0, 2, 4, 15, u32::MAX] {
             assert_eq!(
-                what(ve_report(&VeReport { insn_len, ..r }, &a, g)),
-                "#VE instruction length differs from the decoded one"
+                ve_report(&VeReport { insn_len, ..r }, &a, g),
+                Ok(0xfeb0_0010)
             );
         }
         // A write qualification for a load, both bits, none, and a fetch alongside the read.

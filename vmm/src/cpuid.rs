@@ -206,8 +206,8 @@ const LEAF_AMD_L1_CACHE: u32 = 0x8000_0005;
 const FLAG_SIGNIFICANT_INDEX: u32 = 1;
 
 /// Makes the table an Intel TD's as tdx-sim presents it: vendor GenuineIntel, leaf 0x21 =
-/// "IntelTDX    " (leaf 0 EAX raised to reach it), and AMD's extended leaves gone (leaf
-/// 0x80000000 reports 0x80000008 and no vendor, as Intel CPUs do). KVM accepts another vendor
+/// "IntelTDX    " (leaf 0 EAX raised to reach it), x2APIC (CPUID.1:ECX\[21\]), and AMD's
+/// extended leaves gone (leaf 0x80000000 reports 0x80000008 and no vendor, as Intel CPUs do). KVM accepts another vendor
 /// than the host's freely (seen on AMD and Intel hosts: sev-es-sim presents AuthenticAMD on
 /// Intel hosts the same way).
 pub fn configure_tdx(cpuid: &mut CpuId) -> Result<(), vmm_sys_util::fam::Error> {
@@ -230,6 +230,11 @@ pub fn configure_tdx(cpuid: &mut CpuId) -> Result<(), vmm_sys_util::fam::Error> 
     }
     if let Some(e) = find(cpuid, LEAF_AMD_L1_CACHE) {
         [e.eax, e.ebx, e.ecx, e.edx] = [0; 4];
+    }
+    // A TD's APIC is an x2APIC (the TDX module's CPUID configuration fixes CPUID.1:ECX[21]
+    // to 1 and runs the TD's APIC in x2APIC mode).
+    if let Some(e) = find(cpuid, 1) {
+        e.ecx |= protocol::apic::CPUID_1_ECX_X2APIC;
     }
     let keep: Vec<kvm_cpuid_entry2> = cpuid
         .as_slice()
@@ -412,6 +417,8 @@ mod tests {
         let mut c = sample();
         c.push(entry(CPUID_SEV_LEAF_FOR_TEST, [0xb, 0x33, 0, 0]))
             .unwrap();
+        // Even from a table without x2APIC.
+        find(&mut c, 1).unwrap().ecx &= !protocol::apic::CPUID_1_ECX_X2APIC;
         configure(&mut c, &Brand::new("x")).unwrap();
         configure_tdx(&mut c).unwrap();
         let l0 = regs(&c, 0);
@@ -426,6 +433,11 @@ mod tests {
                 .iter()
                 .all(|e| e.function != CPUID_SEV_LEAF_FOR_TEST),
             "AMD's SEV leaf is gone"
+        );
+        assert_ne!(
+            regs(&c, 1)[2] & protocol::apic::CPUID_1_ECX_X2APIC,
+            0,
+            "a TD has an x2APIC"
         );
         // The brand leaves stay in range.
         assert!(get(&c, LEAF_BRAND_LAST).function == LEAF_BRAND_LAST);

@@ -199,8 +199,11 @@ pub enum ExitReason {
         rip: u64,
     },
     /// On a simulated confidential platform the guest ran an instruction that real hardware
-    /// would have turned into a #VE (TDX) or #VC (SEV-ES): a raw port access, a raw HLT
-    /// under TDX, an access to GPA space with no memslot behind it.
+    /// would have turned into a #VE (TDX) or #VC (SEV-ES) and that the sim cannot raise it
+    /// for: an access to GPA space with no memslot behind it (outside the memslot scenario,
+    /// no single-stepping tells where a store began), or a port-IO / HLT exit whose
+    /// instruction the VMM cannot find. (Raw IN/OUT/HLT it can find get the #VE/#VC, and a
+    /// host finding: `RunReport::host_problems`.)
     RawInterception {
         /// The platform simulated.
         platform: &'static str,
@@ -630,7 +633,7 @@ pub fn run(cfg: &VmConfig, serial_out: &mut dyn FnMut(&[u8])) -> Result<RunRepor
         },
     )?;
     let entry = boot::load_kernel(&mem, &cfg.kernel)?;
-    let trap = simulated::trap_address(&cfg.kernel, cfg.platform)?;
+    let trap = simulated::trap_sites(&cfg.kernel, cfg.platform)?;
     let supported = supported_cpuid(&kvm)?;
     let width = address_width(cfg.phys_bits, cpuid::phys_bits(&supported))?;
     let brand = Brand::for_run();
@@ -695,7 +698,11 @@ pub fn run(cfg: &VmConfig, serial_out: &mut dyn FnMut(&[u8])) -> Result<RunRepor
     let stop = Arc::new(AtomicBool::new(false));
     let watchdog =
         kick::Watchdog::start(cfg.timeout.saturating_sub(start.elapsed()), stop.clone())?;
-    let mut machine = machine::Machine::legacy(mem.clone(), seed);
+    let apic = match cfg.platform {
+        PlatformKind::Tdx => machine::ApicAccess::X2apicOnly,
+        PlatformKind::Legacy | PlatformKind::SevEs => machine::ApicAccess::Xapic,
+    };
+    let mut machine = machine::Machine::new(mem.clone(), seed, apic);
     let mut stats = ExitStats::default();
     let setup = start.elapsed();
     let exit = vcpu::run(
@@ -720,6 +727,9 @@ pub fn run(cfg: &VmConfig, serial_out: &mut dyn FnMut(&[u8])) -> Result<RunRepor
     let mut testdev = machine.finish_testdev();
     testdev.problems.extend(memslot_problems);
     testdev.problems.extend(machine.memslot().take_problems());
+    // Raw IN/OUT (and under tdx-sim, HLT): the platform raised #VE/#VC, and the guest broke
+    // its rule.
+    testdev.problems.extend(host.take_findings());
     if machine.memslot().cycle_open() {
         testdev
             .problems

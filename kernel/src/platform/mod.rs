@@ -103,6 +103,17 @@ pub fn init(params: &BootParams) -> (PlatformKind, Result<(), HostError>) {
             KIND.store(KIND_LEGACY, Ordering::Relaxed);
             (PlatformKind::Legacy, Ok(()))
         }
+        // Nothing safe to use: report it through the legacy backend (the best left).
+        detect::Detected::Inconsistent { what, value } => {
+            KIND.store(KIND_LEGACY, Ordering::Relaxed);
+            (
+                PlatformKind::Legacy,
+                Err(HostError::BadAnswer {
+                    request: what,
+                    value,
+                }),
+            )
+        }
         detect::Detected::Tdx => {
             KIND.store(KIND_TDX, Ordering::Relaxed);
             (PlatformKind::Tdx, tdx::init().map(|_| ()))
@@ -348,7 +359,7 @@ pub fn pio_write_bytes(port: u16, bytes: &[u8]) -> Result<(), HostError> {
 /// CPUID.
 pub fn cpuid(leaf: u32, subleaf: u32) -> Result<CpuidResult, HostError> {
     match kind_raw() {
-        KIND_LEGACY => Ok(legacy::cpuid(leaf, subleaf)),
+        KIND_LEGACY => legacy::cpuid(leaf, subleaf),
         KIND_TDX => tdx::cpuid(leaf, subleaf),
         _ => sev_es::cpuid(leaf, subleaf),
     }

@@ -440,6 +440,13 @@ fn inject(f: Fault) {
                     .emit();
             }
         }
+        Fault::SevStatusProbe => {
+            let _ = crate::platform::detect::probe_sev_status();
+        }
+        Fault::VeFixupSkipsVeinfo => {
+            crate::platform::tdx::skip_veinfo_in_fixup();
+            let _ = crate::platform::detect::probe_sev_status();
+        }
     }
 }
 

@@ -51,9 +51,10 @@
 //!   v7.0, "KVM: SVM: Treat exit_code as an unsigned 64-bit value through all of KVM"), so
 //!   0x1_0000_0072 is not CPUID but INVALID_EVENT.
 
+use super::kvm_hypercall::{self, Hypercall, HypercallConfig, HypercallOutcome, PvFeatures};
 use super::{
     GuestMemory, Honest, HostRequest, HostResult, PAGE_SIZE, SevTermCause, SimError, Stop, Tamper,
-    kvm_err, kvm_hc, low_bytes_mask,
+    low_bytes_mask,
 };
 use protocol::ghcb::{self, MsrResponse, error, exit, ioio, msr, off, result};
 
@@ -153,6 +154,11 @@ pub struct GhcbConfig {
     /// KVM enforces the GHCB version 2 limits on the scratch area and the MMIO length (the
     /// 2026 fix series; see the module documentation).
     pub ghcb_v2_limits: bool,
+    /// The VMM enabled KVM_CAP_EXIT_HYPERCALL for KVM_HC_MAP_GPA_RANGE
+    /// (`user_exit_on_hypercall()`); without it that hypercall answers `-KVM_ENOSYS`.
+    pub map_gpa_range_exit: bool,
+    /// Whether KVM enforces the PV CPUID bits on KVM hypercalls (`guest_pv_has()`).
+    pub pv_features: PvFeatures,
 }
 
 impl Default for GhcbConfig {
@@ -165,6 +171,8 @@ impl Default for GhcbConfig {
             kvm_has_snp: true,
             snp_only_exits: SnpOnlyExits::InvalidEventFirst,
             ghcb_v2_limits: true,
+            map_gpa_range_exit: true,
+            pv_features: PvFeatures::default(),
         }
     }
 }
@@ -903,33 +911,36 @@ impl<T: Tamper> GhcbModel<T> {
     }
 
     /// VMMCALL (`kvm_emulate_hypercall()` -> `____kvm_emulate_hypercall()`): number RAX,
-    /// arguments RBX, RCX, RDX, RSI; CPL (from the GHCB) > 0 answers `-KVM_EPERM`; the return
-    /// value goes to RAX. Numbers as in the TDX model.
+    /// arguments RBX, RCX, RDX, RSI, CPL from the GHCB, 64-bit (protected state); the
+    /// return value goes to RAX. KVM answers it inside ([`kvm_hypercall::emulate`]); only
+    /// KVM_HC_MAP_GPA_RANGE with the user exit enabled reaches the VMM.
     fn vmmcall(&mut self, req: Request, cpl: u8, mem: &mut dyn GuestMemory) -> GhcbStep {
         let mut regs = req.regs;
-        let nr = regs.rax;
-        let ret = if cpl != 0 {
-            kvm_err::EPERM
-        } else {
-            match nr {
-                kvm_hc::VAPIC_POLL_IRQ => 0,
-                kvm_hc::KICK_CPU
-                | kvm_hc::CLOCK_PAIRING
-                | kvm_hc::SEND_IPI
-                | kvm_hc::SCHED_YIELD
-                | kvm_hc::MAP_GPA_RANGE => {
-                    let args = [regs.rbx, regs.rcx, regs.rdx, regs.rsi];
-                    return self.ask(
-                        req,
-                        PageOp::Hypercall,
-                        HostRequest::KvmHypercall { nr, args },
-                    );
-                }
-                _ => kvm_err::ENOSYS,
-            }
+        let call = Hypercall {
+            nr: regs.rax,
+            args: [regs.rbx, regs.rcx, regs.rdx, regs.rsi],
+            cpl,
+            op_64_bit: true,
         };
-        regs.rax = ret;
-        self.success(&req, regs, 0, None, mem)
+        let cfg = HypercallConfig {
+            map_gpa_range_exit: self.cfg.map_gpa_range_exit,
+            pv: self.cfg.pv_features,
+            ..HypercallConfig::default()
+        };
+        match kvm_hypercall::emulate(call, &cfg) {
+            HypercallOutcome::Return(v) => {
+                regs.rax = v;
+                self.success(&req, regs, 0, None, mem)
+            }
+            HypercallOutcome::MapGpaRange { gpa, npages, attrs } => self.ask(
+                req,
+                PageOp::Hypercall,
+                HostRequest::KvmMapGpaRange { gpa, npages, attrs },
+            ),
+            HypercallOutcome::NotModelled(what) => {
+                GhcbStep::Stop(Stop::NotModelled { what: what.into() })
+            }
+        }
     }
 
     /// Leaves the request with the VMM.

@@ -1089,23 +1089,46 @@ fn vmmcall() {
         assert_eq!(e.answered(), (0, 0));
         assert_eq!(e.get(off::RAX), ret, "cpl {cpl} nr {nr}");
     }
+    // KVM answers every hypercall itself (____kvm_emulate_hypercall()): SEND_IPI to no vCPU
+    // counts 0 IPIs; nothing reaches the VMM.
     let mut e = Env::v2();
     e.standard(exit::VMMCALL, 0, 0)
         .set(off::RAX, 10)
-        .set(off::RBX, 1)
+        .set(off::RBX, 0b100)
+        .set(off::RCX, 0)
+        .set(off::RDX, 0)
+        .set(off::RSI, 0x30)
+        .mark(off::CPL);
+    assert_eq!(e.answered(), (0, 0));
+    assert_eq!(e.get(off::RAX), 0);
+    // ... except KVM_HC_MAP_GPA_RANGE with the user exit enabled: the VMM's hypercall.ret.
+    let mut e = Env::v2();
+    e.standard(exit::VMMCALL, 0, 0)
+        .set(off::RAX, 12)
+        .set(off::RBX, 0x20_0000)
         .set(off::RCX, 2)
-        .set(off::RDX, 3)
+        .set(off::RDX, 0)
         .set(off::RSI, 4)
         .mark(off::CPL);
     assert_eq!(
         e.host(),
-        HostRequest::KvmHypercall {
-            nr: 10,
-            args: [1, 2, 3, 4]
+        HostRequest::KvmMapGpaRange {
+            gpa: 0x20_0000,
+            npages: 2,
+            attrs: 0
         }
     );
-    e.complete(HostResult::Value(1));
-    assert_eq!(e.get(off::RAX), 1);
+    e.complete(HostResult::Value(11));
+    assert_eq!(e.get(off::RAX), 11);
+    // An unaligned GPA is refused inside KVM.
+    let mut e = Env::v2();
+    e.standard(exit::VMMCALL, 0, 0)
+        .set(off::RAX, 12)
+        .set(off::RBX, 0x20_0010)
+        .set(off::RCX, 1)
+        .mark(off::CPL);
+    assert_eq!(e.answered(), (0, 0));
+    assert_eq!(e.get(off::RAX), protocol::kvm_para::err::EINVAL);
 }
 
 #[test]
@@ -1248,7 +1271,7 @@ fn garbage_pages_never_panic() {
                     HostRequest::PortRead { .. } | HostRequest::MmioRead { .. } => {
                         HostResult::Value(next())
                     }
-                    HostRequest::Rdmsr { .. } | HostRequest::KvmHypercall { .. } => {
+                    HostRequest::Rdmsr { .. } | HostRequest::KvmMapGpaRange { .. } => {
                         HostResult::Value(next())
                     }
                     _ => HostResult::Done,

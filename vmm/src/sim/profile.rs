@@ -2,13 +2,12 @@
 //! [`TdxConfig`]. Each knob is one `match` on the profile, citing the change that made the
 //! difference (see [`protocol::kvm`] for the releases and where they were read).
 //!
-//! Hooks for the TDX knobs of issue 13 part A (x2APIC-only TD, KVM's TD MSR policy, the
-//! x2APIC ranges of `tdx_has_emulated_msr()` fixed in 2026-03, KVM hypercalls answered inside
-//! KVM): set them in [`tdx_config`], one `match` each, with current KVM's behaviour for
-//! [`KvmProfile::Current`].
+//! Knobs that are the same in every release a profile names (the PV-feature enforcement and
+//! the MAP_GPA_RANGE user exit are VMM choices, not KVM versions; v6.16-rc1's answer to an
+//! unknown TDVMCALL sub-function was never released) keep the base configuration's value.
 
 use super::ghcb::{GhcbConfig, SnpOnlyExits};
-use super::tdx::{MapGpaErrors, TdxConfig};
+use super::tdx::{MapGpaErrors, TdxConfig, UnknownSubfunction, X2apicMsrs};
 use protocol::kvm::KvmProfile;
 
 /// Why a profile cannot play a platform.
@@ -52,8 +51,15 @@ pub fn tdx_config(kvm: KvmProfile, base: TdxConfig) -> Result<TdxConfig, Profile
             V6_10 | V6_11 | V6_16 => MapGpaErrors::AllInvalid,
             Current => MapGpaErrors::RetryOnEagain,
         },
-        // Part A's knobs go here (x2APIC ranges of tdx_has_emulated_msr(): wrong before the
-        // 2026-03 fix, i.e. V6_16 differs from Current).
+        // tdx_has_emulated_msr(): the x2APIC ranges were wrong from v6.16 until the 2026-03
+        // fix ("KVM: TDX: Fix APIC MSR ranges in tdx_has_emulated_msr()").
+        x2apic_msrs: match kvm {
+            V6_10 | V6_11 | V6_16 => X2apicMsrs::BeforeFix,
+            Current => X2apicMsrs::Fixed,
+        },
+        // handle_tdvmcall(): SUBFUNC_UNSUPPORTED in every release (v6.16-rc1's
+        // INVALID_OPERAND never shipped).
+        unknown_subfunction: UnknownSubfunction::SubfuncUnsupported,
         ..base
     })
 }
@@ -69,7 +75,7 @@ mod tests {
             GhcbConfig::default()
         );
         let t = tdx_config(KvmProfile::Current, TdxConfig::default()).unwrap();
-        assert_eq!(t.map_gpa_errors, MapGpaErrors::RetryOnEagain);
+        assert_eq!(t, TdxConfig::default());
     }
 
     #[test]
@@ -86,5 +92,17 @@ mod tests {
         );
         let t = tdx_config(KvmProfile::V6_16, TdxConfig::default()).unwrap();
         assert_eq!(t.map_gpa_errors, MapGpaErrors::AllInvalid);
+        assert_eq!(t.x2apic_msrs, X2apicMsrs::BeforeFix);
+        let rc1 = TdxConfig {
+            unknown_subfunction: UnknownSubfunction::InvalidOperand,
+            ..TdxConfig::default()
+        };
+        for k in [KvmProfile::V6_16, KvmProfile::Current] {
+            assert_eq!(
+                tdx_config(k, rc1.clone()).unwrap().unknown_subfunction,
+                UnknownSubfunction::SubfuncUnsupported,
+                "no release answers as v6.16-rc1"
+            );
+        }
     }
 }
