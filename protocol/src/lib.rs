@@ -10,6 +10,9 @@
 //! - [`conformance`]: the raw GHCI/GHCB conformance cases (request, KVM's answer, source)
 //!   and the checker the guest and the host tests share.
 //! - [`cmdline`]: the kernel command-line keys (`cvmprobe.filter=...`) and their parser.
+//! - [`efi`]: the UEFI hand-off block and the firmware memory map it carries.
+//! - [`elf`]: the PT_LOAD segments and symbols of the kernel ELF (for the UEFI loader).
+//! - [`paging`]: page-table entries with a C-bit / shared bit, and a page walk.
 //! - [`decode`]: the x86-64 decoder of the `MOV` forms the guest's MMIO emulation handles.
 //! - [`ktap`]: the KTAP v1 line vocabulary the guest prints and the host reads.
 //! - [`memslot`]: the memslot-deletion scenario's page, values and control port.
@@ -28,10 +31,13 @@ pub mod catalog;
 pub mod cmdline;
 pub mod conformance;
 pub mod decode;
+pub mod efi;
+pub mod elf;
 pub mod exit;
 pub mod ghcb;
 pub mod ktap;
 pub mod memslot;
+pub mod paging;
 pub mod platform;
 pub mod qemu_devices;
 pub mod tdx;
