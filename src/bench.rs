@@ -94,6 +94,7 @@ fn vm_config(
         platform: req.platform,
         hostile: None,
         phys_bits: None,
+        boot: vmm::Boot::Pvh,
     }
 }
 

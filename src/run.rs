@@ -302,6 +302,7 @@ pub fn run_builtin_with(
         platform: req.platform,
         hostile,
         phys_bits: req.phys_bits,
+        boot: vmm::Boot::Pvh,
     };
     let total = expected(req).len();
     let mut progress = Progress::new(total, req.progress, req.verbose);

@@ -301,6 +301,8 @@ pub struct VcpuSetup<'a> {
     pub forced_width: bool,
     /// The simulated platforms' TDCALL or VMGEXIT address, armed as hardware breakpoint 0.
     pub breakpoint: Option<u64>,
+    /// The UEFI hand-off state to start in (`efi-handoff` boot) instead of the PVH entry.
+    pub handoff: Option<&'a crate::boot_efi::Handoffs>,
 }
 
 impl Vcpu {
@@ -315,6 +317,7 @@ impl Vcpu {
             width,
             forced_width,
             breakpoint,
+            handoff,
         } = setup;
         let mut fd = vm
             .create_vcpu(0)
@@ -336,10 +339,13 @@ impl Vcpu {
             .map_err(VmmError::kvm("KVM_SET_CPUID2"))?;
         ensure_apic_base(&fd)?;
         let sregs = fd.get_sregs().map_err(VmmError::kvm("KVM_GET_SREGS"))?;
-        fd.set_sregs(&pvh_sregs(sregs))
+        let (sregs, regs) = match handoff {
+            Some(h) => (crate::boot_efi::sregs(h, sregs), crate::boot_efi::regs(h)),
+            None => (pvh_sregs(sregs), pvh_regs(entry)),
+        };
+        fd.set_sregs(&sregs)
             .map_err(VmmError::kvm("KVM_SET_SREGS"))?;
-        fd.set_regs(&pvh_regs(entry))
-            .map_err(VmmError::kvm("KVM_SET_REGS"))?;
+        fd.set_regs(&regs).map_err(VmmError::kvm("KVM_SET_REGS"))?;
         if let Some(va) = breakpoint {
             fd.set_guest_debug(&crate::simulated::breakpoint(va, false))
                 .map_err(VmmError::kvm("KVM_SET_GUEST_DEBUG"))?;
@@ -1200,6 +1206,7 @@ mod tests {
                 width,
                 forced_width: false,
                 breakpoint: None,
+                handoff: None,
             },
         )
         .unwrap();
