@@ -71,6 +71,7 @@ fn request(mode: Option<&str>, append: &[String]) -> RunRequest {
         verbose: false,
         progress: false,
         phys_bits: None,
+        builtin_boot: vmm::Boot::Pvh,
     }
 }
 

@@ -49,6 +49,12 @@ pub enum ImageError {
         "OVMF firmware not found at {0}: install it (Debian/Ubuntu: `sudo apt-get install ovmf`) or pass --ovmf PATH"
     )]
     NoOvmf(String),
+    /// `cvmprobe.efi` or its ESP image.
+    #[error(transparent)]
+    Efi(#[from] crate::efi_images::EfiError),
+    /// A boot QEMU does not do.
+    #[error("--boot {0} is the built-in VMM's (drop --vmm qemu and the QEMU options)")]
+    NotQemu(&'static str),
     /// Reading or writing failed.
     #[error("{what} {path}: {source}")]
     Io {

@@ -56,6 +56,13 @@ pub enum Boot {
     Bios,
     /// The UEFI disk image through OVMF (`-M pc`, pflash firmware).
     Uefi,
+    /// `cvmprobe.efi` through OVMF with `-kernel` (the command line as its load options).
+    Efi,
+    /// `cvmprobe.efi` on a FAT ESP image through OVMF (the command line in `cmdline.txt`).
+    Esp,
+    /// Built-in VMM: the kernel's UEFI hand-off entry, from the state firmware leaves after
+    /// ExitBootServices, rebuilt without firmware (`vmm::boot_efi`).
+    EfiHandoff,
 }
 
 impl Boot {
@@ -65,7 +72,20 @@ impl Boot {
             Boot::Pvh => "pvh",
             Boot::Bios => "bios",
             Boot::Uefi => "uefi",
+            Boot::Efi => "efi",
+            Boot::Esp => "esp",
+            Boot::EfiHandoff => "efi-handoff",
         }
+    }
+
+    /// Whether only QEMU boots this way (everything but PVH and the built-in VMM's hand-off).
+    pub fn needs_qemu(self) -> bool {
+        !matches!(self, Boot::Pvh | Boot::EfiHandoff)
+    }
+
+    /// Whether this boot goes through UEFI firmware (OVMF).
+    pub fn uses_ovmf(self) -> bool {
+        matches!(self, Boot::Uefi | Boot::Efi | Boot::Esp)
     }
 }
 
@@ -90,6 +110,23 @@ pub enum Media {
         code: PathBuf,
         /// A private copy of the OVMF variable store.
         vars: PathBuf,
+    },
+    /// `cvmprobe.efi` with OVMF: given with `-kernel`, or on an ESP image (`esp`).
+    Efi {
+        /// The application.
+        app: PathBuf,
+        /// The ESP image holding it (`--boot esp`); `None`: `-kernel` and `-append`.
+        esp: Option<PathBuf>,
+        /// OVMF code (read-only pflash).
+        code: PathBuf,
+        /// A private copy of the OVMF variable store.
+        vars: PathBuf,
+    },
+    /// A command line built elsewhere, used as it is (`--confidential`: QEMU's documented
+    /// lines for a TD or an SEV-ES guest, `crate::confidential::qemu_args`).
+    Raw {
+        /// The arguments after the binary.
+        args: Vec<String>,
     },
 }
 
@@ -126,12 +163,15 @@ impl QemuConfig {
             },
             cmdline: String::new(),
             brand: String::new(),
-            mem_mib: if boot == Boot::Uefi { 256 } else { 64 },
+            mem_mib: if boot.uses_ovmf() { 256 } else { 64 },
         }
     }
 
     /// The argument list after the binary.
     pub fn args(&self) -> Vec<String> {
+        if let Media::Raw { args } = &self.media {
+            return args.clone();
+        }
         let mut a: Vec<String> = vec![
             "-M".into(),
             self.machine.name().into(),
@@ -173,6 +213,32 @@ impl QemuConfig {
                 "-drive".into(),
                 format!("format=raw,file={}", disk.display()),
             ]),
+            Media::Efi {
+                app,
+                esp,
+                code,
+                vars,
+            } => {
+                a.extend([
+                    "-drive".into(),
+                    format!("if=pflash,format=raw,readonly=on,file={}", code.display()),
+                    "-drive".into(),
+                    format!("if=pflash,format=raw,file={}", vars.display()),
+                ]);
+                match esp {
+                    Some(disk) => a.extend([
+                        "-drive".into(),
+                        format!("format=raw,file={}", disk.display()),
+                    ]),
+                    None => a.extend([
+                        "-kernel".into(),
+                        app.display().to_string(),
+                        "-append".into(),
+                        self.cmdline.clone(),
+                    ]),
+                }
+            }
+            Media::Raw { .. } => {}
         }
         a.extend([
             "-device".into(),

@@ -30,6 +30,8 @@ pub struct RunRequest {
     /// Built-in VMM: the vCPU's physical-address width (`None`: the host's), see
     /// `vmm::VmConfig::phys_bits`.
     pub phys_bits: Option<u8>,
+    /// Built-in VMM: how the kernel starts (PVH, or the rebuilt UEFI hand-off).
+    pub builtin_boot: vmm::Boot,
 }
 
 /// Everything a run produced.
@@ -217,6 +219,24 @@ pub fn prepare_qemu(
             crate::images::patched_copy(&crate::images::template(true)?, &c, &disk)?;
             cfg.media = qemu::Media::Uefi { disk, code, vars };
         }
+        qemu::Boot::Efi | qemu::Boot::Esp => {
+            let (code, vars) = crate::images::ovmf(ovmf, workdir)?;
+            let app = crate::efi_images::app()?;
+            let esp = if boot == qemu::Boot::Esp {
+                let disk = workdir.join("cvmprobe-esp.img");
+                crate::efi_images::esp_image(&app, &c, &disk)?;
+                Some(disk)
+            } else {
+                None
+            };
+            cfg.media = qemu::Media::Efi {
+                app,
+                esp,
+                code,
+                vars,
+            };
+        }
+        qemu::Boot::EfiHandoff => return Err(crate::images::ImageError::NotQemu(boot.name())),
     }
     cfg.cmdline = c;
     cfg.brand = brand;
@@ -270,6 +290,9 @@ pub fn run_qemu(req: &RunRequest, cfg: &QemuConfig) -> Result<RunResult, qemu::Q
         qemu::Media::Pvh { .. } => "pvh",
         qemu::Media::Bios { .. } => "bios",
         qemu::Media::Uefi { .. } => "uefi",
+        qemu::Media::Efi { esp: None, .. } => "efi",
+        qemu::Media::Efi { esp: Some(_), .. } => "esp",
+        qemu::Media::Raw { .. } => "confidential",
     };
     summary.environment = format!("qemu {}/{}, {boot}", cfg.machine.name(), cfg.accel.name());
     summary.wall = Some(r.wall);
@@ -302,7 +325,7 @@ pub fn run_builtin_with(
         platform: req.platform,
         hostile,
         phys_bits: req.phys_bits,
-        boot: vmm::Boot::Pvh,
+        boot: req.builtin_boot,
     };
     let total = expected(req).len();
     let mut progress = Progress::new(total, req.progress, req.verbose);
@@ -335,6 +358,9 @@ pub fn run_builtin_with(
         vmm::sim_name(req.platform),
         report.phys_bits
     );
+    if req.builtin_boot != vmm::Boot::Pvh {
+        summary.environment += &format!(", {}", req.builtin_boot.name());
+    }
     if let Some(note) = &report.width_note {
         summary.environment += &format!(" ({note})");
     }
