@@ -476,14 +476,21 @@ pub fn cmd_run(a: &crate::cli::RunArgs, kind: Confidential) -> anyhow::Result<bo
         // No brand key: with `-cpu host` the brand string is the host's, so
         // cpuid.brand_string skips with the reason.
         cmdline: crate::run::kernel_cmdline(&req),
-        sev_bits: if kind == Confidential::SevEs { sev } else { (0, 0) },
+        sev_bits: if kind == Confidential::SevEs {
+            sev
+        } else {
+            (0, 0)
+        },
         mem_mib: MEM_MIB,
     };
     let args = qemu_args(kind, &plan);
     if a.dry_run {
         println!("{}", shell_line(&a.qemu, &args));
         if missing.is_empty() {
-            println!("# host check: this host has everything a {} guest needs", kind.name());
+            println!(
+                "# host check: this host has everything a {} guest needs",
+                kind.name()
+            );
         }
         for m in &missing {
             println!("# host check: missing: {m}");

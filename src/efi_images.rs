@@ -104,11 +104,9 @@ mod tests {
         let img = dir.path().join("esp.img");
         esp_image(&app, "cvmprobe.filter=io a=1", &img).unwrap();
         assert_eq!(std::fs::metadata(&img).unwrap().len(), ESP_SIZE);
-        let fs = fatfs::FileSystem::new(
-            std::fs::File::open(&img).unwrap(),
-            fatfs::FsOptions::new(),
-        )
-        .unwrap();
+        let fs =
+            fatfs::FileSystem::new(std::fs::File::open(&img).unwrap(), fatfs::FsOptions::new())
+                .unwrap();
         let mut s = Vec::new();
         fs.root_dir()
             .open_file("EFI/BOOT/BOOTX64.EFI")
