@@ -35,17 +35,16 @@ fn main() {
     println!("cargo:rustc-env=CVMPROBE_KERNEL_ELF={}", elf.display());
     let efi = build_efi(&root, &efi_target_dir(&root), &elf);
     println!("cargo:rustc-env=CVMPROBE_EFI_APP={}", efi.display());
-    let (bios, uefi) = images(&elf);
-    println!("cargo:rustc-env=CVMPROBE_BIOS_IMAGE={bios}");
-    println!("cargo:rustc-env=CVMPROBE_UEFI_IMAGE={uefi}");
+    println!("cargo:rustc-env=CVMPROBE_BIOS_IMAGE={}", bios_image(&elf));
 }
 
-/// Makes the BIOS and UEFI disk images next to the ELF, with the command-line placeholder as
-/// their ramdisk (a run patches its own command line into a copy). Empty paths when skipped.
+/// Makes the BIOS disk image next to the ELF, with the command-line placeholder as its
+/// ramdisk (a run patches its own command line into a copy). An empty path when skipped. (The
+/// UEFI disk image is cvmprobe.efi on an ESP, made per run: `src/efi_images.rs`.)
 #[cfg(feature = "images")]
-fn images(elf: &Path) -> (String, String) {
+fn bios_image(elf: &Path) -> String {
     if std::env::var_os("CVMPROBE_SKIP_IMAGES").is_some_and(|v| v == "1") {
-        return (String::new(), String::new());
+        return String::new();
     }
     let dir = elf.parent().expect("the ELF is in a directory");
     let ramdisk = dir.join("cvmprobe-cmdline.ramdisk");
@@ -62,18 +61,12 @@ fn images(elf: &Path) -> (String, String) {
         .set_boot_config(&config)
         .create_disk_image(&bios)
         .unwrap_or_else(|e| panic!("creating the BIOS image {} failed: {e:#}", bios.display()));
-    let uefi = dir.join("cvmprobe-uefi.img");
-    bootloader::UefiBoot::new(elf)
-        .set_ramdisk(&ramdisk)
-        .set_boot_config(&config)
-        .create_disk_image(&uefi)
-        .unwrap_or_else(|e| panic!("creating the UEFI image {} failed: {e:#}", uefi.display()));
-    (bios.display().to_string(), uefi.display().to_string())
+    bios.display().to_string()
 }
 
 #[cfg(not(feature = "images"))]
-fn images(_elf: &Path) -> (String, String) {
-    (String::new(), String::new())
+fn bios_image(_elf: &Path) -> String {
+    String::new()
 }
 
 /// `<target>/kernel`, next to the host build's own profile directories.

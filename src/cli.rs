@@ -294,6 +294,29 @@ mod tests {
                 "{bad}"
             );
         }
+        let c = Cli::try_parse_from(["cvmprobe", "--boot", "uefi"]).unwrap();
+        assert_eq!(c.run.boot, crate::qemu::Boot::Esp, "uefi is the ESP image's older name");
+        let c = Cli::try_parse_from(["cvmprobe", "--boot", "efi-handoff"]).unwrap();
+        assert_eq!(c.run.boot, crate::qemu::Boot::EfiHandoff);
+        let c = Cli::try_parse_from([
+            "cvmprobe",
+            "run",
+            "--vmm",
+            "qemu",
+            "--confidential",
+            "sev-es",
+            "--dry-run",
+        ])
+        .unwrap();
+        let Some(Command::Run(r)) = c.command else {
+            panic!("run")
+        };
+        assert_eq!(
+            (r.confidential, r.dry_run),
+            (Some(crate::confidential::Confidential::SevEs), true)
+        );
+        assert!(Cli::try_parse_from(["cvmprobe", "--confidential", "tdx"]).is_err());
+        assert!(Cli::try_parse_from(["cvmprobe", "--dry-run"]).is_err());
         let c = Cli::try_parse_from(["cvmprobe", "parse", "-"]).unwrap();
         assert!(matches!(c.command, Some(Command::Parse(_))));
     }

@@ -139,8 +139,8 @@ fn cmd_run(a: &RunArgs) -> Result<bool> {
             or_none(cvmprobe::images::BIOS_IMAGE)
         );
         eprintln!(
-            "cvmprobe: UEFI image: {}",
-            or_none(cvmprobe::images::UEFI_IMAGE)
+            "cvmprobe: UEFI application: {} (the ESP image is made per run)",
+            cvmprobe::efi_images::EFI_APP
         );
     }
     let qemu_flags = a.machine.is_some() || a.accel.is_some() || a.boot.needs_qemu();
@@ -148,7 +148,7 @@ fn cmd_run(a: &RunArgs) -> Result<bool> {
     if simulated && (qemu_flags || a.vmm == Some(VmmArg::Qemu)) {
         bail!(
             "--platform {}: the simulated TDX and SEV-ES hosts live in the built-in VMM; QEMU \
-             (--vmm qemu, --machine, --accel, --boot bios|uefi|efi|esp) runs the legacy platform \
+             (--vmm qemu, --machine, --accel, --boot bios|efi|esp) runs the legacy platform \
              only (--boot efi-handoff runs the built-in VMM's UEFI hand-off on any platform)",
             a.platform
                 .to_possible_value()
@@ -163,7 +163,7 @@ fn cmd_run(a: &RunArgs) -> Result<bool> {
         Some(VmmArg::Builtin) => {
             if qemu_flags {
                 bail!(
-                    "--machine, --accel and --boot bios|uefi|efi|esp are QEMU options: drop them, or use --vmm qemu"
+                    "--machine, --accel and --boot bios|efi|esp are QEMU options: drop them, or use --vmm qemu"
                 );
             }
             true
@@ -227,7 +227,7 @@ fn cmd_run(a: &RunArgs) -> Result<bool> {
         return finish_all(&results, a.junit.as_deref());
     }
     let machine = match (a.machine, a.boot) {
-        (Some(Machine::Microvm), Boot::Bios | Boot::Uefi | Boot::Efi | Boot::Esp) => bail!(
+        (Some(Machine::Microvm), Boot::Bios | Boot::Efi | Boot::Esp) => bail!(
             "--boot {} needs firmware and a disk: use --machine pc (the default for disk images)",
             a.boot.name()
         ),
@@ -254,8 +254,6 @@ fn cmd_run(a: &RunArgs) -> Result<bool> {
                 qemu::Media::Pvh { kernel } => format!("{} (PVH)", kernel.display()),
                 qemu::Media::Bios { .. } =>
                     format!("the BIOS image {}", cvmprobe::images::BIOS_IMAGE),
-                qemu::Media::Uefi { .. } =>
-                    format!("the UEFI image {}", cvmprobe::images::UEFI_IMAGE),
                 qemu::Media::Efi { app, esp: None, .. } =>
                     format!("{} (-kernel, OVMF)", app.display()),
                 qemu::Media::Efi { esp: Some(d), .. } =>

@@ -54,11 +54,11 @@ pub enum Boot {
     Pvh,
     /// The BIOS disk image through SeaBIOS (`-M pc`).
     Bios,
-    /// The UEFI disk image through OVMF (`-M pc`, pflash firmware).
-    Uefi,
     /// `cvmprobe.efi` through OVMF with `-kernel` (the command line as its load options).
     Efi,
-    /// `cvmprobe.efi` on a FAT ESP image through OVMF (the command line in `cmdline.txt`).
+    /// The UEFI disk image: `cvmprobe.efi` on a FAT ESP image through OVMF (`-M pc`, pflash
+    /// firmware; the command line in `cmdline.txt`). `uefi` is its older name.
+    #[value(alias = "uefi")]
     Esp,
     /// Built-in VMM: the kernel's UEFI hand-off entry, from the state firmware leaves after
     /// ExitBootServices, rebuilt without firmware (`vmm::boot_efi`).
@@ -71,7 +71,6 @@ impl Boot {
         match self {
             Boot::Pvh => "pvh",
             Boot::Bios => "bios",
-            Boot::Uefi => "uefi",
             Boot::Efi => "efi",
             Boot::Esp => "esp",
             Boot::EfiHandoff => "efi-handoff",
@@ -85,7 +84,7 @@ impl Boot {
 
     /// Whether this boot goes through UEFI firmware (OVMF).
     pub fn uses_ovmf(self) -> bool {
-        matches!(self, Boot::Uefi | Boot::Efi | Boot::Esp)
+        matches!(self, Boot::Efi | Boot::Esp)
     }
 }
 
@@ -101,15 +100,6 @@ pub enum Media {
     Bios {
         /// The image (a per-run copy).
         disk: PathBuf,
-    },
-    /// A UEFI disk image with OVMF.
-    Uefi {
-        /// The image (a per-run copy).
-        disk: PathBuf,
-        /// OVMF code (read-only pflash).
-        code: PathBuf,
-        /// A private copy of the OVMF variable store.
-        vars: PathBuf,
     },
     /// `cvmprobe.efi` with OVMF: given with `-kernel`, or on an ESP image (`esp`).
     Efi {
@@ -200,16 +190,6 @@ impl QemuConfig {
             Media::Bios { disk } => a.extend([
                 "-vga".into(),
                 "std".into(),
-                "-drive".into(),
-                format!("format=raw,file={}", disk.display()),
-            ]),
-            Media::Uefi { disk, code, vars } => a.extend([
-                "-vga".into(),
-                "std".into(),
-                "-drive".into(),
-                format!("if=pflash,format=raw,readonly=on,file={}", code.display()),
-                "-drive".into(),
-                format!("if=pflash,format=raw,file={}", vars.display()),
                 "-drive".into(),
                 format!("format=raw,file={}", disk.display()),
             ]),

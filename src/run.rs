@@ -210,14 +210,8 @@ pub fn prepare_qemu(
         qemu::Boot::Pvh => {}
         qemu::Boot::Bios => {
             let disk = workdir.join("cvmprobe-bios.img");
-            crate::images::patched_copy(&crate::images::template(false)?, &c, &disk)?;
+            crate::images::patched_copy(&crate::images::template()?, &c, &disk)?;
             cfg.media = qemu::Media::Bios { disk };
-        }
-        qemu::Boot::Uefi => {
-            let (code, vars) = crate::images::ovmf(ovmf, workdir)?;
-            let disk = workdir.join("cvmprobe-uefi.img");
-            crate::images::patched_copy(&crate::images::template(true)?, &c, &disk)?;
-            cfg.media = qemu::Media::Uefi { disk, code, vars };
         }
         qemu::Boot::Efi | qemu::Boot::Esp => {
             let (code, vars) = crate::images::ovmf(ovmf, workdir)?;
@@ -289,7 +283,6 @@ pub fn run_qemu(req: &RunRequest, cfg: &QemuConfig) -> Result<RunResult, qemu::Q
     let boot = match cfg.media {
         qemu::Media::Pvh { .. } => "pvh",
         qemu::Media::Bios { .. } => "bios",
-        qemu::Media::Uefi { .. } => "uefi",
         qemu::Media::Efi { esp: None, .. } => "efi",
         qemu::Media::Efi { esp: Some(_), .. } => "esp",
         qemu::Media::Raw { .. } => "confidential",
