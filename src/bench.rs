@@ -346,7 +346,11 @@ pub fn run_all(kernel: &Path, opts: &BenchOptions) -> BenchReport {
         row(&mut out, "QEMU BIOS image pc/kvm, full suite", &s);
         let esp = base(Machine::Pc, Accel::Tcg, Boot::Esp);
         let s = repeat(runs, || qemu_once(&esp, Boot::Esp, None, app));
-        row(&mut out, "QEMU ESP image (cvmprobe.efi) pc/tcg (OVMF), full suite", &s);
+        row(
+            &mut out,
+            "QEMU ESP image (cvmprobe.efi) pc/tcg (OVMF), full suite",
+            &s,
+        );
     }
 
     let all_micro: Vec<(PlatformKind, Figure<Vec<Micro>>)> = PlatformKind::ALL

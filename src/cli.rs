@@ -295,7 +295,11 @@ mod tests {
             );
         }
         let c = Cli::try_parse_from(["cvmprobe", "--boot", "uefi"]).unwrap();
-        assert_eq!(c.run.boot, crate::qemu::Boot::Esp, "uefi is the ESP image's older name");
+        assert_eq!(
+            c.run.boot,
+            crate::qemu::Boot::Esp,
+            "uefi is the ESP image's older name"
+        );
         let c = Cli::try_parse_from(["cvmprobe", "--boot", "efi-handoff"]).unwrap();
         assert_eq!(c.run.boot, crate::qemu::Boot::EfiHandoff);
         let c = Cli::try_parse_from([

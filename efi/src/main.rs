@@ -88,7 +88,8 @@ fn load() -> Result<core::convert::Infallible, Status> {
         .flatten()
         .ok_or_else(|| fail("the entry lies in no segment"))?;
     let pages = ((end - start) / efi::PAGE_SIZE) as usize;
-    if let Err(e) = boot::allocate_pages(AllocateType::Address(start), MemoryType::LOADER_CODE, pages)
+    if let Err(e) =
+        boot::allocate_pages(AllocateType::Address(start), MemoryType::LOADER_CODE, pages)
     {
         say(format_args!(
             "the kernel's physical range {start:#x}..{end:#x} is not free ({:?}): the kernel is \
@@ -115,7 +116,10 @@ fn load() -> Result<core::convert::Infallible, Status> {
         HANDOFF_PAGES,
     )
     .map_err(|e| {
-        say(format_args!("no loader data below 4 GiB for the hand-off ({:?})", e.status()));
+        say(format_args!(
+            "no loader data below 4 GiB for the hand-off ({:?})",
+            e.status()
+        ));
         Status::OUT_OF_RESOURCES
     })?
     .as_ptr();
@@ -149,7 +153,11 @@ fn load() -> Result<core::convert::Infallible, Status> {
         desc_size: stride as u64,
         desc_version: meta.desc_version,
         flags: if la57 { efi::FLAG_LA57 } else { 0 }
-            | if from_file { efi::FLAG_CMDLINE_FROM_FILE } else { 0 },
+            | if from_file {
+                efi::FLAG_CMDLINE_FROM_FILE
+            } else {
+                0
+            },
         cmdline_gpa: base + OFF_CMDLINE as u64,
         cmdline_len: cmdline_len as u64,
     };
@@ -191,8 +199,8 @@ fn command_line(out: &mut [u8]) -> (usize, bool) {
             if node.device_type() == DeviceType::MEDIA
                 && node.sub_type() == DeviceSubType::MEDIA_FILE_PATH
             {
-                for c in node.data().chunks_exact(2) {
-                    let c = u16::from_le_bytes([c[0], c[1]]);
+                for c in node.data().as_chunks::<2>().0 {
+                    let c = u16::from_le_bytes(*c);
                     if c == 0 || len == path.len() {
                         break;
                     }
@@ -203,7 +211,10 @@ fn command_line(out: &mut [u8]) -> (usize, bool) {
         }
     }
     drop(img);
-    let dir = path[..len].iter().rposition(|&c| c == b'\\').map_or(0, |i| i + 1);
+    let dir = path[..len]
+        .iter()
+        .rposition(|&c| c == b'\\')
+        .map_or(0, |i| i + 1);
     let mut name = [0u8; 300];
     let mut n = 0;
     for &c in path[..dir].iter().chain(efi::CMDLINE_FILE.as_bytes()) {
@@ -249,7 +260,10 @@ fn describe_owners(start: u64, end: u64) {
                 efi::mem_type::CONVENTIONAL => " (free)",
                 _ => "",
             };
-            say(format_args!("  {s:#x}..{e:#x}: memory type {}{what}", d.ty.0));
+            say(format_args!(
+                "  {s:#x}..{e:#x}: memory type {}{what}",
+                d.ty.0
+            ));
         }
     }
 }
@@ -271,7 +285,9 @@ fn encryption_mask() -> Result<u64, Status> {
     };
     let Some(leaf) = paging::walk(&mut read, cr3(), levels, va, paging::table_addr_mask(top))
     else {
-        say(format_args!("the firmware's page tables do not map this image at {va:#x}"));
+        say(format_args!(
+            "the firmware's page tables do not map this image at {va:#x}"
+        ));
         return Err(Status::UNSUPPORTED);
     };
     let mask = paging::encryption_mask(leaf, va).map_err(|e| {
@@ -302,7 +318,9 @@ fn encryption_mask() -> Result<u64, Status> {
 fn cr3() -> u64 {
     let v: u64;
     // SAFETY: reading CR3 has no side effect.
-    unsafe { core::arch::asm!("mov {}, cr3", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        core::arch::asm!("mov {}, cr3", out(reg) v, options(nomem, nostack, preserves_flags))
+    };
     v
 }
 
@@ -310,7 +328,9 @@ fn cr3() -> u64 {
 fn cr4() -> u64 {
     let v: u64;
     // SAFETY: reading CR4 has no side effect.
-    unsafe { core::arch::asm!("mov {}, cr4", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        core::arch::asm!("mov {}, cr4", out(reg) v, options(nomem, nostack, preserves_flags))
+    };
     v
 }
 

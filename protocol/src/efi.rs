@@ -123,8 +123,8 @@ impl Handoff {
             });
         }
         if (self.desc_size as usize) < DESCRIPTOR_SIZE
-            || self.desc_size % 8 != 0
-            || self.memmap_size % self.desc_size != 0
+            || !self.desc_size.is_multiple_of(8)
+            || !self.memmap_size.is_multiple_of(self.desc_size)
         {
             return Err(HandoffError::BadMemoryMap {
                 size: self.memmap_size,
@@ -415,8 +415,8 @@ pub fn range_is_free(buf: &[u8], stride: usize, start: u64, end: u64) -> bool {
 /// blanks dropped).
 pub fn cmdline_from_load_options(options: &[u8], out: &mut [u8]) -> Option<usize> {
     let mut n = 0;
-    for pair in options.chunks_exact(2) {
-        let c = u16::from_le_bytes([pair[0], pair[1]]);
+    for pair in options.as_chunks::<2>().0 {
+        let c = u16::from_le_bytes(*pair);
         if c == 0 {
             break;
         }

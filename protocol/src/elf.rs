@@ -144,7 +144,7 @@ pub fn symbol(b: &[u8], name: &str) -> Result<Option<u64>, ElfError> {
         let syms = b
             .get(off..off.saturating_add(size))
             .ok_or(ElfError::Truncated)?;
-        for sym in syms.chunks_exact(SYM_SIZE) {
+        for sym in syms.as_chunks::<SYM_SIZE>().0 {
             let n = u32_at(sym, 0)? as usize;
             let Some(rest) = strtab.get(n..) else {
                 continue;

@@ -112,7 +112,7 @@ pub struct Layout {
 /// The hand-off state for `layout` with command line `cmdline`.
 pub fn build(layout: &Layout, cmdline: &[u8]) -> Result<Handoffs, String> {
     let m = layout.mem_size;
-    if m < MIN_MEM || m % FIRMWARE_AREA != 0 {
+    if m < MIN_MEM || !m.is_multiple_of(FIRMWARE_AREA) {
         return Err(format!(
             "the efi-handoff boot needs at least {} MiB of RAM in 2 MiB steps (got {} MiB)",
             MIN_MEM >> 20,
@@ -180,7 +180,7 @@ pub fn build(layout: &Layout, cmdline: &[u8]) -> Result<Handoffs, String> {
     }
     put(OFF_PML4, (fw + OFF_PDPT) | PTE_P | PTE_W | mask);
     put(OFF_PML5, (fw + OFF_PML4) | PTE_P | PTE_W | mask);
-    let cr3 = fw + if layout.la57 { OFF_PML5 } else { OFF_PML4 } | mask;
+    let cr3 = (fw + if layout.la57 { OFF_PML5 } else { OFF_PML4 }) | mask;
 
     // OVMF's GDT: null, ..., 0x30 flat data, 0x38 64-bit code.
     let mut gdt = vec![0u8; 0x40];
@@ -397,11 +397,8 @@ mod tests {
     fn memory(h: &Handoffs) -> HashMap<u64, u64> {
         let mut m = HashMap::new();
         for (gpa, bytes) in &h.writes {
-            for (i, c) in bytes.chunks_exact(8).enumerate() {
-                m.insert(
-                    gpa + 8 * i as u64,
-                    u64::from_le_bytes(c.try_into().unwrap()),
-                );
+            for (i, c) in bytes.as_chunks::<8>().0.iter().enumerate() {
+                m.insert(gpa + 8 * i as u64, u64::from_le_bytes(*c));
             }
         }
         m
