@@ -50,6 +50,18 @@ fn efi_app_with_kernel_option_under_ovmf() {
         "{}",
         text(&o)
     );
+    // The same cases skip, with the same reasons, as the kernel booted through PVH on the
+    // same machine: the UEFI path loses nothing.
+    let pvh = cvmprobe(&["run", "--vmm", "qemu", "--machine", "pc", "--accel", "tcg"]);
+    let skips = |o: &std::process::Output| -> Vec<String> {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| l.starts_with("SKIPPED "))
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(skips(&o), skips(&pvh), "{}\n{}", text(&o), text(&pvh));
+    assert_eq!(verdict_counts(&o), verdict_counts(&pvh));
 }
 
 #[test]
