@@ -519,4 +519,85 @@ mod tests {
         assert_eq!((r.rip, r.rdi, r.rflags & (1 << 9)), (0x10_1000, h.rdi, 0));
         assert_eq!(r.rsp % 16, 8);
     }
+
+    /// Starts a vCPU in the hand-off state with `code` at the entry; `None` without KVM.
+    fn run_at_entry(code: &[u8]) -> Option<crate::ExitReason> {
+        use crate::cpuid::Brand;
+        use std::sync::Arc;
+        use std::sync::atomic::AtomicBool;
+        use vm_memory::{Bytes, GuestAddress};
+        let kvm = match kvm_ioctls::Kvm::new() {
+            Ok(k) => k,
+            Err(e) if std::env::var("CVMPROBE_NO_KVM").as_deref() == Ok("1") => {
+                eprintln!("hand-off entry state: skipped: {e} (CVMPROBE_NO_KVM=1)");
+                return None;
+            }
+            Err(e) => panic!("KVM is needed: {e} (CVMPROBE_NO_KVM=1 skips)"),
+        };
+        let h = build(&layout(0, false, false), b"").unwrap();
+        let mem = crate::guest_memory(&h.ram, 64).unwrap();
+        for (gpa, b) in &h.writes {
+            mem.write_slice(b, GuestAddress(*gpa)).unwrap();
+        }
+        mem.write_slice(code, GuestAddress(h.rip)).unwrap();
+        let vm = kvm.create_vm().unwrap();
+        vm.set_tss_address(crate::TSS_ADDRESS).unwrap();
+        crate::map_memory(&vm, &mem, &[0]).unwrap();
+        let supported = crate::supported_cpuid(&kvm).unwrap();
+        let width =
+            crate::sim::address::AddressWidth::new(crate::cpuid::phys_bits(&supported)).unwrap();
+        let mut vcpu = crate::vcpu::Vcpu::create(
+            &vm,
+            supported,
+            crate::vcpu::VcpuSetup {
+                entry: h.rip,
+                brand: &Brand::for_run(),
+                platform: protocol::platform::PlatformKind::Legacy,
+                width,
+                forced_width: false,
+                breakpoint: None,
+                handoff: Some(&h),
+            },
+        )
+        .unwrap();
+        let mut host = crate::simulated::Host::Legacy;
+        let mut machine = crate::machine::Machine::legacy(mem.clone(), 1);
+        let mut stats = crate::ExitStats::default();
+        crate::kick::install().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let watchdog =
+            crate::kick::Watchdog::start(std::time::Duration::from_secs(10), stop.clone()).unwrap();
+        let exit = crate::vcpu::run(
+            &mut vcpu,
+            &mut machine,
+            &mut host,
+            None,
+            &mut stats,
+            &stop,
+            &mut |_| {},
+        )
+        .unwrap();
+        drop(watchdog);
+        Some(exit)
+    }
+
+    /// The hand-off state is usable (64-bit code at the entry runs: the block's GPA in RDI
+    /// reaches the exit port), and its IDT is empty: an exception at the entry cannot be
+    /// delivered, so the VM shuts down. That is what makes the kernel's runs under it proof that
+    /// nothing faults before the kernel's own IDT.
+    #[test]
+    fn the_entry_state_runs_64_bit_code_and_has_no_exception_handler() {
+        // mov eax, edi (low bits of the block's GPA, nonzero); out 0xf4, eax
+        let Some(exit) = run_at_entry(&[0x89, 0xf8, 0xe7, 0xf4]) else {
+            return;
+        };
+        let h = build(&layout(0, false, false), b"").unwrap();
+        assert_eq!(exit, crate::ExitReason::GuestExit(h.rdi as u32));
+        // ud2
+        let exit = run_at_entry(&[0x0f, 0x0b]).unwrap();
+        assert!(
+            matches!(exit, crate::ExitReason::Shutdown { .. }),
+            "an exception with an empty IDT is a triple fault: {exit}"
+        );
+    }
 }
