@@ -18,7 +18,7 @@ use std::time::Duration;
 pub struct BenchOptions {
     /// Runs per start-to-verdict figure (at least 5).
     pub runs: usize,
-    /// Also boot the BIOS and UEFI images (about two minutes on an emulated host).
+    /// Also boot the BIOS and ESP images (about two minutes on an emulated host).
     pub images: bool,
     /// The QEMU binary.
     pub qemu: std::path::PathBuf,
@@ -72,6 +72,7 @@ fn request(mode: Option<&str>, append: &[String]) -> RunRequest {
         progress: false,
         phys_bits: None,
         kvm: protocol::kvm::KvmProfile::Current,
+        builtin_boot: vmm::Boot::Pvh,
     }
 }
 
@@ -96,6 +97,7 @@ fn vm_config(
         hostile: None,
         phys_bits: None,
         kvm: req.kvm,
+        boot: vmm::Boot::Pvh,
     }
 }
 
@@ -333,7 +335,7 @@ pub fn run_all(kernel: &Path, opts: &BenchOptions) -> BenchReport {
     let q_full = repeat(runs, || qemu_once(&pvh, Boot::Pvh, None, app));
     row(&mut out, "QEMU PVH microvm/kvm, full legacy suite", &q_full);
     if opts.images {
-        let made = images::template(false).map_err(|e| e.to_string());
+        let made = images::template().map_err(|e| e.to_string());
         let image_run = |cfg: &QemuConfig, boot| {
             made.clone()
                 .and_then(|_| repeat(runs, || qemu_once(cfg, boot, None, app)))
@@ -344,9 +346,13 @@ pub fn run_all(kernel: &Path, opts: &BenchOptions) -> BenchReport {
         let bios_kvm = base(Machine::Pc, Accel::Kvm, Boot::Bios);
         let s = image_run(&bios_kvm, Boot::Bios);
         row(&mut out, "QEMU BIOS image pc/kvm, full suite", &s);
-        let uefi = base(Machine::Pc, Accel::Tcg, Boot::Uefi);
-        let s = image_run(&uefi, Boot::Uefi);
-        row(&mut out, "QEMU UEFI image pc/tcg (OVMF), full suite", &s);
+        let esp = base(Machine::Pc, Accel::Tcg, Boot::Esp);
+        let s = repeat(runs, || qemu_once(&esp, Boot::Esp, None, app));
+        row(
+            &mut out,
+            "QEMU ESP image (cvmprobe.efi) pc/tcg (OVMF), full suite",
+            &s,
+        );
     }
 
     let all_micro: Vec<(PlatformKind, Figure<Vec<Micro>>)> = PlatformKind::ALL

@@ -131,11 +131,13 @@ pub struct RunArgs {
     /// TDX and SEV-ES hosts; `all` runs the three in turn.
     #[arg(long, value_enum, default_value = "legacy")]
     pub platform: PlatformArg,
-    /// How the guest boots: the ELF through PVH, or the BIOS/UEFI disk image through firmware
-    /// (QEMU `-M pc`).
+    /// How the guest boots: the ELF through PVH; the BIOS/UEFI disk image through firmware
+    /// (QEMU `-M pc`); cvmprobe.efi through OVMF with -kernel (efi) or from an ESP image (esp);
+    /// or the built-in VMM's rebuild of the firmware's UEFI hand-off (efi-handoff).
     #[arg(long, value_enum, default_value = "pvh")]
     pub boot: Boot,
-    /// OVMF code file for --boot uefi (the variable store is the sibling OVMF_VARS file).
+    /// OVMF code file for --boot uefi|efi|esp (the variable store is the sibling OVMF_VARS
+    /// file); with --confidential the firmware given to `-bios` (TDVF, the SEV OVMF).
     #[arg(long, value_name = "PATH")]
     pub ovmf: Option<PathBuf>,
     /// Accelerator for QEMU (default: kvm when /dev/kvm opens, else tcg). Implies --vmm qemu.
@@ -181,6 +183,13 @@ pub struct RunArgs {
     /// shared bit / C-bit below it (tdx-sim GPAW = N below 48, non-architectural).
     #[arg(long, value_name = "N", value_parser = parse_phys_bits)]
     pub phys_bits: Option<u8>,
+    /// With --vmm qemu: boot cvmprobe.efi as a real TD (tdx) or SEV-ES guest with QEMU's
+    /// documented command line; the host is checked first and what it lacks is named (exit 2).
+    #[arg(long, value_enum, requires = "vmm")]
+    pub confidential: Option<crate::confidential::Confidential>,
+    /// With --confidential: print the QEMU command line and the host check, start nothing.
+    #[arg(long, requires = "confidential")]
+    pub dry_run: bool,
 }
 
 /// Options of `list`.
@@ -304,6 +313,33 @@ mod tests {
                 "{bad}"
             );
         }
+        let c = Cli::try_parse_from(["cvmprobe", "--boot", "uefi"]).unwrap();
+        assert_eq!(
+            c.run.boot,
+            crate::qemu::Boot::Esp,
+            "uefi is the ESP image's older name"
+        );
+        let c = Cli::try_parse_from(["cvmprobe", "--boot", "efi-handoff"]).unwrap();
+        assert_eq!(c.run.boot, crate::qemu::Boot::EfiHandoff);
+        let c = Cli::try_parse_from([
+            "cvmprobe",
+            "run",
+            "--vmm",
+            "qemu",
+            "--confidential",
+            "sev-es",
+            "--dry-run",
+        ])
+        .unwrap();
+        let Some(Command::Run(r)) = c.command else {
+            panic!("run")
+        };
+        assert_eq!(
+            (r.confidential, r.dry_run),
+            (Some(crate::confidential::Confidential::SevEs), true)
+        );
+        assert!(Cli::try_parse_from(["cvmprobe", "--confidential", "tdx"]).is_err());
+        assert!(Cli::try_parse_from(["cvmprobe", "--dry-run"]).is_err());
         let c = Cli::try_parse_from(["cvmprobe", "parse", "-"]).unwrap();
         assert!(matches!(c.command, Some(Command::Parse(_))));
     }

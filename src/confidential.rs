@@ -22,7 +22,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// The confidential platform to boot on a real host.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Confidential {
     /// Intel TDX: a TD through TDVF.
     Tdx,
@@ -417,6 +417,136 @@ pub fn sev_bits(facts: &HostFacts) -> ((u8, u8), Option<&'static str>) {
             ),
         ),
     }
+}
+
+/// Guest RAM for a confidential guest (TDVF and OVMF want more than the kernel).
+pub const MEM_MIB: u64 = 256;
+
+/// `cvmprobe run --vmm qemu --confidential tdx|sev-es [--dry-run] [--ovmf PATH]`: checks the
+/// host, then boots `cvmprobe.efi` in a TD or an SEV-ES guest with [`qemu_args`] and reads the
+/// verdict as any QEMU run. A host that lacks something is an error naming every missing piece
+/// (exit 2) and nothing starts; `--dry-run` prints the command line and the check instead.
+pub fn cmd_run(a: &crate::cli::RunArgs, kind: Confidential) -> anyhow::Result<bool> {
+    use crate::cli::{PlatformArg, VmmArg};
+    use anyhow::bail;
+    if a.vmm != Some(VmmArg::Qemu) {
+        bail!("--confidential boots a real TD or SEV-ES guest under QEMU: add --vmm qemu");
+    }
+    if a.platform != PlatformArg::Legacy {
+        bail!(
+            "--platform selects the built-in VMM's simulated hosts; on a real host the platform \
+             is --confidential {}",
+            kind.name()
+        );
+    }
+    if !matches!(a.boot, crate::qemu::Boot::Pvh | crate::qemu::Boot::Efi) {
+        bail!(
+            "--confidential always boots cvmprobe.efi with -kernel (QEMU starts confidential \
+             guests only through firmware): drop --boot {}",
+            a.boot.name()
+        );
+    }
+    if a.machine.is_some() || a.accel.is_some() || a.phys_bits.is_some() || a.hostile.is_some() {
+        bail!(
+            "--confidential takes QEMU's documented machine (q35, -accel kvm, -cpu host): drop \
+             --machine, --accel, --phys-bits and --hostile"
+        );
+    }
+    let facts = HostFacts::read(kind, &a.qemu, a.ovmf.as_deref());
+    let missing = check(kind, &facts);
+    let (sev, sev_note) = sev_bits(&facts);
+    let req = crate::run::RunRequest {
+        platform: kind.platform(),
+        filter: a.filter.clone(),
+        extra_cmdline: a.append.clone(),
+        timeout: a.timeout,
+        verbose: a.verbose,
+        progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        phys_bits: None,
+        // Only the built-in VMM's sims play a KVM release; a real host's guest reports the
+        // release each answer matches (no `cvmprobe.kvm=` reaches it).
+        kvm: protocol::kvm::KvmProfile::Current,
+        builtin_boot: vmm::Boot::Pvh,
+    };
+    let firmware = facts
+        .firmware
+        .clone()
+        .or_else(|| a.ovmf.clone())
+        .unwrap_or_else(|| PathBuf::from(kind.firmware_candidates()[0]));
+    let plan = QemuPlan {
+        firmware,
+        payload: PathBuf::from(crate::efi_images::EFI_APP),
+        // No brand key: with `-cpu host` the brand string is the host's, so
+        // cpuid.brand_string skips with the reason.
+        cmdline: crate::run::kernel_cmdline(&req),
+        sev_bits: if kind == Confidential::SevEs {
+            sev
+        } else {
+            (0, 0)
+        },
+        mem_mib: MEM_MIB,
+    };
+    let args = qemu_args(kind, &plan);
+    if a.dry_run {
+        println!("{}", shell_line(&a.qemu, &args));
+        if missing.is_empty() {
+            println!(
+                "# host check: this host has everything a {} guest needs",
+                kind.name()
+            );
+        }
+        for m in &missing {
+            println!("# host check: missing: {m}");
+        }
+        if kind == Confidential::SevEs
+            && let Some(n) = sev_note
+        {
+            println!("# note: {n}");
+        }
+        return Ok(true);
+    }
+    if !missing.is_empty() {
+        let list: Vec<String> = missing.iter().map(|m| format!("  - {m}")).collect();
+        bail!(
+            "this host cannot start {}, so nothing was started. Missing:\n{}\n(`--dry-run` \
+             prints the QEMU command line anyway)",
+            match kind {
+                Confidential::Tdx => "a TD (Intel TDX)",
+                Confidential::SevEs => "an AMD SEV-ES guest",
+            },
+            list.join("\n")
+        );
+    }
+    crate::efi_images::app()?;
+    let cfg = crate::qemu::QemuConfig {
+        binary: a.qemu.clone(),
+        machine: crate::qemu::Machine::Pc,
+        accel: crate::qemu::Accel::Kvm,
+        media: crate::qemu::Media::Raw { args },
+        cmdline: plan.cmdline.clone(),
+        brand: String::new(),
+        mem_mib: MEM_MIB,
+    };
+    eprintln!(
+        "cvmprobe: booting cvmprobe.efi as a {} guest: {}",
+        kind.name(),
+        cfg.shell_line()
+    );
+    let mut result = crate::run::run_qemu(&req, &cfg)?;
+    result.summary.environment = format!("qemu q35/kvm, {} guest, cvmprobe.efi", kind.name());
+    print!(
+        "{}",
+        result
+            .summary
+            .render(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+    );
+    if let Some(p) = &a.junit {
+        let mut f = std::fs::File::create(p)
+            .map_err(|e| anyhow::anyhow!("cannot create the JUnit file {}: {e}", p.display()))?;
+        crate::junit::write_junit(&mut f, "cvmprobe", &result.summary.junit_cases())
+            .map_err(|e| anyhow::anyhow!("cannot write the JUnit file {}: {e}", p.display()))?;
+    }
+    Ok(result.summary.passed())
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! - [`bench`]: `cvmprobe bench`.
 //! - [`cli`]: command-line definitions.
 //! - [`confidential`]: QEMU command lines and host checks for real TDX / SEV-ES hosts.
+//! - [`efi_images`]: `cvmprobe.efi` and its ESP image.
 //! - [`qemu`]: QEMU command line and runs with a timeout.
 //! - [`hostile`]: the verdict of a run under a hostile host, and `cvmprobe fuzz-host`.
 //! - [`images`]: the BIOS/UEFI disk images and their per-run command line.
@@ -15,6 +16,7 @@
 pub mod bench;
 pub mod cli;
 pub mod confidential;
+pub mod efi_images;
 pub mod hostile;
 pub mod images;
 pub mod junit;

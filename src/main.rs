@@ -90,6 +90,9 @@ fn check_filter(f: &str) -> Result<()> {
 
 fn cmd_run(a: &RunArgs) -> Result<bool> {
     check_filter(&a.filter)?;
+    if let Some(kind) = a.confidential {
+        return cvmprobe::confidential::cmd_run(a, kind);
+    }
     for t in &a.append {
         if t.split_whitespace().count() != 1 {
             bail!("--append `{t}`: one KEY=VALUE token without spaces, please");
@@ -111,6 +114,10 @@ fn cmd_run(a: &RunArgs) -> Result<bool> {
         progress: std::io::stderr().is_terminal(),
         phys_bits: a.phys_bits,
         kvm: a.kvm.unwrap_or(protocol::kvm::KvmProfile::Current),
+        builtin_boot: match a.boot {
+            Boot::EfiHandoff => vmm::Boot::EfiHandoff(Default::default()),
+            _ => vmm::Boot::Pvh,
+        },
     };
     if let Some(k) = a.kvm
         && !k.has_tdx()
@@ -143,16 +150,17 @@ fn cmd_run(a: &RunArgs) -> Result<bool> {
             or_none(cvmprobe::images::BIOS_IMAGE)
         );
         eprintln!(
-            "cvmprobe: UEFI image: {}",
-            or_none(cvmprobe::images::UEFI_IMAGE)
+            "cvmprobe: UEFI application: {} (the ESP image is made per run)",
+            cvmprobe::efi_images::EFI_APP
         );
     }
-    let qemu_flags = a.machine.is_some() || a.accel.is_some() || a.boot != Boot::Pvh;
+    let qemu_flags = a.machine.is_some() || a.accel.is_some() || a.boot.needs_qemu();
     let simulated = a.platform != PlatformArg::Legacy;
     if simulated && (qemu_flags || a.vmm == Some(VmmArg::Qemu)) {
         bail!(
             "--platform {}: the simulated TDX and SEV-ES hosts live in the built-in VMM; QEMU \
-             (--vmm qemu, --machine, --accel, --boot bios|uefi) runs the legacy platform only",
+             (--vmm qemu, --machine, --accel, --boot bios|efi|esp) runs the legacy platform \
+             only (--boot efi-handoff runs the built-in VMM's UEFI hand-off on any platform)",
             a.platform
                 .to_possible_value()
                 .map_or("?".into(), |v| v.get_name().to_string())
@@ -166,7 +174,7 @@ fn cmd_run(a: &RunArgs) -> Result<bool> {
         Some(VmmArg::Builtin) => {
             if qemu_flags {
                 bail!(
-                    "--machine, --accel and --boot bios|uefi are QEMU options: drop them, or use --vmm qemu"
+                    "--machine, --accel and --boot bios|efi|esp are QEMU options: drop them, or use --vmm qemu"
                 );
             }
             true
@@ -181,6 +189,12 @@ fn cmd_run(a: &RunArgs) -> Result<bool> {
             }
         },
     };
+    if a.boot == Boot::EfiHandoff && !use_builtin {
+        bail!(
+            "--boot efi-handoff is the built-in VMM's rebuild of the firmware's hand-off; under \
+             QEMU use --boot efi or --boot esp (cvmprobe.efi through OVMF)"
+        );
+    }
     if a.hostile.is_some() && !use_builtin {
         bail!("--hostile needs the built-in VMM (drop --vmm qemu)");
     }
@@ -230,12 +244,12 @@ fn cmd_run(a: &RunArgs) -> Result<bool> {
         return finish_all(&results, a.junit.as_deref());
     }
     let machine = match (a.machine, a.boot) {
-        (Some(Machine::Microvm), Boot::Bios | Boot::Uefi) => bail!(
+        (Some(Machine::Microvm), Boot::Bios | Boot::Efi | Boot::Esp) => bail!(
             "--boot {} needs firmware and a disk: use --machine pc (the default for disk images)",
             a.boot.name()
         ),
         (Some(m), _) => m,
-        (None, Boot::Pvh) => Machine::Microvm,
+        (None, Boot::Pvh | Boot::EfiHandoff) => Machine::Microvm,
         (None, _) => Machine::Pc,
     };
     let auto_accel = a.accel.is_none();
@@ -257,8 +271,11 @@ fn cmd_run(a: &RunArgs) -> Result<bool> {
                 qemu::Media::Pvh { kernel } => format!("{} (PVH)", kernel.display()),
                 qemu::Media::Bios { .. } =>
                     format!("the BIOS image {}", cvmprobe::images::BIOS_IMAGE),
-                qemu::Media::Uefi { .. } =>
-                    format!("the UEFI image {}", cvmprobe::images::UEFI_IMAGE),
+                qemu::Media::Efi { app, esp: None, .. } =>
+                    format!("{} (-kernel, OVMF)", app.display()),
+                qemu::Media::Efi { esp: Some(d), .. } =>
+                    format!("the ESP image {} (OVMF)", d.display()),
+                qemu::Media::Raw { .. } => "the confidential guest".to_string(),
             },
             cfg.machine.name(),
             accel.name(),
@@ -489,6 +506,7 @@ fn cmd_fuzz_host(a: &FuzzHostArgs) -> Result<bool> {
                         progress: false,
                         phys_bits: a.phys_bits,
                         kvm: a.kvm.unwrap_or(protocol::kvm::KvmProfile::Current),
+                        builtin_boot: vmm::Boot::Pvh,
                     };
                     let cfg = vmm::sim::hostile::HostileConfig {
                         seed,

@@ -54,8 +54,15 @@ pub enum Boot {
     Pvh,
     /// The BIOS disk image through SeaBIOS (`-M pc`).
     Bios,
-    /// The UEFI disk image through OVMF (`-M pc`, pflash firmware).
-    Uefi,
+    /// `cvmprobe.efi` through OVMF with `-kernel` (the command line as its load options).
+    Efi,
+    /// The UEFI disk image: `cvmprobe.efi` on a FAT ESP image through OVMF (`-M pc`, pflash
+    /// firmware; the command line in `cmdline.txt`). `uefi` is its older name.
+    #[value(alias = "uefi")]
+    Esp,
+    /// Built-in VMM: the kernel's UEFI hand-off entry, from the state firmware leaves after
+    /// ExitBootServices, rebuilt without firmware (`vmm::boot_efi`).
+    EfiHandoff,
 }
 
 impl Boot {
@@ -64,8 +71,20 @@ impl Boot {
         match self {
             Boot::Pvh => "pvh",
             Boot::Bios => "bios",
-            Boot::Uefi => "uefi",
+            Boot::Efi => "efi",
+            Boot::Esp => "esp",
+            Boot::EfiHandoff => "efi-handoff",
         }
+    }
+
+    /// Whether only QEMU boots this way (everything but PVH and the built-in VMM's hand-off).
+    pub fn needs_qemu(self) -> bool {
+        !matches!(self, Boot::Pvh | Boot::EfiHandoff)
+    }
+
+    /// Whether this boot goes through UEFI firmware (OVMF).
+    pub fn uses_ovmf(self) -> bool {
+        matches!(self, Boot::Efi | Boot::Esp)
     }
 }
 
@@ -82,14 +101,22 @@ pub enum Media {
         /// The image (a per-run copy).
         disk: PathBuf,
     },
-    /// A UEFI disk image with OVMF.
-    Uefi {
-        /// The image (a per-run copy).
-        disk: PathBuf,
+    /// `cvmprobe.efi` with OVMF: given with `-kernel`, or on an ESP image (`esp`).
+    Efi {
+        /// The application.
+        app: PathBuf,
+        /// The ESP image holding it (`--boot esp`); `None`: `-kernel` and `-append`.
+        esp: Option<PathBuf>,
         /// OVMF code (read-only pflash).
         code: PathBuf,
         /// A private copy of the OVMF variable store.
         vars: PathBuf,
+    },
+    /// A command line built elsewhere, used as it is (`--confidential`: QEMU's documented
+    /// lines for a TD or an SEV-ES guest, `crate::confidential::qemu_args`).
+    Raw {
+        /// The arguments after the binary.
+        args: Vec<String>,
     },
 }
 
@@ -126,12 +153,15 @@ impl QemuConfig {
             },
             cmdline: String::new(),
             brand: String::new(),
-            mem_mib: if boot == Boot::Uefi { 256 } else { 64 },
+            mem_mib: if boot.uses_ovmf() { 256 } else { 64 },
         }
     }
 
     /// The argument list after the binary.
     pub fn args(&self) -> Vec<String> {
+        if let Media::Raw { args } = &self.media {
+            return args.clone();
+        }
         let mut a: Vec<String> = vec![
             "-M".into(),
             self.machine.name().into(),
@@ -163,16 +193,32 @@ impl QemuConfig {
                 "-drive".into(),
                 format!("format=raw,file={}", disk.display()),
             ]),
-            Media::Uefi { disk, code, vars } => a.extend([
-                "-vga".into(),
-                "std".into(),
-                "-drive".into(),
-                format!("if=pflash,format=raw,readonly=on,file={}", code.display()),
-                "-drive".into(),
-                format!("if=pflash,format=raw,file={}", vars.display()),
-                "-drive".into(),
-                format!("format=raw,file={}", disk.display()),
-            ]),
+            Media::Efi {
+                app,
+                esp,
+                code,
+                vars,
+            } => {
+                a.extend([
+                    "-drive".into(),
+                    format!("if=pflash,format=raw,readonly=on,file={}", code.display()),
+                    "-drive".into(),
+                    format!("if=pflash,format=raw,file={}", vars.display()),
+                ]);
+                match esp {
+                    Some(disk) => a.extend([
+                        "-drive".into(),
+                        format!("format=raw,file={}", disk.display()),
+                    ]),
+                    None => a.extend([
+                        "-kernel".into(),
+                        app.display().to_string(),
+                        "-append".into(),
+                        self.cmdline.clone(),
+                    ]),
+                }
+            }
+            Media::Raw { .. } => {}
         }
         a.extend([
             "-device".into(),

@@ -32,6 +32,8 @@ pub struct RunRequest {
     pub phys_bits: Option<u8>,
     /// `vmm::VmConfig::kvm`.
     pub kvm: protocol::kvm::KvmProfile,
+    /// Built-in VMM: how the kernel starts (PVH, or the rebuilt UEFI hand-off).
+    pub builtin_boot: vmm::Boot,
 }
 
 /// Everything a run produced.
@@ -210,15 +212,27 @@ pub fn prepare_qemu(
         qemu::Boot::Pvh => {}
         qemu::Boot::Bios => {
             let disk = workdir.join("cvmprobe-bios.img");
-            crate::images::patched_copy(&crate::images::template(false)?, &c, &disk)?;
+            crate::images::patched_copy(&crate::images::template()?, &c, &disk)?;
             cfg.media = qemu::Media::Bios { disk };
         }
-        qemu::Boot::Uefi => {
+        qemu::Boot::Efi | qemu::Boot::Esp => {
             let (code, vars) = crate::images::ovmf(ovmf, workdir)?;
-            let disk = workdir.join("cvmprobe-uefi.img");
-            crate::images::patched_copy(&crate::images::template(true)?, &c, &disk)?;
-            cfg.media = qemu::Media::Uefi { disk, code, vars };
+            let app = crate::efi_images::app()?;
+            let esp = if boot == qemu::Boot::Esp {
+                let disk = workdir.join("cvmprobe-esp.img");
+                crate::efi_images::esp_image(&app, &c, &disk)?;
+                Some(disk)
+            } else {
+                None
+            };
+            cfg.media = qemu::Media::Efi {
+                app,
+                esp,
+                code,
+                vars,
+            };
         }
+        qemu::Boot::EfiHandoff => return Err(crate::images::ImageError::NotQemu(boot.name())),
     }
     cfg.cmdline = c;
     cfg.brand = brand;
@@ -271,7 +285,9 @@ pub fn run_qemu(req: &RunRequest, cfg: &QemuConfig) -> Result<RunResult, qemu::Q
     let boot = match cfg.media {
         qemu::Media::Pvh { .. } => "pvh",
         qemu::Media::Bios { .. } => "bios",
-        qemu::Media::Uefi { .. } => "uefi",
+        qemu::Media::Efi { esp: None, .. } => "efi",
+        qemu::Media::Efi { esp: Some(_), .. } => "esp",
+        qemu::Media::Raw { .. } => "confidential",
     };
     summary.environment = format!("qemu {}/{}, {boot}", cfg.machine.name(), cfg.accel.name());
     summary.wall = Some(r.wall);
@@ -305,6 +321,7 @@ pub fn run_builtin_with(
         hostile,
         phys_bits: req.phys_bits,
         kvm: req.kvm,
+        boot: req.builtin_boot,
     };
     let total = expected(req).len();
     let mut progress = Progress::new(total, req.progress, req.verbose);
@@ -339,6 +356,9 @@ pub fn run_builtin_with(
     );
     if req.platform != PlatformKind::Legacy {
         summary.environment += &format!(", answers of KVM {}", req.kvm.name());
+    }
+    if req.builtin_boot != vmm::Boot::Pvh {
+        summary.environment += &format!(", {}", req.builtin_boot.name());
     }
     if let Some(note) = &report.width_note {
         summary.environment += &format!(" ({note})");

@@ -11,6 +11,9 @@
 //! - [`conformance`]: the raw GHCI/GHCB conformance cases (request, KVM's answer, source)
 //!   and the checker the guest and the host tests share.
 //! - [`cmdline`]: the kernel command-line keys (`cvmprobe.filter=...`) and their parser.
+//! - [`efi`]: the UEFI hand-off block and the firmware memory map it carries.
+//! - [`elf`]: the PT_LOAD segments and symbols of the kernel ELF (for the UEFI loader).
+//! - [`paging`]: page-table entries with a C-bit / shared bit, and a page walk.
 //! - [`decode`]: the x86-64 decoder of the `MOV` forms the guest's MMIO emulation handles.
 //! - [`kvm`]: KVM's hypercall numbers, error values and PV feature bits.
 //! - [`ktap`]: the KTAP v1 line vocabulary the guest prints and the host reads.
@@ -32,12 +35,15 @@ pub mod catalog;
 pub mod cmdline;
 pub mod conformance;
 pub mod decode;
+pub mod efi;
+pub mod elf;
 pub mod exit;
 pub mod ghcb;
 pub mod ktap;
 pub mod kvm;
 pub mod kvm_para;
 pub mod memslot;
+pub mod paging;
 pub mod platform;
 pub mod qemu_devices;
 pub mod tdx;

@@ -25,6 +25,7 @@
 //! ```
 
 mod boot;
+pub mod boot_efi;
 pub mod cpuid;
 pub mod devices;
 mod error;
@@ -91,6 +92,32 @@ pub struct VmConfig {
     /// The KVM release the simulated platforms answer as ([`sim::profile`]); the guest is
     /// told it (`cvmprobe.kvm=`) and expects exactly its answers in the conformance suites.
     pub kvm: protocol::kvm::KvmProfile,
+    /// How the kernel starts: its PVH entry, or the UEFI firmware's hand-off state
+    /// ([`boot_efi`]).
+    pub boot: Boot,
+}
+
+/// How the built-in VMM starts the kernel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Boot {
+    /// The PVH entry (32-bit, paging off, `hvm_start_info`).
+    #[default]
+    Pvh,
+    /// The state UEFI firmware and `cvmprobe.efi` leave after ExitBootServices, rebuilt
+    /// ([`boot_efi`]): 64-bit mode under firmware identity tables, the hand-off block in RDI,
+    /// an empty IDT.
+    EfiHandoff(boot_efi::HandoffOptions),
+}
+
+impl Boot {
+    /// `pvh`, `efi-handoff` or `efi-handoff-la57`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Boot::Pvh => "pvh",
+            Boot::EfiHandoff(o) if o.la57 => "efi-handoff-la57",
+            Boot::EfiHandoff(_) => "efi-handoff",
+        }
+    }
 }
 
 /// The name of the platform the built-in VMM presents for `p`: `legacy`, `tdx-sim`,
@@ -116,6 +143,7 @@ impl VmConfig {
             hostile: None,
             phys_bits: None,
             kvm: protocol::kvm::KvmProfile::Current,
+            boot: Boot::Pvh,
         }
     }
 
@@ -565,6 +593,18 @@ fn map_memory(vm: &VmFd, mem: &GuestMemoryMmap, aliases: &[u64]) -> Result<(), V
     Ok(())
 }
 
+/// Guest RAM made of `ranges` (`[start, end)` GPAs), one vm-memory region each.
+fn guest_memory(ranges: &[(u64, u64)], mib: u64) -> Result<GuestMemoryMmap, VmmError> {
+    let r: Vec<_> = ranges
+        .iter()
+        .map(|&(s, e)| (GuestAddress(s), (e - s) as usize))
+        .collect();
+    GuestMemoryMmap::<()>::from_ranges(&r).map_err(|e| VmmError::GuestMemory {
+        mib,
+        reason: e.to_string(),
+    })
+}
+
 /// KVM slot number of the memslot scenario's page (after the RAM slots and their aliases).
 const MEMSLOT_SLOT: u32 = 8;
 
@@ -626,13 +666,6 @@ pub fn run(cfg: &VmConfig, serial_out: &mut dyn FnMut(&[u8])) -> Result<RunRepor
     let kvm = open_kvm()?;
 
     let mem_size = cfg.mem_mib << 20;
-    let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), mem_size as usize)]).map_err(
-        |e| VmmError::GuestMemory {
-            mib: cfg.mem_mib,
-            reason: e.to_string(),
-        },
-    )?;
-    let entry = boot::load_kernel(&mem, &cfg.kernel)?;
     let trap = simulated::trap_sites(&cfg.kernel, cfg.platform)?;
     let supported = supported_cpuid(&kvm)?;
     let width = address_width(cfg.phys_bits, cpuid::phys_bits(&supported))?;
@@ -650,7 +683,18 @@ pub fn run(cfg: &VmConfig, serial_out: &mut dyn FnMut(&[u8])) -> Result<RunRepor
         ),
     };
     let cmdline = boot::cmdline(&base, &brand, sim_bits)?;
-    boot::write_boot_info(&mem, mem_size, &cmdline)?;
+    let (mem, entry, handoff) = match cfg.boot {
+        Boot::Pvh => {
+            let mem = guest_memory(&[(0, mem_size)], cfg.mem_mib)?;
+            let entry = boot::load_kernel(&mem, &cfg.kernel)?;
+            boot::write_boot_info(&mem, mem_size, &cmdline)?;
+            (mem, entry, None)
+        }
+        Boot::EfiHandoff(opts) => {
+            let (mem, h) = boot_efi::prepare(cfg, &supported, width, mem_size, &cmdline, opts)?;
+            (mem, h.rip, Some(h))
+        }
+    };
 
     let seed = cfg.seed.unwrap_or_else(random_seed);
     let vm = Arc::new(kvm.create_vm().map_err(VmmError::kvm("KVM_CREATE_VM"))?);
@@ -670,6 +714,7 @@ pub fn run(cfg: &VmConfig, serial_out: &mut dyn FnMut(&[u8])) -> Result<RunRepor
             width,
             forced_width: forced.is_some(),
             breakpoint: trap,
+            handoff: handoff.as_ref(),
         },
     )?;
     let (tamper, lie_log): (Box<dyn sim::Tamper>, _) = match cfg.hostile {
@@ -685,6 +730,12 @@ pub fn run(cfg: &VmConfig, serial_out: &mut dyn FnMut(&[u8])) -> Result<RunRepor
     };
     let mut host = simulated::Host::for_kvm(cfg.platform, trap, tamper, width, cfg.kvm)
         .map_err(|e| VmmError::Config(e.to_string()))?;
+    if let (Some(h), simulated::Host::SevEs { model, .. }) = (&handoff, &mut host) {
+        // The firmware registered its own GHCB: the MSR holds its GPA at the hand-off.
+        model
+            .msr_write(protocol::ghcb::MSR_GHCB, h.firmware_ghcb)
+            .map_err(|e| VmmError::Config(format!("firmware GHCB MSR: {e:?}")))?;
+    }
     // sev-es-sim checks the GHCB's mapping at every GHCB-page request (and the hostile host
     // watches the guest's reads of it).
     host.set_ghcb_va(simulated::ghcb_address(&cfg.kernel, cfg.platform)?);

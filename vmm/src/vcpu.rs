@@ -312,6 +312,8 @@ pub struct VcpuSetup<'a> {
     /// The simulated platforms' TDCALL or VMGEXIT and raw CPUID, armed as hardware
     /// breakpoints 0 and 1.
     pub breakpoint: Option<crate::simulated::TrapSites>,
+    /// The UEFI hand-off state to start in (`efi-handoff` boot) instead of the PVH entry.
+    pub handoff: Option<&'a crate::boot_efi::Handoffs>,
 }
 
 impl Vcpu {
@@ -326,6 +328,7 @@ impl Vcpu {
             width,
             forced_width,
             breakpoint,
+            handoff,
         } = setup;
         let mut fd = vm
             .create_vcpu(0)
@@ -351,15 +354,21 @@ impl Vcpu {
             PlatformKind::Legacy | PlatformKind::SevEs => APIC_BASE_VALUE,
         };
         ensure_apic_base(&fd, apic_base)?;
-        let mut sregs = pvh_sregs(fd.get_sregs().map_err(VmmError::kvm("KVM_GET_SREGS"))?);
-        if platform == PlatformKind::Tdx {
-            // The TDX module enters a TD with long mode already enabled.
-            sregs.efer = crate::sim::raw::TDX_INITIAL_EFER;
-        }
+        let sregs = fd.get_sregs().map_err(VmmError::kvm("KVM_GET_SREGS"))?;
+        let (sregs, regs) = match handoff {
+            Some(h) => (crate::boot_efi::sregs(h, sregs), crate::boot_efi::regs(h)),
+            None => {
+                let mut sregs = pvh_sregs(sregs);
+                if platform == PlatformKind::Tdx {
+                    // The TDX module enters a TD with long mode already enabled.
+                    sregs.efer = crate::sim::raw::TDX_INITIAL_EFER;
+                }
+                (sregs, pvh_regs(entry))
+            }
+        };
         fd.set_sregs(&sregs)
             .map_err(VmmError::kvm("KVM_SET_SREGS"))?;
-        fd.set_regs(&pvh_regs(entry))
-            .map_err(VmmError::kvm("KVM_SET_REGS"))?;
+        fd.set_regs(&regs).map_err(VmmError::kvm("KVM_SET_REGS"))?;
         if let Some(sites) = breakpoint {
             fd.set_guest_debug(&crate::simulated::breakpoint(sites, false))
                 .map_err(VmmError::kvm("KVM_SET_GUEST_DEBUG"))?;
@@ -1511,6 +1520,7 @@ mod tests {
                 width,
                 forced_width: false,
                 breakpoint: sites,
+                handoff: None,
             },
         )
         .unwrap();

@@ -293,3 +293,11 @@ pub fn cli_hlt_loop() -> ! {
         unsafe { asm!("cli", "hlt", options(nomem, nostack)) };
     }
 }
+
+/// CLFLUSH of the cache line holding `va`: written back if dirty, then invalidated (used when
+/// a page turns from private to shared on SEV).
+#[inline(always)]
+pub fn clflush(va: u64) {
+    // SAFETY: CLFLUSH of a mapped address changes no architectural state but the cache.
+    unsafe { asm!("clflush ({0})", in(reg) va, options(att_syntax, nostack, preserves_flags)) };
+}

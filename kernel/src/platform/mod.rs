@@ -128,7 +128,21 @@ pub fn init(params: &BootParams) -> (PlatformKind, Result<(), HostError>) {
                     protocol::ghcb::TERM_PROTOCOL_UNSUPPORTED,
                 ),
             };
-            if params.path == BootPath::Pvh {
+            if params.path == BootPath::Efi {
+                // The firmware's hand-off: private RAM carries the C-bit from entry on (the
+                // loader read it from the firmware's own tables); it must be the host's.
+                if params.enc_mask != 1 << info.cbit {
+                    KIND.store(KIND_SEV_ES, Ordering::Relaxed);
+                    let e = HostError::BadAnswer {
+                        request: "C-bit (SEV information) against the firmware's page tables",
+                        value: params.enc_mask,
+                    };
+                    return (PlatformKind::SevEs, Err(e));
+                }
+                // SAFETY: the kernel's identity map, with the C-bit on RAM since entry; the
+                // GHCB has not been used yet.
+                unsafe { crate::arch::paging::share_page(info.cbit, sev_es::ghcb_gpa()) };
+            } else if params.path == BootPath::Pvh {
                 let ram_end = params
                     .regions()
                     .iter()
@@ -251,10 +265,11 @@ fn read_fits(width: protocol::access::Width, v: u64, what: &'static str) -> Resu
 /// The virtual address of the memslot scenario's page at `gpa` (`protocol::memslot`), mapped
 /// the way the platform maps MMIO: shared on TDX (the shared bit set in its PVH identity-map
 /// entry, once), without the C-bit on SEV-ES (the RAM-only C-bit setup leaves it so). `None`
-/// outside the PVH boot, whose identity map the page relies on.
+/// outside the boots that run on the kernel's identity map (PVH, UEFI hand-off), which the
+/// page relies on.
 pub fn memslot_va(gpa: u64) -> Option<u64> {
     static SHARED: AtomicBool = AtomicBool::new(false);
-    if crate::boot::params().path != BootPath::Pvh {
+    if !matches!(crate::boot::params().path, BootPath::Pvh | BootPath::Efi) {
         return None;
     }
     if kind_raw() == KIND_TDX && !SHARED.swap(true, Ordering::Relaxed) {
