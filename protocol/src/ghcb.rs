@@ -22,6 +22,8 @@ pub const MSR_GHCB: u32 = 0xc001_0130;
 
 /// `VMGEXIT` encoding: F3 0F 01 D9 (REP VMMCALL), AMD APM vol. 3.
 pub const VMGEXIT_BYTES: [u8; 4] = [0xf3, 0x0f, 0x01, 0xd9];
+/// Bytes of VMGEXIT: the simulated SEV-ES host moves RIP this far after answering.
+pub const VMGEXIT_LEN: u64 = VMGEXIT_BYTES.len() as u64;
 /// Name of the guest's exported symbol on its single VMGEXIT instruction (the built-in VMM
 /// puts a hardware breakpoint there).
 pub const VMGEXIT_SYMBOL: &str = "cvmprobe_vmgexit_insn";
@@ -30,7 +32,7 @@ pub const VMGEXIT_SYMBOL: &str = "cvmprobe_vmgexit_insn";
 /// lie watches the page's last field read with a data breakpoint).
 pub const GHCB_SYMBOL: &str = "cvmprobe_ghcb";
 /// The guest case whose verdict the built-in VMM's own check of the GHCB's mapping decides
-/// too (`vmm::simulated::GhcbMapping`): it passes only if the guest's self-check said `ok`
+/// too (`vmm::platform::GhcbMapping`): it passes only if the guest's self-check said `ok`
 /// and the host found the page mapped shared at every GHCB-page request.
 pub const GHCB_MAPPING_CASE: (&str, &str) = ("platform", "sev_es_ghcb_shared");
 

@@ -21,6 +21,7 @@
 //! - [`ghcb`]: AMD SEV-ES GHCB protocol: MSR protocol, page layout, exit and error codes.
 //! - [`tdx`]: Intel TDX GHCI: TDCALL leaves, TDVMCALL sub-functions and statuses.
 //! - [`exit`]: the isa-debug-exit port and the codes written to it.
+//! - [`pc`]: PC-platform ports (COM1).
 //! - [`platform`]: the platform kinds (legacy, TDX, SEV-ES).
 //! - [`qemu_devices`]: register facts of the QEMU devices the legacy suites use.
 //! - [`testdev`]: the built-in VMM's test device: registers, host values, declared accesses.
@@ -44,6 +45,7 @@ pub mod kvm;
 pub mod kvm_para;
 pub mod memslot;
 pub mod paging;
+pub mod pc;
 pub mod platform;
 pub mod qemu_devices;
 pub mod tdx;

@@ -9,6 +9,16 @@
 /// `TDCALL` encoding (Intel TDX module ABI spec, "TDCALL instruction"): 66 0F 01 CC.
 pub const TDCALL_BYTES: [u8; 4] = [0x66, 0x0f, 0x01, 0xcc];
 
+/// Bytes of TDCALL: the simulated TDX host moves RIP this far after answering.
+pub const TDCALL_LEN: u64 = TDCALL_BYTES.len() as u64;
+
+/// CPUID leaf of the TDX identification (GHCI 1.5, 2.4.5; Linux `TDX_CPUID_LEAF_ID`): EBX,
+/// EDX, ECX spell [`CPUID_IDENT`] in a TD.
+pub const CPUID_LEAF: u32 = 0x21;
+/// "IntelTDX    " as a TD reads it from leaf [`CPUID_LEAF`] (EBX, EDX, ECX; Linux
+/// `TDX_IDENT`).
+pub const CPUID_IDENT: &[u8; 12] = b"IntelTDX    ";
+
 /// TDCALL leaf numbers (RAX on input). TDX module ABI spec, "TDCALL leaf functions";
 /// Linux `asm/shared/tdx.h`.
 pub mod leaf {

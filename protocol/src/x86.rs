@@ -38,6 +38,40 @@ pub mod exit_reason {
     pub const EPT_VIOLATION: u32 = 48;
 }
 
+/// EPT-violation exit qualification (Intel SDM vol. 3C 28.2.1, table 28-7), as the TDX module
+/// posts it in the #VE information (TDG.VP.VEINFO.GET RDX) for an access to an unmapped GPA.
+pub mod ept_qual {
+    /// Bit 0: the access was a data read.
+    pub const READ: u64 = 1 << 0;
+    /// Bit 1: the access was a data write.
+    pub const WRITE: u64 = 1 << 1;
+    /// Bit 7: the guest linear address field is valid.
+    pub const GLA_VALID: u64 = 1 << 7;
+    /// Bit 8 (with bit 7): the access was to the translated linear address, not to a
+    /// paging-structure entry.
+    pub const GLA_TRANSLATED: u64 = 1 << 8;
+}
+
+/// Debug-register bits (Intel SDM vol. 3B 18.2; AMD APM vol. 2 13.1.1): what the simulated
+/// platforms set with KVM_SET_GUEST_DEBUG and read back in KVM_EXIT_DEBUG.
+pub mod debug {
+    /// DR6.B0: the DR0 breakpoint condition was met.
+    pub const DR6_B0: u64 = 1 << 0;
+    /// DR6.B1: the DR1 breakpoint condition was met.
+    pub const DR6_B1: u64 = 1 << 1;
+    /// DR6.BS: a single-step trap (RFLAGS.TF).
+    pub const DR6_BS: u64 = 1 << 14;
+    /// DR7.G0: the DR0 breakpoint enabled (all tasks).
+    pub const DR7_G0: u64 = 1 << 1;
+    /// DR7.G1: the DR1 breakpoint enabled.
+    pub const DR7_G1: u64 = 1 << 3;
+    /// DR7 bit 10: reserved, reads as 1.
+    pub const DR7_FIXED1: u64 = 1 << 10;
+    /// DR7 R/W and LEN fields of DR0..DR3 (bits 31:16): 0 for all is "break on execution of
+    /// the one byte at the address".
+    pub const DR7_RW_LEN_MASK: u64 = 0xffff_0000;
+}
+
 /// Exit qualification for I/O instructions (Intel SDM vol. 3C 28.2.1, table 28-5), as the
 /// TDX module posts it for a #VE on IN/OUT.
 pub mod io_qual {
@@ -237,6 +271,8 @@ pub const CPUID_BYTES: [u8; 2] = [0x0f, 0xa2];
 
 /// `HLT` (Intel SDM vol. 2A): one byte.
 pub const HLT_OPCODE: u8 = 0xf4;
+/// `STI` (Intel SDM vol. 2B): one byte.
+pub const STI_OPCODE: u8 = 0xfb;
 /// Bytes of `CPUID` (0F A2), `RDMSR` (0F 32) and `WRMSR` (0F 30).
 pub const TWO_BYTE_INSN_LEN: u32 = 2;
 
