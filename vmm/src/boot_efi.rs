@@ -560,7 +560,7 @@ mod tests {
             },
         )
         .unwrap();
-        let mut host = crate::simulated::Host::Legacy;
+        let mut host = crate::platform::Host::Legacy;
         let mut machine = crate::machine::Machine::legacy(mem.clone(), 1);
         let mut stats = crate::ExitStats::default();
         crate::kick::install().unwrap();
@@ -571,7 +571,7 @@ mod tests {
             &mut vcpu,
             &mut machine,
             &mut host,
-            None,
+            &mut crate::memslot::Scenario::default(),
             &mut stats,
             &stop,
             &mut |_| {},

@@ -24,7 +24,7 @@ const KICK_SIGNAL_OFFSET: c_int = 0;
 const KICK_RETRY: Duration = Duration::from_millis(5);
 
 /// The kick signal number.
-fn kick_signal() -> c_int {
+pub(crate) fn kick_signal() -> c_int {
     SIGRTMIN() + KICK_SIGNAL_OFFSET
 }
 
@@ -81,11 +81,20 @@ impl Drop for KickTarget<'_> {
 }
 
 /// The thread running the vCPU, as something vmm-sys-util can signal.
-struct VcpuThread(pthread_t);
+pub(crate) struct VcpuThread(pthread_t);
 
-// SAFETY: the handle is the vCPU thread's own `pthread_self()`, taken in `Watchdog::start`;
-// that thread joins the watchdog (in `Watchdog::drop`) before it returns, so the handle is
-// valid whenever the watchdog signals it.
+impl VcpuThread {
+    /// The calling thread.
+    pub(crate) fn current() -> Self {
+        // SAFETY: pthread_self has no preconditions and cannot fail.
+        Self(unsafe { libc::pthread_self() })
+    }
+}
+
+// SAFETY: the handle is the vCPU thread's own `pthread_self()`, taken in `Watchdog::start` or
+// `memslot::MemslotThread::start`; the vCPU thread joins the watchdog (in `Watchdog::drop`)
+// and the memslot thread (when the run ends) before it returns, so the handle is valid
+// whenever either signals it.
 unsafe impl Killable for VcpuThread {
     fn pthread_handle(&self) -> pthread_t {
         self.0
@@ -103,8 +112,7 @@ impl Watchdog {
     /// Starts watching the calling thread: after `timeout`, `stop` is set and the thread is
     /// kicked.
     pub fn start(timeout: Duration, stop: Arc<AtomicBool>) -> Result<Self, VmmError> {
-        // SAFETY: pthread_self has no preconditions and cannot fail.
-        let target = VcpuThread(unsafe { libc::pthread_self() });
+        let target = VcpuThread::current();
         let (done, rx) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("vmm-watchdog".into())
@@ -133,86 +141,6 @@ impl Watchdog {
 impl Drop for Watchdog {
     fn drop(&mut self) {
         drop(self.done.take());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// The memslot scenario's host thread (KVM selftests' `set_memory_region_test` shape): it
-/// deletes and re-creates the guest's memslot page while the vCPU runs on its own thread,
-/// then kicks the vCPU out of KVM_RUN so it re-enters with the new memory map.
-pub struct MemslotThread {
-    requests: Option<mpsc::Sender<crate::devices::memslot::Request>>,
-    problems: Arc<std::sync::Mutex<Vec<String>>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl MemslotThread {
-    /// Starts the thread for the calling (vCPU) thread, with `region` as the memslot to
-    /// delete (size 0) and re-create.
-    ///
-    /// # Safety
-    /// `region.userspace_addr` must stay mapped for `region.memory_size` bytes for as long as
-    /// `vm` lives (KVM may use the memory whenever the slot exists).
-    pub unsafe fn start(
-        vm: Arc<kvm_ioctls::VmFd>,
-        region: kvm_bindings::kvm_userspace_memory_region,
-    ) -> Result<Self, VmmError> {
-        use crate::devices::memslot::Request;
-        // SAFETY: pthread_self has no preconditions and cannot fail.
-        let target = VcpuThread(unsafe { libc::pthread_self() });
-        let (requests, rx) = mpsc::channel::<Request>();
-        let problems = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let seen = problems.clone();
-        let thread = std::thread::Builder::new()
-            .name("vmm-memslot".into())
-            .spawn(move || {
-                for req in rx {
-                    let r = match req {
-                        Request::Delete => kvm_bindings::kvm_userspace_memory_region {
-                            memory_size: 0,
-                            ..region
-                        },
-                        Request::Restore => region,
-                    };
-                    // SAFETY: the caller of `start` keeps the memory mapped while the VM
-                    // lives; deleting a slot needs nothing.
-                    if let Err(e) = unsafe { vm.set_user_memory_region(r) }
-                        && let Ok(mut p) = seen.lock()
-                    {
-                        p.push(format!(
-                            "memslot {req:?}: KVM_SET_USER_MEMORY_REGION failed: {e}"
-                        ));
-                    }
-                    // Pull the vCPU out so it re-enters KVM_RUN with the new memory map.
-                    let _ = target.kill(kick_signal());
-                }
-            })
-            .map_err(VmmError::Thread)?;
-        Ok(Self {
-            requests: Some(requests),
-            problems,
-            thread: Some(thread),
-        })
-    }
-
-    /// Hands a request to the thread (it acts asynchronously).
-    pub fn send(&self, req: crate::devices::memslot::Request) {
-        if let Some(tx) = &self.requests {
-            let _ = tx.send(req);
-        }
-    }
-
-    /// KVM errors the thread met so far.
-    pub fn problems(&self) -> Vec<String> {
-        self.problems.lock().map(|p| p.clone()).unwrap_or_default()
-    }
-}
-
-impl Drop for MemslotThread {
-    fn drop(&mut self) {
-        drop(self.requests.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

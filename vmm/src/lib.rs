@@ -6,15 +6,24 @@
 //! (the 16550 on COM1), vmm-sys-util (signals, ioctl numbers). Written here, because no crate
 //! does it: the x86 register state for the PVH entry (`boot.rs`), the CPUID adjustments
 //! ([`cpuid`]), a user-space local-APIC timer ([`devices::lapic`]), the exit port, the
-//! bus routing, KVM_INTERRUPT injection and the vCPU kick (`vcpu.rs`, `kick.rs`), and the
+//! bus routing, KVM_INTERRUPT injection and the vCPU kick (`vcpu/`, `kick.rs`), and the
 //! cvmprobe test device ([`devices::testdev`]) whose access log is the host half of each
 //! case's verdict ([`RunReport::case_checks`]).
 //!
-//! Shape (Firecracker-style): [`machine::Machine`] owns the devices and turns one decoded
-//! [`machine::Exit`] into a [`machine::Control`] without touching KVM, so it is unit-tested
-//! with synthetic exits; `vcpu.rs` owns KVM_RUN and decoding. No in-kernel irqchip: HLT,
-//! APIC MMIO and interrupt injection all come to user space, where the later simulated
-//! platforms need them.
+//! Shape (Firecracker-style), one responsibility per module:
+//!
+//! | module | what it is | touches KVM |
+//! | --- | --- | --- |
+//! | [`machine`], [`devices`] | the devices and the one function that turns a decoded [`machine::Exit`] into a [`machine::Control`] (unit-tested with synthetic exits) | no |
+//! | [`sim`] | the pure models of the simulated platforms: the TDX module and KVM's TDVMCALL handling ([`sim::tdx`]), KVM's GHCB handling ([`sim::ghcb`]), raw instructions ([`sim::raw`]), KVM hypercalls, versions, address widths, the hostile host | no |
+//! | [`platform`] | each simulated platform's KVM glue: breakpoints, MSR filter, sync regs, exception injection, serving the models' requests | yes |
+//! | [`memslot`] | the memslot scenario in one place: its device, its page and host thread, the conversion of its MMIO exits into #VE/#VC | its slot and thread |
+//! | `vcpu/` | vCPU 0: creation, KVM_RUN, exit routing, ioctl counting, guest-memory decoding, halting | yes |
+//! | `kick.rs` | the signal that pulls the vCPU out of KVM_RUN, and the watchdog | signals |
+//! | `boot.rs`, [`boot_efi`], [`cpuid`], [`layout`] | the PVH and UEFI hand-off entry states, the CPUID tables, the guest-physical layout | setup only |
+//!
+//! No in-kernel irqchip: HLT, APIC MMIO and interrupt injection all come to user space,
+//! where the simulated platforms need them.
 //!
 //! ```no_run
 //! let cfg = vmm::VmConfig::new("target/kernel/x86_64-unknown-none/release/cvmprobe-kernel");
@@ -32,12 +41,14 @@ mod error;
 mod kick;
 pub mod layout;
 pub mod machine;
+pub mod memslot;
+pub mod platform;
 pub mod sim;
-pub mod simulated;
 mod vcpu;
 
 pub use devices::testdev::{BenchSample, CaseCheck, TestdevAccess};
 pub use error::{Errno, VmmError};
+pub use vcpu::{Ioctl, IoctlCounts};
 
 use cpuid::Brand;
 use kvm_bindings::kvm_userspace_memory_region;
@@ -78,7 +89,7 @@ pub struct VmConfig {
     /// picks a random one per run ([`RunReport::seed`] says which).
     pub seed: Option<u64>,
     /// The platform the VM presents: plain KVM ([`PlatformKind::Legacy`]) or the simulated
-    /// TDX or SEV-ES host ([`simulated`]).
+    /// TDX or SEV-ES host ([`platform`]).
     pub platform: PlatformKind,
     /// A hostile host (`sim::hostile`): lies at a seeded random subset of the simulated
     /// platform's answers. Only for tdx-sim and sev-es-sim.
@@ -402,6 +413,8 @@ pub struct RunReport {
     pub serial: Vec<u8>,
     /// Exit counts.
     pub stats: ExitStats,
+    /// The vCPU ioctls the VMM made, by kind (setup included).
+    pub ioctls: IoctlCounts,
     /// From the call to the verdict (setup included).
     pub wall: Duration,
     /// From the call to the first KVM_RUN.
@@ -605,54 +618,6 @@ fn guest_memory(ranges: &[(u64, u64)], mib: u64) -> Result<GuestMemoryMmap, VmmE
     })
 }
 
-/// KVM slot number of the memslot scenario's page (after the RAM slots and their aliases).
-const MEMSLOT_SLOT: u32 = 8;
-
-/// The memslot scenario's page ([`protocol::memslot`]): its own host memory, filled with the
-/// RAM pattern of `seed`, mapped at its GPA (under tdx-sim at GPA | shared bit, where the
-/// guest maps it). Returns the memory (keep it alive as long as the VM) and the region.
-fn memslot_page(
-    vm: &VmFd,
-    seed: u64,
-    platform: PlatformKind,
-    width: sim::address::AddressWidth,
-) -> Result<(GuestMemoryMmap, kvm_userspace_memory_region), VmmError> {
-    use protocol::memslot::{GPA, SIZE};
-    use vm_memory::Bytes;
-    let page =
-        GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(GPA), SIZE as usize)]).map_err(|e| {
-            VmmError::GuestMemory {
-                mib: 0,
-                reason: format!("memslot page: {e}"),
-            }
-        })?;
-    page.write_slice(&devices::memslot::initial_page(seed), GuestAddress(GPA))
-        .map_err(|e| VmmError::GuestMemory {
-            mib: 0,
-            reason: format!("memslot page: {e}"),
-        })?;
-    let host = page
-        .iter()
-        .next()
-        .and_then(|r| r.get_host_address(MemoryRegionAddress(0)).ok())
-        .ok_or_else(|| VmmError::GuestMemory {
-            mib: 0,
-            reason: "memslot page has no host mapping".into(),
-        })?;
-    let region = kvm_userspace_memory_region {
-        slot: MEMSLOT_SLOT,
-        flags: 0,
-        guest_phys_addr: GPA | simulated::memslot_gpa_bits(platform, width),
-        memory_size: SIZE,
-        userspace_addr: host as u64,
-    };
-    // SAFETY: `host` is the start of `page`'s own mapping of SIZE bytes, which the caller
-    // keeps until the VM is gone.
-    unsafe { vm.set_user_memory_region(region) }
-        .map_err(VmmError::kvm("KVM_SET_USER_MEMORY_REGION (memslot page)"))?;
-    Ok((page, region))
-}
-
 /// Boots `cfg.kernel` through its PVH entry and runs it until it writes its verdict to the
 /// exit port, fails (triple fault, KVM error, unhandled exit), halts for good or exceeds
 /// `cfg.timeout`. Serial output reaches `serial_out` as the guest writes it.
@@ -666,7 +631,7 @@ pub fn run(cfg: &VmConfig, serial_out: &mut dyn FnMut(&[u8])) -> Result<RunRepor
     let kvm = open_kvm()?;
 
     let mem_size = cfg.mem_mib << 20;
-    let trap = simulated::trap_sites(&cfg.kernel, cfg.platform)?;
+    let trap = platform::trap_sites(&cfg.kernel, cfg.platform)?;
     let supported = supported_cpuid(&kvm)?;
     let width = address_width(cfg.phys_bits, cpuid::phys_bits(&supported))?;
     let brand = Brand::for_run();
@@ -700,9 +665,10 @@ pub fn run(cfg: &VmConfig, serial_out: &mut dyn FnMut(&[u8])) -> Result<RunRepor
     let vm = Arc::new(kvm.create_vm().map_err(VmmError::kvm("KVM_CREATE_VM"))?);
     vm.set_tss_address(TSS_ADDRESS)
         .map_err(VmmError::kvm("KVM_SET_TSS_ADDR"))?;
-    map_memory(&vm, &mem, &simulated::ram_aliases(cfg.platform, width))?;
-    let (page, page_region) = memslot_page(&vm, seed, cfg.platform, width)?;
-    simulated::prepare_vm(&vm, cfg.platform)?;
+    map_memory(&vm, &mem, &platform::ram_aliases(cfg.platform, width))?;
+    let (page, page_region) =
+        memslot::slot::map_page(&vm, seed, memslot::gpa_bits(cfg.platform, width))?;
+    platform::prepare_vm(&vm, cfg.platform)?;
     let forced = cfg.phys_bits.map(|_| width);
     let mut vcpu = vcpu::Vcpu::create(
         &vm,
@@ -728,24 +694,23 @@ pub fn run(cfg: &VmConfig, serial_out: &mut dyn FnMut(&[u8])) -> Result<RunRepor
         }
         None => (Box::new(sim::Honest), None),
     };
-    let mut host = simulated::Host::for_kvm(cfg.platform, trap, tamper, width, cfg.kvm)
+    let mut host = platform::Host::for_kvm(cfg.platform, trap, tamper, width, cfg.kvm)
         .map_err(|e| VmmError::Config(e.to_string()))?;
-    if let (Some(h), simulated::Host::SevEs { model, .. }) = (&handoff, &mut host) {
+    if let Some(h) = &handoff {
         // The firmware registered its own GHCB: the MSR holds its GPA at the hand-off.
-        model
-            .msr_write(protocol::ghcb::MSR_GHCB, h.firmware_ghcb)
-            .map_err(|e| VmmError::Config(format!("firmware GHCB MSR: {e:?}")))?;
+        host.set_firmware_ghcb(h.firmware_ghcb)?;
     }
     // sev-es-sim checks the GHCB's mapping at every GHCB-page request (and the hostile host
     // watches the guest's reads of it).
-    host.set_ghcb_va(simulated::ghcb_address(&cfg.kernel, cfg.platform)?);
+    host.set_ghcb_va(platform::ghcb_address(&cfg.kernel, cfg.platform)?);
     let tsc_khz = vcpu.tsc_khz();
 
     kick::install()?;
     // SAFETY: `page` holds the memslot's memory and lives until the end of this function,
     // after the VM (dropped with `vm`'s last reference, which the thread gives back when it
-    // is joined at its drop, before `page`).
-    let memslots = unsafe { kick::MemslotThread::start(vm.clone(), page_region)? };
+    // is joined in `Scenario::finish`, before `page`).
+    let thread = unsafe { memslot::MemslotThread::start(vm.clone(), page_region)? };
+    let mut memslot = memslot::Scenario::new(Some(thread));
     let stop = Arc::new(AtomicBool::new(false));
     let watchdog =
         kick::Watchdog::start(cfg.timeout.saturating_sub(start.elapsed()), stop.clone())?;
@@ -760,14 +725,14 @@ pub fn run(cfg: &VmConfig, serial_out: &mut dyn FnMut(&[u8])) -> Result<RunRepor
         &mut vcpu,
         &mut machine,
         &mut host,
-        Some(&memslots),
+        &mut memslot,
         &mut stats,
         &stop,
         serial_out,
     );
     drop(watchdog);
-    let memslot_problems = memslots.problems();
-    drop(memslots);
+    let memslot_problems = memslot.finish();
+    let ioctls = vcpu.ioctls();
     drop(vcpu);
     drop(vm);
     drop(page);
@@ -804,6 +769,7 @@ pub fn run(cfg: &VmConfig, serial_out: &mut dyn FnMut(&[u8])) -> Result<RunRepor
         exit,
         serial: machine.into_serial(),
         stats,
+        ioctls,
         wall,
         setup,
         brand: brand.as_str().to_owned(),

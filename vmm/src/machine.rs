@@ -3,16 +3,17 @@
 //!
 //! Nothing here touches KVM (Firecracker's shape): [`Exit`] is plain data, [`Machine::handle`]
 //! is a function of the exit, the vCPU's register snapshot and the time, so unit tests drive
-//! it with synthetic exits and instants. The KVM side is in `vcpu.rs`.
+//! it with synthetic exits and instants. The KVM side is in `vcpu/`.
 
 use crate::devices::exit_port::{EXIT_PORT, EXIT_PORT_LEN, ExitPort};
 use crate::devices::lapic::{LAPIC_BASE, LAPIC_LEN, Lapic, X2apicFault};
-use crate::devices::memslot::{self as memslot_dev, Memslot};
-use crate::devices::serial::{COM1_BASE, COM1_LEN, Com1};
+use crate::devices::serial::Com1;
 use crate::devices::testdev::{self, Testdev, TestdevReport};
 use crate::devices::{AccessCtx, Bus, Device, Effect, fill_unassigned};
+use crate::memslot::{self as memslot_dev, Memslot};
 use crate::{ExitReason, ExitStats};
 use kvm_bindings::kvm_regs;
+use protocol::pc::{COM1_BASE, COM1_LEN};
 use protocol::testdev::Space;
 use std::time::Instant;
 use vm_memory::GuestMemoryMmap;

@@ -6,7 +6,6 @@
 
 pub mod exit_port;
 pub mod lapic;
-pub mod memslot;
 pub mod serial;
 pub mod testdev;
 

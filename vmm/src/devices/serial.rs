@@ -5,21 +5,16 @@ use std::convert::Infallible;
 use vm_superio::serial::NoEvents;
 use vm_superio::{Serial, Trigger};
 
-/// COM1 base port (IBM PC/AT; QEMU hw/char/serial-isa.c `isa_serial_io[0]`).
-pub const COM1_BASE: u16 = 0x3f8;
-/// The 16550's eight registers.
-pub const COM1_LEN: u16 = 8;
-/// COM1's data port (offset 0: THR on write, or DLL while LCR.DLAB is set): the one COM1
-/// port whose byte writes the VMM lets KVM coalesce instead of exiting
-/// (KVM_REGISTER_COALESCED_MMIO with `pio = 1`, see `vcpu.rs`).
-///
-/// That is sound because, in this model, a write there has no effect the guest can see until
-/// it next *reads* COM1 (LSR, RBR, DLL...), and every read exits, and the VMM replays the
-/// queued writes before it handles any exit: the guest observes exactly what it would had
-/// each write exited. The UART's interrupt goes nowhere ([`NoIrq`]), so no THRE interrupt
-/// is delayed either. Writes to the other registers (LCR, IER, MCR, FCR, SCR) keep exiting:
-/// they are few (setup only), so coalescing them would buy nothing.
-pub const COM1_DATA: u16 = COM1_BASE;
+// COM1's ports are `protocol::pc`'s. Its data port (offset 0: THR on write, or DLL while
+// LCR.DLAB is set) is the one COM1 port whose byte writes the VMM lets KVM coalesce instead
+// of exiting (KVM_REGISTER_COALESCED_MMIO with `pio = 1`, `vcpu/coalesced.rs`).
+//
+// That is sound because, in this model, a write there has no effect the guest can see until
+// it next *reads* COM1 (LSR, RBR, DLL...), and every read exits, and the VMM replays the
+// queued writes before it handles any exit: the guest observes exactly what it would had
+// each write exited. The UART's interrupt goes nowhere ([`NoIrq`]), so no THRE interrupt is
+// delayed either. Writes to the other registers (LCR, IER, MCR, FCR, SCR) keep exiting: they
+// are few (setup only), so coalescing them would buy nothing.
 
 /// The UART's interrupt line goes nowhere: this VM has no interrupt controller for it (no
 /// in-kernel irqchip, and the user-space APIC models only its timer). The guest polls LSR.

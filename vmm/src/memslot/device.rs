@@ -1,6 +1,6 @@
-//! The memslot scenario's two device halves ([`protocol::memslot`]): the control port the
-//! guest drives the cycle with, and the emulated page that answers while the memslot is
-//! deleted.
+//! The memslot scenario's device ([`protocol::memslot`]), on the machine's buses: the control
+//! port the guest drives the cycle with, and the emulated page that answers while the memslot
+//! is deleted. No KVM here: [`crate::machine`] routes accesses to it.
 //!
 //! The emulated page answers reads with the marker and accepts only the agreed write value;
 //! it counts its accesses per cycle, and the guest's REPORT must name the same count: exactly
@@ -149,13 +149,6 @@ impl Memslot {
     }
 }
 
-/// The page's RAM content at the start of the run.
-pub fn initial_page(seed: u64) -> Vec<u8> {
-    (0..memslot::SIZE)
-        .map(|o| memslot::ram_byte(seed, o))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,12 +184,5 @@ mod tests {
             p[1].contains("made 2 accesses") && p[1].contains("saw 1"),
             "{p:?}"
         );
-    }
-
-    #[test]
-    fn initial_page_is_the_ram_pattern() {
-        let p = initial_page(3);
-        assert_eq!(p.len() as u64, memslot::SIZE);
-        assert_eq!(p[5], memslot::ram_byte(3, 5));
     }
 }

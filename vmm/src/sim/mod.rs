@@ -37,6 +37,7 @@ pub mod kvm_hypercall;
 pub mod oracle;
 pub mod profile;
 pub mod raw;
+pub mod sev_page;
 pub mod tdx;
 
 #[cfg(test)]
