@@ -12,9 +12,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// CPUID leaf 1 (Intel SDM vol. 2A, CPUID, table 3-10/3-11).
 const LEAF_FEATURES: u32 = 1;
 /// CPUID.1:EDX bit 9: APIC on chip. The guest's halt suite needs it for its timer.
-const EDX_APIC: u32 = 1 << 9;
-/// CPUID.1:ECX bit 21: x2APIC. Cleared: the user-space APIC model is xAPIC MMIO only.
-const ECX_X2APIC: u32 = 1 << 21;
+const EDX_APIC: u32 = protocol::apic::CPUID_1_EDX_APIC;
+/// CPUID.1:ECX bit 21: x2APIC. Cleared on a legacy vCPU (its guest uses the xAPIC page);
+/// tdx-sim sets it ([`configure_tdx`]).
+const ECX_X2APIC: u32 = protocol::apic::CPUID_1_ECX_X2APIC;
 /// CPUID.1:ECX bit 24: TSC-deadline timer mode. Cleared: the model has one-shot and
 /// periodic modes only.
 const ECX_TSC_DEADLINE: u32 = 1 << 24;
@@ -191,11 +192,11 @@ const LEAF_VENDOR: u32 = 0;
 const VENDOR_INTEL: &[u8; 12] = b"GenuineIntel";
 /// The vendor string of AMD CPUs.
 const VENDOR_AMD: &[u8; 12] = b"AuthenticAMD";
-/// The TDX identification leaf: EBX, EDX, ECX = "IntelTDX    " (GHCI 1.5, 2.4.5; Linux
-/// `tdx_early_init()` compares the three registers in that order).
-pub const LEAF_TDX: u32 = 0x21;
+/// The TDX identification leaf: EBX, EDX, ECX = "IntelTDX    " (Linux `tdx_early_init()`
+/// compares the three registers in that order).
+pub const LEAF_TDX: u32 = protocol::tdx::CPUID_LEAF;
 /// "IntelTDX    " as the guest reads it from leaf 0x21.
-const TDX_IDENT: &[u8; 12] = b"IntelTDX    ";
+const TDX_IDENT: &[u8; 12] = protocol::tdx::CPUID_IDENT;
 /// The highest extended leaf Intel CPUs report (address sizes); AMD's later extended leaves
 /// (0x80000009 and up, 0x8000001F among them) do not exist on Intel.
 const INTEL_EXT_MAX: u32 = LEAF_ADDRESS_SIZES;
@@ -234,7 +235,7 @@ pub fn configure_tdx(cpuid: &mut CpuId) -> Result<(), vmm_sys_util::fam::Error> 
     // A TD's APIC is an x2APIC (the TDX module's CPUID configuration fixes CPUID.1:ECX[21]
     // to 1 and runs the TD's APIC in x2APIC mode).
     if let Some(e) = find(cpuid, 1) {
-        e.ecx |= protocol::apic::CPUID_1_ECX_X2APIC;
+        e.ecx |= ECX_X2APIC;
     }
     let keep: Vec<kvm_cpuid_entry2> = cpuid
         .as_slice()

@@ -101,12 +101,12 @@ pub const KVM_HV_FEATURES: u64 = 0x3;
 /// GHCB_VERSION_MIN, the minimum in KVM's SEV-information response (sev.c).
 pub const KVM_GHCB_VERSION_MIN: u16 = 1;
 /// An exception to inject, SW_EXITINFO2 for SW_EXITINFO1 = 1 (`svm_vmgexit_inject_exception()`):
-/// SVM_EVTINJ_VALID (bit 31) | SVM_EVTINJ_TYPE_EXEPT (3 << 8) | vector.
+/// SVM_EVTINJ_VALID | SVM_EVTINJ_TYPE_EXEPT | vector, no error code.
 pub const fn event_inject_exception(vector: u8) -> u64 {
-    (1 << 31) | (3 << 8) | vector as u64
+    ghcb::event::VALID | ghcb::event::TYPE_EXCEPTION | vector as u64
 }
 /// #GP, the vector KVM injects for a refused MSR (`svm_complete_emulated_msr()`).
-pub const X86_TRAP_GP: u8 = 13;
+pub const X86_TRAP_GP: u8 = protocol::x86::vector::GP;
 /// KVM bounces at most this much scratch area from outside the GHCB (GHCB version 1,
 /// `GHCB_SCRATCH_AREA_LIMIT`).
 pub const SCRATCH_AREA_LIMIT: u64 = 16 * PAGE_SIZE;
