@@ -60,7 +60,7 @@ impl EmulatedAccess {
 /// Turns the MMIO exit just taken into the #VE or #VC real hardware would have raised at the
 /// accessing instruction (DESIGN.md, last section): KVM completes the access on the next
 /// KVM_RUN whatever the registers say, so that run is made with `immediate_exit` set
-/// ([`VcpuCtl::complete_exit`]); then the registers are restored from the snapshot taken at
+/// (`VcpuCtl::complete_exit`); then the registers are restored from the snapshot taken at
 /// the exit with RIP at the instruction, and the exception is injected.
 ///
 /// RIP at the instruction: a load's exit reports it (KVM writes RIP back only after the

@@ -3,10 +3,10 @@
 //! (answered by the TDX module, #VE, #VC or #GP: [`crate::sim::raw`] decides). The exits
 //! that bring them here: the raw CPUID's breakpoint (DR1), the DENY MSR filter's exits, port
 //! IO and HLT exits. An exception is injected at the instruction after a KVM_RUN with
-//! `immediate_exit` has completed what KVM started ([`VcpuCtl::complete_exit`]): MSR and IN
+//! `immediate_exit` has completed what KVM started (`VcpuCtl::complete_exit`): MSR and IN
 //! exits report RIP at the instruction, HLT exits after it; OUT exits after it on these
 //! machines, at it in upstream KVM, so the VMM tells which by whether completing the exit
-//! moves RIP, and decodes back to the instruction's start ([`find_port_io`]).
+//! moves RIP, and decodes back to the instruction's start (`vcpu::find_port_io`).
 
 use super::Host;
 use crate::machine::{Control, CpuState, Machine};
@@ -122,7 +122,7 @@ pub(super) fn port_io_text(port: u16, io: &protocol::x86::PortIo) -> String {
 /// Serves the raw instruction of exit `raw` ([`Host::raw`] decides): a CPUID answer goes
 /// into the registers with RIP past the 2-byte instruction; an MSR answer or #GP into the MSR
 /// exit (KVM completes it); an exception is injected at the instruction
-/// ([`VcpuCtl::inject_at`]). A port-IO or HLT exit whose instruction the VMM cannot find
+/// (`VcpuCtl::inject_at`). A port-IO or HLT exit whose instruction the VMM cannot find
 /// ends the run ([`ExitReason::RawInterception`]).
 pub fn serve(
     vcpu: &mut VcpuCtl<'_>,

@@ -1,6 +1,15 @@
 //! Simulated confidential platforms: pure models of the TDX module + KVM's TDG.VP.VMCALL
 //! handling ([`tdx`]) and of KVM's GHCB handling for an SEV-ES guest ([`ghcb`]).
 //!
+//! Each platform has its pure model here and its KVM glue in [`crate::platform`]
+//! (breakpoints, MSR filter, sync regs, exception injection):
+//!
+//! | platform | model (answers, no KVM) | glue (KVM) |
+//! | --- | --- | --- |
+//! | tdx-sim | [`tdx`] (the TDX module and KVM), [`raw`] (raw CPUID/MSR in a TD) | `platform/tdx.rs` |
+//! | sev-es-sim | [`ghcb`] (KVM's GHCB handling), [`sev_page`] (ciphertext, leaks), [`raw`] (raw instructions under SEV-ES) | `platform/sev_es.rs` |
+//! | both | [`kvm_hypercall`], [`profile`] (KVM releases), [`address`] (shared bit, C-bit), [`hostile`] (the lying host), [`oracle`] (one request, canned host) | `platform/{mod,raw,serve}.rs` |
+//!
 //! DESIGN.md, "Sims are pure models": host state + request -> answer. Nothing here calls KVM,
 //! spawns a thread or does I/O; guest memory is reached only through the small
 //! [`GuestMemory`] trait. The vCPU loop, the unit tests, the `sim-call` oracle and the
