@@ -98,6 +98,7 @@ fn vm_config(
         phys_bits: None,
         kvm: req.kvm,
         boot: vmm::Boot::Pvh,
+        count_instructions: false,
     }
 }
 

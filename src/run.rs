@@ -322,6 +322,7 @@ pub fn run_builtin_with(
         phys_bits: req.phys_bits,
         kvm: req.kvm,
         boot: req.builtin_boot,
+        count_instructions: false,
     };
     let total = expected(req).len();
     let mut progress = Progress::new(total, req.progress, req.verbose);

@@ -38,6 +38,14 @@ pub mod exit_reason {
     pub const EPT_VIOLATION: u32 = 48;
 }
 
+/// Control-register bits (Intel SDM vol. 3A 2.5; AMD APM vol. 2 3.1).
+pub mod cr {
+    /// CR0.PG: paging enabled.
+    pub const CR0_PG: u64 = 1 << 31;
+    /// CR4.LA57: 5-level paging (57-bit linear addresses) when long mode is active.
+    pub const CR4_LA57: u64 = 1 << 12;
+}
+
 /// EPT-violation exit qualification (Intel SDM vol. 3C 28.2.1, table 28-7), as the TDX module
 /// posts it in the #VE information (TDG.VP.VEINFO.GET RDX) for an access to an unmapped GPA.
 pub mod ept_qual {

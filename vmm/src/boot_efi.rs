@@ -306,7 +306,7 @@ pub const CR0_FIRMWARE: u64 = 0x8001_0033;
 /// CR4: PAE, OSFXSR, OSXMMEXCPT (Intel SDM vol. 3A 2.5).
 pub const CR4_FIRMWARE: u64 = (1 << 5) | (1 << 9) | (1 << 10);
 /// CR4.LA57.
-pub const CR4_LA57: u64 = 1 << 12;
+pub const CR4_LA57: u64 = protocol::x86::cr::CR4_LA57;
 /// EFER: LME | LMA.
 pub const EFER_LONG: u64 = (1 << 8) | (1 << 10);
 

@@ -38,6 +38,7 @@ pub mod boot_efi;
 pub mod cpuid;
 pub mod devices;
 mod error;
+pub mod floor;
 mod kick;
 pub mod layout;
 pub mod machine;
@@ -48,7 +49,7 @@ mod vcpu;
 
 pub use devices::testdev::{BenchSample, CaseCheck, TestdevAccess};
 pub use error::{Errno, VmmError};
-pub use vcpu::{Ioctl, IoctlCounts};
+pub use vcpu::{InstructionCounts, Ioctl, IoctlCounts};
 
 use cpuid::Brand;
 use kvm_bindings::kvm_userspace_memory_region;
@@ -106,6 +107,10 @@ pub struct VmConfig {
     /// How the kernel starts: its PVH entry, or the UEFI firmware's hand-off state
     /// ([`boot_efi`]).
     pub boot: Boot,
+    /// Single-step the whole run and count the guest's instructions, per case and per bench
+    /// loop ([`RunReport::instructions`], [`BenchSample::instructions`]). Slow (an exit per
+    /// instruction): for finding where time goes, never for timing.
+    pub count_instructions: bool,
 }
 
 /// How the built-in VMM starts the kernel.
@@ -155,6 +160,7 @@ impl VmConfig {
             phys_bits: None,
             kvm: protocol::kvm::KvmProfile::Current,
             boot: Boot::Pvh,
+            count_instructions: false,
         }
     }
 
@@ -415,6 +421,9 @@ pub struct RunReport {
     pub stats: ExitStats,
     /// The vCPU ioctls the VMM made, by kind (setup included).
     pub ioctls: IoctlCounts,
+    /// The guest's instructions, per case, if the run counted them
+    /// ([`VmConfig::count_instructions`]).
+    pub instructions: Option<InstructionCounts>,
     /// From the call to the verdict (setup included).
     pub wall: Duration,
     /// From the call to the first KVM_RUN.
@@ -683,6 +692,9 @@ pub fn run(cfg: &VmConfig, serial_out: &mut dyn FnMut(&[u8])) -> Result<RunRepor
             handoff: handoff.as_ref(),
         },
     )?;
+    if cfg.count_instructions {
+        vcpu.count_instructions();
+    }
     let (tamper, lie_log): (Box<dyn sim::Tamper>, _) = match cfg.hostile {
         Some(h) => {
             let shared_bit = match cfg.platform {
@@ -733,6 +745,7 @@ pub fn run(cfg: &VmConfig, serial_out: &mut dyn FnMut(&[u8])) -> Result<RunRepor
     drop(watchdog);
     let memslot_problems = memslot.finish();
     let ioctls = vcpu.ioctls();
+    let instructions = vcpu.instructions().cloned();
     drop(vcpu);
     drop(vm);
     drop(page);
@@ -770,6 +783,7 @@ pub fn run(cfg: &VmConfig, serial_out: &mut dyn FnMut(&[u8])) -> Result<RunRepor
         serial: machine.into_serial(),
         stats,
         ioctls,
+        instructions,
         wall,
         setup,
         brand: brand.as_str().to_owned(),

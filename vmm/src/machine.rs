@@ -9,7 +9,7 @@ use crate::devices::exit_port::{EXIT_PORT, EXIT_PORT_LEN, ExitPort};
 use crate::devices::lapic::{LAPIC_BASE, LAPIC_LEN, Lapic, X2apicFault};
 use crate::devices::serial::Com1;
 use crate::devices::testdev::{self, Testdev, TestdevReport};
-use crate::devices::{AccessCtx, Bus, Device, Effect, fill_unassigned};
+use crate::devices::{AccessCtx, Bus, Device, Effect, RunCounts, fill_unassigned};
 use crate::memslot::{self as memslot_dev, Memslot};
 use crate::{ExitReason, ExitStats};
 use kvm_bindings::kvm_regs;
@@ -243,6 +243,8 @@ pub struct Machine {
     unassigned: u64,
     /// Exits handled so far.
     exits: u64,
+    /// The run's ioctls and counted instructions, as the run loop last told them.
+    counts: RunCounts,
     /// Coalesced writes replayed so far (not exits).
     coalesced: u64,
 }
@@ -317,6 +319,7 @@ impl Machine {
             memslot: Memslot::new(seed),
             unassigned: 0,
             exits: 0,
+            counts: RunCounts::default(),
             coalesced: 0,
         }
     }
@@ -343,6 +346,7 @@ impl Machine {
             rip: cpu.rip(),
             now,
             exits: self.exits,
+            counts: self.counts,
         };
         let rip = cpu.rip();
         match exit {
@@ -414,6 +418,7 @@ impl Machine {
             rip: cpu.rip(),
             now,
             exits: self.exits,
+            counts: self.counts,
         };
         for w in writes {
             self.coalesced += 1;
@@ -516,6 +521,12 @@ impl Machine {
         self.lapic.write_msr(msr, value, now)
     }
 
+    /// What the run cost so far besides exits (the run loop tells it after each KVM_RUN):
+    /// device accesses carry it ([`AccessCtx::counts`]) for the bench samples.
+    pub fn set_counts(&mut self, counts: RunCounts) {
+        self.counts = counts;
+    }
+
     /// Counts one exit that a platform handler served without [`Machine::handle`] (a
     /// simulated platform's TDCALL or VMGEXIT), so bench samples count it.
     pub fn count_exit(&mut self) {
@@ -536,6 +547,7 @@ impl Machine {
             rip: cpu.rip(),
             now,
             exits: self.exits,
+            counts: self.counts,
         };
         self.read(space, addr, data, &ctx);
     }
@@ -554,6 +566,7 @@ impl Machine {
             rip: cpu.rip(),
             now,
             exits: self.exits,
+            counts: self.counts,
         };
         self.write(space, addr, data, &ctx)
     }

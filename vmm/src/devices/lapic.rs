@@ -429,6 +429,7 @@ mod tests {
                 rip: 0,
                 now,
                 exits: 0,
+                counts: Default::default(),
             },
         );
     }
@@ -442,6 +443,7 @@ mod tests {
                 rip: 0,
                 now,
                 exits: 0,
+                counts: Default::default(),
             },
         );
         u32::from_le_bytes(d)
@@ -619,6 +621,7 @@ mod tests {
                 rip: 0,
                 now: t0,
                 exits: 0,
+                counts: Default::default(),
             },
         );
         assert_eq!(b, [0xff]);
@@ -630,6 +633,7 @@ mod tests {
                 rip: 0,
                 now: t0,
                 exits: 0,
+                counts: Default::default(),
             },
         );
         assert_eq!(d, [0xff; 4]);

@@ -20,6 +20,23 @@ pub struct AccessCtx {
     pub now: Instant,
     /// vCPU exits so far in the run, this access's own exit included.
     pub exits: u64,
+    /// What the run cost so far besides exits, as of this access's exit.
+    pub counts: RunCounts,
+}
+
+/// What a run has cost so far besides exits, for the bench samples: the VMM's vCPU ioctls
+/// (as of the KVM_RUN that returned with the access's exit, that KVM_RUN included), the
+/// VMM's own time outside KVM_RUN (up to that KVM_RUN) and, when the VMM single-steps the
+/// run to count them, the guest's instructions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunCounts {
+    /// vCPU ioctls made so far, by kind.
+    pub ioctls: crate::IoctlCounts,
+    /// Guest instructions single-stepped so far (0 unless the run counts them).
+    pub instructions: u64,
+    /// Host time the VMM spent outside KVM_RUN so far (handling exits: devices, models,
+    /// ioctls other than KVM_RUN), in nanoseconds.
+    pub vmm_ns: u64,
 }
 
 /// What a device write asks of the VMM beyond the write itself.

@@ -100,6 +100,7 @@ mod tests {
         rip: 0,
         now: Instant::now(),
         exits: 0,
+        counts: Default::default(),
     };
 
     /// 16550 register offsets (PC16550D datasheet): scratch, line status, interrupt id.

@@ -25,7 +25,7 @@
 //! **Cost.** An access decodes its register from a fixed table, updates the model and pushes
 //! one log entry (the only allocation, amortised); text is made only for findings.
 
-use super::{AccessCtx, fill_unassigned, le_value, put_le};
+use super::{AccessCtx, RunCounts, fill_unassigned, le_value, put_le};
 use protocol::access::{Direction, Width};
 use protocol::testdev::{self, BenchId, Mismatch, Seen, Space, Step, mmio, pio};
 use std::time::{Duration, Instant};
@@ -216,6 +216,14 @@ pub struct BenchSample {
     pub wall: Duration,
     /// vCPU exits strictly between the two markers.
     pub exits: u64,
+    /// vCPU ioctls between the two markers, by kind (the end marker's KVM_RUN excepted).
+    pub ioctls: crate::IoctlCounts,
+    /// Guest instructions between the two markers, when the run counts them
+    /// (`VmConfig::count_instructions`), else 0.
+    pub instructions: u64,
+    /// Host time the VMM spent outside KVM_RUN between the two markers (the start marker's
+    /// handling included, the end marker's not).
+    pub vmm_time: Duration,
 }
 
 /// Everything the device learned in a run.
@@ -262,8 +270,9 @@ pub struct Testdev {
     case_seen: Vec<Seen>,
     case_rips: Vec<u64>,
     case_checks: Vec<CaseCheck>,
-    /// `(time, exit count)` of each bench's pending start marker, indexed like `BenchId::ALL`.
-    bench_open: [Option<(Instant, u64)>; BenchId::ALL.len()],
+    /// Time, exit count and run counts of each bench's pending start marker, indexed like
+    /// `BenchId::ALL`.
+    bench_open: [Option<(Instant, u64, RunCounts)>; BenchId::ALL.len()],
     bench: Vec<BenchSample>,
     problems: Vec<String>,
 }
@@ -495,7 +504,7 @@ impl Testdev {
             .position(|&b| b == id)
             .expect("parse_bench_marker returns a member of BenchId::ALL");
         match (end, self.bench_open[i].take()) {
-            (false, None) => self.bench_open[i] = Some((ctx.now, ctx.exits)),
+            (false, None) => self.bench_open[i] = Some((ctx.now, ctx.exits, ctx.counts)),
             (false, Some(start)) => {
                 self.bench_open[i] = Some(start);
                 self.problems.push(format!(
@@ -504,11 +513,19 @@ impl Testdev {
                     ctx.rip
                 ));
             }
-            (true, Some((t0, e0))) => self.bench.push(BenchSample {
+            (true, Some((t0, e0, c0))) => self.bench.push(BenchSample {
                 id,
                 wall: ctx.now.saturating_duration_since(t0),
-                // Both counts include their own marker's exit.
+                // Both counts include their own marker's exit (and its KVM_RUN).
                 exits: ctx.exits.saturating_sub(e0).saturating_sub(1),
+                ioctls: {
+                    let mut n = ctx.counts.ioctls.since(&c0.ioctls);
+                    n.by_kind[crate::Ioctl::Run as usize] =
+                        n.of(crate::Ioctl::Run).saturating_sub(1);
+                    n
+                },
+                instructions: ctx.counts.instructions.saturating_sub(c0.instructions),
+                vmm_time: Duration::from_nanos(ctx.counts.vmm_ns.saturating_sub(c0.vmm_ns)),
             }),
             (true, None) => self.problems.push(format!(
                 "bench {}: end marker at rip {:#x} without a start marker",
@@ -692,6 +709,7 @@ mod tests {
             rip: RIP,
             now: Instant::now(),
             exits: 0,
+            counts: Default::default(),
         }
     }
 
@@ -1208,7 +1226,19 @@ mod tests {
             rip: RIP,
             now: t0 + Duration::from_millis(ms),
             exits,
+            counts: RunCounts {
+                ioctls: ioctls(exits, exits / 2),
+                instructions: 50 * exits,
+                vmm_ns: 1000 * exits,
+            },
         };
+        // `runs` KVM_RUNs and `translates` KVM_TRANSLATEs.
+        fn ioctls(runs: u64, translates: u64) -> crate::IoctlCounts {
+            let mut c = crate::IoctlCounts::default();
+            c.by_kind[crate::Ioctl::Run as usize] = runs;
+            c.by_kind[crate::Ioctl::Translate as usize] = translates;
+            c
+        }
         let m = |id, end| bench_marker(id, end).to_le_bytes();
         let b = u64::from(pio::BENCH);
         d.write(Space::Pio, b, &m(BenchId::EmptyLoop, false), &at(0, 10));
@@ -1222,12 +1252,18 @@ mod tests {
                 BenchSample {
                     id: BenchId::EmptyLoop,
                     wall: Duration::from_millis(1),
-                    exits: 0
+                    exits: 0,
+                    ioctls: ioctls(0, 0),
+                    instructions: 50,
+                    vmm_time: Duration::from_micros(1),
                 },
                 BenchSample {
                     id: BenchId::ApiPioRead,
                     wall: Duration::from_millis(5),
-                    exits: 2000
+                    exits: 2000,
+                    ioctls: ioctls(2000, 1000),
+                    instructions: 100_050,
+                    vmm_time: Duration::from_micros(2001),
                 },
             ]
         );

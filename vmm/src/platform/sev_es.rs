@@ -109,11 +109,16 @@ impl SevEsHost {
         // valid bits): their bytes are the test's, not private data.
         let raw_case = case.is_some_and(|(suite, _)| suite == "ghcb_raw");
         // The host's own check of the page's mapping (a GHCB-page request only).
-        let cbit = self.width.sev_cbit();
+        let (alias, bits, cbit) = (
+            self.width.platform_bit(PlatformKind::SevEs),
+            self.width.bits(),
+            self.width.sev_cbit(),
+        );
         let private = page_request
-            && self
-                .ghcb_va
-                .is_some_and(|va| check_ghcb_mapping(vcpu, va, msr, cbit, &mut self.mapping, case));
+            && self.ghcb_va.is_some_and(|va| {
+                let pa = vcpu.translate(&mem, alias, bits, va);
+                check_ghcb_mapping(pa, va, msr, cbit, &mut self.mapping, case)
+            });
         // Through a private mapping the host sees ciphertext, not the guest's bytes.
         if msr & ghcb::msr::INFO_MASK == 0 && !raw_case && !private {
             let mut page = [0u8; PAGE];
@@ -254,8 +259,9 @@ impl SevEsHost {
 }
 
 /// The host's check that the guest maps its GHCB shared: at every GHCB-page VMGEXIT it
-/// translates the GHCB's virtual address ([`super::ghcb_address`]) with KVM_TRANSLATE on the
-/// vCPU. Under sev-es-sim the C-bit is an address bit ([`crate::sim::address`]), so a mapping
+/// translates the GHCB's virtual address ([`super::ghcb_address`]) under the vCPU's paging
+/// (a walk of the guest's page tables from the CR3 KVM stored at the exit, as
+/// KVM_TRANSLATE would). Under sev-es-sim the C-bit is an address bit ([`crate::sim::address`]), so a mapping
 /// with it set lands on the private alias. On hardware the guest would then have written the
 /// page encrypted: the host hands the model the page as ciphertext ([`sev_ciphertext`]) and
 /// the guest reads the answer back through its decryption, as garbage.
@@ -288,12 +294,13 @@ impl GhcbMapping {
     }
 }
 
-/// Translates the GHCB's virtual address `va` on the vCPU and records in `mapping` whether
-/// it reaches the GHCB MSR's GPA `msr` through a shared mapping (C-bit `cbit` clear).
-/// Returns whether the mapping is private. A page that is not mapped at `va`, or maps
-/// another GPA, is a finding too (the guest told the host one page and uses another).
+/// Records in `mapping` whether the GHCB's virtual address `va`, which the vCPU's paging
+/// translates to `pa`, reaches the GHCB MSR's GPA `msr` through a shared mapping (C-bit
+/// `cbit` clear). Returns whether the mapping is private. A page that is not mapped at `va`,
+/// or maps another GPA, is a finding too (the guest told the host one page and uses
+/// another).
 fn check_ghcb_mapping(
-    vcpu: &mut VcpuCtl<'_>,
+    pa: Option<u64>,
     va: u64,
     msr: u64,
     cbit: u8,
@@ -302,7 +309,6 @@ fn check_ghcb_mapping(
 ) -> bool {
     mapping.checked += 1;
     let c = 1u64 << cbit;
-    let pa = vcpu.translate(va);
     // The kind of finding, if any; only the first request of each kind is described.
     let kind = match pa {
         Some(pa) if pa & !c == msr && pa & c != 0 => Some("private"),

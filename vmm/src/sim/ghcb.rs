@@ -427,7 +427,7 @@ impl<T: Tamper> GhcbModel<T> {
         if gpa == 0 {
             return GhcbStep::Done;
         }
-        let mut page = vec![0u8; PAGE_SIZE as usize];
+        let mut page = [0u8; PAGE_SIZE as usize];
         if mem.read(gpa, &mut page).is_err() {
             return GhcbStep::Done;
         }

@@ -157,3 +157,93 @@ pub fn guest_linear_address(
     let d = decode_guest(fd, mem, alias, start)?;
     (start + u64::from(d.len) == next).then(|| linear_address(&d, regs, next))
 }
+
+/// The guest physical address `va` maps to under the paging of `sregs` (CR0, CR3, CR4,
+/// EFER), walked in software over guest RAM `mem`: what KVM_TRANSLATE answers, without the
+/// ioctl. Table pointers are read with `alias` (sev-es-sim's C-bit: RAM's second mapping)
+/// stripped; the leaf's address keeps it, as KVM_TRANSLATE's does. An entry with an address
+/// bit at or above the vCPU's `phys_bits` is a reserved-bit fault: not mapped. `None` when
+/// `va` is not mapped, or when paging is off or not in long mode (see [`long_mode_paging`]:
+/// the caller asks KVM then).
+pub fn walk_guest(
+    mem: &vm_memory::GuestMemoryMmap,
+    sregs: &kvm_bindings::kvm_sregs,
+    alias: u64,
+    phys_bits: u8,
+    va: u64,
+) -> Option<u64> {
+    use protocol::paging::{PTE_ADDR, PTE_P, walk};
+    use protocol::x86::cr;
+    use vm_memory::Bytes;
+    if !long_mode_paging(sregs) {
+        return None;
+    }
+    let levels = if sregs.cr4 & cr::CR4_LA57 != 0 { 5 } else { 4 };
+    let reserved = PTE_ADDR & !((1u64 << phys_bits) - 1);
+    let mut read = |gpa: u64| {
+        let e: u64 = mem.read_obj(vm_memory::GuestAddress(gpa & !alias)).ok()?;
+        (e & PTE_P == 0 || e & reserved == 0).then_some(e)
+    };
+    let leaf = walk(&mut read, sregs.cr3, levels, va, PTE_ADDR & !alias)?;
+    Some((leaf.entry & PTE_ADDR & !(leaf.size - 1)) | (va & (leaf.size - 1)))
+}
+
+/// Whether `sregs` page with 4- or 5-level long-mode paging, which [`walk_guest`] walks.
+pub fn long_mode_paging(sregs: &kvm_bindings::kvm_sregs) -> bool {
+    sregs.cr0 & protocol::x86::cr::CR0_PG != 0 && sregs.efer & protocol::x86::efer::LMA != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::paging::{PTE_P, PTE_PS, PTE_W};
+    use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+    #[test]
+    fn the_software_walk_reads_four_and_five_levels_with_the_alias_stripped() {
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+        let alias = 1u64 << 47;
+        let put = |gpa: u64, v: u64| mem.write_obj(v, GuestAddress(gpa)).unwrap();
+        // PML4 at 0x1000 -> PDPT at 0x2000 (through the alias) -> PD at 0x3000: a 2 MiB
+        // leaf for VA 0x4000_0000 at 0x20_0000 with the alias bit, and a 4 KiB table at 0x4000
+        // for VA 0x4020_0000 whose page 3 maps 0x9000.
+        put(0x1000, 0x2000 | alias | PTE_P | PTE_W);
+        put(0x2000 + 8, 0x3000 | PTE_P | PTE_W);
+        put(0x3000, 0x20_0000 | alias | PTE_P | PTE_W | PTE_PS);
+        put(0x3000 + 8, 0x4000 | PTE_P | PTE_W);
+        put(0x4000 + 3 * 8, 0x9000 | PTE_P);
+        let mut sregs = kvm_bindings::kvm_sregs {
+            cr0: protocol::x86::cr::CR0_PG | 1,
+            cr3: 0x1000,
+            efer: protocol::x86::efer::LMA | protocol::x86::efer::LME,
+            ..Default::default()
+        };
+        let va = 0x4000_0000;
+        assert_eq!(
+            walk_guest(&mem, &sregs, alias, 48, va + 0x1234),
+            Some(0x20_1234 | alias)
+        );
+        assert_eq!(
+            walk_guest(&mem, &sregs, alias, 48, va + 0x20_3abc),
+            Some(0x9abc)
+        );
+        assert_eq!(
+            walk_guest(&mem, &sregs, alias, 48, va + 0x20_4000),
+            None,
+            "not present"
+        );
+        // The alias bit is at or above a 46-bit vCPU's width: reserved.
+        assert_eq!(walk_guest(&mem, &sregs, alias, 46, va), None);
+        // 5-level: a PML5 at 0x5000 pointing at the PML4.
+        put(0x5000, 0x1000 | PTE_P | PTE_W);
+        sregs.cr3 = 0x5000;
+        sregs.cr4 = protocol::x86::cr::CR4_LA57;
+        assert_eq!(
+            walk_guest(&mem, &sregs, alias, 48, va + 0x20_3abc),
+            Some(0x9abc)
+        );
+        // Paging off: the caller asks KVM.
+        sregs.cr0 = 1;
+        assert_eq!(walk_guest(&mem, &sregs, alias, 48, va), None);
+    }
+}

@@ -112,6 +112,11 @@ impl IoctlCounts {
         self.by_kind[kind as usize]
     }
 
+    /// One more `kind`.
+    pub fn add(&mut self, kind: Ioctl) {
+        self.by_kind[kind as usize] += 1;
+    }
+
     /// `self - earlier`, kind by kind (counts only grow).
     pub fn since(&self, earlier: &IoctlCounts) -> IoctlCounts {
         IoctlCounts {
@@ -145,7 +150,7 @@ impl CountedFd {
 
     fn count(&self, kind: Ioctl) {
         let mut c = self.counts.get();
-        c.by_kind[kind as usize] += 1;
+        c.add(kind);
         self.counts.set(c);
     }
 

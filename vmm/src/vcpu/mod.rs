@@ -10,13 +10,17 @@
 //! | `run_loop.rs` | [`run`]: interrupts, KVM_RUN, dispatch, single-stepping, memslot requests |
 //! | `guest.rs` | guest memory through the vCPU's paging: reading and decoding instructions, linear addresses |
 //! | `halt.rs` | waiting for the APIC timer while the vCPU is halted (HLT exits, `TDVMCALL<HLT>`) |
+//! | `floor.rs` | the tiny guests' run loop of [`crate::floor`] |
+//! | `count.rs` | counting the guest's instructions by single-stepping ([`InstructionCounts`]) |
 //!
 //! The devices never see KVM ([`crate::machine`]); the simulated platforms' glue
 //! ([`crate::platform`]) and the memslot scenario ([`crate::memslot`]) reach the vCPU only
 //! through [`VcpuCtl`].
 
 mod coalesced;
+mod count;
 mod exits;
+mod floor;
 mod guest;
 mod halt;
 mod kvm;
@@ -25,9 +29,10 @@ mod run_view;
 #[cfg(test)]
 mod tests;
 
+pub use count::InstructionCounts;
 pub use guest::{
     PortExit, decode_guest, find_port_io, guest_linear_address, linear_address, next_insn,
-    read_guest,
+    read_guest, walk_guest,
 };
 pub use halt::wait_for_wakeup;
 pub use kvm::{CountedFd, Ioctl, IoctlCounts};
@@ -61,6 +66,13 @@ pub struct Vcpu {
     ring: Option<CoalescedRing>,
     /// The CPUID table given to KVM_SET_CPUID2, for the simulated hosts' CPUID requests.
     cpuid: CpuId,
+    /// The guest's instructions, when the run counts them ([`Vcpu::count_instructions`]).
+    instructions: Option<InstructionCounts>,
+    /// Host time the run loop spent outside KVM_RUN so far, in nanoseconds.
+    vmm_ns: u64,
+    /// KVM stores the special registers in kvm_run at every exit ([`VcpuCtl::translate`]
+    /// then walks the guest's page tables itself).
+    sregs_synced: bool,
 }
 
 /// What vCPU 0 is made of.
@@ -139,6 +151,12 @@ impl Vcpu {
             fd.set_guest_debug(&crate::platform::guest_debug(Some(sites), false))?;
         }
         fd.set_sync_valid_reg(SyncReg::Register);
+        // sev-es-sim checks the GHCB's mapping at every GHCB-page request: with CR3 in kvm_run
+        // (no cost measurable on these hosts) that is a walk over guest RAM, not an ioctl.
+        let sregs_synced = platform == PlatformKind::SevEs;
+        if sregs_synced {
+            fd.set_sync_valid_reg(SyncReg::SystemRegister);
+        }
         let view = RunView::new(fd.raw(), vm.run_size())?;
         let ring = if platform == PlatformKind::Legacy {
             coalesced::coalesce_com1_data(vm, &fd)
@@ -157,7 +175,30 @@ impl Vcpu {
             view,
             ring,
             cpuid,
+            instructions: None,
+            vmm_ns: 0,
+            sregs_synced,
         })
+    }
+
+    /// Makes the run loop single-step the whole run and count the guest's instructions
+    /// ([`InstructionCounts`]; slow: an exit per instruction).
+    pub fn count_instructions(&mut self) {
+        self.instructions = Some(InstructionCounts::default());
+    }
+
+    /// The instructions counted, if the run counts them.
+    pub fn instructions(&self) -> Option<&InstructionCounts> {
+        self.instructions.as_ref()
+    }
+
+    /// What the run cost so far besides exits.
+    fn counts(&self) -> crate::devices::RunCounts {
+        crate::devices::RunCounts {
+            ioctls: self.fd.counts(),
+            instructions: self.instructions.as_ref().map_or(0, |c| c.total),
+            vmm_ns: self.vmm_ns,
+        }
     }
 
     /// The vCPU's TSC frequency in kHz (KVM_GET_TSC_KHZ), if KVM reports one.
@@ -185,18 +226,20 @@ pub struct VcpuCtl<'a> {
     view: &'a RunView,
     cpuid: &'a CpuId,
     stepping: bool,
+    sregs_synced: bool,
 }
 
 impl<'a> VcpuCtl<'a> {
-    /// What the platform glue may do to the vCPU of `fd`, `view` and `cpuid` at the current
-    /// exit (`stepping`: the memslot scenario single-steps the guest). Built from the
-    /// [`Vcpu`]'s fields one by one, so the run loop keeps its own borrow of the view.
-    fn new(fd: &'a mut CountedFd, view: &'a RunView, cpuid: &'a CpuId, stepping: bool) -> Self {
+    /// What the platform glue may do to the vCPU at the current exit (`stepping`: the memslot
+    /// scenario single-steps the guest). Built from the [`Vcpu`]'s fields one by one, so the
+    /// run loop keeps its own borrow of the view.
+    fn new(vcpu: VcpuParts<'a>, stepping: bool) -> Self {
         Self {
-            fd,
-            view,
-            cpuid,
+            fd: vcpu.fd,
+            view: vcpu.view,
+            cpuid: vcpu.cpuid,
             stepping,
+            sregs_synced: vcpu.sregs_synced,
         }
     }
 
@@ -206,9 +249,23 @@ impl<'a> VcpuCtl<'a> {
         self.fd
     }
 
-    /// The guest physical address `va` maps to under the vCPU's current paging
-    /// (KVM_TRANSLATE), if mapped.
-    pub fn translate(&mut self, va: u64) -> Option<u64> {
+    /// The guest physical address `va` maps to under the vCPU's current paging, if mapped:
+    /// walked over guest RAM `mem` ([`walk_guest`], `alias` and `phys_bits` as there) when KVM
+    /// syncs the special registers and the guest runs with long-mode paging, else asked of
+    /// KVM (KVM_TRANSLATE).
+    pub fn translate(
+        &mut self,
+        mem: &vm_memory::GuestMemoryMmap,
+        alias: u64,
+        phys_bits: u8,
+        va: u64,
+    ) -> Option<u64> {
+        if self.sregs_synced {
+            let sregs = self.view.sregs();
+            if guest::long_mode_paging(&sregs) {
+                return walk_guest(mem, &sregs, alias, phys_bits, va);
+            }
+        }
         self.fd
             .translate_gva(va)
             .ok()
@@ -329,6 +386,14 @@ impl<'a> VcpuCtl<'a> {
     pub fn cpu_state(&self) -> CpuState {
         self.view.cpu_state()
     }
+}
+
+/// The fields of a [`Vcpu`] a [`VcpuCtl`] borrows.
+struct VcpuParts<'a> {
+    fd: &'a mut CountedFd,
+    view: &'a RunView,
+    cpuid: &'a CpuId,
+    sregs_synced: bool,
 }
 
 /// RIP through KVM_GET_REGS, for stops outside an exit (EINTR).

@@ -1,8 +1,8 @@
 //! The run loop: one KVM_RUN after another until the machine, the platform or the watchdog
 //! ends the run. Each turn: deliver a due interrupt, KVM_RUN, replay the coalesced COM1
 //! writes, route the exit ([`super::exits`]) and hand it to whoever serves it, forward the
-//! guest's memslot requests, and set KVM's single-stepping to what the memslot scenario, the
-//! hostile host's GHCB watch and an instruction count need.
+//! guest's memslot requests; before each KVM_RUN, set KVM's single-stepping to what the
+//! memslot scenario, the hostile host's GHCB watch and an instruction count need.
 
 use super::exits::{self, Routed};
 use super::{Vcpu, VcpuCtl, halt, rip};
@@ -28,7 +28,15 @@ pub fn run(
     // What the platform glue and the memslot scenario may do to the vCPU at this exit.
     macro_rules! ctl {
         () => {
-            VcpuCtl::new(&mut vcpu.fd, &vcpu.view, &vcpu.cpuid, memslot.stepping())
+            VcpuCtl::new(
+                super::VcpuParts {
+                    fd: &mut vcpu.fd,
+                    view: &vcpu.view,
+                    cpuid: &vcpu.cpuid,
+                    sregs_synced: vcpu.sregs_synced,
+                },
+                memslot.stepping(),
+            )
         };
     }
     // Whether KVM single-steps the guest now (KVM_SET_GUEST_DEBUG with
@@ -38,11 +46,23 @@ pub fn run(
     // alive) for the guard's lifetime; no Rust reference to that byte is ever made (the loop
     // resets it through kvm-ioctls' separate mapping of the same page).
     let _kick = unsafe { crate::kick::KickTarget::arm(&vcpu.view, vcpu.view.immediate_exit()) };
+    // When the last KVM_RUN returned: the VMM's own time runs from there to the next one.
+    let mut returned: Option<Instant> = None;
     loop {
         if stop.load(Ordering::SeqCst) {
             return Ok(ExitReason::Timeout {
                 rip: rip(&vcpu.fd)?,
             });
+        }
+        // Single-step while the memslot page may be MMIO under a simulated platform (a
+        // store's MMIO exit reports the RIP after the store, and the #VE/#VC must point at
+        // the store itself), while the hostile host watches the guest's GHCB reads, and
+        // throughout a run that counts instructions.
+        let want_step = memslot.stepping() || host.watching() || vcpu.instructions.is_some();
+        if want_step != single_step {
+            vcpu.fd
+                .set_guest_debug(&crate::platform::guest_debug(host.trap_sites(), want_step))?;
+            single_step = want_step;
         }
         // A simulated TD's interrupts are posted: delivered when it leaves TDVMCALL<HLT>
         // (`Host::take_wakeup`).
@@ -58,8 +78,17 @@ pub fn run(
         };
         vcpu.fd.kvm_run_mut().request_interrupt_window = u8::from(window);
 
+        // The run's counts as of this KVM_RUN (itself included), for the devices' bench
+        // samples.
+        if let Some(t) = returned {
+            vcpu.vmm_ns += t.elapsed().as_nanos() as u64;
+        }
+        let mut counts = vcpu.counts();
+        counts.ioctls.add(super::Ioctl::Run);
+        machine.set_counts(counts);
         let result = vcpu.fd.run();
         let now = Instant::now();
+        returned = Some(now);
         let cpu = vcpu.view.cpu_state();
         // Writes KVM coalesced during this KVM_RUN came before whatever ended it (an exit, a
         // signal, an error): replay them first, so the devices, the sink and the report see
@@ -80,10 +109,16 @@ pub fn run(
                         Routed::Machine(exit) => machine.handle(exit, &cpu, now),
                         Routed::Done(control) => control,
                         Routed::Trap => {
+                            if let Some(c) = vcpu.instructions.as_mut() {
+                                c.traps += 1;
+                            }
                             let mut ctl = ctl!();
                             host.trap(&mut ctl, machine, &cpu, stop)?
                         }
                         Routed::Step => {
+                            if let Some(c) = vcpu.instructions.as_mut() {
+                                c.step(machine.testdev().current_case());
+                            }
                             memslot.note_step(cpu.rip());
                             if host.watching() {
                                 let ctl = ctl!();
@@ -132,15 +167,6 @@ pub fn run(
         if let Some(req) = machine.take_memslot_request() {
             memslot.request(req, host.forbids_raw_io());
         }
-        // Single-step while the memslot page may be MMIO under a simulated platform (a
-        // store's MMIO exit reports the RIP after the store, and the #VE/#VC must point at
-        // the store itself), and while the hostile host watches the guest's GHCB reads.
-        let want_step = memslot.stepping() || host.watching();
-        if want_step != single_step {
-            vcpu.fd
-                .set_guest_debug(&crate::platform::guest_debug(host.trap_sites(), want_step))?;
-            single_step = want_step;
-        }
 
         match control {
             Control::Continue => {}
@@ -149,6 +175,8 @@ pub fn run(
                 if let Some(reason) = halt::wait_halted(machine, &cpu, due, stop, &vcpu.fd)? {
                     return Ok(reason);
                 }
+                // A halted vCPU's wait is not VMM work.
+                returned = Some(Instant::now());
             }
         }
     }

@@ -45,6 +45,16 @@ impl RunView {
         }
     }
 
+    /// The special registers KVM stored at the last exit (sync sregs must be enabled:
+    /// [`super::Vcpu::create`] does for sev-es-sim, whose GHCB check walks the guest's page
+    /// tables).
+    pub(super) fn sregs(&self) -> kvm_bindings::kvm_sregs {
+        // SAFETY: in-bounds field of the live mapping (see `cpu_state`); KVM stores it at
+        // every exit while `kvm_valid_regs` has KVM_SYNC_X86_SREGS. A volatile read of plain
+        // integers: any bit pattern is valid.
+        unsafe { addr_of!((*self.run.as_ptr()).s.regs.sregs).read_volatile() }
+    }
+
     /// `ready_for_interrupt_injection` from the last exit.
     pub(super) fn ready_for_interrupt(&self) -> bool {
         // SAFETY: in-bounds field of the live mapping (see `cpu_state`); a u8 read.
