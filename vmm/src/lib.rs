@@ -49,7 +49,7 @@ mod vcpu;
 
 pub use devices::testdev::{BenchSample, CaseCheck, TestdevAccess};
 pub use error::{Errno, VmmError};
-pub use vcpu::{InstructionCounts, Ioctl, IoctlCounts};
+pub use vcpu::{InstructionCounts, Ioctl, IoctlCounts, NOT_COUNTED};
 
 use cpuid::Brand;
 use kvm_bindings::kvm_userspace_memory_region;
@@ -109,7 +109,8 @@ pub struct VmConfig {
     pub boot: Boot,
     /// Single-step the whole run and count the guest's instructions, per case and per bench
     /// loop ([`RunReport::instructions`], [`BenchSample::instructions`]). Slow (an exit per
-    /// instruction): for finding where time goes, never for timing.
+    /// instruction): for finding where time goes, never for timing. The `halt` and `memslot`
+    /// suites run unstepped ([`NOT_COUNTED`]).
     pub count_instructions: bool,
 }
 

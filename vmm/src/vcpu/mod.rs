@@ -29,7 +29,7 @@ mod run_view;
 #[cfg(test)]
 mod tests;
 
-pub use count::InstructionCounts;
+pub use count::{InstructionCounts, NOT_COUNTED};
 pub use guest::{
     PortExit, decode_guest, find_port_io, guest_linear_address, linear_address, next_insn,
     read_guest, walk_guest,

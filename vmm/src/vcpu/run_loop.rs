@@ -5,7 +5,7 @@
 //! memslot scenario, the hostile host's GHCB watch and an instruction count need.
 
 use super::exits::{self, Routed};
-use super::{Vcpu, VcpuCtl, halt, rip};
+use super::{InstructionCounts, Vcpu, VcpuCtl, halt, rip};
 use crate::machine::{Control, Exit, InterruptStep, Machine};
 use crate::memslot::Scenario;
 use crate::platform::Host;
@@ -57,8 +57,10 @@ pub fn run(
         // Single-step while the memslot page may be MMIO under a simulated platform (a
         // store's MMIO exit reports the RIP after the store, and the #VE/#VC must point at
         // the store itself), while the hostile host watches the guest's GHCB reads, and
-        // throughout a run that counts instructions.
-        let want_step = memslot.stepping() || host.watching() || vcpu.instructions.is_some();
+        // throughout a run that counts instructions (but its uncounted suites).
+        let counting = vcpu.instructions.is_some()
+            && InstructionCounts::counts(machine.testdev().current_case());
+        let want_step = memslot.stepping() || host.watching() || counting;
         if want_step != single_step {
             vcpu.fd
                 .set_guest_debug(&crate::platform::guest_debug(host.trap_sites(), want_step))?;
@@ -116,8 +118,11 @@ pub fn run(
                             host.trap(&mut ctl, machine, &cpu, stop)?
                         }
                         Routed::Step => {
-                            if let Some(c) = vcpu.instructions.as_mut() {
-                                c.step(machine.testdev().current_case());
+                            let case = machine.testdev().current_case();
+                            if let Some(c) = vcpu.instructions.as_mut()
+                                && InstructionCounts::counts(case)
+                            {
+                                c.step(case, cpu.rip());
                             }
                             memslot.note_step(cpu.rip());
                             if host.watching() {
