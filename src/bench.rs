@@ -12,6 +12,7 @@ use protocol::testdev::BenchId;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
+use vmm::floor::{self, Floor, Mechanism};
 
 /// What to measure.
 #[derive(Clone, Debug)]
@@ -24,6 +25,9 @@ pub struct BenchOptions {
     pub qemu: std::path::PathBuf,
     /// Extra kernel command-line tokens for every measured run (a test's fault injection).
     pub append: Vec<String>,
+    /// Also make single-stepped runs that count the guest's instructions (per request and per
+    /// suite; about a minute).
+    pub count: bool,
 }
 
 /// Median, min, max of a set of durations.
@@ -155,10 +159,21 @@ pub struct Micro {
     pub n: u64,
     /// Exits per iteration (host count).
     pub exits_per_op: f64,
+    /// vCPU ioctls per iteration, by kind.
+    pub ioctls: vmm::IoctlCounts,
     /// Host wall time per iteration, ns.
     pub wall_ns: f64,
     /// Guest TSC time per iteration, ns.
     pub tsc_ns: Option<f64>,
+    /// Host time per iteration the VMM spent outside KVM_RUN, ns.
+    pub vmm_ns: f64,
+}
+
+impl Micro {
+    /// vCPU ioctls per iteration.
+    pub fn ioctls_per_op(&self) -> f64 {
+        self.ioctls.total() as f64 / self.n as f64
+    }
 }
 
 /// Runs `cvmprobe.mode=bench` under the built-in VMM on `platform`.
@@ -182,11 +197,61 @@ pub fn micro(
             id: s.id,
             n,
             exits_per_op: s.exits as f64 / nf,
+            ioctls: s.ioctls,
             wall_ns: s.wall.as_secs_f64() * 1e9 / nf,
             tsc_ns: r.tsc_khz.map(|k| tsc as f64 * 1e6 / f64::from(k) / nf),
+            vmm_ns: s.vmm_time.as_secs_f64() * 1e9 / nf,
         });
     }
     Ok(out)
+}
+
+/// What a counting run (`VmConfig::count_instructions`) of `cvmprobe.mode=bench` found: the
+/// guest's instructions per iteration of each loop, and the functions they were spent in.
+#[derive(Clone, Debug)]
+pub struct MicroCount {
+    /// Instructions per iteration, per loop.
+    pub per_op: Vec<(BenchId, f64)>,
+    /// Steps per kernel function over the whole run, most first.
+    pub functions: Vec<(String, u64)>,
+}
+
+/// A single-stepped bench run on `platform`: instructions per loop iteration.
+pub fn micro_count(
+    kernel: &Path,
+    platform: PlatformKind,
+    append: &[String],
+) -> Result<MicroCount, String> {
+    let mut cfg = vm_config(kernel, Some("bench"), platform, append);
+    cfg.count_instructions = true;
+    let r = vmm::run(&cfg, &mut |_| {}).map_err(|e| e.to_string())?;
+    let serial = String::from_utf8_lossy(&r.serial);
+    let per_op = r
+        .bench
+        .iter()
+        .filter_map(|s| {
+            let (n, _) = guest_figures(&serial, s.id.name())?;
+            Some((s.id, s.instructions as f64 / n as f64))
+        })
+        .collect();
+    let functions = match &r.instructions {
+        Some(c) => c.by_function(kernel)?,
+        None => Vec::new(),
+    };
+    Ok(MicroCount { per_op, functions })
+}
+
+/// A single-stepped full-suite run on `platform`: the guest's instructions per suite.
+pub fn suite_count(
+    kernel: &Path,
+    platform: PlatformKind,
+    append: &[String],
+) -> Result<vmm::InstructionCounts, String> {
+    let mut cfg = vm_config(kernel, None, platform, append);
+    cfg.count_instructions = true;
+    let r = vmm::run(&cfg, &mut |_| {}).map_err(|e| e.to_string())?;
+    r.instructions
+        .ok_or_else(|| "the VMM counted no instructions".to_string())
 }
 
 /// `n` and `tsc` from the guest's `# bench <name> n=<N> tsc=<cycles>` line.
@@ -205,6 +270,57 @@ fn guest_figures(serial: &str, name: &str) -> Option<(u64, u64)> {
         }
     }
     Some((n?, tsc?))
+}
+
+/// Iterations of each floor loop (as the guest's bench loops).
+const FLOOR_ITERATIONS: u32 = 2000;
+
+/// The floor each platform's requests are compared with: the mechanism its requests use.
+pub fn floor_of(platform: PlatformKind) -> Mechanism {
+    match platform {
+        PlatformKind::Legacy => Mechanism::PortIo,
+        PlatformKind::Tdx => Mechanism::Breakpoint,
+        PlatformKind::SevEs => Mechanism::MsrThenBreakpoint,
+    }
+}
+
+/// The floors measured in one bench run: several samples of each mechanism, taken between
+/// the guest's bench runs so that a floor and the requests it is compared with see the same
+/// host load.
+#[derive(Clone, Debug, Default)]
+pub struct Floors {
+    samples: Vec<Floor>,
+    /// Why a measurement failed, if one did.
+    pub failed: Option<String>,
+}
+
+impl Floors {
+    /// Measures each mechanism once more.
+    fn sample(&mut self) {
+        for m in Mechanism::ALL {
+            match floor::measure(m, FLOOR_ITERATIONS) {
+                Ok(f) => self.samples.push(f),
+                Err(e) => self.failed = Some(format!("{}: {e}", m.describe())),
+            }
+        }
+    }
+
+    /// The median sample of `m` (by time per iteration).
+    pub fn median(&self, m: Mechanism) -> Option<Floor> {
+        let mut v: Vec<Floor> = self
+            .samples
+            .iter()
+            .filter(|f| f.mechanism == m)
+            .copied()
+            .collect();
+        v.sort_by_key(|f| f.per_op());
+        v.get(v.len() / 2).copied()
+    }
+
+    /// Samples of `m`.
+    pub fn count(&self, m: Mechanism) -> usize {
+        self.samples.iter().filter(|f| f.mechanism == m).count()
+    }
 }
 
 /// The machine a bench run measured, for the report's first line: figures from different
@@ -356,18 +472,77 @@ pub fn run_all(kernel: &Path, opts: &BenchOptions) -> BenchReport {
         );
     }
 
-    let all_micro: Vec<(PlatformKind, Figure<Vec<Micro>>)> = PlatformKind::ALL
-        .into_iter()
-        .map(|p| (p, micro(kernel, p, app)))
-        .collect();
+    // The guest's bench runs, with the floors sampled before, between and after them.
+    let mut floors = Floors::default();
+    floors.sample();
+    let mut all_micro: Vec<(PlatformKind, Figure<Vec<Micro>>)> = Vec::new();
+    for p in PlatformKind::ALL {
+        all_micro.push((p, micro(kernel, p, app)));
+        floors.sample();
+    }
+
     let _ = writeln!(
         out,
-        "\nguest microbenchmarks, built-in VMM (one run per platform, N iterations each)"
+        "\nexit floors: tiny guests looping over one request mechanism ({FLOOR_ITERATIONS} \
+         iterations, median of {} runs between the bench runs below)",
+        floors.count(Mechanism::PortIo)
     );
     let _ = writeln!(
         out,
-        "  {:<11} {:<16} {:>6} {:>9} {:>14} {:>14}",
-        "platform", "loop", "N", "exits/op", "ns/op (host)", "ns/op (TSC)"
+        "  {:<46} {:>8} {:>9} {:>10}",
+        "mechanism", "ns/op", "exits/op", "ioctls/op"
+    );
+    for m in Mechanism::ALL {
+        match floors.median(m) {
+            Some(f) => {
+                let _ = writeln!(
+                    out,
+                    "  {:<46} {:>8} {:>9.2} {:>10.2}",
+                    m.describe(),
+                    f.per_op().as_nanos(),
+                    f.exits_per_op(),
+                    f.ioctls_per_op()
+                );
+            }
+            None => {
+                let why = floors.failed.clone().unwrap_or_default();
+                let _ = writeln!(out, "  {:<46} FAILED: {why}", m.describe());
+                failures.push(format!("floor {}: {why}", m.describe()));
+            }
+        }
+    }
+    let floor_ns = |p: PlatformKind| {
+        floors
+            .median(floor_of(p))
+            .map(|f| f.per_op().as_nanos() as f64)
+    };
+
+    let counts: Vec<(PlatformKind, Figure<MicroCount>)> = if opts.count {
+        PlatformKind::ALL
+            .into_iter()
+            .map(|p| (p, micro_count(kernel, p, app)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let instr = |p: PlatformKind, id: BenchId| {
+        counts
+            .iter()
+            .find(|(q, _)| *q == p)
+            .and_then(|(_, c)| c.as_ref().ok())
+            .and_then(|c| c.per_op.iter().find(|(i, _)| *i == id))
+            .map(|(_, n)| *n)
+    };
+
+    let _ = writeln!(
+        out,
+        "\nrequests: guest microbenchmarks, built-in VMM (one run per platform, N iterations \
+         each)"
+    );
+    let _ = writeln!(
+        out,
+        "  {:<11} {:<15} {:>5} {:>8} {:>8} {:>6} {:>7} {:>7} {:>6}",
+        "platform", "loop", "N", "ns/op", "x floor", "exits", "ioctls", "VMM ns", "instr"
     );
     for (p, ms) in &all_micro {
         let ms = match ms {
@@ -379,19 +554,84 @@ pub fn run_all(kernel: &Path, opts: &BenchOptions) -> BenchReport {
             }
         };
         for m in ms {
-            let tsc = m.tsc_ns.map_or("-".to_string(), |t| format!("{t:.0}"));
+            let x = match (m.id, floor_ns(*p)) {
+                (BenchId::EmptyLoop, _) | (_, None) => "-".to_string(),
+                (_, Some(f)) => format!("{:.2}", m.wall_ns / f),
+            };
+            let i = instr(*p, m.id).map_or("-".to_string(), |n| format!("{n:.0}"));
             let _ = writeln!(
                 out,
-                "  {:<11} {:<16} {:>6} {:>9.2} {:>14.0} {:>14}",
+                "  {:<11} {:<15} {:>5} {:>8.0} {:>8} {:>6.2} {:>7.2} {:>7.0} {:>6}",
                 vmm::sim_name(*p),
                 m.id.name(),
                 m.n,
-                m.exits_per_op,
                 m.wall_ns,
-                tsc
+                x,
+                m.exits_per_op,
+                m.ioctls_per_op(),
+                m.vmm_ns,
+                i
             );
         }
     }
+    let _ = writeln!(
+        out,
+        "  (x floor: against the platform's own mechanism above; exits and ioctls per \
+         request counted by the VMM; VMM ns: host time outside KVM_RUN; instr: guest \
+         instructions, single-stepped in a separate run{})",
+        if opts.count {
+            ""
+        } else {
+            ": not measured (--no-count)"
+        }
+    );
+    let kinds: Vec<String> = all_micro
+        .iter()
+        .filter(|(p, _)| *p != PlatformKind::Legacy)
+        .filter_map(|(p, ms)| {
+            let m = ms
+                .as_ref()
+                .ok()?
+                .iter()
+                .find(|m| m.id == BenchId::ApiMmioRead)?;
+            let k: Vec<String> = m
+                .ioctls
+                .nonzero()
+                .map(|(k, n)| format!("{} {:.2}", k.name(), n as f64 / m.n as f64))
+                .collect();
+            Some(format!("{}: {}", vmm::sim_name(*p), k.join(", ")))
+        })
+        .collect();
+    if !kinds.is_empty() {
+        let _ = writeln!(out, "  ioctls per MMIO read: {}", kinds.join("; "));
+    }
+    for (p, c) in &counts {
+        match c {
+            Ok(c) => {
+                let _ = writeln!(
+                    out,
+                    "  guest instructions of the {} bench run (its loops, boot and KTAP \
+                     output), by function:",
+                    vmm::sim_name(*p),
+                );
+                for (f, n) in c.functions.iter().take(6) {
+                    let _ = writeln!(out, "    {n:>8}  {f}");
+                }
+            }
+            Err(why) => {
+                let _ = writeln!(out, "  counting run on {} FAILED: {why}", vmm::sim_name(*p));
+                failures.push(format!(
+                    "counting bench run on {}: {why}",
+                    vmm::sim_name(*p)
+                ));
+            }
+        }
+    }
+
+    if opts.count {
+        suite_table(&mut out, &mut failures, kernel, app);
+    }
+
     let find = |p: PlatformKind, id| {
         all_micro
             .iter()
@@ -407,11 +647,11 @@ pub fn run_all(kernel: &Path, opts: &BenchOptions) -> BenchReport {
         let _ = match v {
             Some(v) => {
                 let ok = if v <= limit { "met" } else { "MISSED" };
-                writeln!(out, "  {name:<48} {v:>7.2}{unit}  (<= {limit}{unit})  {ok}")
+                writeln!(out, "  {name:<52} {v:>7.2}{unit}  (<= {limit}{unit})  {ok}")
             }
             None => writeln!(
                 out,
-                "  {name:<48} {:>7}{unit}  (<= {limit}{unit})  not measured: a run above failed",
+                "  {name:<52} {:>7}{unit}  (<= {limit}{unit})  not measured: a run above failed",
                 "-"
             ),
         };
@@ -420,6 +660,36 @@ pub fn run_all(kernel: &Path, opts: &BenchOptions) -> BenchReport {
         (Ok(a), Ok(b)) => Some(ratio(a.median, b.median)),
         _ => None,
     };
+    const REQUESTS: [BenchId; 4] = [
+        BenchId::TrapFloor,
+        BenchId::ApiPioRead,
+        BenchId::ApiMmioRead,
+        BenchId::ApiMmioWrite,
+    ];
+    for (p, limit) in [(PlatformKind::Tdx, 1.5), (PlatformKind::SevEs, 2.0)] {
+        let name = vmm::sim_name(p);
+        for id in REQUESTS {
+            target(
+                &mut out,
+                &format!("{name}: {} / its floor", id.name()),
+                find(p, id).zip(floor_ns(p)).map(|(m, f)| m.wall_ns / f),
+                limit,
+                "x",
+            );
+        }
+        // Honest path: one KVM_RUN per request, nothing for hostile-mode machinery or the
+        // host's own checks.
+        target(
+            &mut out,
+            &format!("{name}: vCPU ioctls per request (honest host)"),
+            REQUESTS
+                .iter()
+                .filter_map(|&id| find(p, id).map(|m| m.ioctls_per_op()))
+                .reduce(f64::max),
+            1.0,
+            "",
+        );
+    }
     target(
         &mut out,
         "full suite / empty kernel, built-in VMM",
@@ -427,43 +697,18 @@ pub fn run_all(kernel: &Path, opts: &BenchOptions) -> BenchReport {
         1.5,
         "x",
     );
-    let floor = get(BenchId::RawPioRead);
     for (id, what) in [
         (
             BenchId::ApiMmioRead,
-            "MMIO read through the API / raw port-IO floor",
+            "legacy: MMIO read through the API / raw port-IO loop",
         ),
         (
             BenchId::ApiMmioWrite,
-            "MMIO write through the API / raw port-IO floor",
+            "legacy: MMIO write through the API / raw port-IO loop",
         ),
     ] {
-        let v = get(id).zip(floor).map(|(m, f)| m / f);
+        let v = get(id).zip(get(BenchId::RawPioRead)).map(|(m, f)| m / f);
         target(&mut out, what, v, 1.1, "x");
-    }
-    for p in [PlatformKind::Tdx, PlatformKind::SevEs] {
-        let name = vmm::sim_name(p);
-        let floor = find(p, BenchId::TrapFloor);
-        for (id, what) in [
-            (BenchId::ApiMmioRead, "MMIO read"),
-            (BenchId::ApiMmioWrite, "MMIO write"),
-        ] {
-            let m = find(p, id);
-            target(
-                &mut out,
-                &format!("{name}: exits per {what} through the API"),
-                m.map(|m| m.exits_per_op),
-                1.0,
-                "",
-            );
-            target(
-                &mut out,
-                &format!("{name}: {what} / trap-exit floor"),
-                m.zip(floor).map(|(m, f)| m.wall_ns / f.wall_ns),
-                1.2,
-                "x",
-            );
-        }
     }
     target(
         &mut out,
@@ -496,6 +741,70 @@ pub fn run_all(kernel: &Path, opts: &BenchOptions) -> BenchReport {
     BenchReport {
         text: out,
         failures,
+    }
+}
+
+/// The guest's instructions per suite of a full run on each platform (single-stepped runs).
+fn suite_table(out: &mut String, failures: &mut Vec<String>, kernel: &Path, app: &[String]) {
+    let runs: Vec<(PlatformKind, Figure<vmm::InstructionCounts>)> = PlatformKind::ALL
+        .into_iter()
+        .map(|p| (p, suite_count(kernel, p, app)))
+        .collect();
+    let _ = writeln!(
+        out,
+        "\nguest instructions per suite, full suite single-stepped once per platform ({} run \
+         unstepped: not counted)",
+        vmm::NOT_COUNTED.join(", ")
+    );
+    let _ = write!(out, "  {:<16}", "suite");
+    for (p, _) in &runs {
+        let _ = write!(out, " {:>11}", vmm::sim_name(*p));
+    }
+    let _ = writeln!(out);
+    let ok: Vec<Option<&vmm::InstructionCounts>> =
+        runs.iter().map(|(_, r)| r.as_ref().ok()).collect();
+    let mut suites: Vec<&'static str> = Vec::new();
+    for c in ok.iter().flatten() {
+        for (s, _) in c.per_suite() {
+            if !suites.contains(&s) {
+                suites.push(s);
+            }
+        }
+    }
+    let mut line = |name: &str, f: &dyn Fn(&vmm::InstructionCounts) -> u64| {
+        let _ = write!(out, "  {name:<16}");
+        for c in &ok {
+            let _ = match c {
+                Some(c) => write!(out, " {:>11}", f(c)),
+                None => write!(out, " {:>11}", "FAILED"),
+            };
+        }
+        let _ = writeln!(out);
+    };
+    line("(between cases)", &|c| {
+        c.per_case
+            .iter()
+            .filter(|(k, _)| k.is_none())
+            .map(|(_, n)| n)
+            .sum()
+    });
+    for s in suites {
+        line(s, &|c| {
+            c.per_suite()
+                .iter()
+                .find(|(q, _)| *q == s)
+                .map_or(0, |(_, n)| *n)
+        });
+    }
+    line("total", &|c| c.total);
+    line("TDCALL/VMGEXIT", &|c| c.traps);
+    for (p, r) in &runs {
+        if let Err(why) = r {
+            failures.push(format!(
+                "counting full-suite run on {}: {why}",
+                vmm::sim_name(*p)
+            ));
+        }
     }
 }
 

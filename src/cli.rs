@@ -77,6 +77,10 @@ pub struct BenchArgs {
     /// Skip the BIOS and UEFI image boots (the slowest part: about two minutes).
     #[arg(long)]
     pub no_images: bool,
+    /// Skip the single-stepped runs that count the guest's instructions per request and per
+    /// suite (about a minute).
+    #[arg(long)]
+    pub no_count: bool,
     /// The QEMU binary.
     #[arg(long, value_name = "PATH", default_value = "qemu-system-x86_64")]
     pub qemu: PathBuf,

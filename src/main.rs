@@ -438,10 +438,11 @@ fn cmd_bench(a: &BenchArgs) -> Result<bool> {
         images: !a.no_images,
         qemu: a.qemu.clone(),
         append: a.append.clone(),
+        count: !a.no_count,
     };
     eprintln!(
         "cvmprobe bench: measuring (about {} s)...",
-        if opts.images { 150 } else { 20 }
+        20 + if opts.images { 130 } else { 0 } + if opts.count { 60 } else { 0 }
     );
     let report = cvmprobe::bench::run_all(kernel, &opts);
     print!("{}", report.text);

@@ -17,6 +17,7 @@ fn a_failing_platform_keeps_the_other_figures() {
         "--no-images",
         "--runs",
         "5",
+        "--no-count",
         "--append",
         "cvmprobe.inject=broken-backend",
     ]);
@@ -51,6 +52,24 @@ fn a_failing_platform_keeps_the_other_figures() {
         let r = row(&format!("built-in VMM, full suite on {sim}"));
         assert!(r.contains("FAILED: "), "{r}");
     }
+    // The floors: time, one or two exits and as many ioctls per iteration.
+    for (name, exits) in [
+        ("port-IO exit", 1.0),
+        ("breakpoint exit, sync regs (TDCALL)", 1.0),
+        ("MSR-filter exit + breakpoint exit (VMGEXIT)", 2.0),
+    ] {
+        let r = row(name);
+        let figures: Vec<f64> = r[r.find(name).unwrap() + name.len()..]
+            .split_whitespace()
+            .map(|f| f.parse().unwrap_or_else(|_| panic!("`{r}`")))
+            .collect();
+        assert_eq!(figures.len(), 3, "ns/op, exits/op, ioctls/op: {r}");
+        assert!(figures[0] > 0.0, "{r}");
+        assert_eq!(&figures[1..], [exits, exits], "{r}");
+    }
+    // Each simulated request against its own floor.
+    assert!(row("tdx-sim: trap_floor / its floor").contains("(<= 1.5x)"));
+    assert!(row("sev-es-sim: api_mmio_read / its floor").contains("(<= 2x)"));
     // The legacy ratio is still computed; the summary lists exactly the two failures.
     assert!(row("full suite / empty kernel, built-in VMM").contains('x'));
     assert!(out.contains("\nfailed (2):\n"), "{}", text(&o));

@@ -57,15 +57,17 @@ impl InstructionCounts {
     }
 
     /// Steps per function of the kernel ELF at `kernel` (the symbol each stepped RIP falls
-    /// in, demangled, hashes dropped), most first; RIPs outside every function are under
-    /// `?`.
+    /// in, demangled, hashes dropped; in asm, the label before it), most first; RIPs outside
+    /// every function are under `?`.
     pub fn by_function(&self, kernel: &std::path::Path) -> Result<Vec<(String, u64)>, String> {
         use object::{Object, ObjectSymbol, SymbolKind};
         let bytes = std::fs::read(kernel).map_err(|e| format!("{}: {e}", kernel.display()))?;
         let file = object::File::parse(&*bytes).map_err(|e| e.to_string())?;
+        // Sized functions, and the asm labels (size 0) that start code of their own (the
+        // TDCALL and VMGEXIT wrappers are `global_asm!`).
         let mut funcs: Vec<(u64, u64, String)> = file
             .symbols()
-            .filter(|s| s.kind() == SymbolKind::Text && s.size() > 0)
+            .filter(|s| s.kind() == SymbolKind::Text)
             .filter_map(|s| {
                 let name = s.name().ok()?;
                 Some((
@@ -79,8 +81,15 @@ impl InstructionCounts {
         let mut out: std::collections::HashMap<String, u64> = Default::default();
         for (&rip, &n) in &self.per_rip {
             let i = funcs.partition_point(|f| f.0 <= rip);
-            let name = match i.checked_sub(1).map(|i| &funcs[i]) {
-                Some((start, size, name)) if rip < start + size => name.clone(),
+            // The innermost sized function holding `rip`, else the nearest label before it.
+            let sized = funcs[..i]
+                .iter()
+                .rev()
+                .take(8)
+                .find(|(start, size, _)| rip < start + size);
+            let name = match (sized, i.checked_sub(1).map(|i| &funcs[i])) {
+                (Some((_, _, name)), _) => name.clone(),
+                (None, Some((_, 0, label))) => label.clone(),
                 _ => "?".into(),
             };
             *out.entry(name).or_default() += n;
