@@ -278,6 +278,171 @@ pub fn run_once(
     Ok((result, report, verdict))
 }
 
+/// What `cvmprobe fuzz-host` runs: run `i` uses seed `first_seed + i` on
+/// `platforms[i % platforms.len()]`.
+#[derive(Clone, Debug)]
+pub struct FuzzPlan {
+    /// The simulated platforms, alternating.
+    pub platforms: Vec<protocol::platform::PlatformKind>,
+    /// Runs (seeds) to do.
+    pub runs: u64,
+    /// Seed of run 0.
+    pub first_seed: u64,
+    /// Probability that an eligible answer is a lie.
+    pub lie_rate: f64,
+    /// Runs at a time.
+    pub jobs: usize,
+    /// Hang limit per run.
+    pub timeout: std::time::Duration,
+    /// `--filter`.
+    pub filter: String,
+    /// `--append` tokens.
+    pub append: Vec<String>,
+}
+
+impl FuzzPlan {
+    /// `200 runs on tdx-sim and sev-es-sim, seeds 7.., lie rate 0.05, 2 at a time`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} runs on {}, seeds {}.., lie rate {}, {} at a time",
+            self.runs,
+            self.platforms
+                .iter()
+                .map(|p| vmm::sim_name(*p))
+                .collect::<Vec<_>>()
+                .join(" and "),
+            self.first_seed,
+            self.lie_rate,
+            self.jobs
+        )
+    }
+
+    /// The command that reproduces run `i` alone.
+    pub fn reproduce(&self, i: u64) -> String {
+        let platform = self.platform(i);
+        format!(
+            "cvmprobe run --platform {} --hostile {} --lie-rate {}{}",
+            vmm::sim_name(platform),
+            self.first_seed.wrapping_add(i),
+            self.lie_rate,
+            self.append
+                .iter()
+                .map(|t| format!(" --append {t}"))
+                .collect::<String>()
+        )
+    }
+
+    fn platform(&self, i: u64) -> protocol::platform::PlatformKind {
+        self.platforms[(i % self.platforms.len() as u64) as usize]
+    }
+}
+
+/// What `cvmprobe fuzz-host` found.
+#[derive(Clone, Debug, Default)]
+pub struct FuzzReport {
+    /// Over all runs.
+    pub totals: FuzzTotals,
+    /// Per platform name.
+    pub per_platform: BTreeMap<&'static str, FuzzTotals>,
+    /// Runs that could not be made (VMM errors).
+    pub errors: Vec<String>,
+    /// Wall time.
+    pub elapsed: std::time::Duration,
+}
+
+impl FuzzReport {
+    /// Per platform, then the total and the verdict.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        for (p, t) in &self.per_platform {
+            let _ = writeln!(s, "== {p} ==");
+            s += &t.render();
+        }
+        let _ = writeln!(s, "== total ({:.1} s) ==", self.elapsed.as_secs_f64());
+        s += &self.totals.render();
+        let _ = writeln!(
+            s,
+            "fuzz-host verdict: {}",
+            if self.totals.passed() { "PASS" } else { "FAIL" }
+        );
+        s
+    }
+}
+
+/// Runs `plan` with `plan.jobs` threads: `on_failure` gets the text of each failing run (the
+/// command that reproduces it, its hostile verdict and serial tail) as it happens,
+/// `on_progress` the number of runs done and the seconds elapsed every 50 runs.
+pub fn fuzz(
+    plan: &FuzzPlan,
+    kernel: &std::path::Path,
+    on_failure: &(dyn Fn(&str) + Sync),
+    on_progress: &(dyn Fn(u64, f64) + Sync),
+) -> FuzzReport {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let next = AtomicU64::new(0);
+    let report = Mutex::new(FuzzReport::default());
+    let start = std::time::Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..plan.jobs.max(1) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= plan.runs {
+                        break;
+                    }
+                    let platform = plan.platform(i);
+                    let seed = plan.first_seed.wrapping_add(i);
+                    let req = crate::run::RunRequest {
+                        platform,
+                        filter: plan.filter.clone(),
+                        extra_cmdline: plan.append.clone(),
+                        timeout: plan.timeout,
+                        verbose: false,
+                        progress: false,
+                    };
+                    let cfg = vmm::sim::hostile::HostileConfig {
+                        seed,
+                        rate: plan.lie_rate,
+                    };
+                    match run_once(&req, kernel, cfg) {
+                        Ok((result, run_report, verdict)) => {
+                            if !verdict.passed() {
+                                let log = run_report.lies.unwrap_or_default();
+                                let mut text =
+                                    format!("-- run {i} FAILED: {}\n", plan.reproduce(i));
+                                text += &verdict.render(&log);
+                                for l in &result.summary.serial_tail {
+                                    text += &format!("  | {l}\n");
+                                }
+                                on_failure(&text);
+                            }
+                            let mut r = report.lock().expect("fuzz report");
+                            r.totals.add(&verdict);
+                            r.per_platform
+                                .entry(vmm::sim_name(platform))
+                                .or_default()
+                                .add(&verdict);
+                            drop(r);
+                            if (i + 1) % 50 == 0 {
+                                on_progress(i + 1, start.elapsed().as_secs_f64());
+                            }
+                        }
+                        Err(e) => report
+                            .lock()
+                            .expect("fuzz report")
+                            .errors
+                            .push(format!("run {i} (seed {seed}): {e}")),
+                    }
+                }
+            });
+        }
+    });
+    let mut r = report.into_inner().expect("fuzz report");
+    r.elapsed = start.elapsed();
+    r
+}
+
 /// Totals over many hostile runs (`cvmprobe fuzz-host`).
 #[derive(Clone, Debug, Default)]
 pub struct FuzzTotals {

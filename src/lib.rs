@@ -3,6 +3,8 @@
 //!
 //! - [`bench`]: `cvmprobe bench`.
 //! - [`cli`]: command-line definitions.
+//! - [`command`]: what each subcommand does (`main.rs` only parses the arguments).
+//! - [`environment`]: what the host set up for a run (the verdict's side of every skip).
 //! - [`qemu`]: QEMU command line and runs with a timeout.
 //! - [`hostile`]: the verdict of a run under a hostile host, and `cvmprobe fuzz-host`.
 //! - [`images`]: the BIOS/UEFI disk images and their per-run command line.
@@ -11,8 +13,11 @@
 //! - [`sim_call`]: `cvmprobe sim-call`, one raw request to a simulated host's model.
 //! - [`ktap`]: the KTAP parser.
 //! - [`junit`]: the JUnit writer.
+//! - [`tools`]: where QEMU and OVMF are, and whether their tests may skip.
 pub mod bench;
 pub mod cli;
+pub mod command;
+pub mod environment;
 pub mod hostile;
 pub mod images;
 pub mod junit;
@@ -21,3 +26,4 @@ pub mod qemu;
 pub mod report;
 pub mod run;
 pub mod sim_call;
+pub mod tools;

@@ -186,6 +186,73 @@ impl QemuConfig {
         a
     }
 
+    /// What this command line provides the guest on `platform`, read from the arguments QEMU
+    /// gets (so the verdict knows what was attached, not what was meant to be).
+    pub fn environment(
+        &self,
+        platform: protocol::platform::PlatformKind,
+    ) -> crate::environment::Environment {
+        use protocol::catalog::Need;
+        let args = self.args();
+        let pair = |a: &str, b: &str| args.windows(2).any(|w| w[0] == a && w[1] == b);
+        let mut provided = Vec::new();
+        let mut add = |n: Need, how: &str| provided.push((n, how.to_string()));
+        if pair("-device", "pc-testdev") {
+            add(
+                Need::TestDevice,
+                "-device pc-testdev on the QEMU command line",
+            );
+        }
+        if pair("-device", "edu") {
+            add(Need::EduPci, "-device edu on the QEMU command line (-M pc)");
+        }
+        let key = |k: &str| {
+            self.cmdline
+                .split_whitespace()
+                .any(|t| t.starts_with(k) && t.as_bytes().get(k.len()) == Some(&b'='))
+        };
+        if key(protocol::cmdline::KEY_BRAND)
+            && args
+                .iter()
+                .any(|a| a.starts_with("qemu64,model-id=") && a.len() > "qemu64,model-id=".len())
+        {
+            add(
+                Need::Brand,
+                "-cpu qemu64,model-id= on the QEMU command line and cvmprobe.brand= on the \
+                 kernel command line",
+            );
+        }
+        if key(protocol::cmdline::KEY_PLATFORM) {
+            add(
+                Need::PlatformKey,
+                "cvmprobe.platform= on the kernel command line",
+            );
+        }
+        if args.iter().any(|a| a == "-kernel") {
+            add(Need::PvhBoot, "-kernel on the QEMU command line (PVH boot)");
+        }
+        if args.iter().any(|a| a.starts_with("qemu64")) {
+            add(Need::LocalApic, "-cpu qemu64 (its local APIC)");
+        }
+        if pair("-accel", "kvm") {
+            add(Need::ExactMsrs, "-accel kvm on the QEMU command line");
+        }
+        let boot = match self.media {
+            Media::Pvh { .. } => "PVH",
+            Media::Bios { .. } => "BIOS image",
+            Media::Uefi { .. } => "UEFI image",
+        };
+        crate::environment::Environment {
+            platform,
+            runner: format!(
+                "QEMU -M {} -accel {} ({boot})",
+                self.machine.name(),
+                self.accel.name()
+            ),
+            provided,
+        }
+    }
+
     /// The command as one shell line, quoted so it can be pasted.
     pub fn shell_line(&self) -> String {
         std::iter::once(self.binary.display().to_string())
@@ -433,5 +500,34 @@ mod tests {
         assert!(a.contains(&"edu".to_string()));
         assert!(a.contains(&"qemu64,model-id=cvmprobe 1,,2".to_string()));
         assert!(cfg.shell_line().contains("'qemu64,model-id=cvmprobe 1,,2'"));
+    }
+
+    #[test]
+    fn environment_follows_the_arguments() {
+        use protocol::catalog::Need;
+        use protocol::platform::PlatformKind;
+        let mut cfg = QemuConfig::new(
+            "qemu-system-x86_64".into(),
+            Machine::Microvm,
+            Accel::Tcg,
+            Path::new("/k"),
+            Boot::Pvh,
+        );
+        cfg.cmdline = "cvmprobe.platform=legacy cvmprobe.brand=b".into();
+        cfg.brand = "b".into();
+        let e = cfg.environment(PlatformKind::Legacy);
+        let has = |n| e.needs().contains(n);
+        assert!(has(Need::TestDevice) && has(Need::Brand) && has(Need::PlatformKey));
+        assert!(has(Need::PvhBoot) && has(Need::LocalApic));
+        assert!(!has(Need::EduPci), "microvm has no PCI bus");
+        assert!(!has(Need::ExactMsrs), "TCG");
+        assert!(!has(Need::BuiltinTestDevice) && !has(Need::MemslotControl));
+        assert!(e.runner.contains("-M microvm -accel tcg"), "{}", e.runner);
+        cfg.machine = Machine::Pc;
+        cfg.accel = Accel::Kvm;
+        cfg.cmdline.clear();
+        let e = cfg.environment(PlatformKind::Legacy);
+        assert!(e.needs().contains(Need::EduPci) && e.needs().contains(Need::ExactMsrs));
+        assert!(!e.needs().contains(Need::Brand) && !e.needs().contains(Need::PlatformKey));
     }
 }

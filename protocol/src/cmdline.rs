@@ -186,11 +186,18 @@ pub enum Fault {
     /// shared GHCB a second time after copying the answer (a double fetch): a host that
     /// rewrites the page after the guest's first read changes what the guest acts on.
     GhcbDoubleFetch,
+    /// The case reports `# SKIP` with the reason of its first need (or the test device's)
+    /// without running: a guest skipping a case its environment can run, which the host's
+    /// verdict must fail.
+    Skip,
+    /// The case reports `not ok # TODO` without running: the host must not count it as a
+    /// skip.
+    Todo,
 }
 
 impl Fault {
     /// All faults, for help texts.
-    pub const ALL: [Fault; 11] = [
+    pub const ALL: [Fault; 13] = [
         Self::Panic,
         Self::Exception,
         Self::TripleFault,
@@ -202,6 +209,8 @@ impl Fault {
         Self::NoWidthCheck,
         Self::GhcbNotZeroed,
         Self::GhcbDoubleFetch,
+        Self::Skip,
+        Self::Todo,
     ];
 
     /// The name used on the command line.
@@ -218,6 +227,8 @@ impl Fault {
             Self::NoWidthCheck => "no-width-check",
             Self::GhcbNotZeroed => "ghcb-not-zeroed",
             Self::GhcbDoubleFetch => "ghcb-double-fetch",
+            Self::Skip => "skip",
+            Self::Todo => "todo",
         }
     }
 }

@@ -26,6 +26,8 @@ pub const INDENT: &str = "    ";
 pub const SUBTEST_PREFIX: &str = "# Subtest: ";
 /// Directive suffix for skipped tests (`ok 3 name # SKIP reason`).
 pub const SKIP_DIRECTIVE: &str = "# SKIP";
+/// The TODO directive after a test name (KTAP v1: an expected failure).
+pub const TODO_DIRECTIVE: &str = "# TODO";
 /// Diagnostic the guest prints once detection is done: `# platform: <name> <params>`.
 pub const PLATFORM_DIAG: &str = "# platform: ";
 /// Diagnostic naming the guest build: `# cvmprobe-guest <version>`.

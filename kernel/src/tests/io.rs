@@ -6,7 +6,7 @@
 use super::{Case, Ctx, Patterns, Suite};
 use crate::io::{pio_read, pio_write};
 use protocol::access::Width;
-use protocol::catalog;
+use protocol::catalog::{self, Need};
 use protocol::qemu_devices::{PC_TESTDEV_IOPORT, UNASSIGNED_PORT};
 use protocol::testdev::{self, Space};
 
@@ -68,9 +68,7 @@ pub fn probe_cvmprobe_testdev() -> Option<u64> {
 fn ports(ctx: &mut Ctx<'_>) -> Option<(u16, u16)> {
     let p = ctx.env.pio_ports();
     if p.is_none() {
-        ctx.skip(
-            "no port-IO test device (QEMU: -device pc-testdev; built-in VMM: its test device)",
-        );
+        ctx.skip(Need::TestDevice);
     }
     p
 }
@@ -168,7 +166,7 @@ fn unassigned_port(ctx: &mut Ctx<'_>) {
 
 fn host_values(ctx: &mut Ctx<'_>) {
     let Some(seed) = ctx.env.seed() else {
-        ctx.skip("needs the built-in VMM's test device: the host chooses these values per run");
+        ctx.skip(Need::BuiltinTestDevice);
         return;
     };
     let port = testdev::PIO_BASE + testdev::pio::VALUE;

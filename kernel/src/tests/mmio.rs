@@ -7,7 +7,7 @@
 use super::{Case, Ctx, Patterns, Suite};
 use crate::io::{mmio_read, mmio_write, pio_read, pio_write};
 use protocol::access::Width;
-use protocol::catalog;
+use protocol::catalog::{self, Need};
 use protocol::qemu_devices::{
     EDU_BAR_FALLBACK, EDU_DEVICE, EDU_ID_V1, EDU_REG_ID, EDU_REG_LIVENESS, EDU_VENDOR,
     PCI_CONFIG_ADDRESS, PCI_CONFIG_DATA,
@@ -56,7 +56,7 @@ pub static SUITE: Suite = Suite {
 fn window(ctx: &mut Ctx<'_>) -> Option<u64> {
     let w = ctx.env.mmio_window();
     if w.is_none() {
-        ctx.skip("no MMIO test window (QEMU: -device pc-testdev; built-in VMM: its test device)");
+        ctx.skip(Need::TestDevice);
     }
     w
 }
@@ -182,7 +182,7 @@ const PCI_COMMAND_MEMORY: u32 = 1 << 1;
 fn pci_edu(ctx: &mut Ctx<'_>) {
     let want = (u32::from(EDU_DEVICE) << 16) | u32::from(EDU_VENDOR);
     let Some(dev) = (0..32).find(|&d| pci_read32(d, PCI_ID) == want) else {
-        ctx.skip("no edu PCI device (QEMU: -device edu on a machine with a PCI bus)");
+        ctx.skip(Need::EduPci);
         return;
     };
     let mut bar = u64::from(pci_read32(dev, PCI_BAR0) & !0xf);
@@ -215,7 +215,7 @@ fn pci_edu(ctx: &mut Ctx<'_>) {
 
 fn host_values(ctx: &mut Ctx<'_>) {
     let Some(seed) = ctx.env.seed() else {
-        ctx.skip("needs the built-in VMM's test device: the host chooses these values per run");
+        ctx.skip(Need::BuiltinTestDevice);
         return;
     };
     let base = testdev::MMIO_BASE + testdev::mmio::VALUE;

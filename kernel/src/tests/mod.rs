@@ -18,7 +18,7 @@ mod platform;
 use crate::ktap::{self, Line};
 use alloc::format;
 use alloc::string::String;
-use protocol::catalog::{self, Filter, SuiteSpec};
+use protocol::catalog::{self, Filter, Need, SuiteSpec};
 use protocol::cmdline::{self, Fault, Inject, Mode};
 use protocol::platform::PlatformKind;
 
@@ -278,7 +278,7 @@ pub struct Ctx<'a> {
     pub env: &'a Env,
     name: &'static str,
     failed: bool,
-    skipped: Option<&'static str>,
+    skipped: Option<Need>,
 }
 
 impl Ctx<'_> {
@@ -328,9 +328,10 @@ impl Ctx<'_> {
         expected == got
     }
 
-    /// Reports the case as skipped with `reason` (unless it already failed).
-    pub fn skip(&mut self, reason: &'static str) {
-        self.skipped = Some(reason);
+    /// Reports the case as skipped because `need` is missing (unless it already failed): the
+    /// reason printed is [`Need::reason`], which the host compares with what it set up.
+    pub fn skip(&mut self, need: Need) {
+        self.skipped = Some(need);
     }
 }
 
@@ -396,6 +397,8 @@ fn inject(f: Fault) {
         Fault::NoWidthCheck => crate::platform::disable_width_check(),
         Fault::GhcbNotZeroed => crate::platform::sev_es::stop_zeroing(),
         Fault::GhcbDoubleFetch => crate::platform::sev_es::double_fetch(),
+        // Handled by the case runner: they replace the case's result.
+        Fault::Skip | Fault::Todo => {}
     }
 }
 
@@ -460,7 +463,7 @@ pub fn run(cfg: &RunConfig, env: &Env) -> bool {
             n += 1;
             let r = run_case(cfg, env, inject_at, suite, suite_index, ci, case);
             match r {
-                ktap::Result::Fail => failed += 1,
+                ktap::Result::Fail | ktap::Result::Todo(_) => failed += 1,
                 ktap::Result::Skip(_) => skipped += 1,
                 ktap::Result::Pass => {}
             }
@@ -494,7 +497,18 @@ fn run_case(
     if inject_at == Some((suite.spec.name, case.name))
         && let Some(i) = cfg.inject
     {
-        inject(i.fault);
+        match i.fault {
+            Fault::Skip => {
+                env.announce(0);
+                let need = spec.needs.iter().next().unwrap_or(Need::TestDevice);
+                return ktap::Result::Skip(need.reason());
+            }
+            Fault::Todo => {
+                env.announce(0);
+                return ktap::Result::Todo("injected by cvmprobe.inject=todo");
+            }
+            f => inject(f),
+        }
     }
     if !spec.platforms.contains(env.platform) {
         env.announce(0);
@@ -535,8 +549,8 @@ fn run_case(
     }
     if ctx.failed {
         ktap::Result::Fail
-    } else if let Some(why) = ctx.skipped {
-        ktap::Result::Skip(why)
+    } else if let Some(need) = ctx.skipped {
+        ktap::Result::Skip(need.reason())
     } else {
         ktap::Result::Pass
     }

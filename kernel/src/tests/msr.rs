@@ -3,7 +3,7 @@
 use super::{Case, Ctx, Patterns, Suite};
 use crate::io::{rdmsr, wrmsr};
 use crate::platform::MsrError;
-use protocol::catalog;
+use protocol::catalog::{self, Need};
 
 pub static SUITE: Suite = Suite {
     spec: &catalog::MSR,
@@ -109,14 +109,11 @@ fn write_read_back(ctx: &mut Ctx<'_>) {
     }
 }
 
-/// QEMU TCG's RDMSR answers 0 for MSRs it does not model (IA32_TSC among them) instead of
-/// raising #GP: target/i386/tcg/sysemu/misc_helper.c, helper_rdmsr, `default:` arm.
-const TCG_RDMSR_REASON: &str =
-    "QEMU TCG's RDMSR returns 0 for MSRs it does not model (helper_rdmsr)";
-
 fn tsc_advances(ctx: &mut Ctx<'_>) {
+    // QEMU TCG's RDMSR answers 0 for MSRs it does not model (IA32_TSC among them) instead
+    // of raising #GP: target/i386/tcg/sysemu/misc_helper.c, helper_rdmsr, `default:` arm.
     if ctx.env.is_tcg() {
-        ctx.skip(TCG_RDMSR_REASON);
+        ctx.skip(Need::ExactMsrs);
         return;
     }
     let (Some(a), Some(b)) = (
@@ -148,7 +145,7 @@ fn apic_base(ctx: &mut Ctx<'_>) {
 
 fn missing_msr_faults(ctx: &mut Ctx<'_>) {
     if ctx.env.is_tcg() {
-        ctx.skip(TCG_RDMSR_REASON);
+        ctx.skip(Need::ExactMsrs);
         return;
     }
     match rdmsr(MISSING_MSR) {
