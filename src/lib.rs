@@ -11,7 +11,7 @@
 //! - [`run`]: one run of the guest, from command line to [`report::Summary`].
 //! - [`report`]: the verdict, its table and JUnit cases.
 //! - [`sim_call`]: `cvmprobe sim-call`, one raw request to a simulated host's model.
-//! - [`ktap`]: the KTAP parser.
+//! - [`ktap`]: the KTAP reader (its own crate, `ktap/`, which the fuzz target builds alone).
 //! - [`junit`]: the JUnit writer.
 //! - [`tools`]: where QEMU and OVMF are, and whether their tests may skip.
 pub mod bench;
@@ -21,9 +21,10 @@ pub mod environment;
 pub mod hostile;
 pub mod images;
 pub mod junit;
-pub mod ktap;
 pub mod qemu;
 pub mod report;
 pub mod run;
 pub mod sim_call;
 pub mod tools;
+
+pub use cvmprobe_ktap as ktap;
