@@ -193,11 +193,15 @@ pub enum Fault {
     /// The case reports `not ok # TODO` without running: the host must not count it as a
     /// skip.
     Todo,
+    /// The case's first test-device write sends the value with bit 0 flipped while the case
+    /// reports the value it meant (a backend corrupting data): the host's data check must
+    /// fail the case at that access.
+    CorruptData,
 }
 
 impl Fault {
     /// All faults, for help texts.
-    pub const ALL: [Fault; 13] = [
+    pub const ALL: [Fault; 14] = [
         Self::Panic,
         Self::Exception,
         Self::TripleFault,
@@ -211,6 +215,7 @@ impl Fault {
         Self::GhcbDoubleFetch,
         Self::Skip,
         Self::Todo,
+        Self::CorruptData,
     ];
 
     /// The name used on the command line.
@@ -229,6 +234,7 @@ impl Fault {
             Self::GhcbDoubleFetch => "ghcb-double-fetch",
             Self::Skip => "skip",
             Self::Todo => "todo",
+            Self::CorruptData => "corrupt-data",
         }
     }
 }

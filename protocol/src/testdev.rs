@@ -14,6 +14,11 @@
 //!   [`pio::CASE`] (and 0 after it); the host then compares the accesses made during the case
 //!   with the sequence the case declares in [`declared`]. A case passes only when the guest
 //!   said `ok` *and* the host's log matches.
+//! - **The data, both ways**: after a case the guest prints the values it exchanged with the
+//!   device, in order, as one [`DATA_DIAG`] diagnostic ([`data_token`]); the host compares each
+//!   write with the value its device received and each read with the value its device
+//!   answered ([`check_data`]), so a value changed anywhere between the test and the device
+//!   (a backend, a simulated host, the device model) fails the case.
 
 use crate::access::{Direction, Width};
 use crate::catalog;
@@ -340,6 +345,85 @@ pub fn check(steps: &[Step], seen: &[Seen]) -> Result<(), Mismatch> {
     }
 }
 
+/// The diagnostic, after the case name (`# u8_lanes: testdev data: w=0x41 r=0x41 ...`), in
+/// which a case reports every value it exchanged with the test device, in order.
+pub const DATA_DIAG: &str = "testdev data:";
+
+/// Most exchanges one case reports (the longest declaration is 15).
+pub const DATA_MAX: usize = 32;
+
+/// The token of one exchange in the [`DATA_DIAG`] line: `w=` or `r=` before the value in hex
+/// (`0x...`).
+pub const fn data_token(dir: Direction) -> &'static str {
+    match dir {
+        Direction::Read => "r=",
+        Direction::Write => "w=",
+    }
+}
+
+/// The exchanges of a [`DATA_DIAG`] line (the text after the case name and `: `), or `None`
+/// when `text` is not one or a token is malformed.
+pub fn parse_data(text: &str) -> Option<impl Iterator<Item = Option<(Direction, u64)>> + '_> {
+    let rest = text.strip_prefix(DATA_DIAG)?;
+    Some(rest.split_ascii_whitespace().map(|tok| {
+        let (dir, v) = if let Some(v) = tok.strip_prefix(data_token(Direction::Write)) {
+            (Direction::Write, v)
+        } else {
+            (
+                Direction::Read,
+                tok.strip_prefix(data_token(Direction::Read))?,
+            )
+        };
+        let hex = v.strip_prefix("0x")?;
+        Some((dir, u64::from_str_radix(hex, 16).ok()?))
+    }))
+}
+
+/// Compares the values the host's device saw (`logged`: written values as received, read
+/// values as answered, each masked to its width) with what the guest says it exchanged.
+pub fn check_data(
+    logged: &[(Direction, u64)],
+    reported: &[(Direction, u64)],
+) -> Result<(), DataMismatch> {
+    for (i, (l, r)) in logged.iter().zip(reported).enumerate() {
+        if l != r {
+            return Err(DataMismatch::Differs {
+                index: i,
+                logged: *l,
+                reported: *r,
+            });
+        }
+    }
+    if logged.len() != reported.len() {
+        return Err(DataMismatch::Count {
+            logged: logged.len(),
+            reported: reported.len(),
+        });
+    }
+    Ok(())
+}
+
+/// Where the guest's reported data parts from the host's log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataMismatch {
+    /// Exchange `index` (0-based) differs.
+    Differs {
+        /// Position.
+        index: usize,
+        /// Direction and value in the host's log.
+        logged: (Direction, u64),
+        /// Direction and value the guest reported.
+        reported: (Direction, u64),
+    },
+    /// The guest reported a different number of exchanges than the device saw.
+    Count {
+        /// Accesses the device saw.
+        logged: usize,
+        /// Exchanges the guest reported.
+        reported: usize,
+    },
+}
+
 /// Where a log parts from a declaration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mismatch {
@@ -428,6 +512,41 @@ mod tests {
             size: st.width.bytes(),
             dir: st.dir,
         }
+    }
+
+    #[test]
+    fn data_lines_round_trip_and_mismatches_are_found() {
+        let line = "testdev data: w=0x0 r=0xffffffff w=0x1f r=0x1f";
+        let got: Option<Vec<_>> = parse_data(line).unwrap().collect();
+        let got = got.unwrap();
+        let want = [
+            (Direction::Write, 0),
+            (Direction::Read, 0xffff_ffff),
+            (Direction::Write, 0x1f),
+            (Direction::Read, 0x1f),
+        ];
+        assert_eq!(got, want);
+        assert_eq!(check_data(&want, &got), Ok(()));
+        let mut bad = want;
+        bad[3].1 = 0x1e;
+        assert_eq!(
+            check_data(&want, &bad),
+            Err(DataMismatch::Differs {
+                index: 3,
+                logged: (Direction::Read, 0x1f),
+                reported: (Direction::Read, 0x1e)
+            })
+        );
+        assert_eq!(
+            check_data(&want, &want[..2]),
+            Err(DataMismatch::Count {
+                logged: 4,
+                reported: 2
+            })
+        );
+        assert!(parse_data("something else").is_none());
+        let malformed: Option<Vec<_>> = parse_data("testdev data: w=12 x=0x1").unwrap().collect();
+        assert!(malformed.is_none());
     }
 
     #[test]

@@ -15,12 +15,16 @@ mod mmio;
 mod msr;
 mod platform;
 
+use crate::io::{MmioValue, PioValue};
 use crate::ktap::{self, Line};
 use alloc::format;
 use alloc::string::String;
+use core::cell::Cell;
+use protocol::access::Direction;
 use protocol::catalog::{self, Filter, Need, SuiteSpec};
 use protocol::cmdline::{self, Fault, Inject, Mode};
 use protocol::platform::PlatformKind;
+use protocol::testdev::DATA_MAX;
 
 /// One case: its catalog name and the function that runs it.
 pub struct Case {
@@ -279,6 +283,13 @@ pub struct Ctx<'a> {
     name: &'static str,
     failed: bool,
     skipped: Option<Need>,
+    /// The values exchanged with the test device so far (`protocol::testdev::DATA_DIAG`);
+    /// cells, so a check can take a device read as its argument (`ctx.check_eq(..,
+    /// ctx.dev_pio_read(..))`).
+    exchanged: [Cell<(Direction, u64)>; DATA_MAX],
+    exchanges: Cell<usize>,
+    /// `corrupt-data`: the next device write sends the value with bit 0 flipped.
+    corrupt_next_write: Cell<bool>,
 }
 
 impl Ctx<'_> {
@@ -326,6 +337,67 @@ impl Ctx<'_> {
                 .emit();
         }
         expected == got
+    }
+
+    fn note(&self, dir: Direction, v: u64) {
+        let n = self.exchanges.get();
+        if let Some(slot) = self.exchanged.get(n) {
+            slot.set((dir, v));
+        }
+        self.exchanges.set(n + 1);
+    }
+
+    /// Reads a `T` from test-device port `port`, recording the value for the host's data
+    /// check.
+    pub fn dev_pio_read<T: PioValue>(&self, port: u16) -> T {
+        let v = crate::io::pio_read::<T>(port);
+        self.note(Direction::Read, v.to_u64());
+        v
+    }
+
+    /// Writes `v` to test-device port `port`, recording it for the host's data check.
+    pub fn dev_pio_write<T: PioValue>(&self, port: u16, v: T) {
+        self.note(Direction::Write, v.to_u64());
+        crate::io::pio_write(port, self.maybe_corrupt(v));
+    }
+
+    /// Reads a `T` from test-device MMIO at `gpa`, recording the value.
+    pub fn dev_mmio_read<T: MmioValue>(&self, gpa: u64) -> T {
+        let v = crate::io::mmio_read::<T>(gpa);
+        self.note(Direction::Read, v.to_u64());
+        v
+    }
+
+    /// Writes `v` to test-device MMIO at `gpa`, recording it.
+    pub fn dev_mmio_write<T: MmioValue>(&self, gpa: u64, v: T) {
+        self.note(Direction::Write, v.to_u64());
+        crate::io::mmio_write(gpa, self.maybe_corrupt(v));
+    }
+
+    fn maybe_corrupt<T: MmioValue>(&self, v: T) -> T {
+        if self.corrupt_next_write.replace(false) {
+            T::from_u64(v.to_u64() ^ 1)
+        } else {
+            v
+        }
+    }
+
+    /// Prints the `testdev data:` line for the host (built-in VMM's device only).
+    fn report_data(&self) {
+        let n = self.exchanges.get();
+        if n == 0 || !matches!(self.env.device, TestDevice::Cvmprobe { .. }) {
+            return;
+        }
+        let mut l = self.diag();
+        l.str(protocol::testdev::DATA_DIAG);
+        for slot in &self.exchanged[..n.min(DATA_MAX)] {
+            let (dir, v) = slot.get();
+            l.str(" ").str(protocol::testdev::data_token(dir)).hex(v);
+        }
+        if n > DATA_MAX {
+            l.str(" (more not listed)");
+        }
+        l.emit();
     }
 
     /// Reports the case as skipped because `need` is missing (unless it already failed): the
@@ -397,8 +469,8 @@ fn inject(f: Fault) {
         Fault::NoWidthCheck => crate::platform::disable_width_check(),
         Fault::GhcbNotZeroed => crate::platform::sev_es::stop_zeroing(),
         Fault::GhcbDoubleFetch => crate::platform::sev_es::double_fetch(),
-        // Handled by the case runner: they replace the case's result.
-        Fault::Skip | Fault::Todo => {}
+        // Handled by the case runner.
+        Fault::Skip | Fault::Todo | Fault::CorruptData => {}
     }
 }
 
@@ -507,6 +579,7 @@ fn run_case(
                 env.announce(0);
                 return ktap::Result::Todo("injected by cvmprobe.inject=todo");
             }
+            Fault::CorruptData => {}
             f => inject(f),
         }
     }
@@ -519,11 +592,18 @@ fn run_case(
         name: case.name,
         failed: false,
         skipped: None,
+        exchanged: [const { Cell::new((Direction::Read, 0)) }; DATA_MAX],
+        exchanges: Cell::new(0),
+        corrupt_next_write: Cell::new(
+            inject_at == Some((suite.spec.name, case.name))
+                && cfg.inject.is_some_and(|i| i.fault == Fault::CorruptData),
+        ),
     };
     let _ = crate::io::take_host_error();
     let _ = crate::platform::emulate::take_refusal();
     (case.run)(&mut ctx);
     env.announce(0);
+    ctx.report_data();
     if let Some(e) = crate::io::take_host_error() {
         ctx.failed = true;
         let mut l = ctx.diag();
