@@ -167,6 +167,26 @@ pub fn result(depth: usize, n: usize, name: &str, r: Result<'_>) {
     l.emit();
 }
 
+impl Line {
+    /// Appends a rejection note (`protocol::ktap::parse_reject_note`) naming requests
+    /// `first..=last`; nothing when no request was ever made (legacy).
+    pub fn reject_note(&mut self, by: ktap::RejectedBy, first: u64, last: u64) -> &mut Self {
+        if last == 0 {
+            return self;
+        }
+        self.str(ktap::REJECT_NOTE_OPEN).str(by.name());
+        if first >= last {
+            self.str(ktap::REJECTS_REQUEST).dec(last);
+        } else {
+            self.str(ktap::REJECTS_REQUESTS)
+                .dec(first)
+                .str("-")
+                .dec(last);
+        }
+        self.str(ktap::REJECT_NOTE_CLOSE)
+    }
+}
+
 /// A diagnostic line `# ...` at `depth`, returned for the caller to fill and emit.
 pub fn diag(depth: usize) -> Line {
     let mut l = Line::new(depth);

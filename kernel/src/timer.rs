@@ -44,8 +44,11 @@ pub fn arm_lapic_oneshot(ticks: u32) -> Result<(), HostError> {
     // LVT timer: one-shot mode (bits 18:17 = 0), unmasked, our vector.
     .and_then(|()| try_mmio_write(LAPIC_BASE + APIC_LVT_TIMER, u32::from(TIMER_VECTOR)))
     .and_then(|()| try_mmio_write(LAPIC_BASE + APIC_TIMER_INITIAL, ticks));
-    if armed.is_err() {
-        let _ = try_mmio_write(LAPIC_BASE + APIC_TIMER_INITIAL, 0u32);
+    if armed.is_err()
+        && let Err(e) = try_mmio_write(LAPIC_BASE + APIC_TIMER_INITIAL, 0u32)
+    {
+        // The caller reports the first error; this one is the running case's too.
+        crate::io::record_host_error(e);
     }
     armed
 }

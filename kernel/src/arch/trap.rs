@@ -222,6 +222,8 @@ pub fn vector_name(v: u64) -> &'static str {
 
 /// Called by `trap_common` with the saved state; returning resumes it (possibly changed).
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
+    // Requests made in here must not rename the answer the interrupted code is checking.
+    let _answering = crate::platform::AnsweringGuard::new();
     let vector = frame.vector as u8;
     if vector == SPURIOUS_VECTOR {
         return;
@@ -231,16 +233,19 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         crate::platform::end_of_interrupt(vector);
         return;
     }
+    // The request an event followed (a spurious one names it; a #VE's own TDG.VP.VEINFO.GET
+    // comes after).
+    let entry_request = crate::platform::request_seq();
     match (vector, crate::platform::kind()) {
         (VECTOR_VE, protocol::platform::PlatformKind::Tdx) => {
             if let Err(e) = crate::platform::tdx::handle_ve(frame) {
-                crate::platform::emulate::refuse("#VE", frame, &e);
+                crate::platform::emulate::refuse("#VE", frame, &e, entry_request);
             }
             return;
         }
         (VECTOR_VC, protocol::platform::PlatformKind::SevEs) => {
             if let Err(e) = crate::platform::sev_es::handle_vc(frame) {
-                crate::platform::emulate::refuse("#VC", frame, &e);
+                crate::platform::emulate::refuse("#VC", frame, &e, entry_request);
             }
             return;
         }

@@ -23,6 +23,7 @@ use core::cell::Cell;
 use protocol::access::Direction;
 use protocol::catalog::{self, Filter, Need, SuiteSpec};
 use protocol::cmdline::{self, Fault, Inject, Mode};
+use protocol::ktap::RejectedBy;
 use protocol::platform::PlatformKind;
 use protocol::testdev::DATA_MAX;
 
@@ -290,6 +291,9 @@ pub struct Ctx<'a> {
     exchanges: Cell<usize>,
     /// `corrupt-data`: the next device write sends the value with bit 0 flipped.
     corrupt_next_write: Cell<bool>,
+    /// The requests a failing check names (`[expectation rejects requests a-b]`): those
+    /// made since the previous check; `window.0` is the last request before them.
+    window: (u64, u64),
 }
 
 impl Ctx<'_> {
@@ -305,16 +309,36 @@ impl Ctx<'_> {
         l
     }
 
-    /// Marks the case failed with a diagnostic.
+    /// The requests since the previous check, `(first, last)` (the previous check's window
+    /// again when none was made since), and starts a new window.
+    fn checked(&mut self) -> (u64, u64) {
+        let now = crate::platform::request_seq();
+        let (before, last) = self.window;
+        if now > last {
+            self.window = (last, now);
+            (last + 1, now)
+        } else {
+            (before + 1, last)
+        }
+    }
+
+    /// Marks the case failed with a diagnostic that names the requests since the previous
+    /// check as rejected by this expectation.
     pub fn fail(&mut self, what: &str) {
         self.failed = true;
-        self.diag().str(what).emit();
+        let (first, last) = self.checked();
+        self.diag()
+            .str(what)
+            .reject_note(RejectedBy::Expectation, first, last)
+            .emit();
     }
 
     /// Fails with `what` unless `ok`; returns `ok`.
     pub fn check(&mut self, ok: bool, what: &str) -> bool {
         if !ok {
             self.fail(what);
+        } else {
+            self.checked();
         }
         ok
     }
@@ -326,6 +350,7 @@ impl Ctx<'_> {
         expected: T,
         got: T,
     ) -> bool {
+        let (first, last) = self.checked();
         if expected != got {
             self.failed = true;
             self.diag()
@@ -334,6 +359,7 @@ impl Ctx<'_> {
                 .hex(expected.into())
                 .str(" got ")
                 .hex(got.into())
+                .reject_note(RejectedBy::Expectation, first, last)
                 .emit();
         }
         expected == got
@@ -598,20 +624,55 @@ fn run_case(
             inject_at == Some((suite.spec.name, case.name))
                 && cfg.inject.is_some_and(|i| i.fault == Fault::CorruptData),
         ),
+        window: {
+            let now = crate::platform::request_seq();
+            (now, now)
+        },
     };
-    let _ = crate::io::take_host_error();
-    let _ = crate::platform::emulate::take_refusal();
+    let _ = crate::io::take_host_errors();
+    let _ = crate::platform::emulate::take_refusals();
     (case.run)(&mut ctx);
     env.announce(0);
     ctx.report_data();
-    if let Some(e) = crate::io::take_host_error() {
-        ctx.failed = true;
+    report_host_errors(&mut ctx);
+    report_refusals(&mut ctx);
+    if ctx.failed {
+        ktap::Result::Fail
+    } else if let Some(need) = ctx.skipped {
+        ktap::Result::Skip(need.reason())
+    } else {
+        ktap::Result::Pass
+    }
+}
+
+/// One diagnostic per host error the case's I/O met, each naming the rejected request.
+fn report_host_errors(ctx: &mut Ctx<'_>) {
+    let errors = crate::io::take_host_errors();
+    if errors.is_empty() {
+        return;
+    }
+    ctx.failed = true;
+    for e in errors.list.iter().flatten() {
         let mut l = ctx.diag();
         l.str("host error: ");
-        describe_host_error(&mut l, &e);
+        describe_host_error(&mut l, e);
         l.emit();
     }
-    if let Some(r) = crate::platform::emulate::take_refusal() {
+    if errors.more > 0 {
+        let (first, last) = errors.more_requests;
+        ctx.diag()
+            .str("and ")
+            .dec(u64::from(errors.more))
+            .str(" more host errors")
+            .reject_note(RejectedBy::Validator, first, last)
+            .emit();
+    }
+}
+
+/// One diagnostic per #VE/#VC the case's handlers refused, each naming its requests.
+fn report_refusals(ctx: &mut Ctx<'_>) {
+    let refusals = crate::platform::emulate::take_refusals();
+    for r in refusals.list.iter().flatten() {
         ctx.failed = true;
         let mut l = ctx.diag();
         l.str(r.exception)
@@ -624,15 +685,19 @@ fn run_case(
             .str(" (")
             .hex(r.error.value)
             .str(") at rip=")
-            .hex(r.rip);
+            .hex(r.rip)
+            .reject_note(RejectedBy::Validator, r.requests.0, r.requests.1);
         l.emit();
     }
-    if ctx.failed {
-        ktap::Result::Fail
-    } else if let Some(need) = ctx.skipped {
-        ktap::Result::Skip(need.reason())
-    } else {
-        ktap::Result::Pass
+    if refusals.more > 0 {
+        ctx.failed = true;
+        let (first, last) = refusals.more_requests;
+        ctx.diag()
+            .str("and ")
+            .dec(u64::from(refusals.more))
+            .str(" more #VE/#VC refusals")
+            .reject_note(RejectedBy::Validator, first, last)
+            .emit();
     }
 }
 
@@ -644,18 +709,23 @@ fn not_for_platform(p: PlatformKind) -> &'static str {
     }
 }
 
-/// Appends a host error to a diagnostic.
+/// Appends a host error to a diagnostic, with the rejection note naming its request.
 pub fn describe_host_error(l: &mut Line, e: &crate::platform::HostError) {
     use crate::platform::HostError;
     match *e {
-        HostError::Refused { request, status } => {
+        HostError::Refused {
+            request, status, ..
+        } => {
             l.str(request).str(" refused with status ").hex(status);
         }
-        HostError::BadAnswer { request, value } => {
+        HostError::BadAnswer { request, value, .. } => {
             l.str(request).str(" answered out of range: ").hex(value);
         }
         HostError::Unsupported { request } => {
             l.str("unsupported: ").str(request);
         }
+    }
+    if let Some(seq) = e.seq() {
+        l.reject_note(RejectedBy::Validator, seq, seq);
     }
 }
