@@ -662,6 +662,10 @@ pub fn judge_skip(status: &CaseStatus, exp: Expected, env: &Environment) -> Opti
             "the guest reported not ok # TODO ({r}) for a case {} runs: a TODO is not a result",
             env.runner
         )),
+        (CaseStatus::Todo(r), Expected::SkippedForPlatform) => Some(format!(
+            "the catalog says this case is not for this platform, but the guest reported not \
+             ok # TODO ({r}) instead of skipping it"
+        )),
         (CaseStatus::Skipped(r), Expected::Runs | Expected::MaySkip(_)) => {
             let missing = match exp {
                 Expected::MaySkip(m) => m,
@@ -707,4 +711,69 @@ pub fn tail(text: &str, n: usize) -> Vec<String> {
         .iter()
         .map(|s| s.to_string())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::platform::PlatformKind;
+
+    fn skipped(n: Need) -> CaseStatus {
+        CaseStatus::Skipped(n.reason().into())
+    }
+
+    #[test]
+    fn the_environment_decides_which_skips_are_allowed() {
+        let env = Environment::builtin(PlatformKind::Legacy);
+        let missing_edu = Expected::MaySkip(Needs::of(&[Need::EduPci]));
+        // A skip for a need the case lacks here: allowed.
+        assert_eq!(judge_skip(&skipped(Need::EduPci), missing_edu, &env), None);
+        // A skip for a need the host provided: fails, naming how it was provided.
+        let why = judge_skip(&skipped(Need::TestDevice), Expected::Runs, &env).unwrap();
+        assert!(why.contains("the host provides test-device"), "{why}");
+        assert!(why.contains("the built-in VMM's test device"), "{why}");
+        assert!(why.contains(Need::TestDevice.reason()), "{why}");
+        // A skip with a reason no need has, where the case may skip for another one.
+        let odd = CaseStatus::Skipped("felt like it".into());
+        let why = judge_skip(&odd, missing_edu, &env).unwrap();
+        assert!(why.contains("this run lacks: edu-pci"), "{why}");
+        assert!(judge_skip(&odd, Expected::Runs, &env).is_some());
+        // TODO is never a skip.
+        let todo = CaseStatus::Todo("later".into());
+        assert!(judge_skip(&todo, Expected::Runs, &env).is_some());
+        assert!(judge_skip(&todo, missing_edu, &env).is_some());
+        assert!(judge_skip(&todo, Expected::SkippedForPlatform, &env).is_some());
+        // Not for the platform: must skip, with any reason.
+        assert!(judge_skip(&CaseStatus::Passed, Expected::SkippedForPlatform, &env).is_some());
+        let other = CaseStatus::Skipped("not for platform legacy".into());
+        assert_eq!(judge_skip(&other, Expected::SkippedForPlatform, &env), None);
+        assert_eq!(judge_skip(&CaseStatus::Failed, Expected::Runs, &env), None);
+    }
+
+    #[test]
+    fn skips_are_grouped_by_reason_with_counts_and_suites() {
+        let case = |suite: &str, reason: &str| CaseReport {
+            suite: suite.into(),
+            case: "c".into(),
+            status: CaseStatus::Skipped(reason.into()),
+            diagnostics: Vec::new(),
+        };
+        let a = Summary {
+            cases: vec![case("io", "r1"), case("io", "r1"), case("mmio", "r2")],
+            ..Summary::default()
+        };
+        let b = Summary {
+            cases: vec![case("mmio", "r2")],
+            ..Summary::default()
+        };
+        let g = skip_groups(&[(Some("legacy"), &a), (Some("tdx-sim"), &b)]);
+        assert_eq!(g.len(), 2);
+        assert_eq!((g[0].reason.as_str(), g[0].count), ("r1", 2));
+        assert_eq!(g[0].suites, [("io".to_string(), 2)]);
+        assert_eq!((g[1].count, g[1].platforms.len()), (2, 2));
+        let text = a.render(false, false);
+        assert!(text.contains("3 skipped, by reason"), "{text}");
+        assert!(!text.contains("SKIPPED io.c"), "{text}");
+        assert!(a.render(false, true).contains("SKIPPED io.c: r1"));
+    }
 }

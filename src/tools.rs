@@ -97,13 +97,15 @@ pub fn missing_tool_warnings(
     required: bool,
 ) -> Vec<String> {
     let fate = |n: usize, what: &str| {
-        if required {
-            format!("the {n} tests that need {what} will FAIL ({REQUIRE_ENV}=1 or CI is set)")
+        let tests = if n == 1 {
+            format!("the 1 test that needs {what}")
         } else {
-            format!(
-                "the {n} tests that need {what} will be skipped (set {REQUIRE_ENV}=1 to make \
-                 them fail)"
-            )
+            format!("the {n} tests that need {what}")
+        };
+        if required {
+            format!("{tests} will FAIL ({REQUIRE_ENV}=1 or CI is set)")
+        } else {
+            format!("{tests} will be skipped (set {REQUIRE_ENV}=1 to make them fail)")
         }
     };
     let mut w = Vec::new();
@@ -140,7 +142,7 @@ mod tests {
             w[0]
         );
         assert!(w[0].contains(QEMU_INSTALL) && w[0].contains(none.to_str().unwrap()));
-        assert!(w[1].contains("1 tests that need OVMF") && w[1].contains(OVMF_INSTALL));
+        assert!(w[1].contains("the 1 test that needs OVMF") && w[1].contains(OVMF_INSTALL));
         let w = missing_tool_warnings(Err(none), Ok(ovmf), 17, 1, true);
         assert_eq!(w.len(), 1);
         assert!(w[0].contains("will FAIL"), "{}", w[0]);

@@ -232,11 +232,15 @@ fn the_access_log_compares_the_data_both_ways() {
     // The case's first device write leaves the guest with bit 0 flipped while the case
     // reports the value it meant: the host finds the access and both values.
     for (platform, case, access) in [
-        ("legacy", "io.u32_roundtrip", "4-byte write of PIO+0x4"),
+        (
+            "legacy",
+            "io.u32_roundtrip",
+            "a 4-byte write of PIO+0x4 (DATA)",
+        ),
         (
             "tdx-sim",
             "mmio.u8_roundtrip",
-            "1-byte write of MMIO+0x1010",
+            "a 1-byte write of MMIO+0x1010 (SCRATCH+0x10)",
         ),
     ] {
         let key = format!("cvmprobe.inject=corrupt-data@{case}");
@@ -245,23 +249,14 @@ fn the_access_log_compares_the_data_both_ways() {
         let out = String::from_utf8_lossy(&o.stdout);
         let line = out
             .lines()
-            .find(|l| l.contains("host: access data: access 1 ("))
+            .find(|l| l.contains("host: access log: data: access 1 ("))
             .unwrap_or_else(|| panic!("{platform}: no data finding\n{}", text(&o)));
         assert!(line.contains(access), "{line}");
         let (device, guest) = line
             .split_once("the device received ")
-            .and_then(|(_, r)| r.split_once(", the guest wrote "))
+            .and_then(|(_, r)| r.split_once(", the guest says it wrote "))
             .unwrap_or_else(|| panic!("{line}"));
         let parse = |s: &str| u64::from_str_radix(s.trim().trim_start_matches("0x"), 16).unwrap();
         assert_eq!(parse(device) ^ parse(guest), 1, "{line}");
     }
-    // An honest run reports its data and passes the check: every case that exchanged data
-    // with the device printed its line.
-    let o = run(&["--platform", "legacy", "--filter", "io,mmio", "--verbose"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let lines = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .filter(|l| l.contains(protocol::testdev::DATA_DIAG))
-        .count();
-    assert_eq!(lines, protocol::testdev::DECLARED.len(), "{}", text(&o));
 }

@@ -14,11 +14,11 @@
 //!   [`pio::CASE`] (and 0 after it); the host then compares the accesses made during the case
 //!   with the sequence the case declares in [`declared`]. A case passes only when the guest
 //!   said `ok` *and* the host's log matches.
-//! - **The data, both ways**: after a case the guest prints the values it exchanged with the
-//!   device, in order, as one [`DATA_DIAG`] diagnostic ([`data_token`]); the host compares each
-//!   write with the value its device received and each read with the value its device
-//!   answered ([`check_data`]), so a value changed anywhere between the test and the device
-//!   (a backend, a simulated host, the device model) fails the case.
+//! - **The data, both ways**: after a case's accesses the guest writes each value it exchanged
+//!   with the device, in order, to [`mmio::REPORT`]; the host compares each written value with
+//!   what its device received and each read value with what its device answered
+//!   ([`check_data`]), so a value changed anywhere between the test and the device (a
+//!   backend, a simulated host, the device model) fails the case.
 
 use crate::access::{Direction, Width};
 use crate::catalog;
@@ -57,6 +57,10 @@ pub mod mmio {
     pub const ID: u64 = 0x000;
     /// 8-byte read-only per-run seed of [`super::host_value`].
     pub const SEED: u64 = 0x008;
+    /// Write-only, 8 bytes: after its accesses a case writes here each value it exchanged
+    /// with the device, in order (the value it wrote, the value it read back), for the host's
+    /// [`super::check_data`]. Not part of the case's declared sequence.
+    pub const REPORT: u64 = 0x010;
     /// Read-only host-chosen values: an aligned access of any width in
     /// `VALUE..VALUE + VALUE_LEN` answers [`super::host_value`] for (offset, width).
     pub const VALUE: u64 = 0x100;
@@ -345,52 +349,20 @@ pub fn check(steps: &[Step], seen: &[Seen]) -> Result<(), Mismatch> {
     }
 }
 
-/// The diagnostic, after the case name (`# u8_lanes: testdev data: w=0x41 r=0x41 ...`), in
-/// which a case reports every value it exchanged with the test device, in order.
-pub const DATA_DIAG: &str = "testdev data:";
-
-/// Most exchanges one case reports (the longest declaration is 15).
+/// Most values one case reports through [`mmio::REPORT`] (the longest declaration is 15).
 pub const DATA_MAX: usize = 32;
 
-/// The token of one exchange in the [`DATA_DIAG`] line: `w=` or `r=` before the value in hex
-/// (`0x...`).
-pub const fn data_token(dir: Direction) -> &'static str {
-    match dir {
-        Direction::Read => "r=",
-        Direction::Write => "w=",
-    }
-}
-
-/// The exchanges of a [`DATA_DIAG`] line (the text after the case name and `: `), or `None`
-/// when `text` is not one or a token is malformed.
-pub fn parse_data(text: &str) -> Option<impl Iterator<Item = Option<(Direction, u64)>> + '_> {
-    let rest = text.strip_prefix(DATA_DIAG)?;
-    Some(rest.split_ascii_whitespace().map(|tok| {
-        let (dir, v) = if let Some(v) = tok.strip_prefix(data_token(Direction::Write)) {
-            (Direction::Write, v)
-        } else {
-            (
-                Direction::Read,
-                tok.strip_prefix(data_token(Direction::Read))?,
-            )
-        };
-        let hex = v.strip_prefix("0x")?;
-        Some((dir, u64::from_str_radix(hex, 16).ok()?))
-    }))
-}
-
 /// Compares the values the host's device saw (`logged`: written values as received, read
-/// values as answered, each masked to its width) with what the guest says it exchanged.
-pub fn check_data(
-    logged: &[(Direction, u64)],
-    reported: &[(Direction, u64)],
-) -> Result<(), DataMismatch> {
-    for (i, (l, r)) in logged.iter().zip(reported).enumerate() {
+/// values as answered, each masked to its width, in access order) with the values the guest
+/// says it exchanged (`reported`, through [`mmio::REPORT`]).
+pub fn check_data(logged: &[(Direction, u64)], reported: &[u64]) -> Result<(), DataMismatch> {
+    for (i, (&(dir, l), &r)) in logged.iter().zip(reported).enumerate() {
         if l != r {
             return Err(DataMismatch::Differs {
                 index: i,
-                logged: *l,
-                reported: *r,
+                dir,
+                logged: l,
+                reported: r,
             });
         }
     }
@@ -406,20 +378,22 @@ pub fn check_data(
 /// Where the guest's reported data parts from the host's log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DataMismatch {
-    /// Exchange `index` (0-based) differs.
+    /// The value of access `index` (0-based) differs.
     Differs {
         /// Position.
         index: usize,
-        /// Direction and value in the host's log.
-        logged: (Direction, u64),
-        /// Direction and value the guest reported.
-        reported: (Direction, u64),
+        /// The access's direction.
+        dir: Direction,
+        /// The value in the host's log.
+        logged: u64,
+        /// The value the guest reported.
+        reported: u64,
     },
-    /// The guest reported a different number of exchanges than the device saw.
+    /// The guest reported a different number of values than the device saw accesses.
     Count {
         /// Accesses the device saw.
         logged: usize,
-        /// Exchanges the guest reported.
+        /// Values the guest reported.
         reported: usize,
     },
 }
@@ -515,38 +489,33 @@ mod tests {
     }
 
     #[test]
-    fn data_lines_round_trip_and_mismatches_are_found() {
-        let line = "testdev data: w=0x0 r=0xffffffff w=0x1f r=0x1f";
-        let got: Option<Vec<_>> = parse_data(line).unwrap().collect();
-        let got = got.unwrap();
-        let want = [
+    fn data_mismatches_are_found() {
+        let logged = [
             (Direction::Write, 0),
             (Direction::Read, 0xffff_ffff),
             (Direction::Write, 0x1f),
             (Direction::Read, 0x1f),
         ];
-        assert_eq!(got, want);
-        assert_eq!(check_data(&want, &got), Ok(()));
-        let mut bad = want;
-        bad[3].1 = 0x1e;
+        let reported = [0, 0xffff_ffff, 0x1f, 0x1f];
+        assert_eq!(check_data(&logged, &reported), Ok(()));
+        let mut bad = reported;
+        bad[3] = 0x1e;
         assert_eq!(
-            check_data(&want, &bad),
+            check_data(&logged, &bad),
             Err(DataMismatch::Differs {
                 index: 3,
-                logged: (Direction::Read, 0x1f),
-                reported: (Direction::Read, 0x1e)
+                dir: Direction::Read,
+                logged: 0x1f,
+                reported: 0x1e
             })
         );
         assert_eq!(
-            check_data(&want, &want[..2]),
+            check_data(&logged, &reported[..2]),
             Err(DataMismatch::Count {
                 logged: 4,
                 reported: 2
             })
         );
-        assert!(parse_data("something else").is_none());
-        let malformed: Option<Vec<_>> = parse_data("testdev data: w=12 x=0x1").unwrap().collect();
-        assert!(malformed.is_none());
     }
 
     #[test]

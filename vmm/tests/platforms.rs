@@ -65,6 +65,8 @@ fn full_run_passes_on_each_simulated_platform() {
                 .case_check(suite, case)
                 .unwrap_or_else(|| panic!("{name}: {suite}.{case} was never announced"));
             assert_eq!(check.accesses, declared, "{name}: {suite}.{case}");
+            // ... and reported the value of each, which the device compared.
+            assert_eq!(check.reported, declared, "{name}: {suite}.{case}");
             assert_eq!(check.result, Ok(()), "{name}: {suite}.{case}");
         }
         // The guest reached its host only through the trap (and, for SEV-ES, the two

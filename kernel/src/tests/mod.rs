@@ -284,7 +284,7 @@ pub struct Ctx<'a> {
     name: &'static str,
     failed: bool,
     skipped: Option<Need>,
-    /// The values exchanged with the test device so far (`protocol::testdev::DATA_DIAG`);
+    /// The values exchanged with the test device so far, for `protocol::testdev::mmio::REPORT`;
     /// cells, so a check can take a device read as its argument (`ctx.check_eq(..,
     /// ctx.dev_pio_read(..))`).
     exchanged: [Cell<(Direction, u64)>; DATA_MAX],
@@ -408,22 +408,17 @@ impl Ctx<'_> {
         }
     }
 
-    /// Prints the `testdev data:` line for the host (built-in VMM's device only).
+    /// Writes the values the case exchanged with the built-in VMM's test device to its
+    /// `REPORT` register, in order, for the host's data check (`protocol::testdev::check_data`).
     fn report_data(&self) {
-        let n = self.exchanges.get();
-        if n == 0 || !matches!(self.env.device, TestDevice::Cvmprobe { .. }) {
+        if !matches!(self.env.device, TestDevice::Cvmprobe { .. }) {
             return;
         }
-        let mut l = self.diag();
-        l.str(protocol::testdev::DATA_DIAG);
-        for slot in &self.exchanged[..n.min(DATA_MAX)] {
-            let (dir, v) = slot.get();
-            l.str(" ").str(protocol::testdev::data_token(dir)).hex(v);
+        let report = protocol::testdev::MMIO_BASE + protocol::testdev::mmio::REPORT;
+        let n = self.exchanges.get().min(DATA_MAX);
+        for slot in &self.exchanged[..n] {
+            crate::io::mmio_write::<u64>(report, slot.get().1);
         }
-        if n > DATA_MAX {
-            l.str(" (more not listed)");
-        }
-        l.emit();
     }
 
     /// Reports the case as skipped because `need` is missing (unless it already failed): the
@@ -632,8 +627,8 @@ fn run_case(
     let _ = crate::io::take_host_errors();
     let _ = crate::platform::emulate::take_refusals();
     (case.run)(&mut ctx);
-    env.announce(0);
     ctx.report_data();
+    env.announce(0);
     report_host_errors(&mut ctx);
     report_refusals(&mut ctx);
     if ctx.failed {
