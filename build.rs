@@ -1,4 +1,5 @@
-//! Builds the guest kernel for `x86_64-unknown-none` and hands its path to the CLI.
+//! Builds the guest kernel for `x86_64-unknown-none`, then the UEFI loader `cvmprobe.efi` that
+//! embeds it (`efi/`, for `x86_64-unknown-uefi`), and hands their paths to the CLI.
 //!
 //! The kernel is its own cargo workspace (`kernel/`) with its own `.cargo/config.toml`, so the
 //! nested cargo runs with `current_dir(kernel/)` and a target directory of its own
@@ -25,6 +26,10 @@ fn main() {
         "protocol/src",
         "protocol/Cargo.toml",
         "linker.ld",
+        "efi/src",
+        "efi/Cargo.toml",
+        "efi/Cargo.lock",
+        "efi/.cargo/config.toml",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(p).display());
     }
@@ -32,9 +37,9 @@ fn main() {
     let target_dir = kernel_target_dir(&root);
     let elf = build_kernel(&root, &target_dir);
     println!("cargo:rustc-env=CVMPROBE_KERNEL_ELF={}", elf.display());
-    let (bios, uefi) = images(&elf);
-    println!("cargo:rustc-env=CVMPROBE_BIOS_IMAGE={bios}");
-    println!("cargo:rustc-env=CVMPROBE_UEFI_IMAGE={uefi}");
+    let efi = build_efi(&root, &efi_target_dir(&root), &elf);
+    println!("cargo:rustc-env=CVMPROBE_EFI_APP={}", efi.display());
+    println!("cargo:rustc-env=CVMPROBE_BIOS_IMAGE={}", bios_image(&elf));
     warn_missing_tools(&root);
 }
 
@@ -81,12 +86,13 @@ fn warn_missing_tools(root: &Path) {
     }
 }
 
-/// Makes the BIOS and UEFI disk images next to the ELF, with the command-line placeholder as
-/// their ramdisk (a run patches its own command line into a copy). Empty paths when skipped.
+/// Makes the BIOS disk image next to the ELF, with the command-line placeholder as its
+/// ramdisk (a run patches its own command line into a copy). An empty path when skipped. (The
+/// UEFI disk image is cvmprobe.efi on an ESP, made per run: `src/efi_images.rs`.)
 #[cfg(feature = "images")]
-fn images(elf: &Path) -> (String, String) {
+fn bios_image(elf: &Path) -> String {
     if std::env::var_os("CVMPROBE_SKIP_IMAGES").is_some_and(|v| v == "1") {
-        return (String::new(), String::new());
+        return String::new();
     }
     let dir = elf.parent().expect("the ELF is in a directory");
     let ramdisk = dir.join("cvmprobe-cmdline.ramdisk");
@@ -103,18 +109,12 @@ fn images(elf: &Path) -> (String, String) {
         .set_boot_config(&config)
         .create_disk_image(&bios)
         .unwrap_or_else(|e| panic!("creating the BIOS image {} failed: {e:#}", bios.display()));
-    let uefi = dir.join("cvmprobe-uefi.img");
-    bootloader::UefiBoot::new(elf)
-        .set_ramdisk(&ramdisk)
-        .set_boot_config(&config)
-        .create_disk_image(&uefi)
-        .unwrap_or_else(|e| panic!("creating the UEFI image {} failed: {e:#}", uefi.display()));
-    (bios.display().to_string(), uefi.display().to_string())
+    bios.display().to_string()
 }
 
 #[cfg(not(feature = "images"))]
-fn images(_elf: &Path) -> (String, String) {
-    (String::new(), String::new())
+fn bios_image(_elf: &Path) -> String {
+    String::new()
 }
 
 /// `<target>/kernel`, next to the host build's own profile directories.
@@ -125,17 +125,54 @@ fn kernel_target_dir(root: &Path) -> PathBuf {
     }
 }
 
+/// `<target>/efi`: the UEFI loader's own target directory.
+fn efi_target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) => PathBuf::from(d).join("efi"),
+        None => root.join("target").join("efi"),
+    }
+}
+
+/// Builds `cvmprobe.efi` (`efi/`, for x86_64-unknown-uefi with `-Zbuild-std` from its
+/// `.cargo/config.toml`: the pinned toolchain ships no prebuilt std for that target), which
+/// embeds the kernel ELF at `elf`. Its first build compiles `core` (about a minute).
+fn build_efi(root: &Path, target_dir: &Path, elf: &Path) -> PathBuf {
+    let mut cmd = nested_cargo(root.join("efi"), target_dir);
+    cmd.args(["--target", "x86_64-unknown-uefi"])
+        .env("CVMPROBE_KERNEL_ELF", elf);
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run cargo to build cvmprobe.efi: {e}"));
+    if !status.success() {
+        panic!(
+            "building cvmprobe.efi failed ({status}); run `cd efi && CVMPROBE_KERNEL_ELF={} cargo build --release` to see why",
+            elf.display()
+        );
+    }
+    target_dir.join("x86_64-unknown-uefi/release/cvmprobe.efi")
+}
+
 fn build_kernel(root: &Path, target_dir: &Path) -> PathBuf {
+    let mut cmd = nested_cargo(root.join("kernel"), target_dir);
+    cmd.args(["--target", "x86_64-unknown-none"]);
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run cargo to build the kernel: {e}"));
+    if !status.success() {
+        panic!(
+            "building the guest kernel failed ({status}); run `cd kernel && cargo build --release` to see why"
+        );
+    }
+    target_dir.join("x86_64-unknown-none/release/cvmprobe-kernel")
+}
+
+/// `cargo build --release --locked` in `dir` (whose `.cargo/config.toml` then applies) into
+/// `target_dir`, without the environment the outer build leaks (BOOT-NOTES.md).
+fn nested_cargo(dir: PathBuf, target_dir: &Path) -> Command {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(root.join("kernel"))
-        .args([
-            "build",
-            "--release",
-            "--locked",
-            "--target",
-            "x86_64-unknown-none",
-        ])
+    cmd.current_dir(dir)
+        .args(["build", "--release", "--locked"])
         .arg("--target-dir")
         .arg(target_dir);
     for (k, _) in std::env::vars_os() {
@@ -157,13 +194,5 @@ fn build_kernel(root: &Path, target_dir: &Path) -> PathBuf {
             cmd.env_remove(&k);
         }
     }
-    let status = cmd
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run cargo to build the kernel: {e}"));
-    if !status.success() {
-        panic!(
-            "building the guest kernel failed ({status}); run `cd kernel && cargo build --release` to see why"
-        );
-    }
-    target_dir.join("x86_64-unknown-none/release/cvmprobe-kernel")
+    cmd
 }

@@ -60,6 +60,12 @@ pub struct FuzzHostArgs {
     /// Extra kernel command-line token, repeatable (as `run --append`).
     #[arg(long, value_name = "KEY=VALUE")]
     pub append: Vec<String>,
+    /// The vCPU's physical-address width (as `run --phys-bits`).
+    #[arg(long, value_name = "N", value_parser = parse_phys_bits)]
+    pub phys_bits: Option<u8>,
+    /// The KVM release the simulated platforms answer as (as `run --kvm`).
+    #[arg(long, value_name = "PROFILE", value_parser = parse_kvm)]
+    pub kvm: Option<protocol::kvm::KvmProfile>,
 }
 
 /// Options of `bench`.
@@ -72,8 +78,17 @@ pub struct BenchArgs {
     #[arg(long)]
     pub no_images: bool,
     /// The QEMU binary.
-    #[arg(long, value_name = "PATH", default_value = "qemu-system-x86_64")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "CVMPROBE_QEMU",
+        default_value = "qemu-system-x86_64"
+    )]
     pub qemu: PathBuf,
+    /// Extra kernel command-line token for every measured run, repeatable (as `run
+    /// --append`; the tests use it to make one platform fail).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub append: Vec<String>,
 }
 
 /// Which platform the guest runs as.
@@ -122,11 +137,13 @@ pub struct RunArgs {
     /// can run (all three with /dev/kvm; legacy under QEMU without it or with QEMU options).
     #[arg(long, value_enum)]
     pub platform: Option<PlatformArg>,
-    /// How the guest boots: the ELF through PVH, or the BIOS/UEFI disk image through firmware
-    /// (QEMU `-M pc`).
+    /// How the guest boots: the ELF through PVH; the BIOS/UEFI disk image through firmware
+    /// (QEMU `-M pc`); cvmprobe.efi through OVMF with -kernel (efi) or from an ESP image (esp);
+    /// or the built-in VMM's rebuild of the firmware's UEFI hand-off (efi-handoff).
     #[arg(long, value_enum, default_value = "pvh")]
     pub boot: Boot,
-    /// OVMF code file for --boot uefi (the variable store is the sibling OVMF_VARS file).
+    /// OVMF code file for --boot uefi|efi|esp (the variable store is the sibling OVMF_VARS
+    /// file); with --confidential the firmware given to `-bios` (TDVF, the SEV OVMF).
     #[arg(long, value_name = "PATH", env = "CVMPROBE_OVMF")]
     pub ovmf: Option<PathBuf>,
     /// Accelerator for QEMU (default: kvm when /dev/kvm opens, else tcg). Implies --vmm qemu.
@@ -173,6 +190,23 @@ pub struct RunArgs {
     /// With --hostile: probability that an eligible answer is a lie.
     #[arg(long, default_value_t = vmm::sim::hostile::HostileConfig::DEFAULT_RATE, requires = "hostile", value_parser = parse_probability)]
     pub lie_rate: f64,
+    /// Built-in VMM: the KVM release the simulated platforms answer as (6.10, 6.11, 6.16,
+    /// current; see README "KVM versions"); the guest is told it and expects exactly its
+    /// answers. TDX needs 6.16 or current.
+    #[arg(long, value_name = "PROFILE", value_parser = parse_kvm)]
+    pub kvm: Option<protocol::kvm::KvmProfile>,
+    /// Built-in VMM: give the vCPU N physical-address bits (36-52, at most the host's)
+    /// instead of the host's, as a narrower host would. The simulated platforms place their
+    /// shared bit / C-bit below it (tdx-sim GPAW = N below 48, non-architectural).
+    #[arg(long, value_name = "N", value_parser = parse_phys_bits)]
+    pub phys_bits: Option<u8>,
+    /// With --vmm qemu: boot cvmprobe.efi as a real TD (tdx) or SEV-ES guest with QEMU's
+    /// documented command line; the host is checked first and what it lacks is named (exit 2).
+    #[arg(long, value_enum, requires = "vmm")]
+    pub confidential: Option<crate::confidential::Confidential>,
+    /// With --confidential: print the QEMU command line and the host check, start nothing.
+    #[arg(long, requires = "confidential")]
+    pub dry_run: bool,
 }
 
 /// Options of `list`.
@@ -205,6 +239,30 @@ pub fn parse_probability(s: &str) -> Result<f64, String> {
         Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
         _ => Err(format!(
             "`{s}` is not a probability: use a number from 0 to 1"
+        )),
+    }
+}
+
+/// Parses a KVM profile name (`--kvm`).
+pub fn parse_kvm(s: &str) -> Result<protocol::kvm::KvmProfile, String> {
+    use protocol::kvm::KvmProfile;
+    KvmProfile::parse(s.trim()).ok_or_else(|| {
+        format!(
+            "`{s}` is not a KVM profile: use one of {}",
+            KvmProfile::ALL.map(|p| p.name()).join(", ")
+        )
+    })
+}
+
+/// Parses a vCPU physical-address width the simulated platforms support (36-52). Whether the
+/// host holds it is checked when the VM is made.
+pub fn parse_phys_bits(s: &str) -> Result<u8, String> {
+    use protocol::platform::{PHYS_BITS_MAX, PHYS_BITS_MIN};
+    match s.trim().parse::<u8>() {
+        Ok(b) if (PHYS_BITS_MIN..=PHYS_BITS_MAX).contains(&b) => Ok(b),
+        _ => Err(format!(
+            "`{s}` is not a physical-address width: use a number from {PHYS_BITS_MIN} to \
+             {PHYS_BITS_MAX}"
         )),
     }
 }
@@ -273,6 +331,41 @@ mod tests {
         );
         assert!(!c.run.tcg_fallback);
         assert!(Cli::try_parse_from(["cvmprobe", "--platform", "sev"]).is_err());
+        let c = Cli::try_parse_from(["cvmprobe", "--phys-bits", "46"]).unwrap();
+        assert_eq!(c.run.phys_bits, Some(46));
+        for bad in ["35", "53", "x", "-1"] {
+            assert!(
+                Cli::try_parse_from(["cvmprobe", "--phys-bits", bad]).is_err(),
+                "{bad}"
+            );
+        }
+        let c = Cli::try_parse_from(["cvmprobe", "--boot", "uefi"]).unwrap();
+        assert_eq!(
+            c.run.boot,
+            crate::qemu::Boot::Esp,
+            "uefi is the ESP image's older name"
+        );
+        let c = Cli::try_parse_from(["cvmprobe", "--boot", "efi-handoff"]).unwrap();
+        assert_eq!(c.run.boot, crate::qemu::Boot::EfiHandoff);
+        let c = Cli::try_parse_from([
+            "cvmprobe",
+            "run",
+            "--vmm",
+            "qemu",
+            "--confidential",
+            "sev-es",
+            "--dry-run",
+        ])
+        .unwrap();
+        let Some(Command::Run(r)) = c.command else {
+            panic!("run")
+        };
+        assert_eq!(
+            (r.confidential, r.dry_run),
+            (Some(crate::confidential::Confidential::SevEs), true)
+        );
+        assert!(Cli::try_parse_from(["cvmprobe", "--confidential", "tdx"]).is_err());
+        assert!(Cli::try_parse_from(["cvmprobe", "--dry-run"]).is_err());
         let c = Cli::try_parse_from(["cvmprobe", "parse", "-"]).unwrap();
         assert!(matches!(c.command, Some(Command::Parse(_))));
     }

@@ -37,6 +37,10 @@ pub enum CommandError {
     /// A disk image or OVMF could not be prepared.
     #[error(transparent)]
     Image(#[from] crate::images::ImageError),
+    /// The host lacks what the run needs (`--confidential` on a host that cannot start such
+    /// a guest), named piece by piece.
+    #[error("{0}")]
+    Host(String),
 }
 
 impl CommandError {
@@ -90,8 +94,14 @@ fn check_append(append: &[String]) -> Result<(), CommandError> {
 /// Who runs the guest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Runner {
-    /// The built-in KVM VMM.
-    Builtin,
+    /// The built-in KVM VMM, starting the kernel by `boot` (`--boot pvh|efi-handoff`).
+    Builtin {
+        /// PVH, or the rebuilt UEFI hand-off.
+        boot: vmm::Boot,
+    },
+    /// QEMU booting `cvmprobe.efi` as a real TD or SEV-ES guest on a confidential host
+    /// (`--confidential`), with QEMU's documented command line.
+    Confidential(crate::confidential::Confidential),
     /// QEMU.
     Qemu {
         /// Machine model.
@@ -147,9 +157,12 @@ fn platform_arg_name(p: PlatformArg) -> String {
 pub fn plan_run(a: &RunArgs, host: &Host) -> Result<RunPlan, CommandError> {
     check_filter(&a.filter)?;
     check_append(&a.append)?;
+    if let Some(kind) = a.confidential {
+        return plan_confidential(a, kind);
+    }
     let mut notes = Vec::new();
     let qemu_flags =
-        a.machine.is_some() || a.accel.is_some() || a.boot != Boot::Pvh || a.tcg_fallback;
+        a.machine.is_some() || a.accel.is_some() || a.boot.needs_qemu() || a.tcg_fallback;
     let asked: Option<Vec<PlatformKind>> = a.platform.map(PlatformArg::kinds);
     let simulated_asked = asked
         .as_ref()
@@ -164,30 +177,52 @@ pub fn plan_run(a: &RunArgs, host: &Host) -> Result<RunPlan, CommandError> {
              answers, there is no host answer to falsify",
         ));
     }
+    if let Some(k) = a.kvm
+        && !k.has_tdx()
+        && asked
+            .as_ref()
+            .is_some_and(|p| p.contains(&PlatformKind::Tdx))
+    {
+        return Err(usage(format!(
+            "--kvm {}: that KVM has no TDX host support (it landed in v6.16): use --platform \
+             legacy or sev-es-sim, or --kvm 6.16 or current",
+            k.name()
+        )));
+    }
     if simulated_asked && (qemu_flags || a.vmm == Some(VmmArg::Qemu)) {
         return Err(usage(format!(
             "--platform {}: the simulated TDX and SEV-ES hosts live in the built-in VMM; QEMU \
-             (--vmm qemu, --machine, --accel, --boot bios|uefi, --tcg-fallback) runs the legacy \
-             platform only",
+             (--vmm qemu, --machine, --accel, --boot bios|efi|esp, --tcg-fallback) runs the \
+             legacy platform only (--boot efi-handoff runs the built-in VMM's UEFI hand-off on \
+             any platform)",
             a.platform.map_or("?".into(), platform_arg_name)
         )));
     }
+    // Options only the built-in VMM has: asking for one picks it, as QEMU's options pick QEMU.
+    let builtin_flags = a.boot == Boot::EfiHandoff || a.kvm.is_some() || a.phys_bits.is_some();
     let builtin = match a.vmm {
         Some(VmmArg::Builtin) => {
             if qemu_flags {
                 return Err(usage(
-                    "--machine, --accel, --boot bios|uefi and --tcg-fallback are QEMU options: \
-                     drop them, or use --vmm qemu",
+                    "--machine, --accel, --boot bios|efi|esp and --tcg-fallback are QEMU \
+                     options: drop them, or use --vmm qemu",
                 ));
             }
             true
         }
         Some(VmmArg::Qemu) => false,
         None if qemu_flags => false,
-        None if simulated_asked || a.hostile.is_some() => {
+        None if simulated_asked || a.hostile.is_some() || builtin_flags => {
             if let Err(e) = &host.builtin {
                 return Err(usage(format!(
-                    "the simulated platforms need the built-in VMM, which needs /dev/kvm: {e}"
+                    "{} the built-in VMM, which needs /dev/kvm: {e}",
+                    if simulated_asked {
+                        "the simulated platforms need"
+                    } else if a.hostile.is_some() {
+                        "--hostile needs"
+                    } else {
+                        "--boot efi-handoff, --kvm and --phys-bits need"
+                    }
                 )));
             }
             true
@@ -203,14 +238,52 @@ pub fn plan_run(a: &RunArgs, host: &Host) -> Result<RunPlan, CommandError> {
             }
         },
     };
-    if a.hostile.is_some() && !builtin {
-        return Err(usage("--hostile needs the built-in VMM (drop --vmm qemu)"));
+    if !builtin {
+        if a.boot == Boot::EfiHandoff {
+            return Err(usage(
+                "--boot efi-handoff is the built-in VMM's rebuild of the firmware's hand-off; \
+                 under QEMU use --boot efi or --boot esp (cvmprobe.efi through OVMF)",
+            ));
+        }
+        if a.hostile.is_some() {
+            return Err(usage("--hostile needs the built-in VMM (drop --vmm qemu)"));
+        }
+        if a.kvm.is_some() {
+            return Err(usage(
+                "--kvm picks the answers of the built-in VMM's simulated platforms: drop --vmm \
+                 qemu (on a real host, --append cvmprobe.kvm=PROFILE tells the guest what to \
+                 expect)",
+            ));
+        }
+        if a.phys_bits.is_some() {
+            return Err(usage(
+                "--phys-bits sets the built-in VMM's vCPU width; QEMU takes its own \
+                 (-cpu ...,phys-bits=N): drop --vmm qemu, or the option",
+            ));
+        }
     }
+    let defaulted = asked.is_none();
     let platforms = match asked {
         Some(p) => p,
         None if a.hostile.is_some() => vec![PlatformKind::Tdx, PlatformKind::SevEs],
         None if builtin => PlatformKind::ALL.to_vec(),
         None => vec![PlatformKind::Legacy],
+    };
+    // The default leaves out what the asked-for KVM cannot run (an explicit --platform with
+    // tdx-sim was refused above).
+    let platforms = match a.kvm {
+        Some(k) if !k.has_tdx() && defaulted => {
+            notes.push(format!(
+                "--kvm {}: that KVM has no TDX host support (it landed in v6.16): tdx-sim is \
+                 left out",
+                k.name()
+            ));
+            platforms
+                .into_iter()
+                .filter(|p| *p != PlatformKind::Tdx)
+                .collect()
+        }
+        _ => platforms,
     };
     if !builtin && platforms != [PlatformKind::Legacy] {
         return Err(usage(
@@ -219,13 +292,18 @@ pub fn plan_run(a: &RunArgs, host: &Host) -> Result<RunPlan, CommandError> {
     }
     if builtin {
         return Ok(RunPlan {
-            runner: Runner::Builtin,
+            runner: Runner::Builtin {
+                boot: match a.boot {
+                    Boot::EfiHandoff => vmm::Boot::EfiHandoff(Default::default()),
+                    _ => vmm::Boot::Pvh,
+                },
+            },
             platforms,
             notes,
         });
     }
     let machine = match (a.machine, a.boot) {
-        (Some(Machine::Microvm), Boot::Bios | Boot::Uefi) => {
+        (Some(Machine::Microvm), Boot::Bios | Boot::Efi | Boot::Esp) => {
             return Err(usage(format!(
                 "--boot {} needs firmware and a disk: use --machine pc (the default for disk \
                  images)",
@@ -233,7 +311,7 @@ pub fn plan_run(a: &RunArgs, host: &Host) -> Result<RunPlan, CommandError> {
             )));
         }
         (Some(m), _) => m,
-        (None, Boot::Pvh) => Machine::Microvm,
+        (None, Boot::Pvh | Boot::EfiHandoff) => Machine::Microvm,
         (None, _) => Machine::Pc,
     };
     let accel = match a.accel {
@@ -244,7 +322,7 @@ pub fn plan_run(a: &RunArgs, host: &Host) -> Result<RunPlan, CommandError> {
             Accel::Tcg
         }
     };
-    if a.boot == Boot::Uefi && accel == Accel::Kvm && !a.tcg_fallback {
+    if a.boot.uses_ovmf() && accel == Accel::Kvm && !a.tcg_fallback {
         notes.push(
             "OVMF may not run under this host's KVM (it does not on software-nested KVM): if \
              QEMU stops on a KVM internal error, use --accel tcg, or --tcg-fallback to rerun \
@@ -264,6 +342,55 @@ pub fn plan_run(a: &RunArgs, host: &Host) -> Result<RunPlan, CommandError> {
     })
 }
 
+/// `--confidential`: QEMU's documented machine for a real TD or SEV-ES guest, nothing else;
+/// the platform is the confidential one (the host is checked when the plan runs).
+fn plan_confidential(
+    a: &RunArgs,
+    kind: crate::confidential::Confidential,
+) -> Result<RunPlan, CommandError> {
+    if a.vmm != Some(VmmArg::Qemu) {
+        return Err(usage(
+            "--confidential boots a real TD or SEV-ES guest under QEMU: add --vmm qemu",
+        ));
+    }
+    if a.platform.is_some() {
+        return Err(usage(format!(
+            "--platform selects the built-in VMM's simulated hosts; on a real host the platform \
+             is --confidential {}",
+            kind.name()
+        )));
+    }
+    if !matches!(a.boot, Boot::Pvh | Boot::Efi) {
+        return Err(usage(format!(
+            "--confidential always boots cvmprobe.efi with -kernel (QEMU starts confidential \
+             guests only through firmware): drop --boot {}",
+            a.boot.name()
+        )));
+    }
+    if a.machine.is_some()
+        || a.accel.is_some()
+        || a.phys_bits.is_some()
+        || a.hostile.is_some()
+        || a.tcg_fallback
+    {
+        return Err(usage(
+            "--confidential takes QEMU's documented machine (q35, -accel kvm, -cpu host): drop \
+             --machine, --accel, --phys-bits, --hostile and --tcg-fallback",
+        ));
+    }
+    if a.kvm.is_some() {
+        return Err(usage(
+            "--kvm picks the answers of the built-in VMM's simulated platforms; on a real host \
+             --append cvmprobe.kvm=PROFILE tells the guest which KVM to expect",
+        ));
+    }
+    Ok(RunPlan {
+        runner: Runner::Confidential(kind),
+        platforms: vec![kind.platform()],
+        notes: Vec::new(),
+    })
+}
+
 /// `cvmprobe run`.
 pub fn run(a: &RunArgs) -> Result<bool, CommandError> {
     let plan = plan_run(a, &Host::probe())?;
@@ -272,25 +399,39 @@ pub fn run(a: &RunArgs) -> Result<bool, CommandError> {
     }
     let kernel = kernel_elf()?;
     let req = RunRequest {
-        platform: plan.platforms[0],
         filter: a.filter.clone(),
         extra_cmdline: a.append.clone(),
         timeout: a.timeout,
         verbose: a.verbose,
         progress: std::io::stderr().is_terminal(),
+        phys_bits: a.phys_bits,
+        kvm: a.kvm.unwrap_or(protocol::kvm::KvmProfile::Current),
+        builtin_boot: match plan.runner {
+            Runner::Builtin { boot } => boot,
+            _ => vmm::Boot::Pvh,
+        },
+        ..RunRequest::new(plan.platforms[0])
     };
     if a.verbose {
         print_artifacts(kernel);
     }
-    if let Some(seed) = a.hostile {
-        let cfg = vmm::sim::hostile::HostileConfig {
-            seed,
-            rate: a.lie_rate,
-        };
-        return run_hostile(&plan, &req, kernel, cfg);
-    }
     let results = match plan.runner {
-        Runner::Builtin => run_builtin(&plan, &req, kernel)?,
+        Runner::Confidential(kind) => {
+            let Some(summary) = crate::confidential::run(a, kind, &req)? else {
+                return Ok(true); // --dry-run: printed, nothing started
+            };
+            vec![(kind.platform(), summary)]
+        }
+        Runner::Builtin { .. } => match a.hostile {
+            Some(seed) => {
+                let cfg = vmm::sim::hostile::HostileConfig {
+                    seed,
+                    rate: a.lie_rate,
+                };
+                return run_hostile(&plan, &req, kernel, cfg);
+            }
+            None => run_builtin(&plan, &req, kernel)?,
+        },
         Runner::Qemu { .. } => vec![(
             PlatformKind::Legacy,
             run_qemu(&plan, &req, kernel, a.qemu.clone(), a.ovmf.as_deref())?,
@@ -314,8 +455,8 @@ fn print_artifacts(kernel: &Path) {
         or_none(crate::images::BIOS_IMAGE)
     );
     eprintln!(
-        "cvmprobe: UEFI image: {}",
-        or_none(crate::images::UEFI_IMAGE)
+        "cvmprobe: UEFI application: {} (the ESP image is made per run)",
+        crate::efi_images::EFI_APP
     );
 }
 
@@ -346,8 +487,12 @@ fn run_builtin(
 ) -> Result<Vec<(PlatformKind, Summary)>, CommandError> {
     let names: Vec<&str> = plan.platforms.iter().map(|p| vmm::sim_name(*p)).collect();
     eprintln!(
-        "cvmprobe: booting {} under the built-in KVM VMM, platform{} {} ({} cases each)",
+        "cvmprobe: booting {} under the built-in KVM VMM{}, platform{} {} ({} cases each)",
         kernel.display(),
+        match req.builtin_boot {
+            vmm::Boot::Pvh => String::new(),
+            other => format!(" through the {}", other.name()),
+        },
         if names.len() > 1 { "s" } else { "" },
         names.join(", "),
         run::case_count(req)
@@ -359,7 +504,8 @@ fn run_builtin(
             ..req.clone()
         };
         if req.verbose {
-            for l in crate::environment::Environment::builtin(platform).describe() {
+            for l in crate::environment::Environment::builtin(platform, req.builtin_boot).describe()
+            {
                 eprintln!("cvmprobe: {}: {l}", vmm::sim_name(platform));
             }
         }
@@ -435,7 +581,11 @@ fn run_qemu(
             match &cfg.media {
                 qemu::Media::Pvh { kernel } => format!("{} (PVH)", kernel.display()),
                 qemu::Media::Bios { .. } => format!("the BIOS image {}", crate::images::BIOS_IMAGE),
-                qemu::Media::Uefi { .. } => format!("the UEFI image {}", crate::images::UEFI_IMAGE),
+                qemu::Media::Efi { app, esp: None, .. } =>
+                    format!("{} (-kernel, OVMF)", app.display()),
+                qemu::Media::Efi { esp: Some(d), .. } =>
+                    format!("the ESP image {} (OVMF)", d.display()),
+                qemu::Media::Raw { .. } => "the confidential guest".to_string(),
             },
             cfg.machine.name(),
             accel.name(),
@@ -470,10 +620,11 @@ fn run_qemu(
 /// What to say when QEMU stops on a KVM internal error and nothing reruns it.
 pub fn kvm_internal_error_hint(boot: Boot, line: &str) -> String {
     let what = format!("QEMU stopped on a KVM internal error ({line}): the run fails with it");
-    if boot == Boot::Uefi {
+    if boot.uses_ovmf() {
         format!(
-            "{what}. OVMF does not run under this host's KVM: UEFI images need --accel tcg \
-             here (or --tcg-fallback, which reruns under TCG and labels the verdict TCG's)"
+            "{what}. OVMF does not run under this host's KVM: --boot {} needs --accel tcg \
+             here (or --tcg-fallback, which reruns under TCG and labels the verdict TCG's)",
+            boot.name()
         )
     } else {
         format!(
@@ -637,18 +788,21 @@ pub fn bench(a: &BenchArgs) -> Result<bool, CommandError> {
     vmm::kvm_available()
         .map_err(|e| CommandError::context("the benchmarks need the built-in VMM", e))?;
     let kernel = kernel_elf()?;
+    check_append(&a.append)?;
     let opts = crate::bench::BenchOptions {
         runs: a.runs,
         images: !a.no_images,
         qemu: a.qemu.clone(),
+        append: a.append.clone(),
     };
     eprintln!(
         "cvmprobe bench: measuring (about {} s)...",
         if opts.images { 150 } else { 20 }
     );
-    let report = crate::bench::run_all(kernel, &opts).map_err(usage)?;
-    print!("{report}");
-    Ok(true)
+    // Every figure is printed, also when a platform failed; the exit code says whether one did.
+    let report = crate::bench::run_all(kernel, &opts);
+    print!("{}", report.text);
+    Ok(report.failures.is_empty())
 }
 
 /// `cvmprobe fuzz-host`: seeds in parallel, a failing run printed with the command that
@@ -664,6 +818,24 @@ pub fn fuzz_host(a: &FuzzHostArgs) -> Result<bool, CommandError> {
         }
         PlatformArg::All => vec![PlatformKind::Tdx, PlatformKind::SevEs],
         p => p.kinds(),
+    };
+    let platforms = match a.kvm {
+        Some(k) if !k.has_tdx() => {
+            if a.platform == PlatformArg::TdxSim {
+                return Err(usage(format!(
+                    "--kvm {}: that KVM has no TDX host support (it landed in v6.16): use \
+                     --platform sev-es-sim, or --kvm 6.16 or current",
+                    k.name()
+                )));
+            }
+            eprintln!(
+                "cvmprobe fuzz-host: --kvm {}: that KVM has no TDX host support: tdx-sim is left \
+                 out",
+                k.name()
+            );
+            vec![PlatformKind::SevEs]
+        }
+        _ => platforms,
     };
     if a.runs == 0 {
         return Err(usage("--runs 0: nothing to do"));
@@ -687,6 +859,8 @@ pub fn fuzz_host(a: &FuzzHostArgs) -> Result<bool, CommandError> {
         timeout: a.timeout,
         filter: a.filter.clone(),
         append: a.append.clone(),
+        phys_bits: a.phys_bits,
+        kvm: a.kvm,
     };
     eprintln!("cvmprobe fuzz-host: {}", plan.describe());
     let report = crate::hostile::fuzz(
@@ -721,7 +895,11 @@ mod tests {
     fn args(a: &[&str]) -> RunArgs {
         let mut v = vec!["cvmprobe"];
         v.extend_from_slice(a);
-        crate::cli::Cli::try_parse_from(v).expect("parses").run
+        let cli = crate::cli::Cli::try_parse_from(v).expect("parses");
+        match cli.command {
+            Some(crate::cli::Command::Run(a)) => a,
+            _ => cli.run,
+        }
     }
 
     fn kvm() -> Host {
@@ -741,7 +919,12 @@ mod tests {
     #[test]
     fn default_run_is_every_platform_the_host_can_run() {
         let p = plan_run(&args(&[]), &kvm()).unwrap();
-        assert_eq!(p.runner, Runner::Builtin);
+        assert_eq!(
+            p.runner,
+            Runner::Builtin {
+                boot: vmm::Boot::Pvh
+            }
+        );
         assert_eq!(p.platforms, PlatformKind::ALL);
         assert!(p.notes.is_empty(), "{:?}", p.notes);
 
@@ -777,8 +960,116 @@ mod tests {
         assert!(plan_run(&args(&["--platform", "all", "--accel", "kvm"]), &kvm()).is_err());
         assert!(plan_run(&args(&["--vmm", "builtin", "--tcg-fallback"]), &kvm()).is_err());
         assert!(plan_run(&args(&["--platform", "tdx-sim"]), &no_kvm()).is_err());
-        let p = plan_run(&args(&["--boot", "uefi"]), &kvm()).unwrap();
-        assert!(p.notes.join(" ").contains("--accel tcg"), "{:?}", p.notes);
+        for boot in ["uefi", "esp", "efi"] {
+            let p = plan_run(&args(&["--boot", boot]), &kvm()).unwrap();
+            assert!(p.notes.join(" ").contains("--accel tcg"), "{:?}", p.notes);
+            assert!(matches!(
+                p.runner,
+                Runner::Qemu {
+                    machine: Machine::Pc,
+                    ..
+                }
+            ));
+            assert_eq!(p.platforms, [PlatformKind::Legacy]);
+        }
+        assert!(plan_run(&args(&["--boot", "esp", "--platform", "tdx-sim"]), &kvm()).is_err());
+    }
+
+    #[test]
+    fn builtin_options_mean_the_builtin_vmm() {
+        // The UEFI hand-off, a KVM release or a vCPU width: every platform, built-in VMM.
+        let p = plan_run(&args(&["--boot", "efi-handoff"]), &kvm()).unwrap();
+        assert_eq!(
+            p.runner,
+            Runner::Builtin {
+                boot: vmm::Boot::EfiHandoff(Default::default())
+            }
+        );
+        assert_eq!(p.platforms, PlatformKind::ALL);
+        let p = plan_run(&args(&["--phys-bits", "46"]), &kvm()).unwrap();
+        assert_eq!(p.platforms, PlatformKind::ALL);
+        // A KVM without TDX: the default leaves tdx-sim out and says so; asking for it fails.
+        let p = plan_run(&args(&["--kvm", "6.10"]), &kvm()).unwrap();
+        assert_eq!(p.platforms, [PlatformKind::Legacy, PlatformKind::SevEs]);
+        assert!(
+            p.notes.join(" ").contains("tdx-sim is left out"),
+            "{:?}",
+            p.notes
+        );
+        let p = plan_run(&args(&["--kvm", "6.16"]), &kvm()).unwrap();
+        assert_eq!(p.platforms, PlatformKind::ALL);
+        for a in [
+            &["--kvm", "6.11", "--platform", "all"][..],
+            &["--kvm", "6.10", "--platform", "tdx-sim"],
+            &["--vmm", "qemu", "--boot", "efi-handoff"],
+            &["--vmm", "qemu", "--kvm", "6.16"],
+            &["--vmm", "qemu", "--phys-bits", "46"],
+            &["--accel", "tcg", "--phys-bits", "46"],
+            &["--boot", "efi-handoff", "--machine", "pc"],
+        ] {
+            assert!(
+                matches!(plan_run(&args(a), &kvm()), Err(CommandError::Usage(_))),
+                "{a:?}"
+            );
+        }
+        // Without /dev/kvm they cannot run: no silent QEMU instead.
+        for a in [
+            &["--boot", "efi-handoff"][..],
+            &["--kvm", "current"],
+            &["--phys-bits", "46"],
+        ] {
+            let e = plan_run(&args(a), &no_kvm()).unwrap_err().to_string();
+            assert!(e.contains("/dev/kvm"), "{a:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn confidential_runs_take_qemus_documented_machine() {
+        use crate::confidential::Confidential;
+        let p = plan_run(
+            &args(&["run", "--vmm", "qemu", "--confidential", "tdx", "--dry-run"]),
+            &no_kvm(),
+        )
+        .unwrap();
+        assert_eq!(p.runner, Runner::Confidential(Confidential::Tdx));
+        assert_eq!(p.platforms, [PlatformKind::Tdx]);
+        let p = plan_run(
+            &args(&[
+                "run",
+                "--vmm",
+                "qemu",
+                "--confidential",
+                "sev-es",
+                "--boot",
+                "efi",
+            ]),
+            &kvm(),
+        )
+        .unwrap();
+        assert_eq!(p.platforms, [PlatformKind::SevEs]);
+        for extra in [
+            &["--platform", "legacy"][..],
+            &["--boot", "esp"],
+            &["--accel", "kvm"],
+            &["--machine", "pc"],
+            &["--phys-bits", "46"],
+            &["--tcg-fallback"],
+            &["--kvm", "6.16"],
+            &["--filter", "nosuch"],
+        ] {
+            let mut a = vec!["run", "--vmm", "qemu", "--confidential", "tdx"];
+            a.extend_from_slice(extra);
+            assert!(
+                matches!(plan_run(&args(&a), &kvm()), Err(CommandError::Usage(_))),
+                "{extra:?}"
+            );
+        }
+        let e = plan_run(
+            &args(&["run", "--vmm", "builtin", "--confidential", "tdx"]),
+            &kvm(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("add --vmm qemu"), "{e}");
     }
 
     #[test]
@@ -805,9 +1096,14 @@ mod tests {
 
     #[test]
     fn the_kvm_internal_error_hint_names_the_way_out() {
-        let h = kvm_internal_error_hint(Boot::Uefi, "KVM internal error. Suberror: 1");
-        assert!(h.contains("UEFI images need --accel tcg"), "{h}");
-        assert!(h.contains("--tcg-fallback"), "{h}");
+        for boot in [Boot::Efi, Boot::Esp] {
+            let h = kvm_internal_error_hint(boot, "KVM internal error. Suberror: 1");
+            assert!(
+                h.contains(&format!("--boot {} needs --accel tcg", boot.name())),
+                "{h}"
+            );
+            assert!(h.contains("--tcg-fallback"), "{h}");
+        }
         let h = kvm_internal_error_hint(Boot::Pvh, "x");
         assert!(
             h.contains("not retried") && h.contains("--tcg-fallback"),

@@ -33,9 +33,11 @@ impl Environment {
             .map(|(_, how)| how.as_str())
     }
 
-    /// The built-in KVM VMM on `platform`: its test device, memslot scenario, PVH boot, brand
-    /// string, platform key, APIC timer, and KVM's MSR behaviour; no PCI bus (so no edu).
-    pub fn builtin(platform: PlatformKind) -> Self {
+    /// The built-in KVM VMM on `platform`, starting the kernel by `boot`: its test device,
+    /// memslot scenario, identity map (the kernel's own after PVH, the rebuilt firmware's
+    /// after the UEFI hand-off), brand string, platform key, APIC timer, and KVM's MSR
+    /// behaviour; no PCI bus (so no edu).
+    pub fn builtin(platform: PlatformKind, boot: vmm::Boot) -> Self {
         let device = "the built-in VMM's test device (port-IO 0xd100, MMIO 0xd0000000)";
         let provided = vec![
             (Need::TestDevice, device.to_string()),
@@ -45,8 +47,14 @@ impl Environment {
                 "the built-in VMM's memslot control port".to_string(),
             ),
             (
-                Need::PvhBoot,
-                "PVH boot of the kernel ELF by the built-in VMM".to_string(),
+                Need::IdentityMap,
+                match boot {
+                    vmm::Boot::Pvh => "PVH boot of the kernel ELF by the built-in VMM",
+                    vmm::Boot::EfiHandoff(_) => {
+                        "the firmware identity tables of the built-in VMM's UEFI hand-off"
+                    }
+                }
+                .to_string(),
             ),
             (
                 Need::Brand,
@@ -65,7 +73,14 @@ impl Environment {
         ];
         Self {
             platform,
-            runner: format!("the built-in VMM ({})", vmm::sim_name(platform)),
+            runner: match boot {
+                vmm::Boot::Pvh => format!("the built-in VMM ({})", vmm::sim_name(platform)),
+                other => format!(
+                    "the built-in VMM ({}, {})",
+                    vmm::sim_name(platform),
+                    other.name()
+                ),
+            },
             provided,
         }
     }
@@ -88,11 +103,20 @@ mod tests {
 
     #[test]
     fn builtin_provides_all_but_edu() {
-        let e = Environment::builtin(PlatformKind::Tdx);
+        let e = Environment::builtin(PlatformKind::Tdx, vmm::Boot::Pvh);
         for n in Need::ALL {
             assert_eq!(e.needs().contains(n), n != Need::EduPci, "{n:?}");
         }
         assert!(e.runner.contains("tdx-sim"));
         assert_eq!(e.describe().len(), Need::ALL.len());
+        // The UEFI hand-off provides the same: the memslot page sits on the firmware's
+        // identity map (vmm/tests/efi_handoff.rs runs the memslot suite through it).
+        let h = Environment::builtin(
+            PlatformKind::SevEs,
+            vmm::Boot::EfiHandoff(Default::default()),
+        );
+        assert_eq!(h.needs(), e.needs());
+        assert!(h.how(Need::IdentityMap).unwrap().contains("hand-off"));
+        assert!(h.runner.contains("efi-handoff"), "{}", h.runner);
     }
 }

@@ -367,12 +367,17 @@ pub struct FuzzPlan {
     pub filter: String,
     /// `--append` tokens.
     pub append: Vec<String>,
+    /// `--phys-bits`: the vCPU's physical-address width (`None`: the host's).
+    pub phys_bits: Option<u8>,
+    /// `--kvm`: the KVM release the simulated platforms answer as (`None`: current, not
+    /// named on the guest's command line).
+    pub kvm: Option<protocol::kvm::KvmProfile>,
 }
 
 impl FuzzPlan {
     /// `200 runs on tdx-sim and sev-es-sim, seeds 7.., lie rate 0.05, 2 at a time`.
     pub fn describe(&self) -> String {
-        format!(
+        let mut s = format!(
             "{} runs on {}, seeds {}.., lie rate {}, {} at a time",
             self.runs,
             self.platforms
@@ -383,22 +388,38 @@ impl FuzzPlan {
             self.first_seed,
             self.lie_rate,
             self.jobs
-        )
+        );
+        if let Some(b) = self.phys_bits {
+            s += &format!(", {b}-bit vCPU");
+        }
+        if let Some(k) = self.kvm {
+            s += &format!(", answers of KVM {}", k.name());
+        }
+        s
     }
 
     /// The command that reproduces run `i` alone.
     pub fn reproduce(&self, i: u64) -> String {
         let platform = self.platform(i);
-        format!(
-            "cvmprobe run --platform {} --hostile {} --lie-rate {}{}",
+        let mut line = format!(
+            "cvmprobe run --platform {} --hostile {} --lie-rate {}",
             vmm::sim_name(platform),
             self.first_seed.wrapping_add(i),
             self.lie_rate,
-            self.append
-                .iter()
-                .map(|t| format!(" --append {t}"))
-                .collect::<String>()
-        )
+        );
+        if !self.filter.is_empty() {
+            line += &format!(" --filter {}", self.filter);
+        }
+        if let Some(b) = self.phys_bits {
+            line += &format!(" --phys-bits {b}");
+        }
+        if let Some(k) = self.kvm {
+            line += &format!(" --kvm {}", k.name());
+        }
+        for t in &self.append {
+            line += &format!(" --append {t}");
+        }
+        line
     }
 
     fn platform(&self, i: u64) -> protocol::platform::PlatformKind {
@@ -463,12 +484,12 @@ pub fn fuzz(
                     let platform = plan.platform(i);
                     let seed = plan.first_seed.wrapping_add(i);
                     let req = crate::run::RunRequest {
-                        platform,
                         filter: plan.filter.clone(),
                         extra_cmdline: plan.append.clone(),
                         timeout: plan.timeout,
-                        verbose: false,
-                        progress: false,
+                        phys_bits: plan.phys_bits,
+                        kvm: plan.kvm.unwrap_or(protocol::kvm::KvmProfile::Current),
+                        ..crate::run::RunRequest::new(platform)
                     };
                     let cfg = vmm::sim::hostile::HostileConfig {
                         seed,

@@ -1,5 +1,6 @@
-//! BIOS and UEFI disk images: the templates build.rs makes, the per-run copy with the run's
-//! command line patched into its ramdisk, and the OVMF firmware files.
+//! The BIOS disk image: the template build.rs makes, the per-run copy with the run's command
+//! line patched into its ramdisk; and the OVMF firmware files (for cvmprobe.efi, whose ESP
+//! image is the UEFI disk image: `crate::efi_images`).
 //!
 //! bootloader 0.11 passes no command line to the kernel; its ramdisk is the one channel. The
 //! templates carry a one-sector placeholder ramdisk (`protocol::cmdline::ramdisk_placeholder`);
@@ -12,8 +13,6 @@ use std::path::{Path, PathBuf};
 
 /// The BIOS image template made by build.rs (empty when built without the `images` feature).
 pub const BIOS_IMAGE: &str = env!("CVMPROBE_BIOS_IMAGE");
-/// The UEFI image template made by build.rs.
-pub const UEFI_IMAGE: &str = env!("CVMPROBE_UEFI_IMAGE");
 
 /// Debian's OVMF (package `ovmf`): 4 MiB code and variable-store templates.
 pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
@@ -25,7 +24,7 @@ pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 pub enum ImageError {
     /// Built without the images.
     #[error(
-        "this cvmprobe was built without the disk images (`--no-default-features` or CVMPROBE_SKIP_IMAGES=1): rebuild with the default features"
+        "this cvmprobe was built without the BIOS disk image (`--no-default-features` or CVMPROBE_SKIP_IMAGES=1): rebuild with the default features"
     )]
     NotBuilt,
     /// The template is gone.
@@ -49,6 +48,12 @@ pub enum ImageError {
         "OVMF firmware not found at {0}: install it (Debian/Ubuntu: `sudo apt-get install ovmf`) or pass --ovmf PATH"
     )]
     NoOvmf(String),
+    /// `cvmprobe.efi` or its ESP image.
+    #[error(transparent)]
+    Efi(#[from] crate::efi_images::EfiError),
+    /// A boot QEMU does not do.
+    #[error("--boot {0} is the built-in VMM's (drop --vmm qemu and the QEMU options)")]
+    NotQemu(&'static str),
     /// Reading or writing failed.
     #[error("{what} {path}: {source}")]
     Io {
@@ -69,9 +74,9 @@ fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> 
     }
 }
 
-/// The template for a boot kind.
-pub fn template(uefi: bool) -> Result<PathBuf, ImageError> {
-    let t = if uefi { UEFI_IMAGE } else { BIOS_IMAGE };
+/// The BIOS image template.
+pub fn template() -> Result<PathBuf, ImageError> {
+    let t = BIOS_IMAGE;
     if t.is_empty() {
         return Err(ImageError::NotBuilt);
     }

@@ -5,6 +5,8 @@
 //! - [`cli`]: command-line definitions.
 //! - [`command`]: what each subcommand does (`main.rs` only parses the arguments).
 //! - [`environment`]: what the host set up for a run (the verdict's side of every skip).
+//! - [`confidential`]: QEMU command lines and host checks for real TDX / SEV-ES hosts.
+//! - [`efi_images`]: `cvmprobe.efi` and its ESP image.
 //! - [`qemu`]: QEMU command line and runs with a timeout.
 //! - [`hostile`]: the verdict of a run under a hostile host, and `cvmprobe fuzz-host`.
 //! - [`images`]: the BIOS/UEFI disk images and their per-run command line.
@@ -17,6 +19,8 @@
 pub mod bench;
 pub mod cli;
 pub mod command;
+pub mod confidential;
+pub mod efi_images;
 pub mod environment;
 pub mod hostile;
 pub mod images;

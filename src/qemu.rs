@@ -54,8 +54,15 @@ pub enum Boot {
     Pvh,
     /// The BIOS disk image through SeaBIOS (`-M pc`).
     Bios,
-    /// The UEFI disk image through OVMF (`-M pc`, pflash firmware).
-    Uefi,
+    /// `cvmprobe.efi` through OVMF with `-kernel` (the command line as its load options).
+    Efi,
+    /// The UEFI disk image: `cvmprobe.efi` on a FAT ESP image through OVMF (`-M pc`, pflash
+    /// firmware; the command line in `cmdline.txt`). `uefi` is its older name.
+    #[value(alias = "uefi")]
+    Esp,
+    /// Built-in VMM: the kernel's UEFI hand-off entry, from the state firmware leaves after
+    /// ExitBootServices, rebuilt without firmware (`vmm::boot_efi`).
+    EfiHandoff,
 }
 
 impl Boot {
@@ -64,8 +71,20 @@ impl Boot {
         match self {
             Boot::Pvh => "pvh",
             Boot::Bios => "bios",
-            Boot::Uefi => "uefi",
+            Boot::Efi => "efi",
+            Boot::Esp => "esp",
+            Boot::EfiHandoff => "efi-handoff",
         }
+    }
+
+    /// Whether only QEMU boots this way (everything but PVH and the built-in VMM's hand-off).
+    pub fn needs_qemu(self) -> bool {
+        !matches!(self, Boot::Pvh | Boot::EfiHandoff)
+    }
+
+    /// Whether this boot goes through UEFI firmware (OVMF).
+    pub fn uses_ovmf(self) -> bool {
+        matches!(self, Boot::Efi | Boot::Esp)
     }
 }
 
@@ -82,14 +101,22 @@ pub enum Media {
         /// The image (a per-run copy).
         disk: PathBuf,
     },
-    /// A UEFI disk image with OVMF.
-    Uefi {
-        /// The image (a per-run copy).
-        disk: PathBuf,
+    /// `cvmprobe.efi` with OVMF: given with `-kernel`, or on an ESP image (`esp`).
+    Efi {
+        /// The application.
+        app: PathBuf,
+        /// The ESP image holding it (`--boot esp`); `None`: `-kernel` and `-append`.
+        esp: Option<PathBuf>,
         /// OVMF code (read-only pflash).
         code: PathBuf,
         /// A private copy of the OVMF variable store.
         vars: PathBuf,
+    },
+    /// A command line built elsewhere, used as it is (`--confidential`: QEMU's documented
+    /// lines for a TD or an SEV-ES guest, `crate::confidential::qemu_args`).
+    Raw {
+        /// The arguments after the binary.
+        args: Vec<String>,
     },
 }
 
@@ -126,12 +153,15 @@ impl QemuConfig {
             },
             cmdline: String::new(),
             brand: String::new(),
-            mem_mib: if boot == Boot::Uefi { 256 } else { 64 },
+            mem_mib: if boot.uses_ovmf() { 256 } else { 64 },
         }
     }
 
     /// The argument list after the binary.
     pub fn args(&self) -> Vec<String> {
+        if let Media::Raw { args } = &self.media {
+            return args.clone();
+        }
         let mut a: Vec<String> = vec![
             "-M".into(),
             self.machine.name().into(),
@@ -163,16 +193,32 @@ impl QemuConfig {
                 "-drive".into(),
                 format!("format=raw,file={}", disk.display()),
             ]),
-            Media::Uefi { disk, code, vars } => a.extend([
-                "-vga".into(),
-                "std".into(),
-                "-drive".into(),
-                format!("if=pflash,format=raw,readonly=on,file={}", code.display()),
-                "-drive".into(),
-                format!("if=pflash,format=raw,file={}", vars.display()),
-                "-drive".into(),
-                format!("format=raw,file={}", disk.display()),
-            ]),
+            Media::Efi {
+                app,
+                esp,
+                code,
+                vars,
+            } => {
+                a.extend([
+                    "-drive".into(),
+                    format!("if=pflash,format=raw,readonly=on,file={}", code.display()),
+                    "-drive".into(),
+                    format!("if=pflash,format=raw,file={}", vars.display()),
+                ]);
+                match esp {
+                    Some(disk) => a.extend([
+                        "-drive".into(),
+                        format!("format=raw,file={}", disk.display()),
+                    ]),
+                    None => a.extend([
+                        "-kernel".into(),
+                        app.display().to_string(),
+                        "-append".into(),
+                        self.cmdline.clone(),
+                    ]),
+                }
+            }
+            Media::Raw { .. } => {}
         }
         a.extend([
             "-device".into(),
@@ -228,11 +274,28 @@ impl QemuConfig {
                 "cvmprobe.platform= on the kernel command line",
             );
         }
-        if args.iter().any(|a| a == "-kernel") {
-            add(Need::PvhBoot, "-kernel on the QEMU command line (PVH boot)");
+        let kernel = args.iter().any(|a| a == "-kernel");
+        match self.media {
+            Media::Pvh { .. } if kernel => {
+                add(
+                    Need::IdentityMap,
+                    "-kernel on the QEMU command line (PVH boot)",
+                );
+            }
+            Media::Efi { .. } => add(
+                Need::IdentityMap,
+                "cvmprobe.efi through OVMF (the firmware's identity map, handed over)",
+            ),
+            Media::Raw { .. } if kernel => add(
+                Need::IdentityMap,
+                "-kernel cvmprobe.efi through the firmware (its identity map, handed over)",
+            ),
+            _ => {}
         }
         if args.iter().any(|a| a.starts_with("qemu64")) {
             add(Need::LocalApic, "-cpu qemu64 (its local APIC)");
+        } else if pair("-cpu", "host") {
+            add(Need::LocalApic, "-cpu host (the host CPU's local APIC)");
         }
         if pair("-accel", "kvm") {
             add(Need::ExactMsrs, "-accel kvm on the QEMU command line");
@@ -240,15 +303,22 @@ impl QemuConfig {
         let boot = match self.media {
             Media::Pvh { .. } => "PVH",
             Media::Bios { .. } => "BIOS image",
-            Media::Uefi { .. } => "UEFI image",
+            Media::Efi { esp: None, .. } => "cvmprobe.efi with -kernel, OVMF",
+            Media::Efi { esp: Some(_), .. } => "ESP image, OVMF",
+            Media::Raw { .. } => "cvmprobe.efi, confidential guest",
         };
+        let value = |flag: &str| {
+            args.windows(2)
+                .find(|w| w[0] == flag)
+                .map(|w| w[1].split(',').next().unwrap_or("").to_string())
+        };
+        let machine = value("-machine")
+            .or_else(|| value("-M"))
+            .unwrap_or_else(|| self.machine.name().to_string());
+        let accel = value("-accel").unwrap_or_else(|| self.accel.name().to_string());
         crate::environment::Environment {
             platform,
-            runner: format!(
-                "QEMU -M {} -accel {} ({boot})",
-                self.machine.name(),
-                self.accel.name()
-            ),
+            runner: format!("QEMU -M {machine} -accel {accel} ({boot})"),
             provided,
         }
     }
@@ -518,7 +588,7 @@ mod tests {
         let e = cfg.environment(PlatformKind::Legacy);
         let has = |n| e.needs().contains(n);
         assert!(has(Need::TestDevice) && has(Need::Brand) && has(Need::PlatformKey));
-        assert!(has(Need::PvhBoot) && has(Need::LocalApic));
+        assert!(has(Need::IdentityMap) && has(Need::LocalApic));
         assert!(!has(Need::EduPci), "microvm has no PCI bus");
         assert!(!has(Need::ExactMsrs), "TCG");
         assert!(!has(Need::BuiltinTestDevice) && !has(Need::MemslotControl));
@@ -529,5 +599,73 @@ mod tests {
         let e = cfg.environment(PlatformKind::Legacy);
         assert!(e.needs().contains(Need::EduPci) && e.needs().contains(Need::ExactMsrs));
         assert!(!e.needs().contains(Need::Brand) && !e.needs().contains(Need::PlatformKey));
+    }
+
+    #[test]
+    fn environment_of_the_firmware_boots() {
+        use protocol::catalog::Need;
+        use protocol::platform::PlatformKind;
+        let mut cfg = QemuConfig::new(
+            "qemu-system-x86_64".into(),
+            Machine::Pc,
+            Accel::Kvm,
+            Path::new("/k"),
+            Boot::Efi,
+        );
+        // cvmprobe.efi with -kernel: not a PVH boot, but the firmware's identity map.
+        cfg.media = Media::Efi {
+            app: "/cvmprobe.efi".into(),
+            esp: None,
+            code: "/OVMF_CODE.fd".into(),
+            vars: "/vars.fd".into(),
+        };
+        let e = cfg.environment(PlatformKind::Legacy);
+        assert!(e.how(Need::IdentityMap).unwrap().contains("OVMF"), "{e:?}");
+        assert!(
+            e.runner.contains("cvmprobe.efi with -kernel"),
+            "{}",
+            e.runner
+        );
+        cfg.media = Media::Efi {
+            app: "/cvmprobe.efi".into(),
+            esp: Some("/esp.img".into()),
+            code: "/OVMF_CODE.fd".into(),
+            vars: "/vars.fd".into(),
+        };
+        let e = cfg.environment(PlatformKind::Legacy);
+        assert!(e.needs().contains(Need::IdentityMap) && e.runner.contains("ESP"));
+        // The bootloader's BIOS boot keeps its own page tables: no memslot page.
+        cfg.media = Media::Bios {
+            disk: "/bios.img".into(),
+        };
+        assert!(
+            !cfg.environment(PlatformKind::Legacy)
+                .needs()
+                .contains(Need::IdentityMap)
+        );
+        // A confidential guest's command line (`--confidential`): read from its arguments.
+        cfg.media = Media::Raw {
+            args: [
+                "-accel",
+                "kvm",
+                "-cpu",
+                "host",
+                "-machine",
+                "q35,confidential-guest-support=tdx0",
+                "-kernel",
+                "/cvmprobe.efi",
+                "-device",
+                "pc-testdev",
+            ]
+            .map(String::from)
+            .to_vec(),
+        };
+        cfg.cmdline = "cvmprobe.platform=tdx".into();
+        let e = cfg.environment(PlatformKind::Tdx);
+        let has = |n| e.needs().contains(n);
+        assert!(has(Need::TestDevice) && has(Need::PlatformKey) && has(Need::IdentityMap));
+        assert!(has(Need::LocalApic) && has(Need::ExactMsrs));
+        assert!(!has(Need::Brand), "-cpu host keeps the host's brand string");
+        assert!(e.runner.contains("-M q35 -accel kvm"), "{}", e.runner);
     }
 }

@@ -724,7 +724,7 @@ mod tests {
 
     #[test]
     fn the_environment_decides_which_skips_are_allowed() {
-        let env = Environment::builtin(PlatformKind::Legacy);
+        let env = Environment::builtin(PlatformKind::Legacy, vmm::Boot::Pvh);
         let missing_edu = Expected::MaySkip(Needs::of(&[Need::EduPci]));
         // A skip for a need the case lacks here: allowed.
         assert_eq!(judge_skip(&skipped(Need::EduPci), missing_edu, &env), None);

@@ -28,6 +28,35 @@ pub struct RunRequest {
     pub verbose: bool,
     /// Show a progress bar on stderr (hidden automatically when stderr is not a terminal).
     pub progress: bool,
+    /// Built-in VMM: the vCPU's physical-address width (`None`: the host's), see
+    /// `vmm::VmConfig::phys_bits`.
+    pub phys_bits: Option<u8>,
+    /// `vmm::VmConfig::kvm`.
+    pub kvm: protocol::kvm::KvmProfile,
+    /// Built-in VMM: how the kernel starts (PVH, or the rebuilt UEFI hand-off).
+    pub builtin_boot: vmm::Boot,
+}
+
+impl RunRequest {
+    /// The default hang limit (`run --timeout`).
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+    /// A request for `platform` with the defaults: every case, no extra tokens, the default
+    /// timeout, quiet, the host's vCPU width, the current KVM's answers, PVH boot. Callers
+    /// change what they need (`RunRequest { filter, ..RunRequest::new(p) }`).
+    pub fn new(platform: PlatformKind) -> Self {
+        Self {
+            platform,
+            filter: String::new(),
+            extra_cmdline: Vec::new(),
+            timeout: Self::DEFAULT_TIMEOUT,
+            verbose: false,
+            progress: false,
+            phys_bits: None,
+            kvm: protocol::kvm::KvmProfile::Current,
+            builtin_boot: vmm::Boot::Pvh,
+        }
+    }
 }
 
 /// Everything a run produced.
@@ -218,15 +247,27 @@ pub fn prepare_qemu(
         qemu::Boot::Pvh => {}
         qemu::Boot::Bios => {
             let disk = workdir.join("cvmprobe-bios.img");
-            crate::images::patched_copy(&crate::images::template(false)?, &c, &disk)?;
+            crate::images::patched_copy(&crate::images::template()?, &c, &disk)?;
             cfg.media = qemu::Media::Bios { disk };
         }
-        qemu::Boot::Uefi => {
+        qemu::Boot::Efi | qemu::Boot::Esp => {
             let (code, vars) = crate::images::ovmf(ovmf, workdir)?;
-            let disk = workdir.join("cvmprobe-uefi.img");
-            crate::images::patched_copy(&crate::images::template(true)?, &c, &disk)?;
-            cfg.media = qemu::Media::Uefi { disk, code, vars };
+            let app = crate::efi_images::app()?;
+            let esp = if boot == qemu::Boot::Esp {
+                let disk = workdir.join("cvmprobe-esp.img");
+                crate::efi_images::esp_image(&app, &c, &disk)?;
+                Some(disk)
+            } else {
+                None
+            };
+            cfg.media = qemu::Media::Efi {
+                app,
+                esp,
+                code,
+                vars,
+            };
         }
+        qemu::Boot::EfiHandoff => return Err(crate::images::ImageError::NotQemu(boot.name())),
     }
     cfg.cmdline = c;
     cfg.brand = brand;
@@ -283,7 +324,9 @@ pub fn run_qemu(req: &RunRequest, cfg: &QemuConfig) -> Result<RunResult, qemu::Q
     let boot = match cfg.media {
         qemu::Media::Pvh { .. } => "pvh",
         qemu::Media::Bios { .. } => "bios",
-        qemu::Media::Uefi { .. } => "uefi",
+        qemu::Media::Efi { esp: None, .. } => "efi",
+        qemu::Media::Efi { esp: Some(_), .. } => "esp",
+        qemu::Media::Raw { .. } => "confidential",
     };
     summary.environment = format!("qemu {}/{}, {boot}", cfg.machine.name(), cfg.accel.name());
     summary.wall = Some(r.wall);
@@ -315,8 +358,11 @@ pub fn run_builtin_with(
         seed: None,
         platform: req.platform,
         hostile,
+        phys_bits: req.phys_bits,
+        kvm: req.kvm,
+        boot: req.builtin_boot,
     };
-    let env = Environment::builtin(req.platform);
+    let env = Environment::builtin(req.platform, req.builtin_boot);
     let total = case_count(req);
     let mut progress = Progress::new(total, req.progress, req.verbose);
     let mut pending = Vec::new();
@@ -343,7 +389,20 @@ pub fn run_builtin_with(
     };
     let mut summary = summarize(req, &env, &serial, guest_exit, abnormal);
     merge_host_checks(&mut summary, &report);
-    summary.environment = format!("built-in VMM, {}", vmm::sim_name(req.platform));
+    summary.environment = format!(
+        "built-in VMM, {}, {}-bit vCPU",
+        vmm::sim_name(req.platform),
+        report.phys_bits
+    );
+    if req.platform != PlatformKind::Legacy {
+        summary.environment += &format!(", answers of KVM {}", req.kvm.name());
+    }
+    if req.builtin_boot != vmm::Boot::Pvh {
+        summary.environment += &format!(", {}", req.builtin_boot.name());
+    }
+    if let Some(note) = &report.width_note {
+        summary.environment += &format!(" ({note})");
+    }
     if let Some(h) = hostile {
         summary.environment += &format!(", hostile host seed {} rate {}", h.seed, h.rate);
     }
@@ -396,6 +455,11 @@ pub fn merge_host_checks(summary: &mut Summary, report: &vmm::RunReport) {
                 "host: access log: data: the case made {made} device accesses but reported none \
                  of their values (protocol::testdev::mmio::REPORT)"
             ));
+        }
+    }
+    for c in &report.host_case_checks {
+        if let Err(why) = &c.result {
+            summary.fail_case(c.suite, c.case, why.clone());
         }
     }
     for p in &report.host_problems {

@@ -31,6 +31,7 @@
 
 use anyhow::{Context, Result, bail};
 use protocol::ghcb::{self, off};
+use protocol::kvm::KvmProfile;
 use protocol::tdx::TdcallRegs;
 use std::fmt::Write as _;
 use vmm::sim::Stop;
@@ -60,6 +61,10 @@ pub struct SimCallArgs {
     /// The simulated SEV-ES VM's GHCB version (2: KVM_SEV_INIT2; 1: legacy KVM_SEV_INIT).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=2))]
     pub ghcb_version: u16,
+    /// The KVM release the model answers as (6.10, 6.11, 6.16, current; TDX needs 6.16 or
+    /// current).
+    #[arg(long, value_name = "PROFILE", default_value = "current", value_parser = crate::cli::parse_kvm)]
+    pub kvm: protocol::kvm::KvmProfile,
     /// Print the host requests the model made (and the canned answers) on stderr.
     #[arg(long, short)]
     pub verbose: bool,
@@ -191,8 +196,8 @@ pub fn call(a: &SimCallArgs) -> Result<Printed> {
     };
     let asg = assignments(&a.request)?;
     match a.platform {
-        SimPlatform::TdxSim => tdx(&asg, &host),
-        SimPlatform::SevEsSim => sev_es(&asg, &host, a.ghcb_version),
+        SimPlatform::TdxSim => tdx(&asg, &host, a.kvm),
+        SimPlatform::SevEsSim => sev_es(&asg, &host, a.ghcb_version, a.kvm),
     }
 }
 
@@ -201,7 +206,8 @@ const TDX_REGS: [&str; 14] = [
     "rax", "rcx", "rdx", "rbx", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15",
 ];
 
-fn tdx(asg: &[(String, String)], host: &CannedHost) -> Result<Printed> {
+fn tdx(asg: &[(String, String)], host: &CannedHost, kvm: KvmProfile) -> Result<Printed> {
+    let cfg = vmm::sim::profile::tdx_config(kvm, TdxConfig::default())?;
     let mut regs = TdcallRegs {
         rax: protocol::tdx::leaf::VP_VMCALL,
         rcx: protocol::conformance::EXPOSE_R10_R15,
@@ -233,7 +239,7 @@ fn tdx(asg: &[(String, String)], host: &CannedHost) -> Result<Printed> {
         };
         *slot = value;
     }
-    let mut model = TdxModel::new(TdxConfig::default());
+    let mut model = TdxModel::new(cfg);
     let (out, log) = oracle::tdx_call(&mut model, &regs, host)?;
     Ok(match out {
         Outcome::Answer(r) => Printed {
@@ -307,11 +313,19 @@ fn ghcb_value(v: &str) -> Result<u64> {
     parse_value(v).map_err(anyhow::Error::msg)
 }
 
-fn sev_es(asg: &[(String, String)], host: &CannedHost, ghcb_version: u16) -> Result<Printed> {
-    let mut model = GhcbModel::new(GhcbConfig {
-        ghcb_version,
-        ..GhcbConfig::default()
-    });
+fn sev_es(
+    asg: &[(String, String)],
+    host: &CannedHost,
+    ghcb_version: u16,
+    kvm: KvmProfile,
+) -> Result<Printed> {
+    let mut model = GhcbModel::new(vmm::sim::profile::ghcb_config(
+        kvm,
+        GhcbConfig {
+            ghcb_version,
+            ..GhcbConfig::default()
+        },
+    ));
     let mut mem = oracle::ram();
     if let Some((_, v)) = asg.iter().find(|(n, _)| n == "msr") {
         if asg.len() > 1 {

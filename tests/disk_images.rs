@@ -1,7 +1,8 @@
-//! The BIOS and UEFI disk images of the same kernel, booted under QEMU with SeaBIOS and OVMF:
-//! same suites, same case count as `cvmprobe list` (and as PVH), the command line reaching the
-//! kernel through the image's ramdisk, and a clear line when OVMF is missing. Without QEMU or
-//! OVMF these tests skip visibly (and fail under CI).
+//! The BIOS disk image of the same kernel, booted under QEMU with SeaBIOS: same suites, same
+//! case count as `cvmprobe list` (and as PVH), the command line reaching the kernel through the
+//! image's ramdisk; and a clear line when OVMF is missing for the UEFI disk image (`--boot
+//! uefi`, the ESP with cvmprobe.efi, whose runs are in tests/efi.rs). Without QEMU these tests
+//! skip visibly (and fail under CI).
 
 mod common;
 use common::*;
@@ -79,37 +80,6 @@ fn bios_image_kvm() {
     if qemu_or_skip("bios_image_kvm") && kvm_or_skip("bios_image_kvm") {
         assert_full_pass(&boot("bios", Some("kvm"), &[]), "kvm");
     }
-}
-
-#[test]
-fn uefi_image_tcg() {
-    if qemu_or_skip("uefi_image_tcg") && ovmf_or_skip("uefi_image_tcg") {
-        assert_full_pass(&boot("uefi", Some("tcg"), &[]), "tcg");
-    }
-}
-
-#[test]
-fn uefi_tests_skip_visibly_without_ovmf_and_fail_when_required() {
-    // Not an OVMF test itself: it runs one in a child with OVMF pointed at nothing.
-    let missing = [("CVMPROBE_OVMF", "/nonexistent/OVMF_CODE_4M.fd")];
-    let o = rerun_test("uefi_image_tcg", &missing, &["CI", "CVMPROBE_REQUIRE_QEMU"]);
-    assert!(o.status.success(), "{}", text(&o));
-    let err = String::from_utf8_lossy(&o.stderr);
-    let qemu_missing = err.contains("SKIPPED uefi_image_tcg: ") && err.contains("does not run");
-    assert!(
-        qemu_missing
-            || (err.contains("SKIPPED uefi_image_tcg: OVMF not found at /nonexistent")
-                && err.contains("sudo apt-get install ovmf")),
-        "{}",
-        text(&o)
-    );
-    let required = [missing[0], ("CVMPROBE_REQUIRE_QEMU", "1")];
-    let o = rerun_test("uefi_image_tcg", &required, &["CI"]);
-    assert!(
-        !o.status.success(),
-        "required UEFI tests fail\n{}",
-        text(&o)
-    );
 }
 
 #[test]

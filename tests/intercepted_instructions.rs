@@ -5,13 +5,17 @@
 //! their string forms) or HLT appear outside the code allowed to hold them:
 //!
 //! - the legacy backend (`platform::legacy`), which only runs on legacy;
-//! - the detection probe (`platform::detect::detect`), which runs before the platform is known;
+//! - the detection probes (`platform::detect`), which run before the platform is known;
+//! - the one raw-CPUID wrapper (`cvmprobe_cpuid`), which the others call: every CPUID in the
+//!   kernel is its instruction, where the simulated platforms put a hardware breakpoint;
 //! - the SEV-ES backend's GHCB-MSR accessors (SEV-ES does not intercept the GHCB MSR) and its
 //!   HLT (an automatic exit under SEV-ES);
+//! - the TDX backend's x2APIC EOI (a WRMSR the CPU virtualises in a TD);
 //! - the 32-bit PVH stub (EFER setup before anything else runs; real TDX and SEV-ES guests do
 //!   not boot through PVH).
 //!
-//! It also checks that TDCALL and VMGEXIT appear where the built-in VMM puts its breakpoints.
+//! It also checks that TDCALL, VMGEXIT and CPUID appear where the built-in VMM puts its
+//! breakpoints.
 
 use iced_x86::{Decoder, DecoderOptions, Mnemonic};
 use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
@@ -25,7 +29,10 @@ fn demangled(name: &str) -> String {
 /// Whether the function `sym` (demangled) may hold raw intercepted instructions.
 fn allowed(sym: &str) -> bool {
     sym.starts_with("cvmprobe_kernel::platform::legacy::")
-        || sym == "cvmprobe_kernel::platform::detect::detect"
+        || sym.starts_with("cvmprobe_kernel::platform::detect::")
+        || sym == "cvmprobe_cpuid"
+        || sym == protocol::x86::CPUID_SYMBOL
+        || sym == "cvmprobe_kernel::platform::tdx::x2apic_eoi"
         || sym == "cvmprobe_kernel::platform::sev_es::ghcb_msr_read"
         || sym == "cvmprobe_kernel::platform::sev_es::ghcb_msr_write"
         || sym == "cvmprobe_kernel::platform::sev_es::halt"
@@ -154,21 +161,25 @@ fn named(t: &Text, sites: &[u64]) -> Vec<String> {
 }
 
 #[test]
-fn tdcall_and_vmgexit_sites_are_counted_and_where_the_symbols_say() {
+fn tdcall_vmgexit_and_cpuid_sites_are_counted_and_where_the_symbols_say() {
     let t = load();
     for (sym, bytes) in [
-        (protocol::tdx::TDCALL_SYMBOL, protocol::tdx::TDCALL_BYTES),
+        (
+            protocol::tdx::TDCALL_SYMBOL,
+            &protocol::tdx::TDCALL_BYTES[..],
+        ),
         (
             protocol::ghcb::VMGEXIT_SYMBOL,
-            protocol::ghcb::VMGEXIT_BYTES,
+            &protocol::ghcb::VMGEXIT_BYTES[..],
         ),
+        (protocol::x86::CPUID_SYMBOL, &protocol::x86::CPUID_BYTES[..]),
     ] {
         let at = t
             .address_of(sym)
             .unwrap_or_else(|| panic!("no `{sym}` symbol in the kernel"));
         let off = (at - t.addr) as usize;
         assert_eq!(
-            t.bytes[off..off + 4],
+            &t.bytes[off..off + bytes.len()],
             bytes,
             "{sym} does not point at its instruction"
         );
@@ -210,4 +221,22 @@ fn tdcall_and_vmgexit_sites_are_counted_and_where_the_symbols_say() {
         "VMGEXIT sites: {:?}",
         named(&t, &vmgexits)
     );
+}
+
+/// The simulated platforms watch one CPUID with one hardware breakpoint: a second raw CPUID
+/// anywhere would run natively under them, answered by plain KVM instead of the TDX module or
+/// a #VC, and the sims would be more lenient than hardware.
+#[test]
+fn every_cpuid_is_the_one_the_sims_watch() {
+    let t = load();
+    let site = t
+        .address_of(protocol::x86::CPUID_SYMBOL)
+        .expect("the CPUID symbol");
+    let mut decoder = Decoder::with_ip(64, &t.bytes, t.addr, DecoderOptions::NONE);
+    let cpuids: Vec<u64> = decoder
+        .iter()
+        .filter(|i| i.mnemonic() == Mnemonic::Cpuid)
+        .map(|i| i.ip())
+        .collect();
+    assert_eq!(cpuids, [site], "CPUID instructions at {cpuids:#x?}");
 }

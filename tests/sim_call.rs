@@ -118,6 +118,46 @@ fn sev_es_msr_protocol_and_page() {
 }
 
 #[test]
+fn kvm_profiles_answer_as_their_release() {
+    // An SNP guest request from an SEV-ES guest: the three eras.
+    let req = ["exit_code=0x80000011", "info1=0", "info2=0"];
+    for (kvm, info2) in [
+        ("6.10", "0x6"),
+        ("6.11", "0x4"),
+        ("6.16", "0x4"),
+        ("current", "0x6"),
+    ] {
+        let mut a = vec!["--platform", "sev-es-sim", "--kvm", kvm];
+        a.extend_from_slice(&req);
+        let line = ok_line(&a);
+        assert!(
+            line.starts_with(&format!("info1=0x2 info2={info2} ")),
+            "{kvm}: {line}"
+        );
+    }
+    // An SNP-only MSR request: unknown to 6.10 (the MSR stays), the end of the VM since.
+    let line = ok_line(&["--platform", "sev-es-sim", "--kvm", "6.10", "msr=0x12"]);
+    assert_eq!(line, "msr=0x12");
+    // A KVM without TDX cannot play tdx-sim; an unknown profile is refused.
+    let e = error_of(&["--platform", "tdx-sim", "--kvm", "6.11", "r11=30"]);
+    assert!(e.contains("no TDX host support"), "{e}");
+    let o = cvmprobe(&[
+        "sim-call",
+        "--platform",
+        "tdx-sim",
+        "--kvm",
+        "6.12",
+        "r11=30",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not a KVM profile"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
 fn requests_that_end_the_vm_say_so() {
     let line = ok_line(&["--platform", "tdx-sim", "r11=0x10003"]);
     assert!(line.starts_with("stop=tdx_fatal detail="), "{line}");

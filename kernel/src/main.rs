@@ -44,6 +44,10 @@ pub fn kmain() -> ! {
         .str(" ");
     platform::describe(&mut l);
     l.emit();
+    let mut l = ktap::diag(0);
+    if platform::describe_simulation(&mut l) {
+        l.emit();
+    }
     if let Err(e) = host_check {
         let mut l = ktap::Line::new(0);
         l.str(protocol::ktap::BAIL_OUT)

@@ -1,33 +1,67 @@
-//! A one-shot timer interrupt for the `halt` suite: the local APIC timer.
+//! A one-shot timer interrupt for the `halt` suite: the local APIC timer, through the APIC
+//! the platform offers.
 //!
-//! The APIC is programmed through the I/O API (`mmio_*` at its default base), like any device.
+//! - Legacy and SEV-ES: the xAPIC page, programmed through the I/O API (`mmio_*` at its
+//!   default base) like any device; under SEV-ES those accesses go through the GHCB.
+//! - TDX: a TD's APIC is an x2APIC, and the TDX module keeps it so (no xAPIC page). Its
+//!   registers are MSRs (Intel SDM vol. 3A 11.12): the timer's (SVR, LVT timer, divide,
+//!   initial count) reach KVM, which emulates them, through TDG.VP.VMCALL<Instruction.WRMSR>
+//!   (a raw WRMSR would raise #VE: the TDX module's MSR table does not list them); EOI is
+//!   virtualised by the CPU, so it is a raw WRMSR, which no host sees (KVM refuses it through
+//!   TDG.VP.VMCALL: `tdx_has_emulated_msr()`). `crate::platform::tdx::x2apic_eoi`.
 
 use crate::io::{cpuid, mmio_write, try_mmio_write};
-use crate::platform::HostError;
+use crate::platform::{HostError, MsrError};
 use core::sync::atomic::{AtomicBool, Ordering};
-use protocol::qemu_devices::LAPIC_BASE;
+use protocol::apic::{self, LAPIC_BASE, reg};
+use protocol::platform::PlatformKind;
 
 /// Vector the timer interrupt arrives on.
 pub const TIMER_VECTOR: u8 = crate::arch::trap::IRQ_BASE;
 
-/// APIC register offsets (Intel SDM vol. 3A table 11-1).
-const APIC_EOI: u64 = 0xb0;
-const APIC_SVR: u64 = 0xf0;
-const APIC_LVT_TIMER: u64 = 0x320;
-const APIC_TIMER_INITIAL: u64 = 0x380;
-const APIC_TIMER_DIVIDE: u64 = 0x3e0;
-/// SVR bit 8: APIC software enable.
-const APIC_SVR_ENABLE: u32 = 1 << 8;
-/// Divide configuration 0b1011: divide by 1.
-const APIC_DIVIDE_BY_1: u32 = 0xb;
-/// CPUID.1:EDX bit 9: APIC on chip.
-const CPUID_1_EDX_APIC: u32 = 1 << 9;
-
 static LAPIC_ARMED: AtomicBool = AtomicBool::new(false);
 
-/// Whether the CPU reports a local APIC.
+/// How this platform reaches its local APIC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Apic {
+    /// The xAPIC MMIO page.
+    Xapic,
+    /// x2APIC MSRs.
+    X2apic,
+}
+
+fn apic() -> Apic {
+    match crate::platform::kind() {
+        PlatformKind::Tdx => Apic::X2apic,
+        PlatformKind::Legacy | PlatformKind::SevEs => Apic::Xapic,
+    }
+}
+
+/// Whether the CPU reports the local APIC this platform uses (CPUID.1:EDX\[9\]; on TDX also
+/// CPUID.1:ECX\[21\], x2APIC).
 pub fn lapic_present() -> bool {
-    cpuid(1, 0).edx & CPUID_1_EDX_APIC != 0
+    let leaf1 = cpuid(1, 0);
+    leaf1.edx & apic::CPUID_1_EDX_APIC != 0
+        && (apic() == Apic::Xapic || leaf1.ecx & apic::CPUID_1_ECX_X2APIC != 0)
+}
+
+/// Writes APIC register `offset` (an xAPIC offset; on x2APIC its MSR).
+fn write_reg(offset: u64, v: u32) -> Result<(), HostError> {
+    match apic() {
+        Apic::Xapic => try_mmio_write(LAPIC_BASE + offset, v),
+        Apic::X2apic => {
+            // SAFETY: an x2APIC timer register: it changes when the timer interrupt comes,
+            // which the IDT handles.
+            match unsafe { crate::io::wrmsr(apic::x2apic_msr(offset), u64::from(v)) } {
+                Ok(()) => Ok(()),
+                Err(MsrError::Host(e)) => Err(e),
+                Err(MsrError::Fault(f)) => Err(HostError::refused(
+                    "x2APIC WRMSR (status = vector)",
+                    u64::from(f.vector),
+                )),
+            }
+        }
+    }
 }
 
 /// Arms the APIC timer to fire once on [`TIMER_VECTOR`] after `ticks` bus clocks. If the
@@ -36,16 +70,16 @@ pub fn lapic_present() -> bool {
 /// count stops the timer; the host makes the write whatever it answers).
 pub fn arm_lapic_oneshot(ticks: u32) -> Result<(), HostError> {
     LAPIC_ARMED.store(true, Ordering::Relaxed);
-    let armed = try_mmio_write(
-        LAPIC_BASE + APIC_SVR,
-        APIC_SVR_ENABLE | u32::from(crate::arch::trap::SPURIOUS_VECTOR),
+    let armed = write_reg(
+        reg::SVR,
+        apic::SVR_ENABLE | u32::from(crate::arch::trap::SPURIOUS_VECTOR),
     )
-    .and_then(|()| try_mmio_write(LAPIC_BASE + APIC_TIMER_DIVIDE, APIC_DIVIDE_BY_1))
+    .and_then(|()| write_reg(reg::TIMER_DIVIDE, apic::DIVIDE_BY_1))
     // LVT timer: one-shot mode (bits 18:17 = 0), unmasked, our vector.
-    .and_then(|()| try_mmio_write(LAPIC_BASE + APIC_LVT_TIMER, u32::from(TIMER_VECTOR)))
-    .and_then(|()| try_mmio_write(LAPIC_BASE + APIC_TIMER_INITIAL, ticks));
+    .and_then(|()| write_reg(reg::LVT_TIMER, u32::from(TIMER_VECTOR)))
+    .and_then(|()| write_reg(reg::TIMER_INITIAL, ticks));
     if armed.is_err()
-        && let Err(e) = try_mmio_write(LAPIC_BASE + APIC_TIMER_INITIAL, 0u32)
+        && let Err(e) = write_reg(reg::TIMER_INITIAL, 0)
     {
         // The caller reports the first error; this one is the running case's too.
         crate::io::record_host_error(e);
@@ -56,6 +90,16 @@ pub fn arm_lapic_oneshot(ticks: u32) -> Result<(), HostError> {
 /// Acknowledges an interrupt on `vector` at whichever controller raised it.
 pub fn end_of_interrupt(vector: u8) {
     if vector == TIMER_VECTOR && LAPIC_ARMED.load(Ordering::Relaxed) {
-        mmio_write(LAPIC_BASE + APIC_EOI, 0u32);
+        match apic() {
+            Apic::Xapic => mmio_write(LAPIC_BASE + reg::EOI, 0u32),
+            Apic::X2apic => {
+                if let Err(f) = crate::platform::tdx::x2apic_eoi() {
+                    crate::io::record_host_error(HostError::refused(
+                        "x2APIC EOI (raw WRMSR 0x80B) faulted (status = vector)",
+                        u64::from(f.vector),
+                    ));
+                }
+            }
+        }
     }
 }

@@ -48,8 +48,10 @@ pub enum Need {
     BuiltinTestDevice = 1,
     /// The built-in VMM's memslot scenario ([`crate::memslot::CONTROL_PORT`]).
     MemslotControl = 2,
-    /// A PVH boot, whose identity map the memslot page relies on.
-    PvhBoot = 3,
+    /// The identity map the memslot page is reached through: the kernel's own from a PVH boot,
+    /// or the firmware's that cvmprobe.efi hands over (`--boot efi|esp|efi-handoff`); not the
+    /// bootloader's (`--boot bios`).
+    IdentityMap = 3,
     /// QEMU's `edu` PCI device on a machine with a PCI bus.
     EduPci = 4,
     /// A CPUID brand string chosen by the host (`cvmprobe.brand=`).
@@ -68,7 +70,7 @@ impl Need {
         Self::TestDevice,
         Self::BuiltinTestDevice,
         Self::MemslotControl,
-        Self::PvhBoot,
+        Self::IdentityMap,
         Self::EduPci,
         Self::Brand,
         Self::PlatformKey,
@@ -89,7 +91,9 @@ impl Need {
             Self::MemslotControl => {
                 "no memslot control port: the host does not run the memslot scenario"
             }
-            Self::PvhBoot => "the memslot page needs the PVH identity map (PVH boot)",
+            Self::IdentityMap => {
+                "the memslot page needs an identity map (PVH boot or cvmprobe.efi's hand-off)"
+            }
             Self::EduPci => "no edu PCI device (QEMU: -device edu on a machine with a PCI bus)",
             Self::Brand => {
                 "the host chose no brand string (no cvmprobe.brand= on the command line)"
@@ -110,7 +114,7 @@ impl Need {
             Self::TestDevice => "test-device",
             Self::BuiltinTestDevice => "builtin-test-device",
             Self::MemslotControl => "memslot-control",
-            Self::PvhBoot => "pvh-boot",
+            Self::IdentityMap => "identity-map",
             Self::EduPci => "edu-pci",
             Self::Brand => "brand",
             Self::PlatformKey => "platform-key",
@@ -358,27 +362,27 @@ pub static MSR: SuiteSpec = SuiteSpec {
         case(
             "efer_long_mode",
             ALL,
-            "IA32_EFER has LME and LMA set in 64-bit mode",
-            "Intel SDM vol. 3A 2.2.1 (IA32_EFER bits 8, 10)",
+            "IA32_EFER has LME and LMA set in 64-bit mode; TDX: KVM refuses a write (read-only for a TD)",
+            "Intel SDM vol. 3A 2.2.1 (IA32_EFER bits 8, 10); KVM tdx_is_read_only_msr()",
         ),
         case(
             "write_read_back",
             ALL,
-            "a value written to IA32_KERNEL_GS_BASE reads back unchanged",
-            "Intel SDM vol. 4 table 2-2 (0xC0000102)",
+            "a value written to IA32_KERNEL_GS_BASE reads back unchanged; TDX: KVM refuses both (INVALID_OPERAND, a TD has it natively)",
+            "Intel SDM vol. 4 table 2-2 (0xC0000102); KVM tdx_has_emulated_msr()",
         ),
         case(
             "tsc_advances",
             ALL,
-            "IA32_TIME_STAMP_COUNTER read twice increases",
-            "Intel SDM vol. 3B 18.17 (MSR 0x10)",
+            "IA32_TIME_STAMP_COUNTER read twice increases; TDX: KVM refuses it (INVALID_OPERAND) and RDTSC advances",
+            "Intel SDM vol. 3B 18.17 (MSR 0x10); KVM tdx_has_emulated_msr()",
         )
         .needs(&[Need::ExactMsrs]),
         case(
             "apic_base",
             ALL,
-            "IA32_APIC_BASE holds the default base 0xfee00000 with the BSP flag set",
-            "Intel SDM vol. 3A 11.4.4 (MSR 0x1B)",
+            "IA32_APIC_BASE holds the default base 0xfee00000 with the BSP flag set; TDX: x2APIC mode (EN|EXTD) and a write refused",
+            "Intel SDM vol. 3A 11.4.4 (MSR 0x1B), 11.12.1 (EXTD); KVM tdx_is_read_only_msr()",
         ),
         case(
             "missing_msr_faults",
@@ -398,8 +402,8 @@ pub static HALT: SuiteSpec = SuiteSpec {
         case(
             "timer_wakeup",
             ALL,
-            "a one-shot timer interrupt wakes a halted vCPU and its handler runs once",
-            "Intel SDM vol. 2A HLT; vol. 3A 11.5.4 (APIC timer)",
+            "a one-shot timer interrupt wakes a halted vCPU and its handler runs once (TDX: the x2APIC, through MSRs)",
+            "Intel SDM vol. 2A HLT; vol. 3A 11.5.4 (APIC timer), 11.12 (x2APIC)",
         )
         .needs(&[Need::LocalApic]),
         case(
@@ -416,8 +420,12 @@ pub static HALT: SuiteSpec = SuiteSpec {
 const MEMSLOT_SOURCE: &str = "KVM selftests set_memory_region_test.c; Linux arch/x86/coco/tdx/tdx.c handle_mmio(), arch/x86/coco/sev/vc-handle.c vc_handle_mmio(); Intel SDM vol. 2B MOV/MOVZX/MOVSX";
 
 /// What every memslot case needs: the built-in VMM's test device (to announce the case), its
-/// memslot control port, and the PVH identity map the page is reached through.
-const MEMSLOT_NEEDS: [Need; 3] = [Need::BuiltinTestDevice, Need::MemslotControl, Need::PvhBoot];
+/// memslot control port, and the identity map the page is reached through.
+const MEMSLOT_NEEDS: [Need; 3] = [
+    Need::BuiltinTestDevice,
+    Need::MemslotControl,
+    Need::IdentityMap,
+];
 
 /// A memslot case.
 const fn memslot(name: &'static str, doc: &'static str) -> CaseSpec {

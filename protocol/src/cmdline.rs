@@ -24,8 +24,35 @@ pub const KEY_BRAND: &str = "cvmprobe.brand";
 /// `platform.detected` case compares it with what it detected).
 pub const KEY_PLATFORM: &str = "cvmprobe.platform";
 
+/// `cvmprobe.sim_phys_bits=<36..52>`: the host declares that it runs a *simulated*
+/// confidential platform (the built-in VMM's tdx-sim or sev-es-sim) on a vCPU with this many
+/// physical-address bits. The guest then accepts the one non-architectural value such a sim
+/// reports on a narrow vCPU (TDX GPAW = this width, below 48) and says so in a KTAP
+/// diagnostic. Never set on real hardware: a real TD reporting GPAW 46 fails.
+pub const KEY_SIM_PHYS_BITS: &str = "cvmprobe.sim_phys_bits";
+
+/// `cvmprobe.kvm=<profile>`: see [`crate::kvm::KEY_KVM`].
+pub const KEY_KVM: &str = crate::kvm::KEY_KVM;
+
 /// Every key the guest understands (it warns about others with the prefix).
-pub const KNOWN_KEYS: [&str; 5] = [KEY_FILTER, KEY_INJECT, KEY_MODE, KEY_BRAND, KEY_PLATFORM];
+pub const KNOWN_KEYS: [&str; 7] = [
+    KEY_FILTER,
+    KEY_INJECT,
+    KEY_MODE,
+    KEY_BRAND,
+    KEY_PLATFORM,
+    KEY_SIM_PHYS_BITS,
+    KEY_KVM,
+];
+
+/// The value of [`KEY_SIM_PHYS_BITS`] if it is a decimal width in
+/// [`crate::platform::PHYS_BITS_MIN`]..=[`crate::platform::PHYS_BITS_MAX`].
+pub fn parse_sim_phys_bits(v: &str) -> Option<u8> {
+    let bits: u8 = v.parse().ok()?;
+    (crate::platform::PHYS_BITS_MIN..=crate::platform::PHYS_BITS_MAX)
+        .contains(&bits)
+        .then_some(bits)
+}
 
 /// Iterates over `(key, value)` of every `key=value` token (`value` is `""` for a bare key).
 pub fn tokens(cmdline: &str) -> impl Iterator<Item = (&str, &str)> {
@@ -95,6 +122,10 @@ pub struct Keys<'a> {
     pub brand: Option<&'a str>,
     /// [`KEY_PLATFORM`].
     pub platform: Option<&'a str>,
+    /// [`KEY_SIM_PHYS_BITS`].
+    pub sim_phys_bits: Option<&'a str>,
+    /// [`KEY_KVM`].
+    pub kvm: Option<&'a str>,
     /// The first key with [`PREFIX`] that this crate does not define.
     pub unknown: Option<&'a str>,
 }
@@ -113,6 +144,8 @@ impl<'a> Keys<'a> {
                 "mode" => k.mode = Some(v),
                 "brand" => k.brand = Some(v),
                 "platform" => k.platform = Some(v),
+                "sim_phys_bits" => k.sim_phys_bits = Some(v),
+                "kvm" => k.kvm = Some(v),
                 _ => {
                     if k.unknown.is_none() {
                         k.unknown = Some(key);
@@ -197,11 +230,23 @@ pub enum Fault {
     /// reports the value it meant (a backend corrupting data): the host's data check must
     /// fail the case at that access.
     CorruptData,
+    /// From the case on, the SEV-ES backend maps its GHCB page private (C-bit set) instead of
+    /// shared: on hardware the host would read ciphertext and the guest would read back
+    /// garbage; the host's own check of the GHCB's mapping must report it and fail the run.
+    GhcbPrivate,
+    /// Inside the case, RDMSR of SEV_STATUS (0xC0010131) raw under the fault fixup, as
+    /// detection did before it asked CPUID first: in a TD the TDX module raises a #VE for it
+    /// (the MSR is outside its MSR bitmap), which the fixup swallows after reading its
+    /// information with TDG.VP.VEINFO.GET: the run goes on unharmed.
+    SevStatusProbe,
+    /// [`Fault::SevStatusProbe`] with a fixup that does not call TDG.VP.VEINFO.GET: the #VE's
+    /// information stays valid, so in a TD the next #VE (a memslot access) is a #DF.
+    VeFixupSkipsVeinfo,
 }
 
 impl Fault {
     /// All faults, for help texts.
-    pub const ALL: [Fault; 14] = [
+    pub const ALL: [Fault; 17] = [
         Self::Panic,
         Self::Exception,
         Self::TripleFault,
@@ -216,6 +261,9 @@ impl Fault {
         Self::Skip,
         Self::Todo,
         Self::CorruptData,
+        Self::GhcbPrivate,
+        Self::SevStatusProbe,
+        Self::VeFixupSkipsVeinfo,
     ];
 
     /// The name used on the command line.
@@ -235,6 +283,9 @@ impl Fault {
             Self::Skip => "skip",
             Self::Todo => "todo",
             Self::CorruptData => "corrupt-data",
+            Self::GhcbPrivate => "ghcb-private",
+            Self::SevStatusProbe => "sev-status-probe",
+            Self::VeFixupSkipsVeinfo => "ve-fixup-skips-veinfo",
         }
     }
 }
@@ -299,6 +350,19 @@ mod tests {
         assert_eq!(k.unknown, Some("cvmprobe.bogus"));
         for key in KNOWN_KEYS {
             assert!(key.starts_with(PREFIX));
+        }
+    }
+
+    #[test]
+    fn sim_phys_bits() {
+        let k = Keys::parse("cvmprobe.sim_phys_bits=46 cvmprobe.platform=tdx");
+        assert_eq!(k.sim_phys_bits, Some("46"));
+        assert_eq!(k.unknown, None);
+        assert_eq!(parse_sim_phys_bits("46"), Some(46));
+        assert_eq!(parse_sim_phys_bits("36"), Some(36));
+        assert_eq!(parse_sim_phys_bits("52"), Some(52));
+        for bad in ["35", "53", "", "0x2e", "-1", "300"] {
+            assert_eq!(parse_sim_phys_bits(bad), None, "{bad}");
         }
     }
 

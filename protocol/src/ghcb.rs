@@ -4,7 +4,7 @@
 //! Sources: AMD "SEV-ES Guest-Hypervisor Communication Block Standardization" (pub. 56421,
 //! revision 2.x; sections cited per item), AMD APM vol. 2 15.35 (SEV-ES), Linux
 //! `arch/x86/include/asm/sev-common.h`, `arch/x86/include/asm/svm.h` (`struct ghcb`), and KVM
-//! `arch/x86/kvm/svm/sev.c` (`sev_handle_vmgexit_msr_protocol`, `sev_es_validate_vmgexit`,
+//! `arch/x86/kvm/svm/sev.c` (`sev_handle_vmgexit_msr_protocol`, `sev_handle_vmgexit`,
 //! `setup_vmgexit_scratch`) for what KVM answers.
 
 use core::mem::offset_of;
@@ -29,6 +29,10 @@ pub const VMGEXIT_SYMBOL: &str = "cvmprobe_vmgexit_insn";
 /// The kernel symbol of its GHCB page (the hostile host's "rewrite after the guest read it"
 /// lie watches the page's last field read with a data breakpoint).
 pub const GHCB_SYMBOL: &str = "cvmprobe_ghcb";
+/// The guest case whose verdict the built-in VMM's own check of the GHCB's mapping decides
+/// too (`vmm::simulated::GhcbMapping`): it passes only if the guest's self-check said `ok`
+/// and the host found the page mapped shared at every GHCB-page request.
+pub const GHCB_MAPPING_CASE: (&str, &str) = ("platform", "sev_es_ghcb_shared");
 
 /// CPUID leaf 0x8000001F (AMD APM vol. 3 E.4.17): EAX bit 1 SEV, bit 3 SEV-ES; EBX[5:0]
 /// C-bit position.
@@ -47,6 +51,13 @@ pub const CBIT_MIN: u8 = 32;
 /// Highest C-bit position this guest accepts: bit 51, the top of the 52-bit architectural
 /// physical-address limit (AMD APM vol. 2 5.3, long-mode page translation).
 pub const CBIT_MAX: u8 = 51;
+
+/// The C-bit position of AMD EPYC 7002/7003 (Rome, Milan): bit 47 (QEMU
+/// docs/system/i386/amd-memory-encryption.rst, `cbitpos`; what `sev_enc_bit` reads from CPUID
+/// 0x8000001F EBX\[5:0\] on those parts).
+pub const CBIT_MILAN: u8 = 47;
+/// The C-bit position of AMD EPYC 9004 (Genoa) and later: bit 51.
+pub const CBIT_GENOA: u8 = 51;
 
 /// GHCB MSR protocol codes (low 12 bits). GHCB spec 2.3.1 table 3; Linux `sev-common.h`.
 pub mod msr {
@@ -403,7 +414,7 @@ pub mod event {
 }
 
 /// Error reasons in SW_EXITINFO2 when SW_EXITINFO1 = 2 (GHCB spec 2.x; Linux
-/// `GHCB_ERR_*` in `sev-common.h`; KVM `sev_es_validate_vmgexit`).
+/// `GHCB_ERR_*` in `sev-common.h`; KVM `sev_handle_vmgexit()`, `svm_vmgexit_bad_input()`).
 pub mod error {
     /// GHCB not registered (SNP).
     pub const NOT_REGISTERED: u64 = 1;

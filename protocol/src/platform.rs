@@ -38,6 +38,15 @@ impl PlatformKind {
     }
 }
 
+/// The narrowest physical-address width (CPUID 0x80000008 EAX\[7:0\]) the simulated platforms
+/// support: 36, the width the Intel SDM (vol. 3A 4.1.4) assumes when the leaf is absent, and
+/// the oldest PAE parts had. The sims put their shared bit / C-bit at the top address bit, so
+/// RAM, the MMIO windows below 4 GiB and the C-bit alias all fit from here up.
+pub const PHYS_BITS_MIN: u8 = 36;
+/// The widest physical-address width x86-64 defines (Intel SDM vol. 3A 4.1.4, MAXPHYADDR at
+/// most 52; AMD APM vol. 2 5.3.1).
+pub const PHYS_BITS_MAX: u8 = 52;
+
 /// A set of platforms (which platforms run a case).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Platforms(u8);

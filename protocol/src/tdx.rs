@@ -65,8 +65,13 @@ pub mod ept_qual {
 }
 
 /// A guest physical-address width the TDX module reports in TDG.VP.INFO RCX\[5:0\]: 48 (4-level
-/// secure EPT) or 52 (5-level) (TDX module ABI spec, TDG.VP.INFO; GHCI 1.5, 2.4.2). Nothing
-/// else can be built, so code holding one need not check it again.
+/// secure EPT) or 52 (5-level) (TDX module ABI spec, TDG.VP.INFO; GHCI 1.5, 2.4.2).
+///
+/// One more kind exists, and only by the host's declaration: tdx-sim on a vCPU narrower than
+/// 48 physical-address bits reports GPAW = that width (a shared bit at 47 would be a reserved
+/// PTE bit there), and says so on the command line (`cmdline::KEY_SIM_PHYS_BITS`). Such a
+/// width is built by [`Gpaw::simulated`] only; [`Gpaw::is_architectural`] tells it apart. A
+/// real TD reporting 46 still fails: no real host declares a simulated platform.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Gpaw(u32);
 
@@ -85,6 +90,31 @@ impl Gpaw {
         } else {
             None
         }
+    }
+
+    /// The width of `bits` when the host declared a simulated TDX on a vCPU with
+    /// `declared` physical-address bits: an architectural width as [`Gpaw::new`], or exactly
+    /// the declared width if that is narrower than 48 and at least
+    /// [`crate::platform::PHYS_BITS_MIN`] (the only non-architectural GPAW tdx-sim reports).
+    pub const fn simulated(bits: u64, declared: Option<u8>) -> Option<Self> {
+        if let Some(g) = Self::new(bits) {
+            return Some(g);
+        }
+        match declared {
+            Some(d)
+                if d as u64 == bits
+                    && d >= crate::platform::PHYS_BITS_MIN
+                    && (d as u32) < Self::W48.0 =>
+            {
+                Some(Gpaw(d as u32))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the TDX module could report this width (48 or 52).
+    pub const fn is_architectural(self) -> bool {
+        self.0 == Self::W48.0 || self.0 == Self::W52.0
     }
 
     /// The width in bits.
@@ -337,6 +367,37 @@ mod tests {
         assert!(Gpaw::W48.contains((1 << 48) - 1));
         assert!(!Gpaw::W48.contains(1 << 48));
         assert_eq!(ept_qual::ACCESS_MASK, 0b111);
+        assert!(Gpaw::W48.is_architectural() && Gpaw::W52.is_architectural());
+    }
+
+    #[test]
+    fn simulated_gpaw_only_as_declared() {
+        // Architectural widths need no declaration.
+        assert_eq!(Gpaw::simulated(48, None), Some(Gpaw::W48));
+        assert_eq!(Gpaw::simulated(52, Some(39)), Some(Gpaw::W52));
+        // A narrower width only when the host declared exactly it.
+        let g = Gpaw::simulated(46, Some(46)).expect("declared 46");
+        assert_eq!(
+            (g.bits(), g.shared_bit(), g.is_architectural()),
+            (46, 1 << 45, false)
+        );
+        assert_eq!(Gpaw::simulated(39, Some(39)).map(Gpaw::bits), Some(39));
+        assert_eq!(Gpaw::simulated(47, Some(47)).map(Gpaw::bits), Some(47));
+        // Undeclared, mismatched, not narrower than 48, or below the minimum: refused.
+        for (bits, declared) in [
+            (46, None),
+            (46, Some(39)),
+            (39, Some(46)),
+            (50, Some(50)),
+            (35, Some(35)),
+            (0, Some(0)),
+        ] {
+            assert_eq!(
+                Gpaw::simulated(bits, declared),
+                None,
+                "{bits} declared {declared:?}"
+            );
+        }
     }
 
     #[test]

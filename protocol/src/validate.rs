@@ -68,9 +68,11 @@ pub const fn tdvmcall_status(module: u64, vmcall: u64) -> Result<(), TdvmcallErr
 }
 
 /// The GPAW in TDG.VP.INFO RCX\[5:0\], which must be 48 or 52 (TDX module ABI spec,
-/// TDG.VP.INFO). The invalid value reported is the whole RCX.
-pub const fn vp_info_gpaw(rcx: u64) -> Result<Gpaw, Invalid> {
-    match Gpaw::new(rcx & tdx::VP_INFO_GPAW_MASK) {
+/// TDG.VP.INFO), or exactly `declared_sim_bits` when the host declared a simulated TDX on a
+/// narrower vCPU ([`Gpaw::simulated`]; `cmdline::KEY_SIM_PHYS_BITS`). The invalid value
+/// reported is the whole RCX.
+pub const fn vp_info_gpaw(rcx: u64, declared_sim_bits: Option<u8>) -> Result<Gpaw, Invalid> {
+    match Gpaw::simulated(rcx & tdx::VP_INFO_GPAW_MASK, declared_sim_bits) {
         Some(g) => Ok(g),
         None => Err(Invalid::new("TDG.VP.INFO GPAW (48 or 52)", rcx)),
     }
@@ -88,7 +90,11 @@ pub struct VeReport {
     pub gla: u64,
     /// R9: the guest physical address.
     pub gpa: u64,
-    /// R10\[31:0\]: the instruction length.
+    /// R10\[31:0\]: the instruction length. Not defined for an EPT violation (Intel SDM vol.
+    /// 3C 28.2.5 defines the VM-exit instruction length only for instruction exits, and the
+    /// TDX module copies the VMCS field as it is: `tdx_inject_ve()`), so [`ve_report`] never
+    /// looks at it: the length is the decoded instruction's (Linux `ve_instr_len()` refuses
+    /// to use it too).
     pub insn_len: u32,
 }
 
@@ -96,8 +102,6 @@ pub struct VeReport {
 /// instruction and the page-table walk of its address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DecodedAccess {
-    /// The decoded instruction's length.
-    pub len: u8,
     /// Load or store.
     pub direction: Direction,
     /// The linear address it accessed.
@@ -127,10 +131,11 @@ pub const fn ve_header(report: &VeReport, gpaw: Gpaw) -> Result<(), Invalid> {
 }
 
 /// Checks the TDX module's #VE report against the access the guest decoded: [`ve_header`],
-/// then the instruction length must be the decoded one, the qualification's access type
-/// (bits 2:0) exactly the instruction's direction, a valid GLA the accessed address, and the
-/// GPA the one that address maps to. Returns the GPA without the shared bit, where the
-/// emulated access goes.
+/// then the qualification's access type (bits 2:0) must be exactly the instruction's
+/// direction, a valid GLA the accessed address, and the GPA the one that address maps to.
+/// Returns the GPA without the shared bit, where the emulated access goes. The reported
+/// instruction length is not checked: it is undefined for EPT violations
+/// ([`VeReport::insn_len`]); the guest moves RIP by the decoded length.
 pub const fn ve_report(
     report: &VeReport,
     access: &DecodedAccess,
@@ -138,12 +143,6 @@ pub const fn ve_report(
 ) -> Result<u64, Invalid> {
     if let Err(e) = ve_header(report, gpaw) {
         return Err(e);
-    }
-    if access.len as u32 != report.insn_len {
-        return Err(Invalid::new(
-            "#VE instruction length differs from the decoded one",
-            report.insn_len as u64,
-        ));
     }
     let want = match access.direction {
         Direction::Read => ept_qual::READ,
@@ -421,19 +420,26 @@ mod tests {
 
     #[test]
     fn gpaw_from_vp_info() {
-        assert_eq!(vp_info_gpaw(48), Ok(Gpaw::W48));
-        assert_eq!(vp_info_gpaw(52), Ok(Gpaw::W52));
+        assert_eq!(vp_info_gpaw(48, None), Ok(Gpaw::W48));
+        assert_eq!(vp_info_gpaw(52, None), Ok(Gpaw::W52));
         // Bits above RCX[5:0] are not the GPAW.
-        assert_eq!(vp_info_gpaw(0x100 | 48), Ok(Gpaw::W48));
+        assert_eq!(vp_info_gpaw(0x100 | 48, None), Ok(Gpaw::W48));
         for rcx in [0, 47, 49, 51, 53, 0x3f, 64 | 47] {
             assert_eq!(
-                vp_info_gpaw(rcx),
+                vp_info_gpaw(rcx, None),
                 Err(Invalid {
                     what: "TDG.VP.INFO GPAW (48 or 52)",
                     value: rcx
                 })
             );
         }
+        // A real TD reporting 46 fails; the same answer passes only where the host declared
+        // a simulated TDX on a 46-bit vCPU, and then with exactly that width.
+        assert!(vp_info_gpaw(46, None).is_err());
+        assert!(vp_info_gpaw(46, Some(39)).is_err());
+        let g = vp_info_gpaw(46, Some(46)).expect("declared");
+        assert_eq!((g.bits(), g.is_architectural()), (46, false));
+        assert_eq!(vp_info_gpaw(48, Some(46)), Ok(Gpaw::W48));
     }
 
     const SHARED: u64 = 1 << 47;
@@ -454,7 +460,6 @@ mod tests {
                 insn_len: 3,
             },
             DecodedAccess {
-                len: 3,
                 direction,
                 linear: 0xffff_8000_0010_0010,
                 mapped_gpa: Some(GPA),
@@ -510,10 +515,11 @@ mod tests {
         }
         // The GPAW 52 shared bit is not the GPAW 48 one.
         assert!(ve_header(&r, Gpaw::W52).is_err());
+        // The length is undefined for EPT violations: whatever it says, it is not a lie.
         for insn_len in [0, 2, 4, 15, u32::MAX] {
             assert_eq!(
-                what(ve_report(&VeReport { insn_len, ..r }, &a, g)),
-                "#VE instruction length differs from the decoded one"
+                ve_report(&VeReport { insn_len, ..r }, &a, g),
+                Ok(0xfeb0_0010)
             );
         }
         // A write qualification for a load, both bits, none, and a fetch alongside the read.

@@ -47,9 +47,17 @@ pub fn load_kernel(mem: &GuestMemoryMmap, path: &Path) -> Result<u64, VmmError> 
 }
 
 /// The command line the guest gets: the configured one plus `cvmprobe.brand=` for this run's
-/// brand string (appended, so it wins over any earlier value: the last key counts).
-pub fn cmdline(base: &str, brand: &Brand) -> Result<Cmdline, VmmError> {
-    let mut cl = Cmdline::try_from(base, CMDLINE_CAPACITY)
+/// brand string (appended, so it wins over any earlier value: the last key counts), and on a
+/// simulated platform `cvmprobe.sim_phys_bits=` with the vCPU's width first (the declaration
+/// that lets the guest accept a sim's non-architectural values, `protocol::cmdline`).
+pub fn cmdline(base: &str, brand: &Brand, sim_phys_bits: Option<u8>) -> Result<Cmdline, VmmError> {
+    // The declaration goes first, so a test can override it from the configured command line
+    // (the last occurrence of a key wins) and see the guest refuse what a real TD would.
+    let line = match sim_phys_bits {
+        Some(bits) => format!("{}={bits} {base}", protocol::cmdline::KEY_SIM_PHYS_BITS),
+        None => base.to_owned(),
+    };
+    let mut cl = Cmdline::try_from(line.trim_end(), CMDLINE_CAPACITY)
         .map_err(|e| VmmError::Cmdline(format!("{e} (in {base:?})")))?;
     cl.insert(protocol::cmdline::KEY_BRAND, &brand.cmdline_value())
         .map_err(|e| VmmError::Cmdline(e.to_string()))?;
@@ -247,7 +255,7 @@ mod tests {
     fn boot_info_is_where_the_start_info_says() {
         let m = mem();
         let brand = Brand::new("cvmprobe test");
-        let cl = cmdline("cvmprobe.filter=cpuid", &brand).unwrap();
+        let cl = cmdline("cvmprobe.filter=cpuid", &brand, None).unwrap();
         write_boot_info(&m, 4 << 20, &cl).unwrap();
         let si: hvm_start_info = m.read_obj(GuestAddress(START_INFO_GPA)).unwrap();
         assert_eq!(si.magic, XEN_HVM_START_MAGIC_VALUE);
@@ -270,10 +278,19 @@ mod tests {
 
     #[test]
     fn empty_cmdline_still_gets_the_brand() {
-        let cl = cmdline("", &Brand::new("b c")).unwrap();
+        let cl = cmdline("", &Brand::new("b c"), None).unwrap();
         assert_eq!(
             cl.as_cstring().unwrap().to_str().unwrap(),
             "cvmprobe.brand=b_c"
+        );
+    }
+
+    #[test]
+    fn a_simulated_platform_declares_its_width() {
+        let cl = cmdline("cvmprobe.platform=tdx", &Brand::new("b"), Some(46)).unwrap();
+        assert_eq!(
+            cl.as_cstring().unwrap().to_str().unwrap(),
+            "cvmprobe.sim_phys_bits=46 cvmprobe.platform=tdx cvmprobe.brand=b"
         );
     }
 

@@ -139,6 +139,52 @@ pub fn configure(cpuid: &mut CpuId, brand: &Brand) -> Result<(), vmm_sys_util::f
     Ok(())
 }
 
+/// Extended leaf 0x80000008: EAX\[7:0\] = physical-address bits (MAXPHYADDR), EAX\[15:8\] =
+/// linear-address bits, EAX\[23:16\] = AMD's guest physical-address size (0: use \[7:0\];
+/// reserved on Intel). Intel SDM vol. 2A CPUID; AMD APM vol. 3 E.4.7. KVM derives the vCPU's
+/// MAXPHYADDR, and so its reserved PTE bits, from \[7:0\] (`cpuid_query_maxphyaddr()`).
+pub const LEAF_ADDRESS_SIZES: u32 = 0x8000_0008;
+/// EAX\[7:0\] of [`LEAF_ADDRESS_SIZES`].
+const PHYS_BITS_MASK: u32 = 0xff;
+/// EAX\[23:16\] of [`LEAF_ADDRESS_SIZES`].
+const GUEST_PHYS_BITS_MASK: u32 = 0xff << 16;
+/// MAXPHYADDR when CPUID has no leaf 0x80000008 (Intel SDM vol. 3A 4.1.4).
+const DEFAULT_PHYS_BITS: u8 = 36;
+
+/// The physical-address width in `cpuid` (leaf 0x80000008 EAX\[7:0\], 36 without the leaf):
+/// applied to KVM_GET_SUPPORTED_CPUID, the widest the host lets a vCPU have.
+pub fn phys_bits(cpuid: &CpuId) -> u8 {
+    cpuid
+        .as_slice()
+        .iter()
+        .find(|e| e.function == LEAF_ADDRESS_SIZES)
+        .map_or(DEFAULT_PHYS_BITS, |e| (e.eax & PHYS_BITS_MASK) as u8)
+}
+
+/// Gives the vCPU `bits` physical-address bits (leaf 0x80000008 EAX\[7:0\]; EAX\[23:16\]
+/// cleared so no separate guest width overrides it). On a host with shadow paging (such as
+/// these CI hosts' kvm_pvm) KVM then treats PTE bits from `bits` up as reserved, exactly as a
+/// host of that width would; with EPT/NPT the hardware walk does not enforce the narrower
+/// width, but the guest still sees it.
+pub fn set_phys_bits(cpuid: &mut CpuId, bits: u8) -> Result<(), vmm_sys_util::fam::Error> {
+    match cpuid
+        .as_mut_slice()
+        .iter_mut()
+        .find(|e| e.function == LEAF_ADDRESS_SIZES)
+    {
+        Some(e) => e.eax = (e.eax & !(PHYS_BITS_MASK | GUEST_PHYS_BITS_MASK)) | u32::from(bits),
+        // Linear-address bits: 48 (4-level paging) beside the width.
+        None => cpuid.push(entry(
+            LEAF_ADDRESS_SIZES,
+            [u32::from(bits) | 48 << 8, 0, 0, 0],
+        ))?,
+    }
+    if let Some(e) = find(cpuid, LEAF_EXT_MAX) {
+        e.eax = e.eax.max(LEAF_ADDRESS_SIZES);
+    }
+    Ok(())
+}
+
 /// CPUID leaf 0: EAX = highest basic leaf, EBX/EDX/ECX = vendor.
 const LEAF_VENDOR: u32 = 0;
 /// The vendor string of Intel CPUs (EBX, EDX, ECX of leaf 0).
@@ -152,7 +198,7 @@ pub const LEAF_TDX: u32 = 0x21;
 const TDX_IDENT: &[u8; 12] = b"IntelTDX    ";
 /// The highest extended leaf Intel CPUs report (address sizes); AMD's later extended leaves
 /// (0x80000009 and up, 0x8000001F among them) do not exist on Intel.
-const INTEL_EXT_MAX: u32 = 0x8000_0008;
+const INTEL_EXT_MAX: u32 = LEAF_ADDRESS_SIZES;
 /// AMD's L1 cache and TLB leaf, reserved (zero) on Intel.
 const LEAF_AMD_L1_CACHE: u32 = 0x8000_0005;
 /// `KVM_CPUID_FLAG_SIGNIFCANT_INDEX` (sic, Linux include/uapi/asm/kvm.h): the entry applies
@@ -160,9 +206,10 @@ const LEAF_AMD_L1_CACHE: u32 = 0x8000_0005;
 const FLAG_SIGNIFICANT_INDEX: u32 = 1;
 
 /// Makes the table an Intel TD's as tdx-sim presents it: vendor GenuineIntel, leaf 0x21 =
-/// "IntelTDX    " (leaf 0 EAX raised to reach it), and AMD's extended leaves gone (leaf
-/// 0x80000000 reports 0x80000008 and no vendor, as Intel CPUs do). On this AMD host KVM
-/// accepts another vendor freely (DESIGN.md, "Facts of these machines").
+/// "IntelTDX    " (leaf 0 EAX raised to reach it), x2APIC (CPUID.1:ECX\[21\]), and AMD's
+/// extended leaves gone (leaf 0x80000000 reports 0x80000008 and no vendor, as Intel CPUs do). KVM accepts another vendor
+/// than the host's freely (seen on AMD and Intel hosts: sev-es-sim presents AuthenticAMD on
+/// Intel hosts the same way).
 pub fn configure_tdx(cpuid: &mut CpuId) -> Result<(), vmm_sys_util::fam::Error> {
     let (b, c, d) = signature_regs(&vendor_order(VENDOR_INTEL));
     match find(cpuid, LEAF_VENDOR) {
@@ -183,6 +230,11 @@ pub fn configure_tdx(cpuid: &mut CpuId) -> Result<(), vmm_sys_util::fam::Error> 
     }
     if let Some(e) = find(cpuid, LEAF_AMD_L1_CACHE) {
         [e.eax, e.ebx, e.ecx, e.edx] = [0; 4];
+    }
+    // A TD's APIC is an x2APIC (the TDX module's CPUID configuration fixes CPUID.1:ECX[21]
+    // to 1 and runs the TD's APIC in x2APIC mode).
+    if let Some(e) = find(cpuid, 1) {
+        e.ecx |= protocol::apic::CPUID_1_ECX_X2APIC;
     }
     let keep: Vec<kvm_cpuid_entry2> = cpuid
         .as_slice()
@@ -365,6 +417,8 @@ mod tests {
         let mut c = sample();
         c.push(entry(CPUID_SEV_LEAF_FOR_TEST, [0xb, 0x33, 0, 0]))
             .unwrap();
+        // Even from a table without x2APIC.
+        find(&mut c, 1).unwrap().ecx &= !protocol::apic::CPUID_1_ECX_X2APIC;
         configure(&mut c, &Brand::new("x")).unwrap();
         configure_tdx(&mut c).unwrap();
         let l0 = regs(&c, 0);
@@ -379,6 +433,11 @@ mod tests {
                 .iter()
                 .all(|e| e.function != CPUID_SEV_LEAF_FOR_TEST),
             "AMD's SEV leaf is gone"
+        );
+        assert_ne!(
+            regs(&c, 1)[2] & protocol::apic::CPUID_1_ECX_X2APIC,
+            0,
+            "a TD has an x2APIC"
         );
         // The brand leaves stay in range.
         assert!(get(&c, LEAF_BRAND_LAST).function == LEAF_BRAND_LAST);
@@ -396,6 +455,81 @@ mod tests {
         assert!(get(&c, LEAF_EXT_MAX).eax >= CPUID_SEV_LEAF_FOR_TEST);
         let l0 = regs(&c, 0);
         assert_eq!(&vendor_bytes(l0[1], l0[3], l0[2]), b"AuthenticAMD");
+    }
+
+    #[test]
+    fn phys_bits_read_and_forced() {
+        let mut c = sample();
+        assert_eq!(phys_bits(&c), 36, "no leaf 0x80000008: the SDM's default");
+        set_phys_bits(&mut c, 46).unwrap();
+        assert_eq!(phys_bits(&c), 46);
+        assert_eq!(
+            get(&c, LEAF_ADDRESS_SIZES).eax >> 8 & 0xff,
+            48,
+            "linear bits"
+        );
+        assert!(get(&c, LEAF_EXT_MAX).eax >= LEAF_ADDRESS_SIZES);
+        // An existing leaf keeps its linear-address bits; AMD's guest width is cleared.
+        let mut c = sample();
+        c.push(entry(LEAF_ADDRESS_SIZES, [0x0030_3930, 0, 0, 0]))
+            .unwrap();
+        assert_eq!(phys_bits(&c), 0x30);
+        set_phys_bits(&mut c, 39).unwrap();
+        assert_eq!(get(&c, LEAF_ADDRESS_SIZES).eax, 0x3927);
+        assert_eq!(phys_bits(&c), 39);
+        // The TD's table keeps the leaf (Intel's extended maximum is 0x80000008).
+        configure_tdx(&mut c).unwrap();
+        assert_eq!(phys_bits(&c), 39);
+    }
+
+    /// KVM's table on an Intel host: GenuineIntel, extended leaves up to 0x80000008 only.
+    fn intel_sample() -> CpuId {
+        let (b, c, d) = signature_regs(&vendor_order(VENDOR_INTEL));
+        CpuId::from_entries(&[
+            entry(0, [0x1f, b, c, d]),
+            entry(1, [0x000c_06f2, 0x0001_0800, 0xfffa_3203, 0x1f8b_fbff]),
+            entry(0x8000_0000, [0x8000_0008, 0, 0, 0]),
+            entry(0x8000_0008, [0x3930, 0, 0, 0]),
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn sev_es_table_on_an_intel_host_reads_as_amd() {
+        let mut c = intel_sample();
+        configure(&mut c, &Brand::new("x")).unwrap();
+        configure_sev_es(&mut c, 45).unwrap();
+        let l0 = regs(&c, 0);
+        assert_eq!(&vendor_bytes(l0[1], l0[3], l0[2]), b"AuthenticAMD");
+        // The SEV leaf is reachable (the extended maximum was Intel's 0x80000008) and the
+        // address sizes survive.
+        assert!(get(&c, LEAF_EXT_MAX).eax >= CPUID_SEV_LEAF_FOR_TEST);
+        assert_eq!(lookup(&c, CPUID_SEV_LEAF_FOR_TEST, 0)[1] & 0x3f, 45);
+        assert_eq!(phys_bits(&c), 0x30);
+        // AMD's lookup rules now apply: a leaf between Intel's maximum and the SEV leaf
+        // that has no entry reads 0 (not the highest basic leaf, as on Intel).
+        assert_eq!(lookup(&c, 0x8000_0019, 0), [0; 4]);
+    }
+
+    #[test]
+    fn tdx_table_on_an_intel_host_keeps_its_address_sizes() {
+        let mut c = intel_sample();
+        configure(&mut c, &Brand::new("x")).unwrap();
+        set_phys_bits(&mut c, 46).unwrap();
+        configure_tdx(&mut c).unwrap();
+        assert_eq!(regs(&c, LEAF_EXT_MAX)[0], INTEL_EXT_MAX);
+        assert_eq!(phys_bits(&c), 46);
+        assert_eq!(
+            regs(&c, LEAF_TDX)[1..],
+            regs(
+                &{
+                    let mut t = sample();
+                    configure_tdx(&mut t).unwrap();
+                    t
+                },
+                LEAF_TDX
+            )[1..]
+        );
     }
 
     #[test]

@@ -25,6 +25,7 @@
 //! ```
 
 mod boot;
+pub mod boot_efi;
 pub mod cpuid;
 pub mod devices;
 mod error;
@@ -82,6 +83,41 @@ pub struct VmConfig {
     /// A hostile host (`sim::hostile`): lies at a seeded random subset of the simulated
     /// platform's answers. Only for tdx-sim and sev-es-sim.
     pub hostile: Option<sim::hostile::HostileConfig>,
+    /// The vCPU's physical-address width (CPUID 0x80000008 EAX\[7:0\]); `None` keeps the
+    /// host's (KVM_GET_SUPPORTED_CPUID). A narrower width stands in for a narrower host: the
+    /// simulated platforms place their shared bit / C-bit from it ([`sim::address`]), and on
+    /// hosts with shadow paging KVM makes the bits above it reserved in the guest's page
+    /// tables. It must lie in [`protocol::platform::PHYS_BITS_MIN`]..= the host's width.
+    pub phys_bits: Option<u8>,
+    /// The KVM release the simulated platforms answer as ([`sim::profile`]); the guest is
+    /// told it (`cvmprobe.kvm=`) and expects exactly its answers in the conformance suites.
+    pub kvm: protocol::kvm::KvmProfile,
+    /// How the kernel starts: its PVH entry, or the UEFI firmware's hand-off state
+    /// ([`boot_efi`]).
+    pub boot: Boot,
+}
+
+/// How the built-in VMM starts the kernel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Boot {
+    /// The PVH entry (32-bit, paging off, `hvm_start_info`).
+    #[default]
+    Pvh,
+    /// The state UEFI firmware and `cvmprobe.efi` leave after ExitBootServices, rebuilt
+    /// ([`boot_efi`]): 64-bit mode under firmware identity tables, the hand-off block in RDI,
+    /// an empty IDT.
+    EfiHandoff(boot_efi::HandoffOptions),
+}
+
+impl Boot {
+    /// `pvh`, `efi-handoff` or `efi-handoff-la57`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Boot::Pvh => "pvh",
+            Boot::EfiHandoff(o) if o.la57 => "efi-handoff-la57",
+            Boot::EfiHandoff(_) => "efi-handoff",
+        }
+    }
 }
 
 /// The name of the platform the built-in VMM presents for `p`: `legacy`, `tdx-sim`,
@@ -105,6 +141,9 @@ impl VmConfig {
             seed: None,
             platform: PlatformKind::Legacy,
             hostile: None,
+            phys_bits: None,
+            kvm: protocol::kvm::KvmProfile::Current,
+            boot: Boot::Pvh,
         }
     }
 
@@ -119,6 +158,11 @@ impl VmConfig {
         }
         if self.timeout.is_zero() {
             return Err(VmmError::Config("timeout is zero".into()));
+        }
+        if self.platform == PlatformKind::Tdx && !self.kvm.has_tdx() {
+            return Err(VmmError::Config(
+                sim::profile::ProfileError::NoTdx(self.kvm.name()).to_string(),
+            ));
         }
         if let Some(h) = &self.hostile {
             if self.platform == PlatformKind::Legacy {
@@ -183,8 +227,11 @@ pub enum ExitReason {
         rip: u64,
     },
     /// On a simulated confidential platform the guest ran an instruction that real hardware
-    /// would have turned into a #VE (TDX) or #VC (SEV-ES): a raw port access, a raw HLT
-    /// under TDX, an access to GPA space with no memslot behind it.
+    /// would have turned into a #VE (TDX) or #VC (SEV-ES) and that the sim cannot raise it
+    /// for: an access to GPA space with no memslot behind it (outside the memslot scenario,
+    /// no single-stepping tells where a store began), or a port-IO / HLT exit whose
+    /// instruction the VMM cannot find. (Raw IN/OUT/HLT it can find get the #VE/#VC, and a
+    /// host finding: `RunReport::host_problems`.)
     RawInterception {
         /// The platform simulated.
         platform: &'static str,
@@ -384,12 +431,23 @@ pub struct RunReport {
     /// GHCB bytes the guest left non-zero outside the fields it sent (sev-es-sim): private
     /// data that would have reached the host. One line per request, at most a few.
     pub ghcb_leaks: Vec<String>,
+    /// Guest cases whose verdict a check of the host's own decides too (a case passes only
+    /// if the guest said `ok` and this is `Ok`): sev-es-sim's check of the GHCB's mapping
+    /// for [`protocol::ghcb::GHCB_MAPPING_CASE`].
+    pub host_case_checks: Vec<HostCaseCheck>,
+    /// The vCPU's physical-address width in this run.
+    pub phys_bits: u8,
+    /// What the simulated platform chose that no real part has at this width
+    /// ([`sim::address::AddressWidth::brief`]), if anything.
+    pub width_note: Option<String>,
 }
 
 impl RunReport {
     /// Whether every case check passed and the host found no problem.
     pub fn host_verdict_ok(&self) -> bool {
-        self.host_problems.is_empty() && self.case_checks.iter().all(|c| c.result.is_ok())
+        self.host_problems.is_empty()
+            && self.case_checks.iter().all(|c| c.result.is_ok())
+            && self.host_case_checks.iter().all(|c| c.result.is_ok())
     }
 
     /// The check of `suite.case`, if the guest announced it (the last one if it did twice).
@@ -399,6 +457,17 @@ impl RunReport {
             .rev()
             .find(|c| c.suite == suite && c.case == case)
     }
+}
+
+/// A host check attached to one guest case (see [`RunReport::host_case_checks`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostCaseCheck {
+    /// Suite name.
+    pub suite: &'static str,
+    /// Case name.
+    pub case: &'static str,
+    /// `Err` says what the host found.
+    pub result: Result<(), String>,
 }
 
 /// A seed for one run: std's per-process random keys (`RandomState`, seeded from the OS),
@@ -414,6 +483,43 @@ fn random_seed() -> u64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     RandomState::new().hash_one((n, t, std::process::id()))
+}
+
+/// The widest physical-address width KVM lets a vCPU have on this host (CPUID 0x80000008
+/// EAX\[7:0\] of KVM_GET_SUPPORTED_CPUID): what [`VmConfig::phys_bits`] may go up to.
+pub fn host_phys_bits() -> Result<u8, VmmError> {
+    let kvm = open_kvm()?;
+    Ok(cpuid::phys_bits(&supported_cpuid(&kvm)?))
+}
+
+/// KVM_CHECK_EXTENSION(`cap`) on /dev/kvm: the raw answer (0 for a capability this KVM does not
+/// know). For capabilities kvm-ioctls has no name for, such as KVM_CAP_VM_TYPES.
+pub fn check_extension(cap: u32) -> Result<i32, VmmError> {
+    Ok(open_kvm()?.check_extension_raw(cap.into()))
+}
+
+/// KVM_GET_SUPPORTED_CPUID.
+fn supported_cpuid(kvm: &Kvm) -> Result<kvm_bindings::CpuId, VmmError> {
+    kvm.get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
+        .map_err(VmmError::kvm("KVM_GET_SUPPORTED_CPUID"))
+}
+
+/// The vCPU width for `requested` on a host whose KVM supports `host_bits`: the host's when
+/// nothing is requested, else the request if the sims support it and the host holds it.
+fn address_width(
+    requested: Option<u8>,
+    host_bits: u8,
+) -> Result<sim::address::AddressWidth, VmmError> {
+    use sim::address::AddressWidth;
+    match requested {
+        None => AddressWidth::new(host_bits)
+            .map_err(|e| VmmError::Config(format!("this host's vCPUs have {e}"))),
+        Some(bits) if bits > host_bits => Err(VmmError::Config(format!(
+            "a vCPU with {bits} physical-address bits is wider than this host's KVM supports \
+             ({host_bits} bits, CPUID 0x80000008 of KVM_GET_SUPPORTED_CPUID)"
+        ))),
+        Some(bits) => AddressWidth::new(bits).map_err(|e| VmmError::Config(e.to_string())),
+    }
 }
 
 /// Opens `/dev/kvm` and checks the API version; the error says what is wrong.
@@ -487,6 +593,18 @@ fn map_memory(vm: &VmFd, mem: &GuestMemoryMmap, aliases: &[u64]) -> Result<(), V
     Ok(())
 }
 
+/// Guest RAM made of `ranges` (`[start, end)` GPAs), one vm-memory region each.
+fn guest_memory(ranges: &[(u64, u64)], mib: u64) -> Result<GuestMemoryMmap, VmmError> {
+    let r: Vec<_> = ranges
+        .iter()
+        .map(|&(s, e)| (GuestAddress(s), (e - s) as usize))
+        .collect();
+    GuestMemoryMmap::<()>::from_ranges(&r).map_err(|e| VmmError::GuestMemory {
+        mib,
+        reason: e.to_string(),
+    })
+}
+
 /// KVM slot number of the memslot scenario's page (after the RAM slots and their aliases).
 const MEMSLOT_SLOT: u32 = 8;
 
@@ -497,6 +615,7 @@ fn memslot_page(
     vm: &VmFd,
     seed: u64,
     platform: PlatformKind,
+    width: sim::address::AddressWidth,
 ) -> Result<(GuestMemoryMmap, kvm_userspace_memory_region), VmmError> {
     use protocol::memslot::{GPA, SIZE};
     use vm_memory::Bytes;
@@ -523,7 +642,7 @@ fn memslot_page(
     let region = kvm_userspace_memory_region {
         slot: MEMSLOT_SLOT,
         flags: 0,
-        guest_phys_addr: GPA | simulated::memslot_gpa_bits(platform),
+        guest_phys_addr: GPA | simulated::memslot_gpa_bits(platform, width),
         memory_size: SIZE,
         userspace_addr: host as u64,
     };
@@ -547,31 +666,61 @@ pub fn run(cfg: &VmConfig, serial_out: &mut dyn FnMut(&[u8])) -> Result<RunRepor
     let kvm = open_kvm()?;
 
     let mem_size = cfg.mem_mib << 20;
-    let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), mem_size as usize)]).map_err(
-        |e| VmmError::GuestMemory {
-            mib: cfg.mem_mib,
-            reason: e.to_string(),
-        },
-    )?;
-    let entry = boot::load_kernel(&mem, &cfg.kernel)?;
+    let trap = simulated::trap_sites(&cfg.kernel, cfg.platform)?;
+    let supported = supported_cpuid(&kvm)?;
+    let width = address_width(cfg.phys_bits, cpuid::phys_bits(&supported))?;
     let brand = Brand::for_run();
-    let cmdline = boot::cmdline(&cfg.cmdline, &brand)?;
-    boot::write_boot_info(&mem, mem_size, &cmdline)?;
-
-    let trap = simulated::trap_address(&cfg.kernel, cfg.platform)?;
+    let sim_bits = (cfg.platform != PlatformKind::Legacy).then_some(width.bits());
+    // The sims tell the guest which KVM they play (`cvmprobe.kvm=`), first, so a test can
+    // override it from the configured command line (the last occurrence wins).
+    let base = match cfg.platform {
+        PlatformKind::Legacy => cfg.cmdline.clone(),
+        _ => format!(
+            "{}={} {}",
+            protocol::kvm::KEY_KVM,
+            cfg.kvm.name(),
+            cfg.cmdline
+        ),
+    };
+    let cmdline = boot::cmdline(&base, &brand, sim_bits)?;
+    let (mem, entry, handoff) = match cfg.boot {
+        Boot::Pvh => {
+            let mem = guest_memory(&[(0, mem_size)], cfg.mem_mib)?;
+            let entry = boot::load_kernel(&mem, &cfg.kernel)?;
+            boot::write_boot_info(&mem, mem_size, &cmdline)?;
+            (mem, entry, None)
+        }
+        Boot::EfiHandoff(opts) => {
+            let (mem, h) = boot_efi::prepare(cfg, &supported, width, mem_size, &cmdline, opts)?;
+            (mem, h.rip, Some(h))
+        }
+    };
 
     let seed = cfg.seed.unwrap_or_else(random_seed);
     let vm = Arc::new(kvm.create_vm().map_err(VmmError::kvm("KVM_CREATE_VM"))?);
     vm.set_tss_address(TSS_ADDRESS)
         .map_err(VmmError::kvm("KVM_SET_TSS_ADDR"))?;
-    map_memory(&vm, &mem, simulated::ram_aliases(cfg.platform))?;
-    let (page, page_region) = memslot_page(&vm, seed, cfg.platform)?;
+    map_memory(&vm, &mem, &simulated::ram_aliases(cfg.platform, width))?;
+    let (page, page_region) = memslot_page(&vm, seed, cfg.platform, width)?;
     simulated::prepare_vm(&vm, cfg.platform)?;
-    let mut vcpu = vcpu::Vcpu::create(&kvm, &vm, entry, &brand, cfg.platform, trap)?;
+    let forced = cfg.phys_bits.map(|_| width);
+    let mut vcpu = vcpu::Vcpu::create(
+        &vm,
+        supported,
+        vcpu::VcpuSetup {
+            entry,
+            brand: &brand,
+            platform: cfg.platform,
+            width,
+            forced_width: forced.is_some(),
+            breakpoint: trap,
+            handoff: handoff.as_ref(),
+        },
+    )?;
     let (tamper, lie_log): (Box<dyn sim::Tamper>, _) = match cfg.hostile {
         Some(h) => {
             let shared_bit = match cfg.platform {
-                PlatformKind::Tdx => 1 << (simulated::TDX_GPAW - 1),
+                PlatformKind::Tdx => width.tdx_shared_bit(),
                 _ => 0,
             };
             let (t, log) = sim::hostile::Hostile::new(h, shared_bit);
@@ -579,10 +728,17 @@ pub fn run(cfg: &VmConfig, serial_out: &mut dyn FnMut(&[u8])) -> Result<RunRepor
         }
         None => (Box::new(sim::Honest), None),
     };
-    let mut host = simulated::Host::new(cfg.platform, trap, tamper);
-    if cfg.hostile.is_some() {
-        host.set_ghcb_va(simulated::ghcb_address(&cfg.kernel, cfg.platform)?);
+    let mut host = simulated::Host::for_kvm(cfg.platform, trap, tamper, width, cfg.kvm)
+        .map_err(|e| VmmError::Config(e.to_string()))?;
+    if let (Some(h), simulated::Host::SevEs { model, .. }) = (&handoff, &mut host) {
+        // The firmware registered its own GHCB: the MSR holds its GPA at the hand-off.
+        model
+            .msr_write(protocol::ghcb::MSR_GHCB, h.firmware_ghcb)
+            .map_err(|e| VmmError::Config(format!("firmware GHCB MSR: {e:?}")))?;
     }
+    // sev-es-sim checks the GHCB's mapping at every GHCB-page request (and the hostile host
+    // watches the guest's reads of it).
+    host.set_ghcb_va(simulated::ghcb_address(&cfg.kernel, cfg.platform)?);
     let tsc_khz = vcpu.tsc_khz();
 
     kick::install()?;
@@ -593,7 +749,11 @@ pub fn run(cfg: &VmConfig, serial_out: &mut dyn FnMut(&[u8])) -> Result<RunRepor
     let stop = Arc::new(AtomicBool::new(false));
     let watchdog =
         kick::Watchdog::start(cfg.timeout.saturating_sub(start.elapsed()), stop.clone())?;
-    let mut machine = machine::Machine::legacy(mem.clone(), seed);
+    let apic = match cfg.platform {
+        PlatformKind::Tdx => machine::ApicAccess::X2apicOnly,
+        PlatformKind::Legacy | PlatformKind::SevEs => machine::ApicAccess::Xapic,
+    };
+    let mut machine = machine::Machine::new(mem.clone(), seed, apic);
     let mut stats = ExitStats::default();
     let setup = start.elapsed();
     let exit = vcpu::run(
@@ -618,10 +778,27 @@ pub fn run(cfg: &VmConfig, serial_out: &mut dyn FnMut(&[u8])) -> Result<RunRepor
     let mut testdev = machine.finish_testdev();
     testdev.problems.extend(memslot_problems);
     testdev.problems.extend(machine.memslot().take_problems());
+    // Raw IN/OUT (and under tdx-sim, HLT): the platform raised #VE/#VC, and the guest broke
+    // its rule.
+    testdev.problems.extend(host.take_findings());
     if machine.memslot().cycle_open() {
         testdev
             .problems
             .push("memslot: a cycle was left open (DELETE without REPORT)".into());
+    }
+    // The host's own check of the GHCB's mapping: each finding fails the run, and its verdict
+    // decides `platform.sev_es_ghcb_shared` with the guest's.
+    let mut host_case_checks = Vec::new();
+    if let Some(m) = host.take_ghcb_mapping() {
+        testdev
+            .problems
+            .extend(m.findings.iter().map(|f| format!("GHCB mapping: {f}")));
+        let (suite, case) = protocol::ghcb::GHCB_MAPPING_CASE;
+        host_case_checks.push(HostCaseCheck {
+            suite,
+            case,
+            result: m.verdict(),
+        });
     }
     Ok(RunReport {
         exit,
@@ -643,6 +820,9 @@ pub fn run(cfg: &VmConfig, serial_out: &mut dyn FnMut(&[u8])) -> Result<RunRepor
         tsc_khz,
         lies: lie_log.map(|l| l.lock().map(|l| l.clone()).unwrap_or_default()),
         ghcb_leaks: host.take_ghcb_leaks(),
+        host_case_checks,
+        phys_bits: width.bits(),
+        width_note: width.brief(cfg.platform),
     })
 }
 

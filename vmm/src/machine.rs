@@ -6,7 +6,7 @@
 //! it with synthetic exits and instants. The KVM side is in `vcpu.rs`.
 
 use crate::devices::exit_port::{EXIT_PORT, EXIT_PORT_LEN, ExitPort};
-use crate::devices::lapic::{LAPIC_BASE, LAPIC_LEN, Lapic};
+use crate::devices::lapic::{LAPIC_BASE, LAPIC_LEN, Lapic, X2apicFault};
 use crate::devices::memslot::{self as memslot_dev, Memslot};
 use crate::devices::serial::{COM1_BASE, COM1_LEN, Com1};
 use crate::devices::testdev::{self, Testdev, TestdevReport};
@@ -246,10 +246,26 @@ pub struct Machine {
     coalesced: u64,
 }
 
+/// How the guest reaches its local APIC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApicAccess {
+    /// The xAPIC MMIO page at [`LAPIC_BASE`] (legacy and SEV-ES; on SEV-ES the accesses go
+    /// through the GHCB). The x2APIC MSRs reach the same registers if asked.
+    Xapic,
+    /// x2APIC MSRs only, no MMIO page: a TD's APIC is in x2APIC mode and the TDX module does
+    /// not let it leave (the xAPIC page is not available to a TD).
+    X2apicOnly,
+}
+
 impl Machine {
     /// The legacy platform's devices at their standard places, for a guest with memory `mem`
     /// (a cheap handle on the same mapping the VM uses); the test device answers with `seed`.
     pub fn legacy(mem: GuestMemoryMmap, seed: u64) -> Self {
+        Self::new(mem, seed, ApicAccess::Xapic)
+    }
+
+    /// [`Machine::legacy`] with the APIC reached as `apic` says.
+    pub fn new(mem: GuestMemoryMmap, seed: u64, apic: ApicAccess) -> Self {
         const DISJOINT: &str = "the legacy platform's device ranges are disjoint";
         let mut pio = Bus::default();
         pio.insert(
@@ -277,8 +293,10 @@ impl Machine {
         )
         .expect(DISJOINT);
         let mut mmio = Bus::default();
-        mmio.insert(LAPIC_BASE, LAPIC_LEN, DeviceId::Plain(Plain::Lapic))
-            .expect(DISJOINT);
+        if apic == ApicAccess::Xapic {
+            mmio.insert(LAPIC_BASE, LAPIC_LEN, DeviceId::Plain(Plain::Lapic))
+                .expect(DISJOINT);
+        }
         mmio.insert(testdev::MMIO_BASE, testdev::MMIO_LEN, DeviceId::Testdev)
             .expect(DISJOINT);
         mmio.insert(
@@ -485,6 +503,18 @@ impl Machine {
         }
     }
 
+    /// RDMSR of x2APIC register `msr` (0x800-0x8FF) at `now`; `Err` is a #GP.
+    pub fn x2apic_read(&mut self, msr: u32, now: Instant) -> Result<u64, X2apicFault> {
+        self.lapic.poll(now);
+        self.lapic.read_msr(msr, now)
+    }
+
+    /// WRMSR of x2APIC register `msr` at `now`; `Err` is a #GP.
+    pub fn x2apic_write(&mut self, msr: u32, value: u64, now: Instant) -> Result<(), X2apicFault> {
+        self.lapic.poll(now);
+        self.lapic.write_msr(msr, value, now)
+    }
+
     /// Counts one exit that a platform handler served without [`Machine::handle`] (a
     /// simulated platform's TDCALL or VMGEXIT), so bench samples count it.
     pub fn count_exit(&mut self) {
@@ -652,6 +682,40 @@ mod tests {
             &cpu(),
             now,
         )
+    }
+
+    #[test]
+    fn an_x2apic_only_machine_has_no_xapic_page() {
+        use protocol::apic::{reg, x2apic_msr};
+        let mem = GuestMemoryMmap::from_ranges(&[(vm_memory::GuestAddress(0), 0x1000)]).unwrap();
+        let now = Instant::now();
+        let version = |m: &mut Machine| {
+            let mut d = [0u8; 4];
+            m.host_read(Space::Mmio, LAPIC_BASE + reg::VERSION, &mut d, &cpu(), now);
+            u32::from_le_bytes(d)
+        };
+        let mut td = Machine::new(mem.clone(), 1, ApicAccess::X2apicOnly);
+        assert_eq!(
+            version(&mut td),
+            u32::MAX,
+            "unassigned: no xAPIC page in a TD"
+        );
+        assert_eq!(
+            td.x2apic_read(x2apic_msr(reg::VERSION), now),
+            Ok(0x0005_0014)
+        );
+        let mut vm = Machine::legacy(mem, 1);
+        assert_eq!(version(&mut vm), 0x0005_0014);
+        // The timer armed through x2APIC MSRs fires like the xAPIC one.
+        td.x2apic_write(x2apic_msr(reg::SVR), 0x1ff, now).unwrap();
+        td.x2apic_write(x2apic_msr(reg::LVT_TIMER), 0x20, now)
+            .unwrap();
+        td.x2apic_write(x2apic_msr(reg::TIMER_INITIAL), 10, now)
+            .unwrap();
+        assert_eq!(
+            td.interrupt_step(true, now + Duration::from_millis(1)),
+            InterruptStep::Inject(0x20)
+        );
     }
 
     #[test]

@@ -2,47 +2,64 @@
 //! the VM and vCPU are set up for tdx-sim and sev-es-sim, and the trap handler that hands
 //! the guest's TDCALL or VMGEXIT to the pure host models in [`crate::sim`].
 //!
-//! - **tdx-sim**: Intel CPUID with leaf 0x21 = "IntelTDX    " ([`crate::cpuid::configure_tdx`]);
-//!   a hardware breakpoint (KVM_SET_GUEST_DEBUG, DR0) on the guest's one TDCALL instruction,
-//!   found by its ELF symbol ([`protocol::tdx::TDCALL_SYMBOL`]). At the breakpoint the
-//!   registers come from kvm_run's sync regs, [`TdxModel`] plays the TDX module and KVM, the
-//!   answer goes back through the sync regs and RIP moves past the 4-byte TDCALL.
-//! - **sev-es-sim**: AMD CPUID with leaf 0x8000001F ([`crate::cpuid::configure_sev_es`]); an
-//!   MSR filter with KVM_CAP_X86_USER_SPACE_MSR so the GHCB MSR and SEV_STATUS exit to the
-//!   VMM ([`GhcbModel::msr_read`] / [`GhcbModel::msr_write`]); KVM's FIX_HYPERCALL_INSN quirk
-//!   off (it would rewrite VMGEXIT into VMCALL); a hardware breakpoint on the one VMGEXIT
-//!   ([`protocol::ghcb::VMGEXIT_SYMBOL`]), where [`GhcbModel`] reads the GHCB from guest
-//!   memory and answers like KVM. The guest maps private RAM with the C-bit
-//!   ([`SEV_CBIT`] = 47, as on Milan; legal here, the vCPU has 48 physical-address bits), so
-//!   the RAM memslot is mapped a second time at GPA | 1 << 47 (same host memory).
+//! - **tdx-sim**: Intel CPUID with leaf 0x21 = "IntelTDX    " and x2APIC
+//!   ([`crate::cpuid::configure_tdx`]); the APIC in x2APIC mode (IA32_APIC_BASE.EXTD) with no
+//!   xAPIC page, EFER as the TDX module enters a TD; a hardware breakpoint
+//!   (KVM_SET_GUEST_DEBUG, DR0) on the guest's one TDCALL instruction, found by its ELF symbol
+//!   ([`protocol::tdx::TDCALL_SYMBOL`]). At the breakpoint the registers come from kvm_run's
+//!   sync regs, [`TdxModel`] plays the TDX module and KVM, the answer goes back through the
+//!   sync regs and RIP moves past the 4-byte TDCALL.
+//! - **sev-es-sim**: AMD CPUID with leaf 0x8000001F ([`crate::cpuid::configure_sev_es`]);
+//!   KVM's FIX_HYPERCALL_INSN quirk off (it would rewrite VMGEXIT into VMCALL); a hardware
+//!   breakpoint on the one VMGEXIT ([`protocol::ghcb::VMGEXIT_SYMBOL`]), where [`GhcbModel`]
+//!   reads the GHCB from guest memory and answers like KVM. The guest maps private RAM with
+//!   the C-bit, so the RAM memslot is mapped a second time at GPA | C-bit (same host memory).
+//!
+//! Both sims also give the raw intercepted instructions the guest runs itself what the real
+//! platform gives them ([`crate::sim::raw`] decides, [`Host::raw`] serves): a second hardware
+//! breakpoint (DR1) on the guest's one raw CPUID ([`protocol::x86::CPUID_SYMBOL`]: a raw
+//! CPUID never leaves KVM by itself); an MSR filter whose default is DENY, with
+//! KVM_CAP_X86_USER_SPACE_MSR, so every RDMSR/WRMSR exits (the GHCB MSR and SEV_STATUS to
+//! [`GhcbModel::msr_read`] / [`GhcbModel::msr_write`]); raw IN/OUT (and HLT under tdx-sim)
+//! exits. The exception hardware raises (#VE with the TDX module's #VE information, #VC with
+//! its error code, #GP) is injected at the instruction, after a KVM_RUN with `immediate_exit`
+//! completes the exit KVM had started; a raw IN/OUT/HLT, which the guest's design forbids,
+//! is also a host finding ([`Host::take_findings`]) naming the RIP.
+//!
+//! Both the TDX shared bit and the SEV C-bit are ordinary address bits for plain KVM, so
+//! they are placed below the vCPU's physical-address width ([`crate::sim::address`]): 47 on a
+//! 48-bit vCPU, as on real parts, the top bit on narrower ones.
 //!
 //! What the models ask for ([`HostRequest`]) is served here exactly where KVM would exit to
 //! user space or consult VMM-owned state: port and MMIO accesses go to the legacy devices of
-//! [`Machine`]; CPUID comes from the table set with KVM_SET_CPUID2; MSR accesses are done
-//! on the vCPU with KVM_GET_MSRS / KVM_SET_MSRS (so the guest sees exactly the MSRs plain
-//! KVM keeps, and a missing MSR is refused); TDVMCALL<HLT> waits for the local-APIC timer
-//! like a halted vCPU; MapGPA conversions are accepted (the sims keep no private/shared
-//! state); KVM hypercalls answer -KVM_ENOSYS (the sims give the guest no PV features to use
-//! through the GHCB or TDVMCALL).
+//! [`Machine`]; CPUID comes from the table set with KVM_SET_CPUID2; MSR accesses KVM
+//! emulates are done on the vCPU with KVM_GET_MSRS / KVM_SET_MSRS (so the guest sees exactly
+//! the MSRs plain KVM keeps, and a missing MSR is refused), the x2APIC registers on the
+//! user-space APIC (KVM's in-kernel APIC in a real TD); `TDVMCALL<HLT>` waits for the
+//! local-APIC timer like a halted vCPU; MapGPA conversions and KVM_HC_MAP_GPA_RANGE are
+//! accepted (the sims keep no private/shared state); every other KVM hypercall the models
+//! answer themselves, as KVM does ([`crate::sim::kvm_hypercall`]).
 //!
-//! Raw intercepted instructions are a guest bug on these platforms: a port-IO exit (and a
-//! raw HLT under tdx-sim, and a raw MMIO exit, which on hardware would be #VE / #VC) ends
-//! the run with [`ExitReason::RawInterception`] naming the RIP.
+//! A raw MMIO exit outside the memslot scenario ends the run with
+//! [`ExitReason::RawInterception`] naming the RIP: on hardware a #VE/#VC, but converting a
+//! store needs the single-step bookkeeping only that scenario sets up (a known gap).
 
 use crate::machine::{Control, CpuState, Machine};
+use crate::sim::address::AddressWidth;
 use crate::sim::ghcb::{GhcbConfig, GhcbModel, GhcbStep, MsrError};
-use crate::sim::tdx::{TdxConfig, TdxModel, TdxStep};
-use crate::sim::{
-    GuestMemory, HostRequest, HostResult, MapGpaResult, MemoryError, Stop, Tamper, kvm_err,
-};
+use crate::sim::profile::{self, ProfileError};
+use crate::sim::tdx::{TdxConfig, TdxModel, TdxStep, VeInfo};
+use crate::sim::{GuestMemory, HostRequest, HostResult, MapGpaResult, MemoryError, Stop, Tamper};
 use crate::vcpu::VcpuCtl;
 use crate::{ExitReason, VmmError};
 use kvm_bindings::{
     KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_USE_HW_BP, KVM_MSR_EXIT_REASON_FILTER,
-    KVM_X86_QUIRK_FIX_HYPERCALL_INSN, kvm_enable_cap, kvm_guest_debug, kvm_regs,
+    KVM_MSR_EXIT_REASON_INVAL, KVM_MSR_EXIT_REASON_UNKNOWN, KVM_X86_QUIRK_FIX_HYPERCALL_INSN,
+    kvm_enable_cap, kvm_guest_debug, kvm_regs,
 };
 use kvm_ioctls::{MsrFilterDefaultAction, MsrFilterRange, MsrFilterRangeFlags, VmFd};
 use protocol::ghcb;
+use protocol::kvm::KvmProfile;
 use protocol::platform::PlatformKind;
 use protocol::tdx::{self, TdcallRegs};
 use protocol::testdev::Space;
@@ -51,15 +68,6 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-/// The C-bit position sev-es-sim reports (SEV information response, CPUID 0x8000001F
-/// EBX\[5:0\]): bit 47, as on AMD Milan. The vCPU has 48 physical-address bits here, so a PTE
-/// with bit 47 set is legal for plain KVM, and GPA | 1 << 47 is a GPA KVM can map.
-pub const SEV_CBIT: u8 = 47;
-
-/// The GPA width tdx-sim reports in TDG.VP.INFO: 48, so the shared bit is 47 (fits the host's
-/// 48-bit physical addresses; TDX's other choice, 52, would not).
-pub const TDX_GPAW: u32 = 48;
-
 /// KVM_CAP_DISABLE_QUIRKS2 (Linux include/uapi/linux/kvm.h; not in kvm-bindings 0.14).
 const KVM_CAP_DISABLE_QUIRKS2: u32 = 213;
 
@@ -67,9 +75,13 @@ const KVM_CAP_DISABLE_QUIRKS2: u32 = 213;
 /// host answered.
 const TRAP_INSN_LEN: u64 = 4;
 
-/// DR7 for one enabled execution breakpoint in DR0: G0 (bit 1), R/W0 = LEN0 = 0 (execute,
-/// one byte), and bit 10, which reads as 1 (Intel SDM vol. 3B 18.2.4).
+/// DR7 for the execution breakpoints in DR0 and DR1: G0 (bit 1) and G1 (bit 3), R/W = LEN =
+/// 0 for both (execute, one byte), and bit 10, which reads as 1 (Intel SDM vol. 3B 18.2.4).
 const DR7_EXEC_BP0: u64 = (1 << 1) | (1 << 10);
+/// DR7.G1: the DR1 breakpoint (the raw CPUID) enabled.
+const DR7_G1: u64 = 1 << 3;
+/// DR6.B1: the DR1 breakpoint was hit (Intel SDM vol. 3B 18.2.3).
+pub const DR6_B1: u64 = 1 << 1;
 
 /// The function at a confidential platform's one trapping instruction.
 fn trap_symbol(platform: PlatformKind) -> Option<&'static str> {
@@ -80,25 +92,43 @@ fn trap_symbol(platform: PlatformKind) -> Option<&'static str> {
     }
 }
 
-/// The address of `platform`'s trapping instruction in the kernel ELF (the virtual address
-/// it runs at), or `None` for legacy.
-pub fn trap_address(kernel: &Path, platform: PlatformKind) -> Result<Option<u64>, VmmError> {
+/// The guest instructions a simulated platform puts hardware breakpoints on: its one TDCALL
+/// or VMGEXIT (DR0), and its one raw CPUID (DR1), which never leaves KVM by itself and must
+/// get what the platform gives it (`crate::sim::raw`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrapSites {
+    /// TDCALL / VMGEXIT ([`tdx::TDCALL_SYMBOL`], [`ghcb::VMGEXIT_SYMBOL`]).
+    pub trap: u64,
+    /// The raw CPUID ([`protocol::x86::CPUID_SYMBOL`]).
+    pub cpuid: u64,
+}
+
+/// The addresses of `platform`'s trapping instructions in the kernel ELF (the virtual
+/// addresses they run at), or `None` for legacy.
+pub fn trap_sites(kernel: &Path, platform: PlatformKind) -> Result<Option<TrapSites>, VmmError> {
     let Some(name) = trap_symbol(platform) else {
         return Ok(None);
     };
-    symbol_address(kernel, name)?.map(Some).ok_or_else(|| {
-        VmmError::Config(format!(
-            "kernel {} has no symbol {name}: the {} simulation needs it to trap the \
-             guest's {} (is the ELF stripped?)",
-            kernel.display(),
-            platform.name(),
-            if platform == PlatformKind::Tdx {
-                "TDCALL"
-            } else {
-                "VMGEXIT"
-            }
-        ))
-    })
+    let find = |name: &str, what: &str| {
+        symbol_address(kernel, name)?.ok_or_else(|| {
+            VmmError::Config(format!(
+                "kernel {} has no symbol {name}: the {} simulation needs it to trap the \
+                 guest's {what} (is the ELF stripped?)",
+                kernel.display(),
+                platform.name(),
+            ))
+        })
+    };
+    let trap = find(
+        name,
+        if platform == PlatformKind::Tdx {
+            "TDCALL"
+        } else {
+            "VMGEXIT"
+        },
+    )?;
+    let cpuid = find(protocol::x86::CPUID_SYMBOL, "raw CPUID")?;
+    Ok(Some(TrapSites { trap, cpuid }))
 }
 
 /// The virtual address of the guest's GHCB page ([`ghcb::GHCB_SYMBOL`]) under sev-es-sim, if
@@ -129,11 +159,20 @@ fn symbol_address(kernel: &Path, name: &str) -> Result<Option<u64>, VmmError> {
         .map(|s| s.address()))
 }
 
-/// VM-wide setup of `platform` (before the vCPU is created): for sev-es-sim the MSR filter
-/// with user-space exits for the GHCB MSR and SEV_STATUS, and the FIX_HYPERCALL_INSN quirk
-/// off.
+/// The MSR exits a simulated platform asks for: the MSR filter's, and (for the x2APIC MSRs,
+/// which KVM never filters, `kvm_msr_allowed()`) the ones KVM fails without an in-kernel
+/// APIC (`kvm_x2apic_msr_read()` returns 1: KVM_MSR_EXIT_REASON_INVAL). Seen on these
+/// machines: a raw RDMSR of 0x80B exits with reason INVAL, of EFER with reason FILTER.
+const USER_SPACE_MSR_REASONS: u32 =
+    KVM_MSR_EXIT_REASON_FILTER | KVM_MSR_EXIT_REASON_UNKNOWN | KVM_MSR_EXIT_REASON_INVAL;
+
+/// VM-wide setup of a simulated `platform` (before the vCPU is created): every raw RDMSR and
+/// WRMSR exits to the VMM (KVM_CAP_X86_USER_SPACE_MSR and an MSR filter whose default is
+/// DENY; KVM refuses a DENY filter with no range, so one range denies MSR 0 explicitly),
+/// where `crate::sim::raw` decides what the platform gives it; for sev-es-sim the
+/// FIX_HYPERCALL_INSN quirk off too.
 pub fn prepare_vm(vm: &VmFd, platform: PlatformKind) -> Result<(), VmmError> {
-    if platform != PlatformKind::SevEs {
+    if platform == PlatformKind::Legacy {
         return Ok(());
     }
     let cap = |cap: u32, arg: u64| kvm_enable_cap {
@@ -143,45 +182,46 @@ pub fn prepare_vm(vm: &VmFd, platform: PlatformKind) -> Result<(), VmmError> {
     };
     vm.enable_cap(&cap(
         kvm_bindings::KVM_CAP_X86_USER_SPACE_MSR,
-        u64::from(KVM_MSR_EXIT_REASON_FILTER),
+        u64::from(USER_SPACE_MSR_REASONS),
     ))
     .map_err(VmmError::kvm("KVM_ENABLE_CAP(KVM_CAP_X86_USER_SPACE_MSR)"))?;
-    // A zero bit denies: both MSRs exit to user space, every other MSR stays with KVM.
+    // A zero bit denies.
     let deny = [0u8; 1];
     let range = MsrFilterRange {
         flags: MsrFilterRangeFlags::READ | MsrFilterRangeFlags::WRITE,
-        base: ghcb::MSR_GHCB,
-        msr_count: ghcb::MSR_SEV_STATUS - ghcb::MSR_GHCB + 1,
+        base: 0,
+        msr_count: 1,
         bitmap: &deny,
     };
-    vm.set_msr_filter(MsrFilterDefaultAction::ALLOW, &[range])
+    vm.set_msr_filter(MsrFilterDefaultAction::DENY, &[range])
         .map_err(VmmError::kvm("KVM_X86_SET_MSR_FILTER"))?;
-    vm.enable_cap(&cap(
-        KVM_CAP_DISABLE_QUIRKS2,
-        u64::from(KVM_X86_QUIRK_FIX_HYPERCALL_INSN),
-    ))
-    .map_err(VmmError::kvm(
-        "KVM_ENABLE_CAP(KVM_CAP_DISABLE_QUIRKS2, FIX_HYPERCALL_INSN)",
-    ))?;
+    if platform == PlatformKind::SevEs {
+        vm.enable_cap(&cap(
+            KVM_CAP_DISABLE_QUIRKS2,
+            u64::from(KVM_X86_QUIRK_FIX_HYPERCALL_INSN),
+        ))
+        .map_err(VmmError::kvm(
+            "KVM_ENABLE_CAP(KVM_CAP_DISABLE_QUIRKS2, FIX_HYPERCALL_INSN)",
+        ))?;
+    }
     Ok(())
 }
 
-/// The GPAs at which guest RAM is mapped for `platform`: 0, and for sev-es-sim also the
-/// C-bit alias.
-pub fn ram_aliases(platform: PlatformKind) -> &'static [u64] {
-    const ALIASES: [u64; 2] = [0, 1 << SEV_CBIT];
+/// The GPAs at which guest RAM is mapped for `platform` on a vCPU of `width`: 0, and for
+/// sev-es-sim also the C-bit alias.
+pub fn ram_aliases(platform: PlatformKind, width: AddressWidth) -> Vec<u64> {
     match platform {
-        PlatformKind::SevEs => &ALIASES,
-        PlatformKind::Legacy | PlatformKind::Tdx => &ALIASES[..1],
+        PlatformKind::SevEs => vec![0, width.platform_bit(platform)],
+        PlatformKind::Legacy | PlatformKind::Tdx => vec![0],
     }
 }
 
 /// The bits ORed into the memslot page's GPA for `platform`: under tdx-sim the shared bit
 /// (the guest maps MMIO shared, so the TDX module reports the EPT violation on a shared GPA),
 /// else none.
-pub fn memslot_gpa_bits(platform: PlatformKind) -> u64 {
+pub fn memslot_gpa_bits(platform: PlatformKind, width: AddressWidth) -> u64 {
     match platform {
-        PlatformKind::Tdx => 1 << (TDX_GPAW - 1),
+        PlatformKind::Tdx => width.tdx_shared_bit(),
         PlatformKind::Legacy | PlatformKind::SevEs => 0,
     }
 }
@@ -210,14 +250,132 @@ pub struct EmulatedAccess {
     pub write: bool,
     /// The guest linear address, if the VMM could decode the instruction.
     pub gla: Option<u64>,
-    /// The instruction's length (the RIP difference KVM's emulator made).
-    pub insn_len: u64,
 }
 
-/// The KVM_SET_GUEST_DEBUG setting for a hardware execution breakpoint at `va`, and with
+/// A raw intercepted instruction the guest executed under a simulated platform.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RawInsn {
+    /// CPUID, stopped at its DR1 breakpoint (not executed); leaf and sub-leaf in RAX/RCX.
+    Cpuid,
+    /// RDMSR (`write` = `None`) or WRMSR of `write`, from an MSR exit (not completed).
+    Msr {
+        /// ECX.
+        index: u32,
+        /// EDX:EAX of a WRMSR.
+        write: Option<u64>,
+    },
+    /// IN, OUT, INS or OUTS, decoded at `start`.
+    PortIo {
+        /// RIP of the instruction.
+        start: u64,
+        /// The port.
+        port: u16,
+        /// The instruction.
+        io: protocol::x86::PortIo,
+    },
+    /// HLT at `start`.
+    Hlt {
+        /// RIP of the instruction.
+        start: u64,
+    },
+}
+
+/// What the VMM does with a [`RawInsn`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RawOutcome {
+    /// CPUID answered: EAX..EDX, RIP moves past it.
+    Cpuid([u32; 4]),
+    /// RDMSR answered with this value, or WRMSR done: KVM completes it and moves RIP on.
+    MsrDone(u64),
+    /// The MSR access raises #GP (the MSR exit's error flag: KVM injects it).
+    MsrGp,
+    /// The exception `vector` (with `error_code`) at the instruction at `start`.
+    Inject {
+        /// RIP of the instruction.
+        start: u64,
+        /// Vector.
+        vector: u8,
+        /// Error code, for vectors that push one.
+        error_code: Option<u32>,
+    },
+}
+
+/// One line for the host verdict about a raw instruction the platform forbids.
+fn raw_finding(platform: &str, rip: u64, what: &str, exception: &str) -> String {
+    format!(
+        "raw {what} under {platform} at RIP {rip:#x}: on hardware this is a {exception}; the \
+         guest must go through its {} backend",
+        if platform == "tdx-sim" {
+            "TDG.VP.VMCALL"
+        } else {
+            "GHCB"
+        }
+    )
+}
+
+/// Records `finding` once (a guest that takes the exception and runs the instruction again
+/// repeats it), and at most [`MAX_LEAK_REPORTS`] different ones.
+fn note(findings: &mut Vec<String>, finding: String) {
+    if findings.len() < MAX_LEAK_REPORTS && !findings.contains(&finding) {
+        findings.push(finding);
+    }
+}
+
+/// `IN from port 0xf00 (1 byte)`.
+fn port_io_text(port: u16, io: &protocol::x86::PortIo) -> String {
+    format!(
+        "{}{} {} port {port:#x} ({} byte{})",
+        if io.rep { "REP " } else { "" },
+        match (io.input, io.string) {
+            (true, false) => "IN",
+            (true, true) => "INS",
+            (false, false) => "OUT",
+            (false, true) => "OUTS",
+        },
+        if io.input { "from" } else { "to" },
+        io.size,
+        if io.size == 1 { "" } else { "s" },
+    )
+}
+
+/// A raw MSR access the platform lets through to the vCPU's own state (no exit on
+/// hardware): the x2APIC registers from the user-space APIC, every other MSR from KVM
+/// (KVM_GET_MSRS / KVM_SET_MSRS); a missing MSR or a refused value is a #GP.
+fn native_msr(
+    vcpu: &mut VcpuCtl<'_>,
+    machine: &mut Machine,
+    index: u32,
+    write: Option<u64>,
+    now: Instant,
+) -> Result<RawOutcome, VmmError> {
+    use protocol::x86::msr;
+    let outcome = |ok: bool, v: u64| {
+        if ok {
+            RawOutcome::MsrDone(v)
+        } else {
+            RawOutcome::MsrGp
+        }
+    };
+    Ok(match (index, write) {
+        (msr::X2APIC_FIRST..=msr::X2APIC_LAST, None) => match machine.x2apic_read(index, now) {
+            Ok(v) => RawOutcome::MsrDone(v),
+            Err(_) => RawOutcome::MsrGp,
+        },
+        (msr::X2APIC_FIRST..=msr::X2APIC_LAST, Some(v)) => {
+            outcome(machine.x2apic_write(index, v, now).is_ok(), 0)
+        }
+        (_, None) => match vcpu.read_msr(index)? {
+            Some(v) => RawOutcome::MsrDone(v),
+            None => RawOutcome::MsrGp,
+        },
+        (_, Some(v)) => outcome(vcpu.write_msr(index, v)?, 0),
+    })
+}
+
+/// The KVM_SET_GUEST_DEBUG setting for hardware execution breakpoints at `sites`, and with
 /// `step` single-stepping too (to know where an MMIO store began: KVM reports the RIP after
 /// it).
-pub fn breakpoint(va: u64, step: bool) -> kvm_guest_debug {
+pub fn breakpoint(sites: TrapSites, step: bool) -> kvm_guest_debug {
     let mut d = kvm_guest_debug {
         control: KVM_GUESTDBG_ENABLE
             | KVM_GUESTDBG_USE_HW_BP
@@ -228,8 +386,9 @@ pub fn breakpoint(va: u64, step: bool) -> kvm_guest_debug {
             },
         ..Default::default()
     };
-    d.arch.debugreg[0] = va;
-    d.arch.debugreg[7] = DR7_EXEC_BP0;
+    d.arch.debugreg[0] = sites.trap;
+    d.arch.debugreg[1] = sites.cpuid;
+    d.arch.debugreg[7] = DR7_EXEC_BP0 | DR7_G1;
     d
 }
 
@@ -264,17 +423,26 @@ pub enum Host {
     Tdx {
         /// The TDX module + KVM.
         model: Box<TdxModel<Box<dyn Tamper>>>,
-        /// Guest virtual address of the TDCALL instruction.
-        trap: u64,
-        /// A TDVMCALL<HLT> was just answered ([`Host::take_wakeup`]).
+        /// The vCPU's physical-address width (the shared bit's position).
+        width: AddressWidth,
+        /// Where the TDCALL and the raw CPUID are.
+        sites: TrapSites,
+        /// What the guest did that the platform forbids (a raw IN, OUT, HLT), for the host
+        /// verdict ([`Host::take_findings`]).
+        findings: Vec<String>,
+        /// A `TDVMCALL<HLT>` was just answered ([`Host::take_wakeup`]).
         woke: bool,
     },
     /// sev-es-sim.
     SevEs {
         /// KVM's GHCB handling.
         model: Box<GhcbModel<Box<dyn Tamper>>>,
-        /// Guest virtual address of the VMGEXIT instruction.
-        trap: u64,
+        /// The vCPU's physical-address width (the C-bit's position).
+        width: AddressWidth,
+        /// Where the VMGEXIT and the raw CPUID are.
+        sites: TrapSites,
+        /// What the guest did that the platform forbids (a raw IN or OUT).
+        findings: Vec<String>,
         /// GHCB pages that reached the host with non-zero bytes outside the fields sent
         /// ([`ghcb_leak`]), described (at most [`MAX_LEAK_REPORTS`]).
         leaks: Vec<String>,
@@ -283,7 +451,69 @@ pub enum Host {
         /// The hostile host watches the guest's reads of the GHCB after an answer
         /// ([`Host::watch_step`]).
         watch: Option<GhcbWatch>,
+        /// The host's own check of the GHCB's mapping ([`GhcbMapping`]).
+        mapping: Box<GhcbMapping>,
     },
+}
+
+/// The host's check that the guest maps its GHCB shared: at every GHCB-page VMGEXIT it
+/// translates the GHCB's virtual address ([`ghcb_address`]) with KVM_TRANSLATE on the vCPU.
+/// Under sev-es-sim the C-bit is an address bit ([`crate::sim::address`]), so a mapping with
+/// it set lands on the private alias. On hardware the guest would then have written the page
+/// encrypted: the host hands the model the page as ciphertext ([`sev_ciphertext`]) and the
+/// guest reads the answer back through its decryption, as garbage.
+#[derive(Clone, Debug, Default)]
+pub struct GhcbMapping {
+    /// GHCB-page requests whose mapping the host checked.
+    pub checked: u64,
+    /// What the host found wrong: the first request of each kind of finding.
+    pub findings: Vec<String>,
+    /// Requests with a finding, the first ones included.
+    pub bad: u64,
+    /// The kinds of finding described in `findings`.
+    kinds: Vec<&'static str>,
+}
+
+impl GhcbMapping {
+    /// The verdict the host attaches to `platform.sev_es_ghcb_shared`
+    /// ([`protocol::ghcb::GHCB_MAPPING_CASE`]).
+    pub fn verdict(&self) -> Result<(), String> {
+        match self.findings.first() {
+            Some(f) => Err(format!(
+                "{f} ({} of {} GHCB-page requests had a finding)",
+                self.bad, self.checked
+            )),
+            None if self.checked == 0 => {
+                Err("the host saw no GHCB-page request whose mapping it could check".into())
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// What the host reads of a page the guest wrote through a private mapping: each 8-byte word
+/// XORed with a keystream of the page's GPA and the word's index (splitmix64). Applying it
+/// twice gives the page back, so the host "encrypts" the page before its model reads it and
+/// "decrypts" it afterwards: bytes the host did not write come back as the guest wrote them
+/// and the host's answer reads as garbage, as on hardware (where the granule is a 16-byte
+/// AES block, not a byte). Deterministic, so a failing run replays.
+pub fn sev_ciphertext(gpa: u64, page: &mut [u8; 4096]) {
+    for (i, w) in page.as_chunks_mut::<8>().0.iter_mut().enumerate() {
+        let mut z = gpa.wrapping_add((i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        *w = (u64::from_le_bytes(*w) ^ z).to_le_bytes();
+    }
+}
+
+/// Applies [`sev_ciphertext`] to the GHCB page at `gpa` in guest memory.
+fn toggle_ciphertext(ram: &mut Ram<'_>, gpa: u64) {
+    let mut page = [0u8; 4096];
+    if ram.read(gpa, &mut page).is_ok() {
+        sev_ciphertext(gpa, &mut page);
+        let _ = ram.write(gpa, &page);
+    }
 }
 
 /// The hostile host's watch over the guest's reads of the GHCB after an answer it will
@@ -362,36 +592,66 @@ enum Served {
 }
 
 impl Host {
-    /// The honest host for `platform`, trapping at `trap` (from [`trap_address`]; ignored for
-    /// legacy).
-    pub fn new(platform: PlatformKind, trap: Option<u64>, tamper: Box<dyn Tamper>) -> Self {
-        match (platform, trap) {
-            (PlatformKind::Tdx, Some(trap)) => Host::Tdx {
+    /// The host for `platform` on a vCPU of `width`, trapping at `sites` (from
+    /// [`trap_sites`]; ignored for legacy), answering as current KVM.
+    pub fn new(
+        platform: PlatformKind,
+        sites: Option<TrapSites>,
+        tamper: Box<dyn Tamper>,
+        width: AddressWidth,
+    ) -> Self {
+        Self::for_kvm(platform, sites, tamper, width, KvmProfile::Current)
+            .expect("current KVM plays every platform")
+    }
+
+    /// [`Self::new`], answering as the KVM release `kvm` ([`crate::sim::profile`]); fails for
+    /// a platform that KVM cannot run (TDX before v6.16).
+    pub fn for_kvm(
+        platform: PlatformKind,
+        sites: Option<TrapSites>,
+        tamper: Box<dyn Tamper>,
+        width: AddressWidth,
+        kvm: KvmProfile,
+    ) -> Result<Self, ProfileError> {
+        Ok(match (platform, sites) {
+            (PlatformKind::Tdx, Some(sites)) => Host::Tdx {
                 model: Box::new(TdxModel::with_tamper(
-                    TdxConfig {
-                        gpaw: TDX_GPAW,
-                        ..TdxConfig::default()
-                    },
+                    profile::tdx_config(
+                        kvm,
+                        TdxConfig {
+                            gpaw: width.tdx_gpaw(),
+                            maxphyaddr: u32::from(width.bits()),
+                            ..TdxConfig::default()
+                        },
+                    )?,
                     tamper,
                 )),
-                trap,
+                width,
+                sites,
+                findings: Vec::new(),
                 woke: false,
             },
-            (PlatformKind::SevEs, Some(trap)) => Host::SevEs {
+            (PlatformKind::SevEs, Some(sites)) => Host::SevEs {
                 model: Box::new(GhcbModel::with_tamper(
-                    GhcbConfig {
-                        cbit: SEV_CBIT,
-                        ..GhcbConfig::default()
-                    },
+                    profile::ghcb_config(
+                        kvm,
+                        GhcbConfig {
+                            cbit: width.sev_cbit(),
+                            ..GhcbConfig::default()
+                        },
+                    ),
                     tamper,
                 )),
-                trap,
+                width,
+                sites,
+                findings: Vec::new(),
                 leaks: Vec::new(),
                 ghcb_va: None,
                 watch: None,
+                mapping: Box::default(),
             },
             _ => Host::Legacy,
-        }
+        })
     }
 
     /// The GHCB leaks found so far (sev-es-sim), emptied.
@@ -399,6 +659,14 @@ impl Host {
         match self {
             Host::SevEs { leaks, .. } => std::mem::take(leaks),
             _ => Vec::new(),
+        }
+    }
+
+    /// The host's check of the GHCB's mapping (sev-es-sim), taken.
+    pub fn take_ghcb_mapping(&mut self) -> Option<GhcbMapping> {
+        match self {
+            Host::SevEs { mapping, .. } => Some(std::mem::take(&mut **mapping)),
+            _ => None,
         }
     }
 
@@ -431,7 +699,7 @@ impl Host {
         machine.count_exit();
         let Host::SevEs {
             model,
-            trap,
+            sites,
             watch,
             ghcb_va: Some(va),
             ..
@@ -461,7 +729,7 @@ impl Host {
         }
         if done {
             *watch = None;
-            vcpu.set_guest_debug(&breakpoint(*trap, stepping))?;
+            vcpu.set_guest_debug(&breakpoint(*sites, stepping))?;
         }
         Ok(Control::Continue)
     }
@@ -486,24 +754,156 @@ impl Host {
         matches!(self, Host::Tdx { .. })
     }
 
-    /// The guest's RDMSR of an MSR the filter sends to user space: its value, #GP, or not
-    /// this platform's MSR.
-    pub fn rdmsr(&mut self, index: u32) -> Result<u64, MsrError> {
+    /// What the platform gives a raw intercepted instruction the guest executed
+    /// (`crate::sim::raw` decides; this serves and records): under tdx-sim the TDX module's
+    /// answer, a #VE with its information posted (or #DF while the last #VE is unread) or
+    /// #GP; under sev-es-sim a #VC, the GHCB model's MSRs, or the instruction completed as
+    /// the CPU would. A raw IN, OUT (and under TDX, HLT) is also a finding against the guest:
+    /// it had to use its backend ([`Host::take_findings`]).
+    pub fn raw(
+        &mut self,
+        vcpu: &mut VcpuCtl<'_>,
+        machine: &mut Machine,
+        cpu: &CpuState,
+        insn: RawInsn,
+        now: Instant,
+    ) -> Result<RawOutcome, VmmError> {
+        use crate::sim::raw::{RawMsr, TdxCpuid, sev_es_msr, tdx_cpuid, tdx_msr};
+        use protocol::x86::{TWO_BYTE_INSN_LEN, exit_reason, msr as msrs};
+        machine.count_exit();
+        let rip = cpu.rip();
+        let platform = crate::sim_name(self.platform());
         match self {
-            Host::SevEs { model, .. } => model.msr_read(index),
-            _ => Err(MsrError::NotOwned),
+            Host::Legacy => Err(VmmError::Config(
+                "a raw-instruction exit on a legacy VM (a VMM bug)".into(),
+            )),
+            Host::Tdx {
+                model, findings, ..
+            } => {
+                let ve = |model: &mut TdxModel<Box<dyn Tamper>>, reason, qual, len, start| {
+                    let (vector, error_code) = model
+                        .raise_ve(VeInfo {
+                            exit_reason: reason,
+                            exit_qualification: qual,
+                            gla: 0,
+                            gpa: 0,
+                            insn_len: len,
+                            insn_info: 0,
+                        })
+                        .event();
+                    RawOutcome::Inject {
+                        start,
+                        vector,
+                        error_code,
+                    }
+                };
+                Ok(match insn {
+                    RawInsn::Cpuid => {
+                        let (leaf, subleaf) = (cpu.regs.rax as u32, cpu.regs.rcx as u32);
+                        let last_base = vcpu.cpuid(0, 0)[0];
+                        let last_extended = vcpu.cpuid(0x8000_0000, 0)[0];
+                        match tdx_cpuid(leaf, subleaf, last_base, last_extended) {
+                            TdxCpuid::Answer { leaf } => {
+                                RawOutcome::Cpuid(vcpu.cpuid(leaf, subleaf))
+                            }
+                            TdxCpuid::Ve => {
+                                ve(model, exit_reason::CPUID, 0, TWO_BYTE_INSN_LEN, rip)
+                            }
+                        }
+                    }
+                    RawInsn::Msr { index, write } => {
+                        let efer = match write {
+                            Some(_) if index == msrs::EFER => vcpu.read_msr(index)?.unwrap_or(0),
+                            _ => 0,
+                        };
+                        match tdx_msr(index, write, efer) {
+                            RawMsr::Native => native_msr(vcpu, machine, index, write, now)?,
+                            RawMsr::Gp => RawOutcome::MsrGp,
+                            _ => {
+                                let reason = if write.is_some() {
+                                    exit_reason::MSR_WRITE
+                                } else {
+                                    exit_reason::MSR_READ
+                                };
+                                ve(model, reason, 0, TWO_BYTE_INSN_LEN, rip)
+                            }
+                        }
+                    }
+                    RawInsn::PortIo { start, port, io } => {
+                        note(
+                            findings,
+                            raw_finding(
+                                platform,
+                                start,
+                                &port_io_text(port, &io),
+                                "#VE (exit reason 30)",
+                            ),
+                        );
+                        ve(
+                            model,
+                            exit_reason::IO_INSTRUCTION,
+                            io.exit_qualification(port),
+                            u32::from(io.len),
+                            start,
+                        )
+                    }
+                    RawInsn::Hlt { start } => {
+                        note(
+                            findings,
+                            raw_finding(platform, start, "HLT", "#VE (exit reason 12)"),
+                        );
+                        ve(model, exit_reason::HLT, 0, 1, start)
+                    }
+                })
+            }
+            Host::SevEs {
+                model, findings, ..
+            } => {
+                let vc = |code: u64, start| RawOutcome::Inject {
+                    start,
+                    vector: VECTOR_VC,
+                    error_code: Some(code as u32),
+                };
+                Ok(match insn {
+                    RawInsn::Cpuid => vc(ghcb::exit::CPUID, rip),
+                    RawInsn::Msr { index, write } => match sev_es_msr(index) {
+                        RawMsr::Ghcb => {
+                            let r = match write {
+                                None => model.msr_read(index),
+                                Some(v) => model.msr_write(index, v).map(|()| 0),
+                            };
+                            match r {
+                                Ok(v) => RawOutcome::MsrDone(v),
+                                Err(MsrError::Gp | MsrError::NotOwned) => RawOutcome::MsrGp,
+                            }
+                        }
+                        RawMsr::Native => native_msr(vcpu, machine, index, write, now)?,
+                        _ => vc(ghcb::exit::MSR, rip),
+                    },
+                    RawInsn::PortIo { start, port, io } => {
+                        note(
+                            findings,
+                            raw_finding(
+                                platform,
+                                start,
+                                &port_io_text(port, &io),
+                                "#VC (error code 0x7b)",
+                            ),
+                        );
+                        vc(ghcb::exit::IOIO, start)
+                    }
+                    RawInsn::Hlt { .. } => {
+                        return Err(VmmError::Config(
+                            "a raw HLT sent to sev-es-sim, where it is an automatic exit (a VMM bug)"
+                                .into(),
+                        ));
+                    }
+                })
+            }
         }
     }
 
-    /// The guest's WRMSR of an MSR the filter sends to user space.
-    pub fn wrmsr(&mut self, index: u32, value: u64) -> Result<(), MsrError> {
-        match self {
-            Host::SevEs { model, .. } => model.msr_write(index, value),
-            _ => Err(MsrError::NotOwned),
-        }
-    }
-
-    /// Whether the guest was just woken from TDVMCALL<HLT> (then read once): the pending
+    /// Whether the guest was just woken from `TDVMCALL<HLT>` (then read once): the pending
     /// interrupt goes in at the next entry. Under TDX interrupts are posted: the TDX module
     /// delivers a pending one when the TD sets RFLAGS.IF (the guest's one-instruction window
     /// after HLT), with no exit the VMM could wait for; injecting at the HLT's return stands
@@ -516,18 +916,47 @@ impl Host {
         }
     }
 
-    /// The trap address (the breakpoint), for a simulated platform.
-    pub fn trap_address(&self) -> Option<u64> {
+    /// The breakpoint sites, for a simulated platform.
+    pub fn trap_sites(&self) -> Option<TrapSites> {
         match self {
             Host::Legacy => None,
-            Host::Tdx { trap, .. } | Host::SevEs { trap, .. } => Some(*trap),
+            Host::Tdx { sites, .. } | Host::SevEs { sites, .. } => Some(*sites),
+        }
+    }
+
+    /// What the guest did that the platform forbids (raw IN/OUT, raw HLT under TDX), one
+    /// line each, emptied: the host verdict fails on them.
+    pub fn take_findings(&mut self) -> Vec<String> {
+        match self {
+            Host::Legacy => Vec::new(),
+            Host::Tdx { findings, .. } | Host::SevEs { findings, .. } => std::mem::take(findings),
+        }
+    }
+
+    /// The vCPU's physical-address width, for a simulated platform.
+    pub fn width(&self) -> Option<AddressWidth> {
+        match self {
+            Host::Legacy => None,
+            Host::Tdx { width, .. } | Host::SevEs { width, .. } => Some(*width),
+        }
+    }
+
+    /// The GPA bit at which guest RAM is mapped a second time (sev-es-sim's C-bit), 0 if none:
+    /// stripped from translated addresses before guest memory is read.
+    pub fn ram_alias_bit(&self) -> u64 {
+        match self {
+            Host::SevEs { width, .. } => width.platform_bit(PlatformKind::SevEs),
+            Host::Legacy | Host::Tdx { .. } => 0,
         }
     }
 
     /// Whether `gpa`, as KVM reports it in an MMIO exit, is the memslot scenario's page.
     pub fn is_memslot_gpa(&self, gpa: u64) -> bool {
-        let plain = gpa & !memslot_gpa_bits(self.platform());
-        gpa & memslot_gpa_bits(self.platform()) == memslot_gpa_bits(self.platform())
+        let bits = self
+            .width()
+            .map_or(0, |w| memslot_gpa_bits(self.platform(), w));
+        let plain = gpa & !bits;
+        gpa & bits == bits
             && (protocol::memslot::GPA..protocol::memslot::GPA + protocol::memslot::SIZE)
                 .contains(&plain)
     }
@@ -548,25 +977,19 @@ impl Host {
                 } else {
                     0
                 };
+                // The instruction length and information are undefined for EPT violations:
+                // tdx-sim reports EPT_VIOLATION_INSN_LEN, never the instruction's length.
                 let mut info = crate::sim::tdx::VeInfo {
-                    exit_reason: protocol::tdx::EXIT_REASON_EPT_VIOLATION as u32,
+                    exit_reason: protocol::x86::exit_reason::EPT_VIOLATION,
                     exit_qualification: qual,
                     gla: access.gla.unwrap_or(0),
                     gpa: access.gpa,
-                    insn_len: access.insn_len as u32,
+                    insn_len: crate::sim::tdx::EPT_VIOLATION_INSN_LEN,
                     insn_info: 0,
                 };
                 model.tamper_mut().ve_info(&mut info);
-                let posted = model.post_ve(info);
-                if posted {
-                    Ok((VECTOR_VE, None))
-                } else {
-                    Err(
-                        "a #VE while the last #VE's information is unread (the TDX module \
-                         would deliver #DF)"
-                            .into(),
-                    )
-                }
+                // #DF if the last #VE's information is still unread (tdx_inject_ve()).
+                Ok(model.raise_ve(info).event())
             }
             Host::SevEs { .. } => Ok((VECTOR_VC, Some(VC_ERROR_NPF))),
         }
@@ -574,10 +997,12 @@ impl Host {
 
     /// Whether a debug exit at `rip` is the platform's trap.
     pub fn is_trap(&self, rip: u64) -> bool {
-        match self {
-            Host::Legacy => false,
-            Host::Tdx { trap, .. } | Host::SevEs { trap, .. } => *trap == rip,
-        }
+        self.trap_sites().is_some_and(|s| s.trap == rip)
+    }
+
+    /// Whether a debug exit at `rip` is the guest's raw CPUID.
+    pub fn is_cpuid_site(&self, rip: u64) -> bool {
+        self.trap_sites().is_some_and(|s| s.cpuid == rip)
     }
 
     /// The guest stopped at its TDCALL or VMGEXIT (a debug exit at the trap address): plays
@@ -612,12 +1037,17 @@ impl Host {
         }
         let event = match self {
             Host::Legacy => None,
+            // A host cannot make the TDX module raise a #VE: this is the hostile layer's own
+            // fiction, so it stays away from a #VE whose information is unread (which the
+            // module would turn into #DF).
             Host::Tdx { model, .. } => model.tamper_mut().spurious_event().and_then(|ev| {
-                let posted = match ev.ve {
-                    Some(ve) => model.post_ve(ve),
-                    None => true,
-                };
-                posted.then_some((VECTOR_VE, None))
+                if model.ve_pending() {
+                    return None;
+                }
+                if let Some(ve) = ev.ve {
+                    model.raise_ve(ve);
+                }
+                Some((VECTOR_VE, None))
             }),
             Host::SevEs { model, .. } => model
                 .tamper_mut()
@@ -673,11 +1103,14 @@ impl Host {
                 leaks,
                 ghcb_va,
                 watch,
-                trap,
+                sites,
+                width,
+                mapping,
+                ..
             } => {
                 if watch.take().is_some() {
                     // The guest's next request: the watched answer was never read twice.
-                    vcpu.set_guest_debug(&breakpoint(*trap, vcpu.stepping()))?;
+                    vcpu.set_guest_debug(&breakpoint(*sites, vcpu.stepping()))?;
                 }
                 let mem = machine.memory().clone();
                 let mut ram = Ram(&mem);
@@ -685,7 +1118,14 @@ impl Host {
                 // The raw conformance cases send malformed GHCBs on purpose (fields without
                 // their valid bits): their bytes are the test's, not private data.
                 let raw_case = case.is_some_and(|(suite, _)| suite == "ghcb_raw");
-                if msr & ghcb::msr::INFO_MASK == 0 && !raw_case {
+                // The host's own check of the page's mapping (a GHCB-page request only).
+                let private = msr != 0
+                    && msr & ghcb::msr::INFO_MASK == 0
+                    && ghcb_va.is_some_and(|va| {
+                        check_ghcb_mapping(vcpu, va, msr, width.sev_cbit(), mapping, case)
+                    });
+                // Through a private mapping the host sees ciphertext, not the guest's bytes.
+                if msr & ghcb::msr::INFO_MASK == 0 && !raw_case && !private {
                     let mut page = [0u8; 4096];
                     if ram.read(msr, &mut page).is_ok()
                         && let Some((at, byte)) = ghcb_leak(&page)
@@ -701,8 +1141,11 @@ impl Host {
                         }
                     }
                 }
+                if private {
+                    toggle_ciphertext(&mut ram, msr);
+                }
                 let mut step = model.vmgexit(&mut ram);
-                loop {
+                let control = loop {
                     match step {
                         GhcbStep::Done => {
                             vcpu.write_regs(|r| r.rip = cpu.rip() + TRAP_INSN_LEN);
@@ -711,24 +1154,86 @@ impl Host {
                                     steps_left: GhcbWatch::STEPS,
                                     read: [0; GHCB_WATCHED_BYTES / 64],
                                 });
-                                vcpu.set_guest_debug(&breakpoint(*trap, true))?;
+                                vcpu.set_guest_debug(&breakpoint(*sites, true))?;
                             }
-                            return Ok(Control::Continue);
+                            break Control::Continue;
                         }
                         GhcbStep::Host(request) => {
                             match serve(&request, vcpu, machine, cpu, stop)? {
                                 Served::Result(r) => {
                                     step = model.complete(r, &mut ram).map_err(sim_bug)?;
                                 }
-                                Served::Stop(reason) => return Ok(Control::Stop(reason)),
+                                Served::Stop(reason) => break Control::Stop(reason),
                             }
                         }
-                        GhcbStep::Stop(s) => return Ok(Control::Stop(platform_stop(s, cpu))),
+                        GhcbStep::Stop(s) => break Control::Stop(platform_stop(s, cpu)),
                     }
+                };
+                if private {
+                    // The guest reads the page back through its decryption.
+                    toggle_ciphertext(&mut ram, msr);
                 }
+                Ok(control)
             }
         }
     }
+}
+
+/// Translates the GHCB's virtual address `va` on the vCPU and records in `mapping` whether
+/// it reaches the GHCB MSR's GPA `msr` through a shared mapping (C-bit `cbit` clear).
+/// Returns whether the mapping is private. A page that is not mapped at `va`, or maps
+/// another GPA, is a finding too (the guest told the host one page and uses another).
+fn check_ghcb_mapping(
+    vcpu: &mut VcpuCtl<'_>,
+    va: u64,
+    msr: u64,
+    cbit: u8,
+    mapping: &mut GhcbMapping,
+    case: Option<(&'static str, &'static str)>,
+) -> bool {
+    mapping.checked += 1;
+    let c = 1u64 << cbit;
+    let at = case.map_or("no case".into(), |(s, k)| format!("{s}.{k}"));
+    // (kind, what): the first request of each kind is described.
+    let (finding, private) = match vcpu.translate(va) {
+        Some(pa) if pa & !c == msr && pa & c != 0 => (
+            Some((
+                "private",
+                format!(
+                    "GHCB at GPA {msr:#x} is mapped private (C-bit {cbit} set) at guest VA \
+                     {va:#x}, first at {at}: on hardware the host would read ciphertext and \
+                     the guest garbage"
+                ),
+            )),
+            true,
+        ),
+        Some(pa) if pa == msr => (None, false),
+        Some(pa) => (
+            Some((
+                "elsewhere",
+                format!(
+                    "the GHCB MSR holds GPA {msr:#x} but the guest's GHCB at VA {va:#x} maps \
+                     GPA {pa:#x}, first at {at}"
+                ),
+            )),
+            false,
+        ),
+        None => (
+            Some((
+                "unmapped",
+                format!("the guest's GHCB at VA {va:#x} is not mapped, first at {at}"),
+            )),
+            false,
+        ),
+    };
+    if let Some((kind, what)) = finding {
+        mapping.bad += 1;
+        if !mapping.kinds.contains(&kind) {
+            mapping.kinds.push(kind);
+            mapping.findings.push(what);
+        }
+    }
+    private
 }
 
 /// A model called out of order: a VMM bug.
@@ -843,15 +1348,20 @@ fn serve(
         HostRequest::Cpuid { leaf, subleaf, .. } => {
             Served::Result(HostResult::Cpuid(vcpu.cpuid(leaf, subleaf)))
         }
-        HostRequest::Rdmsr { index } => Served::Result(match vcpu.read_msr(index)? {
-            Some(v) => HostResult::Value(v),
-            None => HostResult::Refused,
-        }),
-        HostRequest::Wrmsr { index, value } => Served::Result(if vcpu.write_msr(index, value)? {
-            HostResult::Done
-        } else {
-            HostResult::Refused
-        }),
+        // KVM's own MSR emulation (`kvm_get_msr_common()`): the x2APIC registers from its
+        // APIC, which here is the user-space one; every other MSR from KVM's vCPU.
+        HostRequest::Rdmsr { index } => {
+            Served::Result(match native_msr(vcpu, machine, index, None, now)? {
+                RawOutcome::MsrDone(v) => HostResult::Value(v),
+                _ => HostResult::Refused,
+            })
+        }
+        HostRequest::Wrmsr { index, value } => {
+            Served::Result(match native_msr(vcpu, machine, index, Some(value), now)? {
+                RawOutcome::MsrDone(_) => HostResult::Done,
+                _ => HostResult::Refused,
+            })
+        }
         HostRequest::Hlt { interrupts_blocked } => {
             let halted = CpuState {
                 if_flag: !interrupts_blocked,
@@ -872,7 +1382,8 @@ fn serve(
         HostRequest::TdVmCallInfo { .. }
         | HostRequest::GetQuote { .. }
         | HostRequest::SetupEventNotify { .. } => Served::Result(HostResult::Done),
-        HostRequest::KvmHypercall { .. } => Served::Result(HostResult::Value(kvm_err::ENOSYS)),
+        // Accepted, as for TDVMCALL<MapGPA>: the sims keep no private/shared state.
+        HostRequest::KvmMapGpaRange { .. } => Served::Result(HostResult::Value(0)),
     })
 }
 
@@ -880,29 +1391,97 @@ fn serve(
 mod tests {
     use super::*;
 
+    /// Breakpoint sites for hosts that never run.
+    const SITES: TrapSites = TrapSites { trap: 1, cpuid: 2 };
+
     #[test]
-    fn breakpoint_enables_dr0_for_execution() {
-        let d = breakpoint(0xffff_ffff_8010_2340, false);
+    fn breakpoints_in_dr0_and_dr1_for_execution() {
+        let sites = TrapSites {
+            trap: 0xffff_ffff_8010_2340,
+            cpuid: 0xffff_ffff_8010_5000,
+        };
+        let d = breakpoint(sites, false);
         assert_eq!(d.arch.debugreg[0], 0xffff_ffff_8010_2340);
-        assert_eq!(d.arch.debugreg[7] & 0b11, 0b10, "G0 only");
-        assert_eq!(d.arch.debugreg[7] >> 16, 0, "R/W0 = LEN0 = 0: execute");
+        assert_eq!(d.arch.debugreg[1], 0xffff_ffff_8010_5000);
+        assert_eq!(d.arch.debugreg[7] & 0xff, 0b1010, "G0 and G1 only");
+        assert_eq!(d.arch.debugreg[7] >> 16, 0, "R/W = LEN = 0: execute");
         assert_ne!(d.control & KVM_GUESTDBG_USE_HW_BP, 0);
         assert_eq!(d.control & kvm_bindings::KVM_GUESTDBG_SINGLESTEP, 0);
-        let s = breakpoint(0x1000, true);
+        let s = breakpoint(SITES, true);
         assert_ne!(s.control & kvm_bindings::KVM_GUESTDBG_SINGLESTEP, 0);
-        assert_eq!(s.arch.debugreg[0], 0x1000);
+        assert_eq!((s.arch.debugreg[0], s.arch.debugreg[1]), (1, 2));
+    }
+
+    fn width(bits: u8) -> AddressWidth {
+        AddressWidth::new(bits).unwrap()
     }
 
     #[test]
     fn memslot_gpa_carries_the_shared_bit_under_tdx() {
-        let tdx = Host::new(PlatformKind::Tdx, Some(1), Box::new(crate::sim::Honest));
-        let gpa = protocol::memslot::GPA;
-        assert!(tdx.is_memslot_gpa(gpa | 1 << 47));
-        assert!(!tdx.is_memslot_gpa(gpa), "private alias: not the page");
-        assert!(!tdx.is_memslot_gpa((gpa + protocol::memslot::SIZE) | 1 << 47));
-        let sev = Host::new(PlatformKind::SevEs, Some(1), Box::new(crate::sim::Honest));
-        assert!(sev.is_memslot_gpa(gpa + 8));
-        assert!(!sev.is_memslot_gpa(gpa | 1 << 47));
+        for (bits, shared) in [
+            (48, 1u64 << 47),
+            (46, 1 << 45),
+            (39, 1 << 38),
+            (52, 1 << 51),
+        ] {
+            let tdx = Host::new(
+                PlatformKind::Tdx,
+                Some(SITES),
+                Box::new(crate::sim::Honest),
+                width(bits),
+            );
+            let gpa = protocol::memslot::GPA;
+            assert!(tdx.is_memslot_gpa(gpa | shared), "{bits}");
+            assert!(!tdx.is_memslot_gpa(gpa), "private alias: not the page");
+            assert!(!tdx.is_memslot_gpa((gpa + protocol::memslot::SIZE) | shared));
+            assert!(!tdx.is_memslot_gpa(gpa | shared << 1 >> 2), "another bit");
+            assert_eq!(tdx.ram_alias_bit(), 0);
+            let sev = Host::new(
+                PlatformKind::SevEs,
+                Some(SITES),
+                Box::new(crate::sim::Honest),
+                width(bits),
+            );
+            assert!(sev.is_memslot_gpa(gpa + 8));
+            assert!(!sev.is_memslot_gpa(gpa | sev.ram_alias_bit()));
+        }
+    }
+
+    #[test]
+    fn memslot_ve_reports_no_instruction_length_and_a_second_one_is_a_double_fault() {
+        let mut tdx = Host::new(
+            PlatformKind::Tdx,
+            Some(SITES),
+            Box::new(crate::sim::Honest),
+            width(48),
+        );
+        let access = EmulatedAccess {
+            gpa: protocol::memslot::GPA | 1 << 47,
+            write: false,
+            gla: Some(0xffff_8000_0000_0010),
+        };
+        assert_eq!(tdx.exception_for(&access), Ok((VECTOR_VE, None)));
+        // Unread: the TDX module raises #DF (vector 8, error code 0) instead of a second #VE.
+        assert_eq!(tdx.exception_for(&access), Ok((8, Some(0))));
+        let Host::Tdx { model, .. } = &mut tdx else {
+            unreachable!()
+        };
+        let TdxStep::Done(out) = model.tdcall(&TdcallRegs {
+            rax: protocol::tdx::leaf::VP_VEINFO_GET,
+            ..TdcallRegs::default()
+        }) else {
+            panic!("VEINFO.GET answers at once")
+        };
+        assert_eq!(out.rcx, 48, "the first #VE's information was kept");
+        assert_eq!(out.r9, access.gpa);
+        assert_eq!(
+            out.r10,
+            u64::from(crate::sim::tdx::EPT_VIOLATION_INSN_LEN),
+            "R10 is undefined for an EPT violation: never the instruction's length"
+        );
+        assert_eq!(crate::sim::tdx::EPT_VIOLATION_INSN_LEN, 0);
+        // Read: the next access raises a #VE again.
+        assert_eq!(tdx.exception_for(&access), Ok((VECTOR_VE, None)));
     }
 
     #[test]
@@ -965,14 +1544,53 @@ mod tests {
 
     #[test]
     fn aliases_only_for_sev_es() {
-        assert_eq!(ram_aliases(PlatformKind::Legacy), &[0]);
-        assert_eq!(ram_aliases(PlatformKind::Tdx), &[0]);
-        assert_eq!(ram_aliases(PlatformKind::SevEs), &[0, 1 << 47]);
+        assert_eq!(ram_aliases(PlatformKind::Legacy, width(48)), [0]);
+        assert_eq!(ram_aliases(PlatformKind::Tdx, width(46)), [0]);
+        assert_eq!(ram_aliases(PlatformKind::SevEs, width(48)), [0, 1 << 47]);
+        assert_eq!(ram_aliases(PlatformKind::SevEs, width(52)), [0, 1 << 51]);
+        assert_eq!(ram_aliases(PlatformKind::SevEs, width(46)), [0, 1 << 45]);
+        assert_eq!(ram_aliases(PlatformKind::SevEs, width(39)), [0, 1 << 38]);
+        // The alias lies inside the vCPU's address space, above all RAM.
+        for bits in 36..=52 {
+            let a = ram_aliases(PlatformKind::SevEs, width(bits))[1];
+            assert!(a < 1 << bits && a > crate::layout::RAM_LIMIT, "{bits}");
+        }
     }
 
     #[test]
     fn low_bytes_cut_to_size() {
         assert_eq!(low_bytes(0x1122_3344, 2), vec![0x44, 0x33]);
         assert_eq!(low_bytes(u64::MAX, 9).len(), 8);
+    }
+
+    #[test]
+    fn ciphertext_is_an_involution_that_garbles_the_usage_field() {
+        use protocol::ghcb::off;
+        let mut page = [0u8; 4096];
+        page[off::SW_EXIT_CODE] = 0x72;
+        let plain = page;
+        sev_ciphertext(0x167000, &mut page);
+        assert_ne!(page, plain);
+        // What KVM checks first: a zero GHCB usage reads as non-zero, so an honest KVM answers
+        // INVALID_USAGE to a request written through a private mapping.
+        assert_ne!(&page[off::GHCB_USAGE..off::GHCB_USAGE + 4], &[0; 4]);
+        let mut other = plain;
+        sev_ciphertext(0x168000, &mut other);
+        assert_ne!(page, other, "the keystream depends on the GPA");
+        sev_ciphertext(0x167000, &mut page);
+        assert_eq!(page, plain);
+    }
+
+    #[test]
+    fn the_mapping_verdict() {
+        let mut m = GhcbMapping::default();
+        assert!(m.verdict().unwrap_err().contains("no GHCB-page request"));
+        m.checked = 3;
+        assert_eq!(m.verdict(), Ok(()));
+        m.bad = 2;
+        m.findings
+            .push("GHCB at GPA 0x1000 is mapped private".into());
+        let e = m.verdict().unwrap_err();
+        assert!(e.contains("mapped private") && e.contains("2 of 3"), "{e}");
     }
 }

@@ -6,13 +6,14 @@ use crate::cpuid::{self, Brand};
 use crate::devices::lapic::LAPIC_BASE;
 use crate::devices::serial::COM1_DATA;
 use crate::machine::{CoalescedWrite, Control, CpuState, Exit, InterruptStep, Machine};
-use crate::simulated::Host;
+use crate::simulated::{Host, RawInsn, RawOutcome};
 use crate::{ExitReason, ExitStats, VmmError};
 use kvm_bindings::{
-    CpuId, KVM_MAX_CPUID_ENTRIES, Msrs, kvm_coalesced_mmio, kvm_coalesced_mmio_ring, kvm_interrupt,
-    kvm_msr_entry, kvm_regs, kvm_run,
+    CpuId, Msrs, kvm_coalesced_mmio, kvm_coalesced_mmio_ring, kvm_interrupt, kvm_msr_entry,
+    kvm_regs, kvm_run,
 };
-use kvm_ioctls::{Cap, IoEventAddress, Kvm, KvmRunWrapper, SyncReg, VcpuExit, VcpuFd, VmFd};
+use kvm_ioctls::{Cap, IoEventAddress, KvmRunWrapper, SyncReg, VcpuExit, VcpuFd, VmFd};
+use protocol::apic;
 use protocol::platform::PlatformKind;
 use protocol::testdev::Space;
 use std::os::fd::AsRawFd;
@@ -26,15 +27,11 @@ use std::time::{Duration, Instant};
 vmm_sys_util::ioctl_iow_nr!(KVM_INTERRUPT, kvm_bindings::KVMIO, 0x86, kvm_interrupt);
 
 /// IA32_APIC_BASE (Intel SDM vol. 3A, 11.4.4).
-const MSR_IA32_APIC_BASE: u32 = 0x1b;
-/// IA32_APIC_BASE bit 8: this is the bootstrap processor.
-const APIC_BASE_BSP: u64 = 1 << 8;
-/// IA32_APIC_BASE bit 11: APIC global enable.
-const APIC_BASE_ENABLE: u64 = 1 << 11;
-/// The value the guest's `msr.apic_base` case expects: default base, BSP, enabled. This
-/// KVM already reports it without an in-kernel irqchip (checked on these machines); it is
-/// set only if a KVM does not.
-const APIC_BASE_VALUE: u64 = LAPIC_BASE | APIC_BASE_ENABLE | APIC_BASE_BSP;
+const MSR_IA32_APIC_BASE: u32 = protocol::x86::msr::APIC_BASE;
+/// The value the guest's `msr.apic_base` case expects: default base, BSP, enabled (and under
+/// tdx-sim x2APIC mode, EXTD). This KVM already reports the xAPIC value without an in-kernel
+/// irqchip (checked on these machines); it is set only if a KVM does not.
+const APIC_BASE_VALUE: u64 = LAPIC_BASE | apic::BASE_ENABLE | apic::BASE_BSP;
 
 /// Longest single sleep while a halted vCPU waits for its timer, so a stop request is
 /// noticed promptly even for a far-off timer.
@@ -101,6 +98,19 @@ impl RunView {
             unsafe { addr_of!((*self.run.as_ptr()).__bindgen_anon_1.internal).read_volatile() };
         let n = (internal.ndata as usize).min(internal.data.len());
         (internal.suberror, internal.data[..n].to_vec())
+    }
+
+    /// Answers the current KVM_EXIT_X86_RDMSR / WRMSR: `data` (a read's value) and `error`
+    /// (KVM injects #GP when set).
+    fn set_msr_reply(&self, data: u64, error: bool) {
+        let p = self.run.as_ptr();
+        // SAFETY: called only for an MSR exit, for which KVM filled `msr` in the exit union
+        // and reads `data`/`error` back at the next KVM_RUN; in-bounds fields of the live
+        // mapping; plain integer writes, no reference created.
+        unsafe {
+            addr_of_mut!((*p).__bindgen_anon_1.msr.data).write_volatile(data);
+            addr_of_mut!((*p).__bindgen_anon_1.msr.error).write_volatile(u8::from(error));
+        }
     }
 
     /// Where the kick handler writes.
@@ -286,44 +296,81 @@ pub struct Vcpu {
     cpuid: CpuId,
 }
 
+/// What vCPU 0 is made of.
+#[derive(Clone, Copy, Debug)]
+pub struct VcpuSetup<'a> {
+    /// The PVH entry point.
+    pub entry: u64,
+    /// The CPUID brand string of this run.
+    pub brand: &'a Brand,
+    /// Which CPUID table: plain, tdx-sim's or sev-es-sim's.
+    pub platform: PlatformKind,
+    /// The vCPU's physical-address width (sev-es-sim's C-bit comes from it).
+    pub width: crate::sim::address::AddressWidth,
+    /// Whether the width was chosen narrower than the host's (then CPUID says so).
+    pub forced_width: bool,
+    /// The simulated platforms' TDCALL or VMGEXIT and raw CPUID, armed as hardware
+    /// breakpoints 0 and 1.
+    pub breakpoint: Option<crate::simulated::TrapSites>,
+    /// The UEFI hand-off state to start in (`efi-handoff` boot) instead of the PVH entry.
+    pub handoff: Option<&'a crate::boot_efi::Handoffs>,
+}
+
 impl Vcpu {
     /// Creates vCPU 0 and puts it at the PVH entry: CPUID first (before SREGS and the first
-    /// KVM_RUN, DESIGN.md), then the APIC base MSR, then special and general registers.
-    /// `platform` selects the CPUID table; `breakpoint` (the simulated platforms' TDCALL or
-    /// VMGEXIT address) is armed as hardware breakpoint 0.
-    pub fn create(
-        kvm: &Kvm,
-        vm: &VmFd,
-        entry: u64,
-        brand: &Brand,
-        platform: PlatformKind,
-        breakpoint: Option<u64>,
-    ) -> Result<Self, VmmError> {
+    /// KVM_RUN, DESIGN.md), from KVM's `supported` table adjusted for `setup`, then the APIC
+    /// base MSR, then special and general registers.
+    pub fn create(vm: &VmFd, supported: CpuId, setup: VcpuSetup<'_>) -> Result<Self, VmmError> {
+        let VcpuSetup {
+            entry,
+            brand,
+            platform,
+            width,
+            forced_width,
+            breakpoint,
+            handoff,
+        } = setup;
         let mut fd = vm
             .create_vcpu(0)
             .map_err(VmmError::kvm("KVM_CREATE_VCPU"))?;
-        let mut cpuid: CpuId = kvm
-            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-            .map_err(VmmError::kvm("KVM_GET_SUPPORTED_CPUID"))?;
+        let mut cpuid = supported;
         let table = |e| VmmError::Config(format!("CPUID table: {e:?}"));
         cpuid::configure(&mut cpuid, brand).map_err(table)?;
+        if forced_width {
+            cpuid::set_phys_bits(&mut cpuid, width.bits()).map_err(table)?;
+        }
         match platform {
             PlatformKind::Legacy => {}
             PlatformKind::Tdx => cpuid::configure_tdx(&mut cpuid).map_err(table)?,
             PlatformKind::SevEs => {
-                cpuid::configure_sev_es(&mut cpuid, crate::simulated::SEV_CBIT).map_err(table)?
+                cpuid::configure_sev_es(&mut cpuid, width.sev_cbit()).map_err(table)?
             }
         }
         fd.set_cpuid2(&cpuid)
             .map_err(VmmError::kvm("KVM_SET_CPUID2"))?;
-        ensure_apic_base(&fd)?;
+        // A TD's APIC is in x2APIC mode from the start (EXTD set; CPUID says x2APIC).
+        let apic_base = match platform {
+            PlatformKind::Tdx => APIC_BASE_VALUE | apic::BASE_EXTD,
+            PlatformKind::Legacy | PlatformKind::SevEs => APIC_BASE_VALUE,
+        };
+        ensure_apic_base(&fd, apic_base)?;
         let sregs = fd.get_sregs().map_err(VmmError::kvm("KVM_GET_SREGS"))?;
-        fd.set_sregs(&pvh_sregs(sregs))
+        let (sregs, regs) = match handoff {
+            Some(h) => (crate::boot_efi::sregs(h, sregs), crate::boot_efi::regs(h)),
+            None => {
+                let mut sregs = pvh_sregs(sregs);
+                if platform == PlatformKind::Tdx {
+                    // The TDX module enters a TD with long mode already enabled.
+                    sregs.efer = crate::sim::raw::TDX_INITIAL_EFER;
+                }
+                (sregs, pvh_regs(entry))
+            }
+        };
+        fd.set_sregs(&sregs)
             .map_err(VmmError::kvm("KVM_SET_SREGS"))?;
-        fd.set_regs(&pvh_regs(entry))
-            .map_err(VmmError::kvm("KVM_SET_REGS"))?;
-        if let Some(va) = breakpoint {
-            fd.set_guest_debug(&crate::simulated::breakpoint(va, false))
+        fd.set_regs(&regs).map_err(VmmError::kvm("KVM_SET_REGS"))?;
+        if let Some(sites) = breakpoint {
+            fd.set_guest_debug(&crate::simulated::breakpoint(sites, false))
                 .map_err(VmmError::kvm("KVM_SET_GUEST_DEBUG"))?;
         }
         fd.set_sync_valid_reg(SyncReg::Register);
@@ -383,6 +430,16 @@ pub struct VcpuCtl<'a> {
 }
 
 impl VcpuCtl<'_> {
+    /// The guest physical address `va` maps to under the vCPU's current paging
+    /// (KVM_TRANSLATE), if mapped.
+    pub fn translate(&mut self, va: u64) -> Option<u64> {
+        self.fd
+            .translate_gva(va)
+            .ok()
+            .filter(|t| t.valid != 0)
+            .map(|t| t.physical_address)
+    }
+
     /// Changes the guest's general registers through kvm_run's sync regs (loaded by the next
     /// KVM_RUN; cheaper than KVM_SET_REGS here). Starts from the snapshot KVM stored at the
     /// last exit.
@@ -475,8 +532,8 @@ fn rip(fd: &VcpuFd) -> Result<u64, VmmError> {
     Ok(fd.get_regs().map_err(VmmError::kvm("KVM_GET_REGS"))?.rip)
 }
 
-/// Makes IA32_APIC_BASE read [`APIC_BASE_VALUE`] if KVM does not already.
-fn ensure_apic_base(fd: &VcpuFd) -> Result<(), VmmError> {
+/// Makes IA32_APIC_BASE read `value` if KVM does not already.
+fn ensure_apic_base(fd: &VcpuFd, value: u64) -> Result<(), VmmError> {
     let entry = kvm_msr_entry {
         index: MSR_IA32_APIC_BASE,
         ..Default::default()
@@ -484,19 +541,19 @@ fn ensure_apic_base(fd: &VcpuFd) -> Result<(), VmmError> {
     let mut msrs = Msrs::from_entries(&[entry]).expect("one MSR entry fits");
     fd.get_msrs(&mut msrs)
         .map_err(VmmError::kvm("KVM_GET_MSRS"))?;
-    if msrs.as_slice()[0].data == APIC_BASE_VALUE {
+    if msrs.as_slice()[0].data == value {
         return Ok(());
     }
     let set = Msrs::from_entries(&[kvm_msr_entry {
-        data: APIC_BASE_VALUE,
+        data: value,
         ..entry
     }])
     .expect("one MSR entry fits");
     match fd.set_msrs(&set).map_err(VmmError::kvm("KVM_SET_MSRS"))? {
         1 => Ok(()),
-        _ => Err(VmmError::Config(
-            "KVM refused IA32_APIC_BASE = 0xfee00900".into(),
-        )),
+        _ => Err(VmmError::Config(format!(
+            "KVM refused IA32_APIC_BASE = {value:#x}"
+        ))),
     }
 }
 
@@ -600,7 +657,7 @@ pub fn run(
                 stats.record(&exit);
                 let interrupted = matches!(exit, Exit::Interrupted);
                 let control = match replayed {
-                    Control::Continue => match route(host, machine, exit, &cpu, stepping) {
+                    Control::Continue => match route(host, exit, &cpu, stepping) {
                         Routed::Machine(exit) => machine.handle(exit, &cpu, now),
                         Routed::Done(control) => control,
                         Routed::Trap => {
@@ -619,13 +676,134 @@ pub fn run(
                             if stepping {
                                 last_step = Some(cpu.rip());
                             }
-                            let (reads, halts) = next_insn(&vcpu.fd, machine.memory(), &cpu.regs);
+                            let (reads, halts) = next_insn(
+                                &vcpu.fd,
+                                machine.memory(),
+                                host.ram_alias_bit(),
+                                &cpu.regs,
+                            );
                             let mut ctl = VcpuCtl {
                                 fd: &mut vcpu.fd,
                                 cpuid: &vcpu.cpuid,
                                 stepping,
                             };
                             host.watch_step(&mut ctl, machine, reads, halts, stepping)?
+                        }
+                        Routed::RawCpuid => {
+                            let (fd, view) = (&mut vcpu.fd, &vcpu.view);
+                            let raw = RawSite {
+                                insn: RawInsn::Cpuid,
+                                complete: false,
+                            };
+                            handle_raw(
+                                fd,
+                                view,
+                                &vcpu.cpuid,
+                                stepping,
+                                host,
+                                machine,
+                                &cpu,
+                                raw,
+                                now,
+                            )?
+                        }
+                        Routed::RawMsr { index, write } => {
+                            let (fd, view) = (&mut vcpu.fd, &vcpu.view);
+                            let raw = RawSite {
+                                insn: RawInsn::Msr { index, write },
+                                complete: true,
+                            };
+                            handle_raw(
+                                fd,
+                                view,
+                                &vcpu.cpuid,
+                                stepping,
+                                host,
+                                machine,
+                                &cpu,
+                                raw,
+                                now,
+                            )?
+                        }
+                        Routed::RawIo { port, size, input } => {
+                            // Complete the exit first: whether KVM moves RIP then tells
+                            // whether the exit reported it at the instruction (upstream KVM)
+                            // or after it (OUT on these machines).
+                            match complete_exit(&mut vcpu.fd, &vcpu.view) {
+                                Err(why) => Control::Stop(ExitReason::PlatformStop {
+                                    detail: format!(
+                                        "cannot raise #VE/#VC at a raw port access: {why}"
+                                    ),
+                                    rip: cpu.rip(),
+                                }),
+                                Ok(after) => {
+                                    let alias = host.ram_alias_bit();
+                                    let at_insn = after != cpu.rip();
+                                    let mem = machine.memory();
+                                    let exit = PortExit { port, size, input };
+                                    match find_port_io(
+                                        &vcpu.fd, mem, alias, &cpu.regs, exit, at_insn,
+                                    ) {
+                                        Some((start, io)) => {
+                                            let (fd, view) = (&mut vcpu.fd, &vcpu.view);
+                                            let raw = RawSite {
+                                                insn: RawInsn::PortIo { start, port, io },
+                                                complete: false,
+                                            };
+                                            handle_raw(
+                                                fd,
+                                                view,
+                                                &vcpu.cpuid,
+                                                stepping,
+                                                host,
+                                                machine,
+                                                &cpu,
+                                                raw,
+                                                now,
+                                            )?
+                                        }
+                                        None => Control::Stop(ExitReason::RawInterception {
+                                            platform: crate::sim_name(host.platform()),
+                                            what: format!(
+                                                "{} port {port:#x} ({size}-byte elements) that the VMM could not decode",
+                                                if input { "IN from" } else { "OUT to" }
+                                            ),
+                                            rip: cpu.rip(),
+                                        }),
+                                    }
+                                }
+                            }
+                        }
+                        Routed::RawHlt => {
+                            let start = cpu.rip().wrapping_sub(1);
+                            let mut byte = [0u8; 1];
+                            let alias = host.ram_alias_bit();
+                            if read_guest(&vcpu.fd, machine.memory(), alias, start, &mut byte) == 1
+                                && byte[0] == protocol::x86::HLT_OPCODE
+                            {
+                                let (fd, view) = (&mut vcpu.fd, &vcpu.view);
+                                let raw = RawSite {
+                                    insn: RawInsn::Hlt { start },
+                                    complete: true,
+                                };
+                                handle_raw(
+                                    fd,
+                                    view,
+                                    &vcpu.cpuid,
+                                    stepping,
+                                    host,
+                                    machine,
+                                    &cpu,
+                                    raw,
+                                    now,
+                                )?
+                            } else {
+                                Control::Stop(ExitReason::RawInterception {
+                                    platform: crate::sim_name(host.platform()),
+                                    what: "HLT (no HLT opcode before the exit's RIP)".into(),
+                                    rip: cpu.rip(),
+                                })
+                            }
                         }
                         Routed::Convert { gpa, write, len } => {
                             machine.count_exit();
@@ -670,7 +848,7 @@ pub fn run(
             && let Some(memslots) = memslots
         {
             memslots.send(req);
-            if let Some(trap) = host.trap_address() {
+            if let Some(trap) = host.trap_sites() {
                 // Step while the page may be MMIO: a store's MMIO exit reports the RIP after
                 // the store, and the #VE/#VC must point at the store itself.
                 stepping = req == crate::devices::memslot::Request::Delete;
@@ -712,6 +890,26 @@ enum Routed<'a> {
     /// A single step while the hostile host watches the guest's GHCB reads:
     /// [`Host::watch_step`].
     Watch,
+    /// The guest's raw CPUID (DR1) under a simulated platform: [`Host::raw`].
+    RawCpuid,
+    /// A raw RDMSR/WRMSR under a simulated platform (its MSR filter denies every MSR).
+    RawMsr {
+        /// ECX.
+        index: u32,
+        /// EDX:EAX of a WRMSR.
+        write: Option<u64>,
+    },
+    /// A raw IN/OUT (INS/OUTS) under a simulated platform.
+    RawIo {
+        /// The port.
+        port: u16,
+        /// Bytes per element.
+        size: usize,
+        /// IN/INS.
+        input: bool,
+    },
+    /// A raw HLT under tdx-sim (an automatic exit under SEV-ES, which KVM handles).
+    RawHlt,
     /// An MMIO exit on the deleted memslot page under a simulated platform: becomes #VE/#VC.
     Convert {
         /// GPA as KVM reported it.
@@ -726,13 +924,7 @@ enum Routed<'a> {
 /// Sends platform exits (breakpoint, filtered MSRs) to the simulated host and stops the run
 /// on a raw intercepted instruction the platform forbids; everything else goes to the
 /// machine.
-fn route<'a>(
-    host: &mut Host,
-    machine: &mut Machine,
-    exit: Exit<'a>,
-    cpu: &CpuState,
-    stepping: bool,
-) -> Routed<'a> {
+fn route<'a>(host: &mut Host, exit: Exit<'a>, cpu: &CpuState, stepping: bool) -> Routed<'a> {
     let rip = cpu.rip();
     let raw = |what: String| {
         Routed::Done(Control::Stop(ExitReason::RawInterception {
@@ -750,6 +942,13 @@ fn route<'a>(
         {
             Routed::Trap
         }
+        // The raw CPUID's breakpoint (DR1), likewise.
+        Exit::Debug { dr6 }
+            if host.is_cpuid_site(rip)
+                && (dr6 & crate::simulated::DR6_B1 != 0 || !(stepping || host.watching())) =>
+        {
+            Routed::RawCpuid
+        }
         Exit::Debug { .. } if host.watching() => Routed::Watch,
         Exit::Debug { .. } if stepping => Routed::Step,
         Exit::MmioRead { addr, data } if host.forbids_raw_io() && host.is_memslot_gpa(addr) => {
@@ -766,58 +965,22 @@ fn route<'a>(
                 len: data.len(),
             }
         }
-        Exit::RdMsr { index, data, error } => match host.rdmsr(index) {
-            Ok(v) => {
-                machine.count_exit();
-                *data = v;
-                *error = 0;
-                Routed::Done(Control::Continue)
-            }
-            Err(crate::sim::ghcb::MsrError::Gp) => {
-                machine.count_exit();
-                *error = 1;
-                Routed::Done(Control::Continue)
-            }
-            Err(crate::sim::ghcb::MsrError::NotOwned) => {
-                Routed::Machine(Exit::RdMsr { index, data, error })
-            }
-        },
-        Exit::WrMsr {
+        // The simulated platforms send every RDMSR/WRMSR here (a DENY MSR filter).
+        Exit::RdMsr { index, .. } if host.forbids_raw_io() => Routed::RawMsr { index, write: None },
+        Exit::WrMsr { index, value, .. } if host.forbids_raw_io() => Routed::RawMsr {
             index,
-            value,
-            error,
-        } => match host.wrmsr(index, value) {
-            Ok(()) => {
-                machine.count_exit();
-                *error = 0;
-                Routed::Done(Control::Continue)
-            }
-            Err(crate::sim::ghcb::MsrError::Gp) => {
-                machine.count_exit();
-                *error = 1;
-                Routed::Done(Control::Continue)
-            }
-            Err(crate::sim::ghcb::MsrError::NotOwned) => Routed::Machine(Exit::WrMsr {
-                index,
-                value,
-                error,
-            }),
+            write: Some(value),
         },
-        Exit::IoIn { port, size, data } if host.forbids_raw_io() => raw(format!(
-            "IN from port {port:#x} ({size} byte{}, {} element{})",
-            if size == 1 { "" } else { "s" },
-            data.len() / size.max(1),
-            if data.len() / size.max(1) == 1 {
-                ""
-            } else {
-                "s"
-            }
-        )),
-        Exit::IoOut { port, size, data } if host.forbids_raw_io() => raw(format!(
-            "OUT to port {port:#x} ({size} byte{}, first value {:#x?})",
-            if size == 1 { "" } else { "s" },
-            &data[..size.min(data.len())]
-        )),
+        Exit::IoIn { port, size, .. } if host.forbids_raw_io() => Routed::RawIo {
+            port,
+            size,
+            input: true,
+        },
+        Exit::IoOut { port, size, .. } if host.forbids_raw_io() => Routed::RawIo {
+            port,
+            size,
+            input: false,
+        },
         Exit::MmioRead { addr, data } if host.forbids_raw_io() => raw(format!(
             "MMIO read of {} bytes at GPA {addr:#x} (no memslot)",
             data.len()
@@ -826,7 +989,7 @@ fn route<'a>(
             "MMIO write of {} bytes at GPA {addr:#x} (no memslot)",
             data.len()
         )),
-        Exit::Hlt if host.forbids_raw_hlt() => raw("HLT".into()),
+        Exit::Hlt if host.forbids_raw_hlt() => Routed::RawHlt,
         exit => Routed::Machine(exit),
     }
 }
@@ -858,6 +1021,7 @@ fn convert_to_exception(
     steps: StepTrail<'_>,
 ) -> Result<Control, VmmError> {
     let MmioAccess { gpa, write, len } = mmio;
+    let alias = host.ram_alias_bit();
     let last_step = steps.last_step;
     let snapshot = cpu.regs;
     let stop = |why: String| {
@@ -886,18 +1050,14 @@ fn convert_to_exception(
         let is_the_store = |start: u64| {
             let n = next.wrapping_sub(start);
             (1..=15).contains(&n)
-                && decode_guest(fd, mem, start).is_some_and(|d| {
+                && decode_guest(fd, mem, alias, start).is_some_and(|d| {
                     u64::from(d.len) == n
                         && d.direction() == protocol::access::Direction::Write
                         && d.size().bytes() == len as u64
                         && fd
                             .translate_gva(linear_address(&d, &snapshot, next))
                             .is_ok_and(|t| {
-                                t.valid != 0
-                                    && (t.physical_address ^ gpa)
-                                        & !0xfff
-                                        & !(1u64 << crate::simulated::SEV_CBIT)
-                                        == 0
+                                t.valid != 0 && (t.physical_address ^ gpa) & !0xfff & !alias == 0
                             })
                 })
         };
@@ -926,13 +1086,8 @@ fn convert_to_exception(
             "instruction bounds {start:#x}..{next:#x} are not one instruction"
         ));
     }
-    let gla = guest_linear_address(fd, mem, &snapshot, start, next);
-    let access = crate::simulated::EmulatedAccess {
-        gpa,
-        write,
-        gla,
-        insn_len,
-    };
+    let gla = guest_linear_address(fd, mem, alias, &snapshot, start, next);
+    let access = crate::simulated::EmulatedAccess { gpa, write, gla };
     let (vector, error_code) = match host.exception_for(&access) {
         Ok(e) => e,
         Err(why) => return stop(why),
@@ -944,6 +1099,160 @@ fn convert_to_exception(
     fd.set_sync_dirty_reg(SyncReg::Register);
     inject_exception(fd, vector, error_code)?;
     Ok(Control::Continue)
+}
+
+/// A raw intercepted instruction at an exit, and whether KVM has an access to complete
+/// before the exception can be injected (an MSR, port-IO or HLT exit; not the CPUID's
+/// breakpoint, where nothing ran).
+struct RawSite {
+    insn: RawInsn,
+    complete: bool,
+}
+
+/// Serves a raw intercepted instruction under a simulated platform ([`Host::raw`] decides):
+/// a CPUID answer goes into the registers with RIP past the 2-byte instruction; an MSR
+/// answer or #GP into the MSR exit (KVM completes it); an exception is injected at the
+/// instruction ([`inject_at`]).
+#[allow(clippy::too_many_arguments)]
+fn handle_raw(
+    fd: &mut VcpuFd,
+    view: &RunView,
+    cpuid: &CpuId,
+    stepping: bool,
+    host: &mut Host,
+    machine: &mut Machine,
+    cpu: &CpuState,
+    raw: RawSite,
+    now: Instant,
+) -> Result<Control, VmmError> {
+    let mut ctl = VcpuCtl {
+        fd,
+        cpuid,
+        stepping,
+    };
+    let outcome = host.raw(&mut ctl, machine, cpu, raw.insn, now)?;
+    match outcome {
+        RawOutcome::Cpuid([a, b, c, d]) => {
+            ctl.write_regs(|r| {
+                (r.rax, r.rbx, r.rcx, r.rdx) = (a.into(), b.into(), c.into(), d.into());
+                r.rip = cpu.rip() + u64::from(protocol::x86::TWO_BYTE_INSN_LEN);
+            });
+            Ok(Control::Continue)
+        }
+        RawOutcome::MsrDone(v) => {
+            view.set_msr_reply(v, false);
+            Ok(Control::Continue)
+        }
+        RawOutcome::MsrGp => {
+            view.set_msr_reply(0, true);
+            Ok(Control::Continue)
+        }
+        RawOutcome::Inject {
+            start,
+            vector,
+            error_code,
+        } => inject_at(
+            fd_of(ctl),
+            &cpu.regs,
+            start,
+            vector,
+            error_code,
+            raw.complete,
+        ),
+    }
+}
+
+/// The vCPU fd a [`VcpuCtl`] holds.
+fn fd_of<'a>(ctl: VcpuCtl<'a>) -> &'a mut VcpuFd {
+    ctl.fd
+}
+
+/// Injects exception `vector` at the instruction at `start`, with the registers of the exit
+/// (`snapshot`) otherwise. With `complete`, KVM still has the exit's access to finish, which
+/// it does on the next KVM_RUN whatever the registers say (DESIGN.md): that run is made with
+/// `immediate_exit` (it returns at once with the access done and nothing executed), then the
+/// registers are restored. Seen on these machines: RDMSR/WRMSR and IN exits report RIP at
+/// the instruction, OUT and HLT exits after it; the completing run moves it on.
+fn inject_at(
+    fd: &mut VcpuFd,
+    snapshot: &kvm_regs,
+    start: u64,
+    vector: u8,
+    error_code: Option<u32>,
+    complete: bool,
+) -> Result<Control, VmmError> {
+    if complete && let Err(why) = complete_exit_fd(fd) {
+        return Ok(Control::Stop(ExitReason::PlatformStop {
+            detail: format!("cannot raise exception {vector} at the instruction: {why}"),
+            rip: start,
+        }));
+    }
+    let mut restored = *snapshot;
+    restored.rip = start;
+    fd.sync_regs_mut().regs = restored;
+    fd.set_sync_dirty_reg(SyncReg::Register);
+    inject_exception(fd, vector, error_code)?;
+    Ok(Control::Continue)
+}
+
+/// Lets KVM finish the exit it started (the access completed, nothing executed): a KVM_RUN
+/// with `immediate_exit`, which returns EINTR (or, while single-stepping, the step that ends
+/// the instruction). Returns RIP afterwards.
+fn complete_exit(fd: &mut VcpuFd, view: &RunView) -> Result<u64, String> {
+    complete_exit_fd(fd)?;
+    Ok(view.cpu_state().regs.rip)
+}
+
+fn complete_exit_fd(fd: &mut VcpuFd) -> Result<(), String> {
+    fd.set_kvm_immediate_exit(1);
+    let completed = match fd.run() {
+        Err(e) if e.errno() == libc::EINTR => Ok(()),
+        Ok(VcpuExit::Intr | VcpuExit::Debug(_)) => Ok(()),
+        Ok(other) => Err(format!("the completing KVM_RUN exited with {other:?}")),
+        Err(e) => Err(format!("the completing KVM_RUN failed: {e}")),
+    };
+    fd.set_kvm_immediate_exit(0);
+    completed
+}
+
+/// A port-IO exit: what KVM reported.
+#[derive(Clone, Copy, Debug)]
+struct PortExit {
+    port: u16,
+    size: usize,
+    input: bool,
+}
+
+/// The port-IO instruction an IN/OUT exit at `regs.rip` came from, and where it starts:
+/// at RIP if `at_insn` (KVM moved RIP past it when it completed the exit: upstream KVM
+/// reports port exits at the instruction), else ending at RIP (OUT exits on these machines
+/// report the next instruction); decoded with `protocol::x86::decode_port_io` and matching
+/// the exit's port, size and direction.
+fn find_port_io(
+    fd: &VcpuFd,
+    mem: &vm_memory::GuestMemoryMmap,
+    alias: u64,
+    regs: &kvm_regs,
+    exit: PortExit,
+    at_insn: bool,
+) -> Option<(u64, protocol::x86::PortIo)> {
+    let rip = regs.rip;
+    let matches = |start: u64| {
+        let mut bytes = [0u8; 4];
+        let n = read_guest(fd, mem, alias, start, &mut bytes);
+        let io = protocol::x86::decode_port_io(&bytes[..n])?;
+        let fits = usize::from(io.size) == exit.size
+            && io.input == exit.input
+            && io.imm_port.is_none_or(|p| u16::from(p) == exit.port)
+            && (io.imm_port.is_some() || regs.rdx as u16 == exit.port)
+            && (at_insn || start + u64::from(io.len) == rip);
+        fits.then_some((start, io))
+    };
+    if at_insn {
+        matches(rip)
+    } else {
+        (1..=3u64).rev().find_map(|n| matches(rip.wrapping_sub(n)))
+    }
 }
 
 /// What the single-stepping saw of where a store began.
@@ -967,7 +1276,13 @@ struct MmioAccess {
 
 /// Reads guest virtual memory at `va` into `buf`, translating once per page; returns how
 /// many bytes were readable (the rest of `buf` is left as it was).
-fn read_guest(fd: &VcpuFd, mem: &vm_memory::GuestMemoryMmap, va: u64, buf: &mut [u8]) -> usize {
+fn read_guest(
+    fd: &VcpuFd,
+    mem: &vm_memory::GuestMemoryMmap,
+    alias: u64,
+    va: u64,
+    buf: &mut [u8],
+) -> usize {
     use vm_memory::Bytes;
     const PAGE: u64 = 4096;
     let mut done = 0;
@@ -977,7 +1292,7 @@ fn read_guest(fd: &VcpuFd, mem: &vm_memory::GuestMemoryMmap, va: u64, buf: &mut 
             break;
         };
         // The RAM alias bit (sev-es-sim's C-bit) is not part of the RAM memslot's GPA.
-        let gpa = t.physical_address & !(1u64 << crate::simulated::SEV_CBIT);
+        let gpa = t.physical_address & !alias;
         let n = ((PAGE - at % PAGE) as usize).min(buf.len() - done);
         if mem
             .read_slice(&mut buf[done..done + n], vm_memory::GuestAddress(gpa))
@@ -995,10 +1310,11 @@ fn read_guest(fd: &VcpuFd, mem: &vm_memory::GuestMemoryMmap, va: u64, buf: &mut 
 fn decode_guest(
     fd: &VcpuFd,
     mem: &vm_memory::GuestMemoryMmap,
+    alias: u64,
     start: u64,
 ) -> Option<protocol::decode::Decoded> {
     let mut bytes = [0u8; protocol::decode::MAX_INSN_LEN];
-    let n = read_guest(fd, mem, start, &mut bytes);
+    let n = read_guest(fd, mem, alias, start, &mut bytes);
     let d = protocol::decode::decode(&bytes[..n]).ok()?;
     d.mem.segment.is_none().then_some(d)
 }
@@ -1014,12 +1330,13 @@ const OPCODE_HLT: u8 = 0xf4;
 fn next_insn(
     fd: &VcpuFd,
     mem: &vm_memory::GuestMemoryMmap,
+    alias: u64,
     regs: &kvm_regs,
 ) -> (Option<(u64, u64)>, bool) {
     let mut first = [0u8; 1];
-    let halts = read_guest(fd, mem, regs.rip, &mut first) == 1
+    let halts = read_guest(fd, mem, alias, regs.rip, &mut first) == 1
         && (first[0] == OPCODE_STI || first[0] == OPCODE_HLT);
-    let load = decode_guest(fd, mem, regs.rip)
+    let load = decode_guest(fd, mem, alias, regs.rip)
         .filter(|d| d.direction() == protocol::access::Direction::Read)
         .map(|d| {
             let next = regs.rip + u64::from(d.len);
@@ -1059,11 +1376,12 @@ fn linear_address(d: &protocol::decode::Decoded, regs: &kvm_regs, next: u64) -> 
 fn guest_linear_address(
     fd: &VcpuFd,
     mem: &vm_memory::GuestMemoryMmap,
+    alias: u64,
     regs: &kvm_regs,
     start: u64,
     next: u64,
 ) -> Option<u64> {
-    let d = decode_guest(fd, mem, start)?;
+    let d = decode_guest(fd, mem, alias, start)?;
     (start + u64::from(d.len) == next).then(|| linear_address(&d, regs, next))
 }
 
@@ -1145,6 +1463,32 @@ mod tests {
     /// Runs `code` (with `data` at [`DATA`]) on a fresh VM, or `None` when KVM is missing
     /// and skipping is allowed.
     fn run_guest(test: &str, code: &[u8], data: &[u8]) -> Option<Outcome> {
+        run_on(test, PlatformKind::Legacy, code, data).map(|(o, _)| o)
+    }
+
+    /// Where the sims' TDCALL/VMGEXIT breakpoint sits in the tiny guests: a byte they never
+    /// reach.
+    const NO_TRAP: u64 = ENTRY + 0xf0;
+
+    /// [`run_guest`] under `platform`, set up as `crate::run` sets it up (MSR filter,
+    /// CPUID, APIC, breakpoints), with the raw CPUID's breakpoint at `ENTRY + cpuid_at`
+    /// where the code has its CPUID (or anywhere, if it has none). Also returns the host.
+    fn run_on(
+        test: &str,
+        platform: PlatformKind,
+        code: &[u8],
+        data: &[u8],
+    ) -> Option<(Outcome, Host)> {
+        run_sim(test, platform, code, data, NO_TRAP - 8)
+    }
+
+    fn run_sim(
+        test: &str,
+        platform: PlatformKind,
+        code: &[u8],
+        data: &[u8],
+        cpuid_at: u64,
+    ) -> Option<(Outcome, Host)> {
         let kvm = match crate::open_kvm() {
             Ok(kvm) => kvm,
             Err(e) if std::env::var("CVMPROBE_NO_KVM").as_deref() == Ok("1") => {
@@ -1161,18 +1505,34 @@ mod tests {
         let vm = kvm.create_vm().unwrap();
         vm.set_tss_address(crate::TSS_ADDRESS).unwrap();
         crate::map_memory(&vm, &mem, &[0]).unwrap();
+        crate::simulated::prepare_vm(&vm, platform).unwrap();
+        let supported = crate::supported_cpuid(&kvm).unwrap();
+        let width = crate::sim::address::AddressWidth::new(cpuid::phys_bits(&supported)).unwrap();
+        let sites = (platform != PlatformKind::Legacy).then_some(crate::simulated::TrapSites {
+            trap: NO_TRAP,
+            cpuid: cpuid_at,
+        });
         let mut vcpu = Vcpu::create(
-            &kvm,
             &vm,
-            ENTRY,
-            &Brand::for_run(),
-            PlatformKind::Legacy,
-            None,
+            supported,
+            VcpuSetup {
+                entry: ENTRY,
+                brand: &Brand::for_run(),
+                platform,
+                width,
+                forced_width: false,
+                breakpoint: sites,
+                handoff: None,
+            },
         )
         .unwrap();
-        let mut host = Host::Legacy;
+        let mut host = Host::new(platform, sites, Box::new(crate::sim::Honest), width);
         let ring = vcpu.ring.is_some();
-        let mut machine = Machine::legacy(mem.clone(), 1);
+        let apic = match platform {
+            PlatformKind::Tdx => crate::machine::ApicAccess::X2apicOnly,
+            _ => crate::machine::ApicAccess::Xapic,
+        };
+        let mut machine = Machine::new(mem.clone(), 1, apic);
         let mut stats = ExitStats::default();
         let mut chunks = Vec::new();
         crate::kick::install().unwrap();
@@ -1189,14 +1549,166 @@ mod tests {
         )
         .unwrap();
         drop(watchdog);
-        Some(Outcome {
-            exit,
-            stats,
-            chunks,
-            coalesced: machine.coalesced_writes(),
-            serial: machine.into_serial(),
-            ring,
-        })
+        Some((
+            Outcome {
+                exit,
+                stats,
+                chunks,
+                coalesced: machine.coalesced_writes(),
+                serial: machine.into_serial(),
+                ring,
+            },
+            host,
+        ))
+    }
+
+    /// The #VE information tdx-sim posted, read as the guest would (TDG.VP.VEINFO.GET).
+    fn veinfo(host: &mut Host) -> (u64, u64, u64) {
+        let Host::Tdx { model, .. } = host else {
+            panic!("not tdx-sim")
+        };
+        match model.tdcall(&protocol::tdx::TdcallRegs {
+            rax: protocol::tdx::leaf::VP_VEINFO_GET,
+            ..Default::default()
+        }) {
+            crate::sim::tdx::TdxStep::Done(r) => {
+                assert_eq!(r.rax, 0, "#VE information posted");
+                (r.rcx, r.rdx, r.r10)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// `mov ecx, imm32`
+    fn mov_ecx(v: u32) -> Vec<u8> {
+        [&[0xb9][..], &v.to_le_bytes()].concat()
+    }
+    /// `mov eax, imm32`
+    fn mov_eax(v: u32) -> Vec<u8> {
+        [&[0xb8][..], &v.to_le_bytes()].concat()
+    }
+    const CPUID: [u8; 2] = [0x0f, 0xa2];
+    const RDMSR: [u8; 2] = [0x0f, 0x32];
+
+    // The tiny guests below have no IDT: an exception the sim raises ends the run in a triple
+    // fault (KVM_EXIT_SHUTDOWN) at the instruction it was raised for, which is what they
+    // check, with the #VE information the TDX module would have posted.
+
+    #[test]
+    fn tdx_sim_cpuid_answered_by_the_module_then_a_raw_out_is_a_ve() {
+        // CPUID 0x21 (the module's own leaf: answered, EBX = "Inte"), then OUT to the port in
+        // DX = 0x6e49 ("In"): a #VE at the first OUT (whose exit reports the next RIP here,
+        // where a second, identical OUT starts: the VMM must not take that one).
+        let code = [
+            mov_eax(0x21),
+            vec![0x31, 0xc9], // xor ecx, ecx
+            CPUID.to_vec(),   // ENTRY + 7
+            vec![0x89, 0xda], // mov edx, ebx
+            vec![0xee],       // out dx, al: ENTRY + 11
+            vec![0xee],       // out dx, al
+        ]
+        .concat();
+        let test = "tdx_sim_cpuid_answered_by_the_module_then_a_raw_out_is_a_ve";
+        let Some((o, mut host)) = run_sim(test, PlatformKind::Tdx, &code, &[], ENTRY + 7) else {
+            return;
+        };
+        assert_eq!(o.exit, ExitReason::Shutdown { rip: ENTRY + 11 });
+        assert_eq!(
+            host.take_findings(),
+            [format!(
+                "raw OUT to port 0x6e49 (1 byte) under tdx-sim at RIP {:#x}: on hardware this \
+                 is a #VE (exit reason 30); the guest must go through its TDG.VP.VMCALL backend",
+                ENTRY + 11
+            )]
+        );
+        // Exit reason 30, I/O qualification (1 byte, OUT, DX, port 0x6e49), length 1.
+        assert_eq!(veinfo(&mut host), (30, 0x6e49_0000, 1));
+    }
+
+    #[test]
+    fn tdx_sim_raw_msrs_and_cpuid_outside_the_modules_tables_are_ves() {
+        // RDMSR of SEV_STATUS: outside the MSR bitmap, a #VE (exit reason 31, length 2).
+        let code = [mov_ecx(0xc001_0131), RDMSR.to_vec()].concat();
+        let test = "tdx_sim_raw_msrs_and_cpuid_outside_the_modules_tables_are_ves";
+        let Some((o, mut host)) = run_on(test, PlatformKind::Tdx, &code, &[]) else {
+            return;
+        };
+        assert_eq!(o.exit, ExitReason::Shutdown { rip: ENTRY + 5 });
+        assert_eq!(veinfo(&mut host), (31, 0, 2));
+        assert!(
+            host.take_findings().is_empty(),
+            "a #VE the guest may handle"
+        );
+        // IN (its exit reports RIP at the instruction): #VE at it, I/O qualification with
+        // the IN bit and an immediate port.
+        let code = [vec![0x90], vec![0xe5, 0x80]].concat(); // nop; in eax, 0x80
+        let (o, mut host) = run_on(test, PlatformKind::Tdx, &code, &[]).unwrap();
+        assert_eq!(o.exit, ExitReason::Shutdown { rip: ENTRY + 1 });
+        assert_eq!(veinfo(&mut host), (30, 0x0080_004b, 2));
+        // CPUID 0x40000000 (the hypervisor range): #VE, exit reason 10.
+        let code = [mov_eax(0x4000_0000), vec![0x31, 0xc9], CPUID.to_vec()].concat();
+        let (o, mut host) = run_sim(test, PlatformKind::Tdx, &code, &[], ENTRY + 7).unwrap();
+        assert_eq!(o.exit, ExitReason::Shutdown { rip: ENTRY + 7 });
+        assert_eq!(veinfo(&mut host), (10, 0, 2));
+        // HLT: #VE, exit reason 12 (its exit reports the next RIP), and a finding.
+        let (o, mut host) = run_on(test, PlatformKind::Tdx, &[0x90, 0xf4], &[]).unwrap();
+        assert_eq!(o.exit, ExitReason::Shutdown { rip: ENTRY + 1 });
+        assert_eq!(veinfo(&mut host), (12, 0, 1));
+        assert_eq!(host.take_findings().len(), 1);
+    }
+
+    #[test]
+    fn tdx_sim_x2apic_eoi_is_native_and_the_pvh_efer_write_allowed() {
+        // The PVH entry's EFER dance from the TD's initial EFER (LME already set): allowed;
+        // then WRMSR 0 to the x2APIC EOI (virtualised by the CPU: no exit in a TD, here the
+        // user-space APIC), then RDMSR of the x2APIC SVR: #VE (not in the module's table).
+        let code = [
+            mov_ecx(0xc000_0080),
+            RDMSR.to_vec(),
+            vec![0x0d, 0x00, 0x01, 0x00, 0x00], // or eax, 0x100
+            vec![0x0f, 0x30],                   // wrmsr
+            mov_ecx(0x80b),
+            vec![0x31, 0xc0, 0x31, 0xd2], // xor eax, eax; xor edx, edx
+            vec![0x0f, 0x30],             // wrmsr EOI: ENTRY + 0x17
+            mov_ecx(0x80f),
+            RDMSR.to_vec(), // ENTRY + 0x1e
+        ]
+        .concat();
+        let test = "tdx_sim_x2apic_eoi_is_native_and_the_pvh_efer_write_allowed";
+        let Some((o, mut host)) = run_on(test, PlatformKind::Tdx, &code, &[]) else {
+            return;
+        };
+        assert_eq!(o.exit, ExitReason::Shutdown { rip: ENTRY + 0x1e });
+        assert_eq!(veinfo(&mut host), (31, 0, 2));
+        assert_eq!(o.stats.msr, 4, "{:?}", o.stats);
+    }
+
+    #[test]
+    fn sev_es_sim_cpuid_and_intercepted_msrs_are_vcs_sev_status_is_not() {
+        // RDMSR of SEV_STATUS (not intercepted: the GHCB model answers), RDMSR of EFER
+        // (passed through), then RDMSR of IA32_TSC: intercepted, a #VC (error code 0x7c).
+        let code = [
+            mov_ecx(0xc001_0131),
+            RDMSR.to_vec(),
+            mov_ecx(0xc000_0080),
+            RDMSR.to_vec(),
+            mov_ecx(0x10),
+            RDMSR.to_vec(), // ENTRY + 0x13
+        ]
+        .concat();
+        let test = "sev_es_sim_cpuid_and_intercepted_msrs_are_vcs_sev_status_is_not";
+        let Some((o, _)) = run_on(test, PlatformKind::SevEs, &code, &[]) else {
+            return;
+        };
+        assert_eq!(o.exit, ExitReason::Shutdown { rip: ENTRY + 0x13 });
+        // CPUID: #VC.
+        let code = [mov_eax(0), vec![0x31, 0xc9], CPUID.to_vec()].concat();
+        let (o, _) = run_sim(test, PlatformKind::SevEs, &code, &[], ENTRY + 7).unwrap();
+        assert_eq!(o.exit, ExitReason::Shutdown { rip: ENTRY + 7 });
+        // HLT is an automatic exit: no #VC, the VMM halts (with nothing to wake it).
+        let (o, mut host) = run_on(test, PlatformKind::SevEs, &[0xf4], &[]).unwrap();
+        assert_eq!(o.exit, ExitReason::HaltedForever { rip: ENTRY + 1 });
+        assert!(host.take_findings().is_empty());
     }
 
     /// `mov dx, port`

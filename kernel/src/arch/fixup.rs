@@ -32,12 +32,16 @@ fn table() -> &'static [Entry] {
 static LAST_VECTOR: AtomicU64 = AtomicU64::new(u64::MAX);
 static LAST_ERROR: AtomicU64 = AtomicU64::new(0);
 
-/// The resume address for a fault at `rip`, recording the fault for [`take_fault`].
-pub fn search(rip: u64, vector: u8, error_code: u64) -> Option<u64> {
-    let e = table().iter().find(|e| e.insn == rip)?;
+/// The resume address for a fault at `rip`, if the instruction there may fault.
+pub fn search(rip: u64) -> Option<u64> {
+    table().iter().find(|e| e.insn == rip).map(|e| e.fixup)
+}
+
+/// Records the fault a fixup resumes from, for [`take_fault`]: the vector and the error
+/// code (for a #VE, which has none, the exit reason TDG.VP.VEINFO.GET reported).
+pub fn record(vector: u8, error_code: u64) {
     LAST_VECTOR.store(u64::from(vector), Ordering::Relaxed);
     LAST_ERROR.store(error_code, Ordering::Relaxed);
-    Some(e.fixup)
 }
 
 /// The fault recorded by the last fixup (called by the wrapper that resumed).

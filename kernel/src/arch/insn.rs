@@ -3,7 +3,8 @@
 //!
 //! Only the legacy backend and the platform detection probe may call these: after detection,
 //! a TDX or SEV-ES guest must reach the host through `tdcall`/`vmgexit` instead (a host test
-//! disassembles the kernel and checks where these instructions appear).
+//! disassembles the kernel and checks where these instructions appear). CPUID is one
+//! out-of-line wrapper ([`cpuid`]), whose instruction the simulated platforms watch.
 
 use core::arch::asm;
 
@@ -184,6 +185,7 @@ pub unsafe fn wrmsr_safe(msr: u32, v: u64) -> Result<(), Fault> {
 }
 
 /// Registers returned by CPUID.
+#[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CpuidResult {
     /// EAX.
@@ -196,17 +198,76 @@ pub struct CpuidResult {
     pub edx: u32,
 }
 
-/// `cpuid` with leaf and subleaf.
+core::arch::global_asm!(
+    ".pushsection .text.cpuid, \"ax\"",
+    ".global cvmprobe_cpuid",
+    ".balign 16",
+    // RDI = *mut CpuidResult: EAX (leaf) and ECX (sub-leaf) in, all four out. Returns 0, or 1
+    // if CPUID faulted (#VE in a TD for the leaves the TDX module does not answer, #VC under
+    // SEV-ES): the fixup entry below resumes at label 2.
+    "cvmprobe_cpuid:",
+    "push rbx",
+    "mov eax, [rdi + {eax}]",
+    "mov ecx, [rdi + {ecx}]",
+    ".global cvmprobe_cpuid_insn",
+    "cvmprobe_cpuid_insn:",
+    "cpuid",
+    "mov [rdi + {eax}], eax",
+    "mov [rdi + {ebx}], ebx",
+    "mov [rdi + {ecx}], ecx",
+    "mov [rdi + {edx}], edx",
+    "xor eax, eax",
+    "pop rbx",
+    "ret",
+    ".pushsection .ex_table, \"a\"",
+    ".balign 8",
+    ".quad cvmprobe_cpuid_insn, 2f",
+    ".popsection",
+    ".pushsection .text.fixup, \"ax\"",
+    "2: mov eax, 1",
+    "pop rbx",
+    "ret",
+    ".popsection",
+    ".popsection",
+    eax = const core::mem::offset_of!(CpuidResult, eax),
+    ebx = const core::mem::offset_of!(CpuidResult, ebx),
+    ecx = const core::mem::offset_of!(CpuidResult, ecx),
+    edx = const core::mem::offset_of!(CpuidResult, edx),
+);
+
+unsafe extern "C" {
+    /// The kernel's one raw CPUID (`protocol::x86::CPUID_SYMBOL` is its instruction): reads
+    /// the leaf and sub-leaf from `*regs`, writes the four registers back; 1 if it faulted.
+    fn cvmprobe_cpuid(regs: *mut CpuidResult) -> u32;
+}
+
+/// `cpuid` with leaf and sub-leaf: the only raw CPUID in the kernel, in one out-of-line
+/// wrapper whose instruction the simulated platforms put a hardware breakpoint on (a raw
+/// CPUID never leaves KVM by itself). It runs under the fixup table: a #VE (TDX, a leaf the
+/// TDX module does not answer) or #VC (SEV-ES, every leaf) comes back as `Err`.
 #[inline(always)]
-pub fn cpuid(leaf: u32, subleaf: u32) -> CpuidResult {
-    // CPUID has no side effects at CPL0; core's intrinsic takes care of RBX (LLVM-reserved).
-    let r = core::arch::x86_64::__cpuid_count(leaf, subleaf);
-    CpuidResult {
-        eax: r.eax,
-        ebx: r.ebx,
-        ecx: r.ecx,
-        edx: r.edx,
+pub fn cpuid(leaf: u32, subleaf: u32) -> Result<CpuidResult, Fault> {
+    let mut r = CpuidResult {
+        eax: leaf,
+        ecx: subleaf,
+        ..CpuidResult::default()
+    };
+    // SAFETY: the wrapper reads and writes only `r` (a live local) and restores RBX; CPUID
+    // has no other effect at CPL0, and a fault resumes at its fixup with the stack as it was.
+    let faulted = unsafe { cvmprobe_cpuid(&mut r) };
+    if faulted != 0 {
+        Err(super::fixup::take_fault())
+    } else {
+        Ok(r)
     }
+}
+
+/// `rdtsc`: the time-stamp counter. Not intercepted by KVM on any of the platforms here (in
+/// a TD the TDX module virtualises the TSC without an exit).
+#[inline(always)]
+pub fn rdtsc() -> u64 {
+    // SAFETY: RDTSC reads a counter; CR4.TSD is clear in this kernel.
+    unsafe { core::arch::x86_64::_rdtsc() }
 }
 
 /// `sti; hlt; cli`: wait for one interrupt with interrupts enabled only while halted. The
@@ -231,4 +292,12 @@ pub fn cli_hlt_loop() -> ! {
         // SAFETY: stops the CPU; nothing to preserve.
         unsafe { asm!("cli", "hlt", options(nomem, nostack)) };
     }
+}
+
+/// CLFLUSH of the cache line holding `va`: written back if dirty, then invalidated (used when
+/// a page turns from private to shared on SEV).
+#[inline(always)]
+pub fn clflush(va: u64) {
+    // SAFETY: CLFLUSH of a mapped address changes no architectural state but the cache.
+    unsafe { asm!("clflush ({0})", in(reg) va, options(att_syntax, nostack, preserves_flags)) };
 }

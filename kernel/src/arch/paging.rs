@@ -1,5 +1,5 @@
-//! Page-table helpers for the PVH identity map (`boot_pd` in `boot/pvh.rs`: 2048 2 MiB pages
-//! covering the low 4 GiB).
+//! Page-table helpers for the kernel's identity map (`boot_pd` in `boot/pvh.rs`: 2048 2 MiB
+//! pages covering the low 4 GiB), which the PVH boot and the UEFI hand-off run on.
 //!
 //! SEV-ES: private memory is mapped with the C-bit set and shared memory with it clear (AMD
 //! APM vol. 2 15.34.5). After detection the guest sets the C-bit on the pages that hold RAM
@@ -9,6 +9,7 @@
 //! for the #VC handler's page walk.)
 
 use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 /// Present | writable.
 const PTE_PW: u64 = 0x3;
@@ -35,7 +36,7 @@ unsafe impl Sync for PtCell {}
 static SPLIT_PT: PtCell = PtCell(UnsafeCell::new(PageTable([0; 512])));
 
 /// Sets C-bit `cbit` on every 2 MiB page below `ram_end` (identity map, PVH boot only),
-/// except the 4 KiB page at `shared_gpa`, and reloads CR3.
+/// except the 4 KiB page at `shared_gpa` ([`share_page`]), and reloads CR3.
 ///
 /// # Safety
 /// Only on the PVH identity map, with RAM reachable at both GPA and GPA | C-bit (the SEV-ES
@@ -46,38 +47,90 @@ pub unsafe fn set_cbit_on_ram(cbit: u8, ram_end: u64, shared_gpa: u64) {
     // pointer accesses avoid references to the `static mut`.
     unsafe {
         let pd = (&raw mut boot_pd).cast::<u64>();
-        let last = ram_end.div_ceil(1 << 21).min(PD_ENTRIES as u64) as usize;
+        let last = protocol::paging::private_pd_entries(ram_end).min(PD_ENTRIES as u64) as usize;
         for i in 0..last {
             *pd.add(i) |= c;
         }
-        let big = (shared_gpa >> 21) as usize;
-        // The split table's physical address, found before any entry changes (the kernel
-        // runs in the high half: its virtual address is not a GPA).
-        let pt_pa = virt_to_phys(SPLIT_PT.0.get() as u64);
-        if big < PD_ENTRIES
-            && let Some(pt_pa) = pt_pa
-        {
-            let pt = SPLIT_PT.0.get().cast::<u64>();
-            let base = (big as u64) << 21;
-            for j in 0..512u64 {
-                *pt.add(j as usize) = (base + (j << 12)) | PTE_PW | c;
-            }
-            let k = ((shared_gpa >> 12) & 511) as usize;
-            *pt.add(k) &= !c;
-            // The page table itself is private RAM; the PS bit is clear: it is a table.
-            *pd.add(big) = pt_pa | PTE_PW | c;
-            debug_assert!(*pd.add(big) & PTE_PS == 0);
+        share_page(cbit, shared_gpa);
+    }
+}
+
+/// Maps the 4 KiB page at `shared_gpa` without C-bit `cbit` (the SEV-ES GHCB): its 2 MiB page
+/// in `boot_pd` (which must carry the C-bit already) becomes a 4 KiB table with the C-bit on
+/// every other page (`protocol::paging::split_2m`); the page's cache lines are flushed first
+/// (dirty private lines must not be written back over shared data, AMD APM vol. 2 15.34.7);
+/// CR3 is reloaded. Used by the PVH boot after it set the C-bit, and by the UEFI hand-off,
+/// whose tables carry it from entry on.
+///
+/// # Safety
+/// Only on the kernel's identity map (`boot_pd`: PVH and UEFI hand-off), once, before the
+/// page is used shared.
+pub unsafe fn share_page(cbit: u8, shared_gpa: u64) {
+    let c = 1u64 << cbit;
+    let big = (shared_gpa >> 21) as usize;
+    // The split table's physical address, found before any entry changes (the kernel runs
+    // in the high half: its virtual address is not a GPA).
+    let Some(pt_pa) = virt_to_phys(SPLIT_PT.0.get() as u64) else {
+        return;
+    };
+    if big >= PD_ENTRIES {
+        return;
+    }
+    let page_va = (shared_gpa & !0xfff) + crate::platform::legacy::phys_offset();
+    for line in (0..4096).step_by(64) {
+        crate::arch::insn::clflush(page_va + line);
+    }
+    // SAFETY: per the function contract; raw pointer accesses avoid references to the
+    // `static mut`.
+    unsafe {
+        let pd = (&raw mut boot_pd).cast::<u64>();
+        let pt = SPLIT_PT.0.get().cast::<u64>();
+        let entries = protocol::paging::split_2m((big as u64) << 21, c, shared_gpa);
+        for (j, e) in entries.iter().enumerate() {
+            *pt.add(j) = *e;
         }
+        // The page table itself is private RAM; the PS bit is clear: it is a table.
+        *pd.add(big) = pt_pa | PTE_PW | c;
+        debug_assert!(*pd.add(big) & PTE_PS == 0);
         let (frame, flags) = x86_64::registers::control::Cr3::read_raw();
         x86_64::registers::control::Cr3::write_raw(frame, flags);
     }
 }
 
-/// ORs `bits` into the PVH identity map's 2 MiB entry for `gpa` and flushes the TLB (the TDX
+/// Sets C-bit `cbit` on the 4 KiB mapping of `shared_gpa` that [`set_cbit_on_ram`] left
+/// shared, and reloads CR3; returns false if that split mapping does not map `shared_gpa`.
+/// Used only by the `ghcb-private` fault injection: it makes the GHCB private, the bug the
+/// host's check of the GHCB's mapping must catch.
+///
+/// # Safety
+/// After [`set_cbit_on_ram`] with the same `shared_gpa`, on the boot CPU; the page's data is
+/// then reached through the private alias.
+pub unsafe fn set_cbit_on_split_page(cbit: u8, shared_gpa: u64) -> bool {
+    let c = 1u64 << cbit;
+    // SAFETY: per the contract the split table is in use and only this CPU changes it; raw
+    // pointer accesses avoid references to the `static mut`.
+    unsafe {
+        let pd = (&raw const boot_pd).cast::<u64>();
+        let big = (shared_gpa >> 21) as usize;
+        let Some(pt_pa) = virt_to_phys(SPLIT_PT.0.get() as u64) else {
+            return false;
+        };
+        if big >= PD_ENTRIES || *pd.add(big) & PTE_ADDR & !c != pt_pa {
+            return false;
+        }
+        let pt = SPLIT_PT.0.get().cast::<u64>();
+        *pt.add(((shared_gpa >> 12) & 511) as usize) |= c;
+        let (frame, flags) = x86_64::registers::control::Cr3::read_raw();
+        x86_64::registers::control::Cr3::write_raw(frame, flags);
+    }
+    true
+}
+
+/// ORs `bits` into the kernel identity map's 2 MiB entry for `gpa` and flushes the TLB (the TDX
 /// shared bit on an MMIO region, so its accesses leave the TD as shared GPAs).
 ///
 /// # Safety
-/// Only on the PVH identity map, for a region nothing else maps or uses with the old bits.
+/// Only on the kernel identity map (PVH, UEFI hand-off), for a region nothing else maps or uses with the old bits.
 pub unsafe fn set_2m_bits(gpa: u64, bits: u64) {
     let i = (gpa >> 21) as usize;
     if i >= PD_ENTRIES {
@@ -93,29 +146,42 @@ pub unsafe fn set_2m_bits(gpa: u64, bits: u64) {
 }
 
 /// Address bits of a page-table entry (bits 51:12).
-const PTE_ADDR: u64 = 0x000f_ffff_ffff_f000;
+const PTE_ADDR: u64 = protocol::paging::PTE_ADDR;
+
+/// Whether the kernel runs with 5-level paging (the UEFI hand-off under firmware with
+/// CR4.LA57); set once at entry, read by [`walk`] (CR4 is not read again: on a confidential VM
+/// the fewer privileged reads, the fewer questions for the host).
+static FIVE_LEVEL: AtomicBool = AtomicBool::new(false);
+
+/// Records whether the kernel's tables are 5-level (the UEFI hand-off entry calls it).
+pub fn set_five_level(on: bool) {
+    FIVE_LEVEL.store(on, Ordering::Relaxed);
+}
 
 /// The leaf page-table entry that maps virtual address `va` and the size of its page, walking
-/// the current page tables through the physical-memory mapping (`va = pa + phys_offset`).
+/// the current page tables (4 or 5 levels) through the physical-memory mapping
+/// (`va = pa + phys_offset`).
 pub fn walk(va: u64) -> Option<(u64, u64)> {
     let (frame, _) = x86_64::registers::control::Cr3::read_raw();
     let phys_offset = crate::platform::legacy::phys_offset();
-    let mut table = frame.start_address().as_u64() & !cbit_mask();
-    for level in (0..4u32).rev() {
-        let idx = (va >> (12 + 9 * level)) & 511;
-        let entry_va = table.wrapping_add(phys_offset) + idx * 8;
-        // SAFETY: `table` is the physical address of a live page table, which the loader's
-        // physical-memory mapping (or the PVH identity map) makes readable at `entry_va`.
-        let e = unsafe { core::ptr::read_volatile(entry_va as *const u64) };
-        if e & 1 == 0 {
-            return None;
-        }
-        if level == 0 || (level <= 2 && e & PTE_PS != 0) {
-            return Some((e, 1u64 << (12 + 9 * level)));
-        }
-        table = e & PTE_ADDR & !cbit_mask();
-    }
-    None
+    let levels = if FIVE_LEVEL.load(Ordering::Relaxed) {
+        5
+    } else {
+        4
+    };
+    let mut read = |pa: u64| {
+        // SAFETY: `pa` is the physical address of an entry of a live page table, which the
+        // loader's physical-memory mapping (or the kernel's identity map) makes readable.
+        Some(unsafe { core::ptr::read_volatile(pa.wrapping_add(phys_offset) as *const u64) })
+    };
+    protocol::paging::walk(
+        &mut read,
+        frame.start_address().as_u64(),
+        levels,
+        va,
+        PTE_ADDR & !cbit_mask(),
+    )
+    .map(|l| (l.entry, l.size))
 }
 
 /// The leaf entry mapping `va` (see [`walk`]).

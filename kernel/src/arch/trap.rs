@@ -14,9 +14,9 @@ pub const IRQ_BASE: u8 = 32;
 /// Number of device-interrupt vectors with stubs (32..48).
 pub const IRQ_COUNT: u8 = 16;
 /// #VE (Intel SDM vol. 3A 6.15): TDX's virtualization exception.
-const VECTOR_VE: u8 = 20;
+const VECTOR_VE: u8 = protocol::x86::vector::VE;
 /// #VC (AMD APM vol. 2 15.35.5): SEV-ES's VMM communication exception.
-const VECTOR_VC: u8 = 29;
+const VECTOR_VC: u8 = protocol::x86::vector::VC;
 /// Spurious-interrupt vector (LAPIC SVR); ignored.
 pub const SPURIOUS_VECTOR: u8 = 0xff;
 
@@ -264,6 +264,20 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         crate::platform::end_of_interrupt(vector);
         return;
     }
+    // An instruction that may fault (a probe under the fixup table) resumes at its fixup,
+    // whatever the platform: the wrapper gets the fault as an error. A #VE is consumed with
+    // TDG.VP.VEINFO.GET first: its information stays valid until read, and the TDX module
+    // turns the next #VE into a #DF while it is (`tdx_inject_ve()`).
+    if let Some(resume) = super::fixup::search(frame.rip) {
+        let code = if vector == VECTOR_VE {
+            crate::platform::tdx::consume_ve_for_fixup()
+        } else {
+            frame.error_code
+        };
+        super::fixup::record(vector, code);
+        frame.rip = resume;
+        return;
+    }
     // The request an event followed (a spurious one names it; a #VE's own TDG.VP.VEINFO.GET
     // comes after).
     let entry_request = nesting.outer_request;
@@ -281,10 +295,6 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
             return;
         }
         _ => {}
-    }
-    if let Some(resume) = super::fixup::search(frame.rip, vector, frame.error_code) {
-        frame.rip = resume;
-        return;
     }
     crate::report::unexpected_exception(frame)
 }

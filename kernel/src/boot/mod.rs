@@ -1,9 +1,10 @@
 //! Boot entry points and the one [`BootParams`] they produce.
 //!
-//! Both entries (PVH, and the bootloader_api entry of the BIOS/UEFI images) fill the same
-//! `BootParams` and call [`crate::kmain`].
+//! The entries (PVH; the UEFI hand-off from `cvmprobe.efi`; the bootloader_api entry of the
+//! BIOS/UEFI images) fill the same `BootParams` and call [`crate::kmain`].
 
 pub mod bootloader;
+pub mod efi;
 pub mod pvh;
 
 use core::cell::UnsafeCell;
@@ -17,6 +18,9 @@ pub enum BootPath {
     Pvh,
     /// The bootloader_api entry (BIOS and UEFI disk images).
     Bootloader,
+    /// The UEFI hand-off (`cvmprobe.efi`, the built-in VMM's `efi-handoff`): the firmware's
+    /// state after ExitBootServices, the kernel's own identity map (`boot_pd`).
+    Efi,
 }
 
 /// What a memory-map entry holds.
@@ -49,6 +53,9 @@ pub struct BootParams {
     pub phys_offset: u64,
     /// First GPA after the kernel image (the heap goes after it).
     pub image_end_gpa: u64,
+    /// The memory-encryption mask the loader read from the firmware's page tables (UEFI
+    /// hand-off only; 0 elsewhere): the C-bit the kernel's tables carry from entry on.
+    pub enc_mask: u64,
     regions: [MemoryRegion; Self::MEMORY_MAX],
     nregions: usize,
     cmdline: [u8; Self::CMDLINE_MAX],
@@ -57,7 +64,7 @@ pub struct BootParams {
 
 impl BootParams {
     /// Memory-map entries kept (later ones are dropped).
-    pub const MEMORY_MAX: usize = 32;
+    pub const MEMORY_MAX: usize = 128;
     /// Command-line bytes kept.
     pub const CMDLINE_MAX: usize = 1024;
 
@@ -66,6 +73,7 @@ impl BootParams {
             path: BootPath::Unknown,
             phys_offset: 0,
             image_end_gpa: 0,
+            enc_mask: 0,
             regions: [MemoryRegion {
                 base: 0,
                 len: 0,

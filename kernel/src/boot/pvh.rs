@@ -90,6 +90,7 @@ boot_gdt_ptr:
     .word boot_gdt_end - boot_gdt - 1
     .long boot_gdt - KERNEL_VMA
     .balign 8
+    .global boot_gdt_ptr64
 boot_gdt_ptr64:
     .word boot_gdt_end - boot_gdt - 1
     .quad boot_gdt
@@ -110,6 +111,7 @@ boot_pdpt:
     .quad boot_pd - KERNEL_VMA + 0x2003
     .quad boot_pd - KERNEL_VMA + 0x3003
     .fill 508, 8, 0
+    .global boot_pdpt_high
 boot_pdpt_high:
     .fill 510, 8, 0
     .quad boot_pd - KERNEL_VMA + 0x0003

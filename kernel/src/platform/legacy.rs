@@ -77,10 +77,16 @@ pub fn pio_write_bytes(port: u16, bytes: &[u8]) {
     unsafe { insn::rep_outsb(port, bytes) }
 }
 
-/// CPUID.
+/// CPUID (the one raw-CPUID wrapper). On a legacy VM it never faults; if it does, the
+/// platform is not what detection found, and the vector comes back as the error.
 #[inline(never)]
-pub fn cpuid(leaf: u32, subleaf: u32) -> CpuidResult {
-    insn::cpuid(leaf, subleaf)
+pub fn cpuid(leaf: u32, subleaf: u32) -> Result<CpuidResult, super::HostError> {
+    insn::cpuid(leaf, subleaf).map_err(|f| {
+        super::HostError::refused(
+            "raw CPUID raised an exception (status = vector): not a legacy VM",
+            u64::from(f.vector),
+        )
+    })
 }
 
 /// RDMSR under the fixup table.

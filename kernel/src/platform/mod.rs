@@ -123,10 +123,24 @@ pub fn is_legacy() -> bool {
 /// console needs a backend to report it) and the error comes back for `kmain` to bail out on.
 pub fn init(params: &BootParams) -> (PlatformKind, Result<(), HostError>) {
     legacy::set_phys_offset(params.phys_offset);
+    if let Some(bits) =
+        protocol::cmdline::get(params.cmdline(), protocol::cmdline::KEY_SIM_PHYS_BITS)
+            .and_then(protocol::cmdline::parse_sim_phys_bits)
+    {
+        SIM_PHYS_BITS.store(bits, Ordering::Relaxed);
+    }
     match detect::detect() {
         detect::Detected::Legacy => {
             KIND.store(KIND_LEGACY, Ordering::Relaxed);
             (PlatformKind::Legacy, Ok(()))
+        }
+        // Nothing safe to use: report it through the legacy backend (the best left).
+        detect::Detected::Inconsistent { what, value } => {
+            KIND.store(KIND_LEGACY, Ordering::Relaxed);
+            (
+                PlatformKind::Legacy,
+                Err(HostError::bad_answer(what, value)),
+            )
         }
         detect::Detected::Tdx => {
             KIND.store(KIND_TDX, Ordering::Relaxed);
@@ -142,7 +156,21 @@ pub fn init(params: &BootParams) -> (PlatformKind, Result<(), HostError>) {
                     protocol::ghcb::TERM_PROTOCOL_UNSUPPORTED,
                 ),
             };
-            if params.path == BootPath::Pvh {
+            if params.path == BootPath::Efi {
+                // The firmware's hand-off: private RAM carries the C-bit from entry on (the
+                // loader read it from the firmware's own tables); it must be the host's.
+                if params.enc_mask != 1 << info.cbit {
+                    KIND.store(KIND_SEV_ES, Ordering::Relaxed);
+                    let e = HostError::bad_answer(
+                        "C-bit (SEV information) against the firmware's page tables",
+                        params.enc_mask,
+                    );
+                    return (PlatformKind::SevEs, Err(e));
+                }
+                // SAFETY: the kernel's identity map, with the C-bit on RAM since entry; the
+                // GHCB has not been used yet.
+                unsafe { crate::arch::paging::share_page(info.cbit, sev_es::ghcb_gpa()) };
+            } else if params.path == BootPath::Pvh {
                 let ram_end = params
                     .regions()
                     .iter()
@@ -160,6 +188,55 @@ pub fn init(params: &BootParams) -> (PlatformKind, Result<(), HostError>) {
             KIND.store(KIND_SEV_ES, Ordering::Relaxed);
             (PlatformKind::SevEs, Ok(()))
         }
+    }
+}
+
+/// The physical-address width of a simulated platform, as the host declared it
+/// (`cmdline::KEY_SIM_PHYS_BITS`); 0 when the host declared none (every real host).
+static SIM_PHYS_BITS: AtomicU8 = AtomicU8::new(0);
+
+/// The width the host declared for a simulated platform, if it declared one. Only the checks
+/// that real hardware makes stricter than a sim on a narrow vCPU can meet (TDX GPAW 48 or 52)
+/// look at it, and the guest says so when it relies on it ([`describe_simulation`]).
+pub fn declared_sim_phys_bits() -> Option<u8> {
+    match SIM_PHYS_BITS.load(Ordering::Relaxed) {
+        0 => None,
+        b => Some(b),
+    }
+}
+
+/// A KTAP diagnostic (without the `# `) when the platform's parameters are ones only a
+/// simulated platform on a narrow vCPU reports: `tdx-sim: GPAW 46, non-architectural: the host
+/// declared a simulated TDX on a vCPU with 46 physical address bits`. `None` otherwise.
+pub fn describe_simulation(line: &mut crate::ktap::Line) -> bool {
+    let Some(bits) = declared_sim_phys_bits() else {
+        return false;
+    };
+    match kind_raw() {
+        KIND_TDX => match tdx::gpaw() {
+            Some(g) if !g.is_architectural() => {
+                line.str("tdx-sim: GPAW ")
+                    .dec(u64::from(g.bits()))
+                    .str(", non-architectural (the TDX module reports 48 or 52): the host declared a simulated TDX on a vCPU with ")
+                    .dec(u64::from(bits))
+                    .str(" physical address bits");
+                true
+            }
+            _ => false,
+        },
+        KIND_SEV_ES => {
+            let c = sev_es::cbit();
+            if c == protocol::ghcb::CBIT_MILAN || c == protocol::ghcb::CBIT_GENOA {
+                return false;
+            }
+            line.str("sev-es-sim: C-bit ")
+                .dec(u64::from(c))
+                .str(" (AMD parts use 47 or 51): the host declared a simulated SEV-ES on a vCPU with ")
+                .dec(u64::from(bits))
+                .str(" physical address bits");
+            true
+        }
+        _ => false,
     }
 }
 
@@ -269,10 +346,11 @@ fn read_fits(width: protocol::access::Width, v: u64, what: &'static str) -> Resu
 /// The virtual address of the memslot scenario's page at `gpa` (`protocol::memslot`), mapped
 /// the way the platform maps MMIO: shared on TDX (the shared bit set in its PVH identity-map
 /// entry, once), without the C-bit on SEV-ES (the RAM-only C-bit setup leaves it so). `None`
-/// outside the PVH boot, whose identity map the page relies on.
+/// outside the boots that run on the kernel's identity map (PVH, UEFI hand-off), which the
+/// page relies on.
 pub fn memslot_va(gpa: u64) -> Option<u64> {
     static SHARED: AtomicBool = AtomicBool::new(false);
-    if crate::boot::params().path != BootPath::Pvh {
+    if !matches!(crate::boot::params().path, BootPath::Pvh | BootPath::Efi) {
         return None;
     }
     if kind_raw() == KIND_TDX && !SHARED.swap(true, Ordering::Relaxed) {
@@ -298,7 +376,7 @@ pub fn describe(line: &mut crate::ktap::Line) {
     match kind_raw() {
         KIND_TDX => {
             line.str("gpaw=")
-                .dec(u64::from(tdx::gpaw()))
+                .dec(u64::from(tdx::gpaw().map_or(0, protocol::tdx::Gpaw::bits)))
                 .str(" shared_bit=")
                 .dec(u64::from(tdx::shared_bit().trailing_zeros()));
         }
@@ -377,7 +455,7 @@ pub fn pio_write_bytes(port: u16, bytes: &[u8]) -> Result<(), HostError> {
 /// CPUID.
 pub fn cpuid(leaf: u32, subleaf: u32) -> Result<CpuidResult, HostError> {
     match kind_raw() {
-        KIND_LEGACY => Ok(legacy::cpuid(leaf, subleaf)),
+        KIND_LEGACY => legacy::cpuid(leaf, subleaf),
         KIND_TDX => tdx::cpuid(leaf, subleaf),
         _ => sev_es::cpuid(leaf, subleaf),
     }

@@ -166,6 +166,17 @@ pub fn ghcb_va() -> u64 {
     GHCB.0.get() as u64
 }
 
+/// The `ghcb-private` fault injection: maps the GHCB page private (C-bit set), the mistake
+/// of a guest that forgets to share it. On hardware the host then reads ciphertext; under
+/// sev-es-sim the host's check of the GHCB's mapping reports it and fails the run. Returns
+/// whether the mapping changed (only on the PVH identity map).
+pub fn map_ghcb_private() -> bool {
+    let _busy = GHCB_BUSY.lock();
+    // SAFETY: `init` ran (the C-bit and the GHCB's GPA are known) and the page tables were
+    // split around the GHCB by `set_cbit_on_ram`; the GHCB lock keeps requests out meanwhile.
+    unsafe { crate::arch::paging::set_cbit_on_split_page(cbit(), ghcb_gpa()) }
+}
+
 /// Set by the `ghcb-double-fetch` fault injection ([`double_fetch`]).
 static DOUBLE_FETCH: AtomicBool = AtomicBool::new(false);
 

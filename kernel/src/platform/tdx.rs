@@ -11,7 +11,7 @@ use crate::arch::insn::CpuidResult;
 use crate::io::{MmioValue, PioValue};
 use crate::platform::{HostError, MsrError, read_fits};
 use core::arch::global_asm;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use protocol::access::Width;
 use protocol::tdx::{self, ExposeMask, Gpaw, TdcallRegs, leaf, regs_offset as off, status, vmcall};
 use protocol::validate::{self, DecodedAccess, TdvmcallError, VeReport};
@@ -174,22 +174,24 @@ fn vmcall(request: &'static str, sub: u64, args: [u64; 4]) -> Result<VmcallOut, 
     }
 }
 
-/// GPAW from TDG.VP.INFO, and the shared bit it implies.
+/// GPAW from TDG.VP.INFO (0 before [`init`]), and the shared bit it implies.
 static GPAW: AtomicU32 = AtomicU32::new(0);
 static SHARED_BIT: AtomicU64 = AtomicU64::new(0);
 
 /// What TDG.VP.INFO reported.
 #[derive(Clone, Copy, Debug)]
 pub struct VpInfo {
-    /// Guest physical address width (48 or 52).
-    pub gpaw: u32,
+    /// Guest physical address width: 48 or 52, or the narrower width a simulated TDX
+    /// declared (`Gpaw::simulated`).
+    pub gpaw: Gpaw,
     /// Number of vCPUs (R8[31:0]).
     pub vcpus: u32,
     /// This vCPU's index (R9[31:0]).
     pub vcpu_index: u32,
 }
 
-/// TDG.VP.INFO, validated: GPAW must be 48 or 52 (`validate::vp_info_gpaw`).
+/// TDG.VP.INFO, validated: GPAW must be 48 or 52, or exactly the width the host declared for
+/// a simulated TDX (`validate::vp_info_gpaw`, `super::declared_sim_phys_bits`).
 pub fn vp_info() -> Result<VpInfo, HostError> {
     let mut r = TdcallRegs {
         rax: leaf::VP_INFO,
@@ -199,9 +201,9 @@ pub fn vp_info() -> Result<VpInfo, HostError> {
     if r.rax != tdx::TDX_SUCCESS {
         return Err(HostError::refused("TDG.VP.INFO", r.rax));
     }
-    let gpaw = validate::vp_info_gpaw(r.rcx)?;
+    let gpaw = validate::vp_info_gpaw(r.rcx, super::declared_sim_phys_bits())?;
     Ok(VpInfo {
-        gpaw: gpaw.bits(),
+        gpaw,
         vcpus: r.r8 as u32,
         vcpu_index: r.r9 as u32,
     })
@@ -210,8 +212,8 @@ pub fn vp_info() -> Result<VpInfo, HostError> {
 /// Sets up the backend from TDG.VP.INFO.
 pub fn init() -> Result<VpInfo, HostError> {
     let info = vp_info()?;
-    GPAW.store(info.gpaw, Ordering::Relaxed);
-    SHARED_BIT.store(tdx::shared_bit(info.gpaw), Ordering::Relaxed);
+    GPAW.store(info.gpaw.bits(), Ordering::Relaxed);
+    SHARED_BIT.store(info.gpaw.shared_bit(), Ordering::Relaxed);
     Ok(info)
 }
 
@@ -220,9 +222,12 @@ pub fn shared_bit() -> u64 {
     SHARED_BIT.load(Ordering::Relaxed)
 }
 
-/// GPAW.
-pub fn gpaw() -> u32 {
-    GPAW.load(Ordering::Relaxed)
+/// GPAW as [`init`] fixed it (`None` before).
+pub fn gpaw() -> Option<Gpaw> {
+    Gpaw::simulated(
+        u64::from(GPAW.load(Ordering::Relaxed)),
+        super::declared_sim_phys_bits(),
+    )
 }
 
 /// MMIO read through `#VE.RequestMMIO` on the shared alias of `gpa`.
@@ -276,18 +281,41 @@ pub fn veinfo_get() -> Result<VeReport, HostError> {
     })
 }
 
+/// Cleared by the `ve-fixup-skips-veinfo` fault injection ([`skip_veinfo_in_fixup`]).
+static VEINFO_IN_FIXUP: AtomicBool = AtomicBool::new(true);
+
+/// From now on the fault fixup swallows a #VE without TDG.VP.VEINFO.GET
+/// (`cvmprobe.inject=ve-fixup-skips-veinfo`): the #VE information stays valid, and the TD's
+/// next #VE becomes a #DF (`tdx_inject_ve()`). The bug the fixup must not have.
+pub fn skip_veinfo_in_fixup() {
+    VEINFO_IN_FIXUP.store(false, Ordering::Relaxed);
+}
+
+/// A #VE the fault fixup takes (an instruction that may fault took one): TDG.VP.VEINFO.GET
+/// reads and so clears its information, which otherwise stays valid and turns the next #VE
+/// into a #DF. Returns the exit reason for the fixup's record (`u64::MAX` if the call failed
+/// or was skipped).
+pub fn consume_ve_for_fixup() -> u64 {
+    if !VEINFO_IN_FIXUP.load(Ordering::Relaxed) {
+        return u64::MAX;
+    }
+    veinfo_get().map_or(u64::MAX, |ve| u64::from(ve.exit_reason))
+}
+
 /// The #VE handler: only an EPT violation on a shared GPA (MMIO the host made of memory the
 /// guest used) is emulated, after checking the TDX module's report against the instruction
-/// (`validate::ve_report`): its length must be the decoded one, its access type the
-/// instruction's, and its GPA the one the accessed address maps to.
+/// (`validate::ve_report`): its access type must be the instruction's and its GPA the one the
+/// accessed address maps to. The reported instruction length is not used: the TDX module
+/// leaves it undefined for EPT violations (Linux `ve_instr_len()`), so RIP moves by the
+/// decoded length.
 pub fn handle_ve(
     f: &mut crate::arch::trap::TrapFrame,
 ) -> Result<(), super::emulate::EmulationError> {
     use super::emulate::{self, EmulationError};
     let ve = veinfo_get()?;
-    let width = Gpaw::new(u64::from(gpaw())).ok_or(EmulationError::new(
+    let width = gpaw().ok_or(EmulationError::new(
         "#VE before TDG.VP.INFO set the GPAW",
-        u64::from(gpaw()),
+        u64::from(GPAW.load(Ordering::Relaxed)),
     ))?;
     let invalid = |e: validate::Invalid| EmulationError::new(e.what, e.value);
     // Checked before decoding: a #VE that is not MMIO is reported as such, not as an
@@ -295,7 +323,6 @@ pub fn handle_ve(
     validate::ve_header(&ve, width).map_err(invalid)?;
     let access = emulate::decode_at(f)?;
     let decoded = DecodedAccess {
-        len: access.insn.len,
         direction: access.insn.direction(),
         linear: access.linear,
         mapped_gpa: crate::arch::paging::virt_to_phys(access.linear),
@@ -392,6 +419,18 @@ fn gp() -> crate::arch::insn::Fault {
         vector: 13,
         error_code: 0,
     }
+}
+
+/// EOI to the x2APIC: a raw WRMSR of 0 to MSR 0x80B. The CPU virtualises it in a TD (the
+/// TDX module's MSR table has 0x80B with its bitmap bit fixed to 0: no exit, no #VE), and
+/// KVM would refuse it through TDG.VP.VMCALL<Instruction.WRMSR> (`tdx_has_emulated_msr()`:
+/// KVM has no access to the virtual-APIC page). The one raw intercepted instruction of the
+/// TDX backend, under the fixup table all the same.
+#[inline(never)]
+pub fn x2apic_eoi() -> Result<(), crate::arch::insn::Fault> {
+    let msr = protocol::apic::x2apic_msr(protocol::apic::reg::EOI);
+    // SAFETY: EOI only retires the interrupt in service, which the caller just handled.
+    unsafe { crate::arch::insn::wrmsr_safe(msr, 0) }
 }
 
 /// HLT through `Instruction.HLT` with "interrupts not blocked" (R12 = 0, as Linux's

@@ -7,7 +7,11 @@
 //! (kernel/src/timer.rs): SVR, the LVT timer in one-shot (and periodic) mode, the divide
 //! configuration, initial/current count, EOI; plus one pending (IRR) and one in-service (ISR)
 //! vector, which is all a single timer source can produce. Other registers read back what
-//! was written; TSC-deadline mode and x2APIC are not modelled (CPUID says so).
+//! was written; TSC-deadline mode is not modelled (CPUID says so).
+//!
+//! Two register interfaces reach the same state: the xAPIC MMIO page ([`Device`]) for the
+//! legacy and SEV-ES platforms, and the x2APIC MSRs ([`Lapic::read_msr`],
+//! [`Lapic::write_msr`]; Intel SDM vol. 3A 11.12) for tdx-sim, whose TD has an x2APIC only.
 //!
 //! Time: one bus clock is [`TICK_NS`] nanoseconds, scaled by the divide configuration. The
 //! model has no thread of its own: the run loop polls it before every KVM_RUN, and a HLT
@@ -15,6 +19,7 @@
 //! interrupt at its next exit, not at the deadline (the halt suite arms, then halts).
 
 use super::{AccessCtx, Device, Effect, fill_unassigned};
+use protocol::apic::reg;
 use std::time::{Duration, Instant};
 
 pub use protocol::qemu_devices::LAPIC_BASE;
@@ -23,32 +28,32 @@ pub const LAPIC_LEN: u64 = 0x1000;
 
 // Register offsets: Intel SDM vol. 3A, table 11-1 "Local APIC Register Address Map".
 /// Local APIC ID (bits 31:24).
-pub const APIC_ID: u64 = 0x20;
+pub const APIC_ID: u64 = reg::ID;
 /// Local APIC version (read-only).
-pub const APIC_VERSION: u64 = 0x30;
+pub const APIC_VERSION: u64 = reg::VERSION;
 /// Task priority.
-pub const APIC_TPR: u64 = 0x80;
+pub const APIC_TPR: u64 = reg::TPR;
 /// End of interrupt (write-only).
-pub const APIC_EOI: u64 = 0xb0;
+pub const APIC_EOI: u64 = reg::EOI;
 /// Spurious interrupt vector; bit 8 enables the APIC in software.
-pub const APIC_SVR: u64 = 0xf0;
+pub const APIC_SVR: u64 = reg::SVR;
 /// In-service register, eight 32-bit words at 16-byte strides.
-pub const APIC_ISR: u64 = 0x100;
+pub const APIC_ISR: u64 = reg::ISR;
 /// Interrupt request register, eight words.
-pub const APIC_IRR: u64 = 0x200;
+pub const APIC_IRR: u64 = reg::IRR;
 /// LVT timer.
-pub const APIC_LVT_TIMER: u64 = 0x320;
+pub const APIC_LVT_TIMER: u64 = reg::LVT_TIMER;
 /// Timer initial count.
-pub const APIC_TIMER_INITIAL: u64 = 0x380;
+pub const APIC_TIMER_INITIAL: u64 = reg::TIMER_INITIAL;
 /// Timer current count (read-only).
-pub const APIC_TIMER_CURRENT: u64 = 0x390;
+pub const APIC_TIMER_CURRENT: u64 = reg::TIMER_CURRENT;
 /// Timer divide configuration.
-pub const APIC_TIMER_DIVIDE: u64 = 0x3e0;
+pub const APIC_TIMER_DIVIDE: u64 = reg::TIMER_DIVIDE;
 
 /// SVR bit 8: APIC software enable (SDM 11.9).
-pub const SVR_ENABLE: u32 = 1 << 8;
+pub const SVR_ENABLE: u32 = protocol::apic::SVR_ENABLE;
 /// LVT bit 16: masked (SDM 11.5.1, figure 11-8).
-pub const LVT_MASKED: u32 = 1 << 16;
+pub const LVT_MASKED: u32 = protocol::apic::LVT_MASKED;
 /// LVT timer bits 18:17: mode.
 const LVT_TIMER_MODE: u32 = 0b11 << 17;
 /// Timer mode 01: periodic.
@@ -68,10 +73,18 @@ const LVT_RESET: u32 = LVT_MASKED;
 /// Reset value of SVR: vector 0xff, software-disabled.
 const SVR_RESET: u32 = 0xff;
 /// Destination format register and its reset value (flat model).
-const APIC_DFR: u64 = 0xe0;
+const APIC_DFR: u64 = reg::DFR;
 const DFR_RESET: u32 = 0xffff_ffff;
 /// Every LVT register: CMCI, timer, thermal, performance, LINT0, LINT1, error.
-const LVT_REGS: [u64; 7] = [0x2f0, 0x320, 0x330, 0x340, 0x350, 0x360, 0x370];
+const LVT_REGS: [u64; 7] = [
+    reg::LVT_CMCI,
+    reg::LVT_TIMER,
+    reg::LVT_THERMAL,
+    reg::LVT_PMC,
+    reg::LVT_LINT0,
+    reg::LVT_LINT1,
+    reg::LVT_ERROR,
+];
 
 /// Nanoseconds per APIC bus clock: KVM clocks the APIC timer at 1 GHz
 /// (`APIC_BUS_CYCLE_NS_DEFAULT` in arch/x86/kvm/lapic.h), as does QEMU; the guest's halt
@@ -274,6 +287,109 @@ impl Lapic {
     }
 }
 
+/// Why an x2APIC MSR access raises #GP (Intel SDM vol. 3A 11.12.1.2 and table 11-6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum X2apicFault {
+    /// Not an x2APIC register (reserved, or xAPIC-only: APR, RRD, DFR, ICR high).
+    Reserved,
+    /// A read of a write-only register (EOI, self IPI) or a write of a read-only one.
+    WrongDirection,
+    /// A non-zero write to EOI, or reserved bits set.
+    ReservedBits,
+}
+
+impl Lapic {
+    /// The x2APIC register at `offset` in the xAPIC map, if x2APIC mode has it.
+    fn x2apic_register(offset: u64) -> Option<u64> {
+        use protocol::apic::reg;
+        let exists = matches!(
+            offset,
+            reg::ID
+                | reg::VERSION
+                | reg::TPR
+                | reg::PPR
+                | reg::EOI
+                | reg::LDR
+                | reg::SVR
+                | reg::ESR
+                | reg::LVT_CMCI
+                | reg::ICR_LOW
+                | reg::LVT_TIMER
+                | reg::LVT_THERMAL
+                | reg::LVT_PMC
+                | reg::LVT_LINT0
+                | reg::LVT_LINT1
+                | reg::LVT_ERROR
+                | reg::TIMER_INITIAL
+                | reg::TIMER_CURRENT
+                | reg::TIMER_DIVIDE
+                | reg::SELF_IPI
+        ) || (reg::ISR..reg::IRR + 0x80).contains(&offset);
+        exists.then_some(offset)
+    }
+
+    /// RDMSR of x2APIC register `msr` (0x800-0x8FF): the 32-bit register zero-extended, the
+    /// whole 64-bit ICR at 0x830; the x2APIC ID is this APIC's 32-bit ID (0) and the logical
+    /// ID derives from it (Intel SDM vol. 3A 11.12.10.2: cluster ID 0, bit 0).
+    pub fn read_msr(&self, msr: u32, now: Instant) -> Result<u64, X2apicFault> {
+        use protocol::apic::reg;
+        let offset = protocol::apic::x2apic_offset(msr)
+            .and_then(Self::x2apic_register)
+            .ok_or(X2apicFault::Reserved)?;
+        match offset {
+            reg::EOI | reg::SELF_IPI => Err(X2apicFault::WrongDirection),
+            reg::ID => Ok(0),
+            reg::LDR => Ok(1),
+            reg::PPR => Ok(u64::from(self.ppr())),
+            reg::ICR_LOW => {
+                Ok(u64::from(self.reg(reg::ICR_HIGH)) << 32 | u64::from(self.reg(reg::ICR_LOW)))
+            }
+            o => Ok(u64::from(self.read_reg(o, now))),
+        }
+    }
+
+    /// WRMSR of x2APIC register `msr`: the low 32 bits of `value` (bits 63:32 must be 0 but
+    /// for the ICR); EOI takes only 0; the self-IPI register requests its vector.
+    pub fn write_msr(&mut self, msr: u32, value: u64, now: Instant) -> Result<(), X2apicFault> {
+        use protocol::apic::reg;
+        let offset = protocol::apic::x2apic_offset(msr)
+            .and_then(Self::x2apic_register)
+            .ok_or(X2apicFault::Reserved)?;
+        match offset {
+            reg::ID | reg::VERSION | reg::PPR | reg::LDR | reg::TIMER_CURRENT => {
+                Err(X2apicFault::WrongDirection)
+            }
+            o if (reg::ISR..reg::IRR + 0x80).contains(&o) => Err(X2apicFault::WrongDirection),
+            reg::ICR_LOW => {
+                self.regs[idx(reg::ICR_HIGH)] = (value >> 32) as u32;
+                self.regs[idx(reg::ICR_LOW)] = value as u32;
+                Ok(())
+            }
+            _ if value >> 32 != 0 => Err(X2apicFault::ReservedBits),
+            reg::EOI if value != 0 => Err(X2apicFault::ReservedBits),
+            reg::SELF_IPI => {
+                let vector = (value & u64::from(LVT_VECTOR)) as u8;
+                if vector >= FIRST_VALID_VECTOR {
+                    self.irr = Some(vector);
+                }
+                Ok(())
+            }
+            o => {
+                self.write_reg(o, value as u32, now);
+                Ok(())
+            }
+        }
+    }
+
+    /// Processor priority (Intel SDM vol. 3A 11.8.3.1): TPR or the in-service class,
+    /// whichever is higher.
+    fn ppr(&self) -> u32 {
+        let tpr = self.reg(protocol::apic::reg::TPR) & 0xff;
+        let isr = self.isr.map_or(0, |v| u32::from(v) & 0xf0);
+        if tpr >> 4 >= isr >> 4 { tpr } else { isr }
+    }
+}
+
 /// Registers are 32 bits wide at 16-byte aligned offsets (SDM 11.4.1); other accesses are
 /// undefined on hardware and read all ones / are dropped here.
 fn dword_register(offset: u64, len: usize) -> Option<u64> {
@@ -426,6 +542,63 @@ mod tests {
         assert_eq!(a.pending_interrupt(), None, "waits for EOI");
         w(&mut a, APIC_EOI, 0, t0);
         assert_eq!(a.pending_interrupt(), Some(0x20));
+    }
+
+    #[test]
+    fn x2apic_msrs_reach_the_same_registers() {
+        use protocol::apic::{reg, x2apic_msr};
+        let t0 = Instant::now();
+        let mut a = Lapic::default();
+        let wr = |a: &mut Lapic, r: u64, v: u64| a.write_msr(x2apic_msr(r), v, t0);
+        // What kernel/src/timer.rs writes on TDX, through MSRs.
+        wr(&mut a, reg::SVR, u64::from(SVR_ENABLE) | 0xff).unwrap();
+        wr(&mut a, reg::TIMER_DIVIDE, 0xb).unwrap();
+        wr(&mut a, reg::LVT_TIMER, 0x20).unwrap();
+        wr(&mut a, reg::TIMER_INITIAL, 1000).unwrap();
+        assert_eq!(a.next_interrupt_at(), Some(t0 + Duration::from_micros(1)));
+        assert_eq!(r(&mut a, APIC_LVT_TIMER, t0), 0x20, "the xAPIC view agrees");
+        a.poll(t0 + Duration::from_micros(1));
+        a.acknowledge();
+        assert_eq!(a.read_msr(x2apic_msr(reg::ISR + 0x10), t0), Ok(1));
+        assert_eq!(a.read_msr(x2apic_msr(reg::PPR), t0), Ok(0x20));
+        // EOI takes only 0 and is write-only.
+        assert_eq!(wr(&mut a, reg::EOI, 1), Err(X2apicFault::ReservedBits));
+        assert_eq!(a.in_service(), Some(0x20));
+        assert_eq!(
+            a.read_msr(x2apic_msr(reg::EOI), t0),
+            Err(X2apicFault::WrongDirection)
+        );
+        wr(&mut a, reg::EOI, 0).unwrap();
+        assert_eq!(a.in_service(), None);
+        // Read-only registers, xAPIC-only and reserved MSRs, the 64-bit ICR.
+        assert_eq!(a.read_msr(x2apic_msr(reg::ID), t0), Ok(0));
+        assert_eq!(a.read_msr(x2apic_msr(reg::LDR), t0), Ok(1));
+        assert_eq!(
+            a.read_msr(x2apic_msr(reg::VERSION), t0),
+            Ok(u64::from(VERSION_VALUE))
+        );
+        assert_eq!(
+            wr(&mut a, reg::VERSION, 0),
+            Err(X2apicFault::WrongDirection)
+        );
+        for xapic_only in [reg::APR, reg::RRD, reg::DFR, reg::ICR_HIGH] {
+            assert_eq!(
+                a.read_msr(x2apic_msr(xapic_only), t0),
+                Err(X2apicFault::Reserved),
+                "{xapic_only:#x}"
+            );
+        }
+        assert_eq!(a.read_msr(0x840, t0), Err(X2apicFault::Reserved));
+        assert_eq!(a.read_msr(0x1b, t0), Err(X2apicFault::Reserved));
+        wr(&mut a, reg::ICR_LOW, 0x1_0000_00fd).unwrap();
+        assert_eq!(a.read_msr(x2apic_msr(reg::ICR_LOW), t0), Ok(0x1_0000_00fd));
+        assert_eq!(
+            wr(&mut a, reg::SVR, 1 << 32),
+            Err(X2apicFault::ReservedBits)
+        );
+        // Self IPI requests its vector.
+        wr(&mut a, reg::SELF_IPI, 0x31).unwrap();
+        assert_eq!(a.pending_interrupt(), Some(0x31));
     }
 
     #[test]

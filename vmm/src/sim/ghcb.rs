@@ -1,9 +1,12 @@
 //! KVM's GHCB handling for an SEV-ES guest, as a pure model: the GHCB MSR protocol and the
 //! GHCB page (Linux `arch/x86/kvm/svm/sev.c`: `sev_handle_vmgexit()`,
 //! `sev_handle_vmgexit_msr_protocol()`, `sev_es_sync_from_ghcb()`,
-//! `sev_es_validate_vmgexit()`, `setup_vmgexit_scratch()`, `sev_es_string_io()`,
-//! `sev_es_unmap_ghcb()`, `sev_es_sync_to_ghcb()`; `arch/x86/kvm/svm/svm.c` exit handlers;
-//! `arch/x86/kvm/x86.c` `kvm_fast_pio()`, `kvm_sev_es_mmio()`, `kvm_sev_es_string_io()`).
+//! `sev_es_are_required_ghcb_fields_valid()`, `is_snp_only_vmgexit()`,
+//! `setup_vmgexit_scratch()`, `sev_es_string_io()`, `sev_es_unmap_ghcb()`,
+//! `sev_es_sync_to_ghcb()`; `arch/x86/kvm/svm/svm.c` exit handlers; `arch/x86/kvm/x86.c`
+//! `kvm_fast_pio()`, `kvm_sev_es_mmio()`, `kvm_sev_es_string_io()`). Read in kvm-x86/linux
+//! at 1a27afa0511e (2026); older KVM had the checks in `sev_es_validate_vmgexit()`, which
+//! current KVM no longer has (see [`SnpOnlyExits`]).
 //!
 //! The guest's RDMSR/WRMSR of the GHCB MSR and SEV_STATUS reach the VMM through the MSR
 //! filter ([`GhcbModel::msr_read`], [`GhcbModel::msr_write`]); its VMGEXIT reaches
@@ -18,32 +21,40 @@
 //! valid, else 0. Nothing else is marked valid afterwards. All of this happens in
 //! [`GhcbModel`]'s single `finish` step, after the [`Tamper::ghcb_page`] hook.
 //!
-//! Versions ([`GhcbConfig`]):
-//! - `ghcb_version` (2 for KVM_SEV_INIT2 VMs, 1 for legacy KVM_SEV_INIT): with version >= 2 a
-//!   scratch area outside the GHCB page is INVALID_SCRATCH_AREA and MMIO longer than 8 bytes
-//!   is INVALID_INPUT; with version 1 KVM bounces up to 16 pages of outside scratch and splits
-//!   long MMIO into 8-byte exits (the May 2026 fix series "KVM: SEV: Reject MMIO requests
-//!   larger than 8 bytes with GHCB v2+" and the v2 scratch check, tagged for stable).
-//! - `kvm_has_snp` (KVM with SEV-SNP host support, v6.11+): SNP-only exit codes (PSC, guest
-//!   requests, AP creation) from an SEV-ES guest answer MISSING_INPUT, and SNP-only MSR codes
-//!   (0x010, 0x012, 0x014) raise KVM_SYSTEM_EVENT_SEV_TERM. Before SNP support KVM did not know
-//!   them: INVALID_EVENT, and the MSR left as it was.
+//! The order of current `sev_handle_vmgexit()` for a GHCB page: `ghcb_usage` != 0 ->
+//! INVALID_USAGE; an SNP-only exit code (`is_snp_only_vmgexit()`: PSC, guest request,
+//! extended guest request, AP creation) from a non-SNP guest -> INVALID_EVENT, with
+//! SW_EXITCODE read whether or not it is marked valid; `sev_es_are_required_ghcb_fields_valid()`
+//! (SW_EXITCODE, SW_EXITINFO1/2, then the exit's own inputs) -> MISSING_INPUT;
+//! `svm_vmgexit_success(svm, 0)` and the dispatch, whose default is INVALID_EVENT.
+//!
+//! Versions ([`GhcbConfig`]; [`crate::sim::profile`] sets them per KVM release):
+//! - `ghcb_version` (2 for KVM_SEV_INIT2 VMs, 1 for legacy KVM_SEV_INIT).
+//! - `ghcb_v2_limits` (the 2026 fix series "KVM: SEV: Reject MMIO requests larger than 8
+//!   bytes with GHCB v2+" and "GHCB v2 requires the scratch area to be within the GHCB",
+//!   tagged for stable): with it and version >= 2 a scratch area outside the GHCB page is
+//!   INVALID_SCRATCH_AREA and MMIO longer than 8 bytes is INVALID_INPUT; without it, or with
+//!   version 1, KVM bounces up to 16 pages of outside scratch and splits long MMIO into 8-byte
+//!   exits.
+//! - `kvm_has_snp` (KVM with SEV-SNP host support, v6.11+): SNP-only MSR codes (0x010, 0x012,
+//!   0x014) raise KVM_SYSTEM_EVENT_SEV_TERM; before, KVM did not know them and left the MSR
+//!   as it was.
+//! - `snp_only_exits` ([`SnpOnlyExits`]): SNP-only exit codes, three eras.
 //!
 //! Where this model follows current KVM rather than PROTOCOLS.md:
-//! - SNP-only exit codes from an SEV-ES guest answer MISSING_INPUT in current code (the
-//!   `!is_sev_snp_guest()` checks sit under `reason = GHCB_ERR_MISSING_INPUT`) and
-//!   INVALID_EVENT in older code; PROTOCOLS.md has the two the other way round.
 //! - The MSR-protocol CPUID response keeps the request's bits 31:12 (the register selector
 //!   in 31:30): KVM only replaces bits 63:32 and 11:0 (`set_ghcb_msr_bits()`). A CPUID
 //!   request for EBX (0x..._4000_0004) answers 0x..._4000_0005. (Linux's guest only checks
 //!   the low 12 bits; `protocol::ghcb::MsrResponse::decode` currently requires 31:12 to be 0
 //!   and so refuses KVM's answer for EBX, ECX and EDX.)
-//! - Exit codes are compared as whole 64-bit values (current KVM keeps `exit_code` as `u64`),
-//!   so 0x1_0000_0072 is not CPUID but INVALID_EVENT.
+//! - Exit codes are compared as whole 64-bit values (KVM keeps `exit_code` as `u64` since
+//!   v7.0, "KVM: SVM: Treat exit_code as an unsigned 64-bit value through all of KVM"), so
+//!   0x1_0000_0072 is not CPUID but INVALID_EVENT.
 
+use super::kvm_hypercall::{self, Hypercall, HypercallConfig, HypercallOutcome, PvFeatures};
 use super::{
     GuestMemory, Honest, HostRequest, HostResult, PAGE_SIZE, SevTermCause, SimError, Stop, Tamper,
-    kvm_err, kvm_hc, low_bytes_mask,
+    low_bytes_mask,
 };
 use protocol::ghcb::{self, MsrResponse, error, exit, ioio, msr, off, result};
 
@@ -105,6 +116,25 @@ const SHARED_BUFFER_END: u64 = (off::SHARED_BUFFER + ghcb::SHARED_BUFFER_LEN) as
 const IOIO_SIZE_MASK: u64 = ioio::SZ8 | ioio::SZ16 | ioio::SZ32;
 const IOIO_SIZE_SHIFT: u32 = 4;
 
+/// How KVM answers an SNP-only exit code (PSC 0x8000_0010, guest request 0x8000_0011,
+/// extended guest request 0x8000_0012, AP creation 0x8000_0013) from an SEV-ES guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnpOnlyExits {
+    /// KVM without SEV-SNP host support (v6.10 and older): the codes are unknown, so
+    /// `sev_es_validate_vmgexit()` checks the SW_EXITCODE/SW_EXITINFO1/SW_EXITINFO2 valid
+    /// bits (MISSING_INPUT) and its default case answers INVALID_EVENT.
+    Unknown,
+    /// v6.11 (SEV-SNP host support) until the rewrite: `sev_es_validate_vmgexit()` checks the
+    /// three valid bits, then each SNP-only case does `if (!sev_snp_guest(...)) goto
+    /// vmgexit_err;` with `reason = GHCB_ERR_MISSING_INPUT`: MISSING_INPUT either way.
+    MissingInput,
+    /// Current KVM (the rewrite that replaced `sev_es_validate_vmgexit()`):
+    /// `sev_handle_vmgexit()` checks `is_snp_only_vmgexit() && !is_sev_snp_guest()` right
+    /// after the usage check, before any valid bit: INVALID_EVENT, even with SW_EXITCODE not
+    /// marked valid.
+    InvalidEventFirst,
+}
+
 /// The simulated SEV-ES VM's configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GhcbConfig {
@@ -117,8 +147,18 @@ pub struct GhcbConfig {
     pub hv_features: u64,
     /// What RDMSR of SEV_STATUS reads.
     pub sev_status: u64,
-    /// KVM with SEV-SNP host support (v6.11+): see the module documentation.
+    /// KVM with SEV-SNP host support (v6.11+): SNP-only MSR-protocol codes end the VM.
     pub kvm_has_snp: bool,
+    /// How SNP-only exit codes are answered.
+    pub snp_only_exits: SnpOnlyExits,
+    /// KVM enforces the GHCB version 2 limits on the scratch area and the MMIO length (the
+    /// 2026 fix series; see the module documentation).
+    pub ghcb_v2_limits: bool,
+    /// The VMM enabled KVM_CAP_EXIT_HYPERCALL for KVM_HC_MAP_GPA_RANGE
+    /// (`user_exit_on_hypercall()`); without it that hypercall answers `-KVM_ENOSYS`.
+    pub map_gpa_range_exit: bool,
+    /// Whether KVM enforces the PV CPUID bits on KVM hypercalls (`guest_pv_has()`).
+    pub pv_features: PvFeatures,
 }
 
 impl Default for GhcbConfig {
@@ -129,7 +169,19 @@ impl Default for GhcbConfig {
             hv_features: KVM_HV_FEATURES,
             sev_status: ghcb::SEV_STATUS_SEV | ghcb::SEV_STATUS_SEV_ES,
             kvm_has_snp: true,
+            snp_only_exits: SnpOnlyExits::InvalidEventFirst,
+            ghcb_v2_limits: true,
+            map_gpa_range_exit: true,
+            pv_features: PvFeatures::default(),
         }
+    }
+}
+
+impl GhcbConfig {
+    /// Whether KVM holds this VM to the GHCB version 2 limits (scratch inside the GHCB, MMIO
+    /// of at most 8 bytes).
+    pub fn v2_limits(&self) -> bool {
+        self.ghcb_version >= 2 && self.ghcb_v2_limits
     }
 }
 
@@ -436,8 +488,8 @@ impl<T: Tamper> GhcbModel<T> {
 
     // ----- GHCB page -----------------------------------------------------------------------
 
-    /// `sev_es_sync_from_ghcb()`, `sev_es_validate_vmgexit()`, then the dispatch in
-    /// `sev_handle_vmgexit()` after `svm_vmgexit_success(svm, 0)`.
+    /// `sev_es_sync_from_ghcb()`, the checks of `sev_handle_vmgexit()` ([`Self::validate`]),
+    /// then its dispatch after `svm_vmgexit_success(svm, 0)`.
     fn page_request(&mut self, ghcb_gpa: u64, page: &[u8], mem: &mut dyn GuestMemory) -> GhcbStep {
         let page = Page(page);
         let regs = Regs {
@@ -524,12 +576,20 @@ impl<T: Tamper> GhcbModel<T> {
         }
     }
 
-    /// `sev_es_validate_vmgexit()`: ghcb_usage first, then the valid bits of SW_EXITCODE,
-    /// SW_EXITINFO1/2, then per exit code; an unknown code is INVALID_EVENT. The
-    /// comparisons use the full 64-bit exit code and (for CPUID's XCR0 rule) the full RAX.
+    /// The checks before the dispatch, in the order of the configured KVM: `ghcb_usage`
+    /// (INVALID_USAGE) always first; then, in current KVM, an SNP-only exit code
+    /// (INVALID_EVENT, SW_EXITCODE read without its valid bit); then the valid bits of
+    /// SW_EXITCODE, SW_EXITINFO1/2 and the exit's inputs (MISSING_INPUT,
+    /// `sev_es_are_required_ghcb_fields_valid()`); an unknown code is INVALID_EVENT (the
+    /// dispatch's default). The comparisons use the full 64-bit exit code and (for CPUID's
+    /// XCR0 rule) the full RAX. See [`SnpOnlyExits`] for the older orders.
     fn validate(&self, page: &Page<'_>, req: &Request) -> Result<(), u64> {
         if page.u32_at(off::GHCB_USAGE) != 0 {
             return Err(error::INVALID_USAGE);
+        }
+        let snp_only = is_snp_only_vmgexit(req.exit_code);
+        if snp_only && self.cfg.snp_only_exits == SnpOnlyExits::InvalidEventFirst {
+            return Err(error::INVALID_EVENT);
         }
         let need = |offs: &[usize]| {
             if offs.iter().all(|&o| page.is_valid(o)) {
@@ -539,12 +599,14 @@ impl<T: Tamper> GhcbModel<T> {
             }
         };
         need(&[off::SW_EXIT_CODE, off::SW_EXIT_INFO_1, off::SW_EXIT_INFO_2])?;
-        let snp_only = if self.cfg.kvm_has_snp {
-            // `if (!is_sev_snp_guest(vcpu)) goto vmgexit_err;` with MISSING_INPUT.
-            Err(error::MISSING_INPUT)
-        } else {
-            Err(error::INVALID_EVENT)
-        };
+        if snp_only {
+            return Err(match self.cfg.snp_only_exits {
+                // `if (!sev_snp_guest(vcpu->kvm)) goto vmgexit_err;` with MISSING_INPUT.
+                SnpOnlyExits::MissingInput => error::MISSING_INPUT,
+                // Unknown to KVM: the default case.
+                SnpOnlyExits::Unknown | SnpOnlyExits::InvalidEventFirst => error::INVALID_EVENT,
+            });
+        }
         match req.exit_code {
             svm_exit::READ_DR7
             | svm_exit::RDTSC
@@ -580,10 +642,6 @@ impl<T: Tamper> GhcbModel<T> {
             svm_exit::MONITOR => need(&[off::RAX, off::RCX, off::RDX]),
             svm_exit::MWAIT => need(&[off::RAX, off::RCX]),
             exit::MMIO_READ | exit::MMIO_WRITE => need(&[off::SW_SCRATCH]),
-            svm_exit::AP_CREATION
-            | svm_exit::PSC
-            | svm_exit::GUEST_REQUEST
-            | svm_exit::EXT_GUEST_REQUEST => snp_only,
             exit::NMI_COMPLETE
             | exit::AP_HLT_LOOP
             | exit::AP_JUMP_TABLE
@@ -626,7 +684,7 @@ impl<T: Tamper> GhcbModel<T> {
                 sync,
             });
         }
-        if self.cfg.ghcb_version >= 2 || len > SCRATCH_AREA_LIMIT {
+        if self.cfg.v2_limits() || len > SCRATCH_AREA_LIMIT {
             return Err(ScratchError::Invalid);
         }
         let mut data = vec![0u8; len as usize];
@@ -671,7 +729,7 @@ impl<T: Tamper> GhcbModel<T> {
         if len == 0 {
             return self.success(&req, req.regs, 0, None, mem);
         }
-        if self.cfg.ghcb_version >= 2 && len > 8 {
+        if self.cfg.v2_limits() && len > 8 {
             return self.bad_input(&req, error::INVALID_INPUT, mem);
         }
         let sa = match self.setup_scratch(&req, scratch, len, !write, page, mem) {
@@ -853,33 +911,36 @@ impl<T: Tamper> GhcbModel<T> {
     }
 
     /// VMMCALL (`kvm_emulate_hypercall()` -> `____kvm_emulate_hypercall()`): number RAX,
-    /// arguments RBX, RCX, RDX, RSI; CPL (from the GHCB) > 0 answers `-KVM_EPERM`; the return
-    /// value goes to RAX. Numbers as in the TDX model.
+    /// arguments RBX, RCX, RDX, RSI, CPL from the GHCB, 64-bit (protected state); the
+    /// return value goes to RAX. KVM answers it inside ([`kvm_hypercall::emulate`]); only
+    /// KVM_HC_MAP_GPA_RANGE with the user exit enabled reaches the VMM.
     fn vmmcall(&mut self, req: Request, cpl: u8, mem: &mut dyn GuestMemory) -> GhcbStep {
         let mut regs = req.regs;
-        let nr = regs.rax;
-        let ret = if cpl != 0 {
-            kvm_err::EPERM
-        } else {
-            match nr {
-                kvm_hc::VAPIC_POLL_IRQ => 0,
-                kvm_hc::KICK_CPU
-                | kvm_hc::CLOCK_PAIRING
-                | kvm_hc::SEND_IPI
-                | kvm_hc::SCHED_YIELD
-                | kvm_hc::MAP_GPA_RANGE => {
-                    let args = [regs.rbx, regs.rcx, regs.rdx, regs.rsi];
-                    return self.ask(
-                        req,
-                        PageOp::Hypercall,
-                        HostRequest::KvmHypercall { nr, args },
-                    );
-                }
-                _ => kvm_err::ENOSYS,
-            }
+        let call = Hypercall {
+            nr: regs.rax,
+            args: [regs.rbx, regs.rcx, regs.rdx, regs.rsi],
+            cpl,
+            op_64_bit: true,
         };
-        regs.rax = ret;
-        self.success(&req, regs, 0, None, mem)
+        let cfg = HypercallConfig {
+            map_gpa_range_exit: self.cfg.map_gpa_range_exit,
+            pv: self.cfg.pv_features,
+            ..HypercallConfig::default()
+        };
+        match kvm_hypercall::emulate(call, &cfg) {
+            HypercallOutcome::Return(v) => {
+                regs.rax = v;
+                self.success(&req, regs, 0, None, mem)
+            }
+            HypercallOutcome::MapGpaRange { gpa, npages, attrs } => self.ask(
+                req,
+                PageOp::Hypercall,
+                HostRequest::KvmMapGpaRange { gpa, npages, attrs },
+            ),
+            HypercallOutcome::NotModelled(what) => {
+                GhcbStep::Stop(Stop::NotModelled { what: what.into() })
+            }
+        }
     }
 
     /// Leaves the request with the VMM.
@@ -1136,6 +1197,17 @@ impl<T: Tamper> GhcbModel<T> {
             }
         }
     }
+}
+
+/// `is_snp_only_vmgexit()`: the exit codes only an SEV-SNP guest may send.
+pub fn is_snp_only_vmgexit(code: u64) -> bool {
+    matches!(
+        code,
+        svm_exit::AP_CREATION
+            | svm_exit::GUEST_REQUEST
+            | svm_exit::EXT_GUEST_REQUEST
+            | svm_exit::PSC
+    )
 }
 
 /// A read-only view of a GHCB page snapshot.

@@ -483,26 +483,120 @@ fn invalid_events() {
     }
 }
 
+const SNP_ONLY: [u64; 4] = [
+    svm_exit::PSC,
+    svm_exit::GUEST_REQUEST,
+    svm_exit::EXT_GUEST_REQUEST,
+    svm_exit::AP_CREATION,
+];
+
+fn era(snp_only_exits: SnpOnlyExits) -> Env {
+    Env::new(GhcbConfig {
+        snp_only_exits,
+        kvm_has_snp: snp_only_exits != SnpOnlyExits::Unknown,
+        ..GhcbConfig::default()
+    })
+}
+
 #[test]
-fn snp_only_exit_codes() {
-    for code in [
-        svm_exit::PSC,
-        svm_exit::GUEST_REQUEST,
-        svm_exit::EXT_GUEST_REQUEST,
-        svm_exit::AP_CREATION,
-    ] {
+fn snp_only_exit_codes_current_kvm_answers_invalid_event_before_the_valid_bits() {
+    // sev_handle_vmgexit(): usage, then is_snp_only_vmgexit() && !is_sev_snp_guest(), with
+    // SW_EXITCODE read whether or not it is marked valid.
+    for code in SNP_ONLY {
         let mut e = Env::v2();
         e.standard(code, 0, 0)
             .set(off::RAX, 0)
             .set(off::SW_SCRATCH, BUF);
-        assert_eq!(e.refused(), error::MISSING_INPUT, "current KVM, {code:#x}");
-        let mut e = Env::new(GhcbConfig {
-            kvm_has_snp: false,
-            ..GhcbConfig::default()
-        });
-        e.standard(code, 0, 0).set(off::RAX, 0);
-        assert_eq!(e.refused(), error::INVALID_EVENT, "pre-SNP KVM, {code:#x}");
+        assert_eq!(e.refused(), error::INVALID_EVENT, "all valid, {code:#x}");
+        let mut e = Env::v2();
+        e.zero().set_unmarked(off::SW_EXIT_CODE, code);
+        assert_eq!(
+            e.refused(),
+            error::INVALID_EVENT,
+            "nothing marked, {code:#x}"
+        );
+        // The usage check still comes first.
+        let mut e = Env::v2();
+        e.zero().set_unmarked(off::SW_EXIT_CODE, code);
+        e.mem
+            .write(GHCB + off::GHCB_USAGE as u64, &1u32.to_le_bytes())
+            .unwrap();
+        assert_eq!(e.refused(), error::INVALID_USAGE, "usage 1, {code:#x}");
     }
+}
+
+#[test]
+fn snp_only_exit_codes_v6_11_answers_missing_input() {
+    // sev_es_validate_vmgexit(): the three valid bits, then `!sev_snp_guest()` under
+    // reason = GHCB_ERR_MISSING_INPUT.
+    for code in SNP_ONLY {
+        let mut e = era(SnpOnlyExits::MissingInput);
+        e.standard(code, 0, 0)
+            .set(off::RAX, 0)
+            .set(off::SW_SCRATCH, BUF);
+        assert_eq!(e.refused(), error::MISSING_INPUT, "all valid, {code:#x}");
+        let mut e = era(SnpOnlyExits::MissingInput);
+        e.zero().set_unmarked(off::SW_EXIT_CODE, code);
+        assert_eq!(
+            e.refused(),
+            error::MISSING_INPUT,
+            "nothing marked, {code:#x}"
+        );
+    }
+}
+
+#[test]
+fn snp_only_exit_codes_v6_10_answers_invalid_event_after_the_valid_bits() {
+    // No SNP support: unknown codes, after the valid-bit check.
+    for code in SNP_ONLY {
+        let mut e = era(SnpOnlyExits::Unknown);
+        e.standard(code, 0, 0).set(off::RAX, 0);
+        assert_eq!(e.refused(), error::INVALID_EVENT, "all valid, {code:#x}");
+        let mut e = era(SnpOnlyExits::Unknown);
+        e.zero()
+            .set_unmarked(off::SW_EXIT_CODE, code)
+            .set(off::SW_EXIT_INFO_1, 0)
+            .set(off::SW_EXIT_INFO_2, 0);
+        assert_eq!(
+            e.refused(),
+            error::MISSING_INPUT,
+            "SW_EXITCODE unmarked, {code:#x}"
+        );
+    }
+}
+
+#[test]
+fn an_unknown_exit_code_still_needs_its_valid_bits_in_current_kvm() {
+    // Only the SNP-only codes skip the valid-bit check: an unknown code with SW_EXITCODE
+    // unmarked is MISSING_INPUT (sev_es_are_required_ghcb_fields_valid() comes before the
+    // dispatch's default).
+    let mut e = Env::v2();
+    e.zero()
+        .set_unmarked(off::SW_EXIT_CODE, 0x60)
+        .set(off::SW_EXIT_INFO_1, 0)
+        .set(off::SW_EXIT_INFO_2, 0);
+    assert_eq!(e.refused(), error::MISSING_INPUT);
+}
+
+#[test]
+fn without_the_2026_v2_limits_a_version_2_vm_answers_as_version_1() {
+    let cfg = GhcbConfig {
+        ghcb_v2_limits: false,
+        ..GhcbConfig::default()
+    };
+    assert!(!cfg.v2_limits());
+    assert!(GhcbConfig::default().v2_limits());
+    assert!(!cfg_v(1).v2_limits());
+    // MMIO of 16 bytes: split into two 8-byte exits instead of INVALID_INPUT.
+    let mut e = Env::new(cfg);
+    mmio_read(&mut e, 0xd000_0000, 16, BUF);
+    assert!(
+        matches!(e.host(), HostRequest::MmioRead { size: 8, .. }),
+        "first 8-byte chunk"
+    );
+    let mut e = Env::v2();
+    mmio_read(&mut e, 0xd000_0000, 16, BUF);
+    assert_eq!(e.refused(), error::INVALID_INPUT);
 }
 
 #[test]
@@ -995,23 +1089,46 @@ fn vmmcall() {
         assert_eq!(e.answered(), (0, 0));
         assert_eq!(e.get(off::RAX), ret, "cpl {cpl} nr {nr}");
     }
+    // KVM answers every hypercall itself (____kvm_emulate_hypercall()): SEND_IPI to no vCPU
+    // counts 0 IPIs; nothing reaches the VMM.
     let mut e = Env::v2();
     e.standard(exit::VMMCALL, 0, 0)
         .set(off::RAX, 10)
-        .set(off::RBX, 1)
+        .set(off::RBX, 0b100)
+        .set(off::RCX, 0)
+        .set(off::RDX, 0)
+        .set(off::RSI, 0x30)
+        .mark(off::CPL);
+    assert_eq!(e.answered(), (0, 0));
+    assert_eq!(e.get(off::RAX), 0);
+    // ... except KVM_HC_MAP_GPA_RANGE with the user exit enabled: the VMM's hypercall.ret.
+    let mut e = Env::v2();
+    e.standard(exit::VMMCALL, 0, 0)
+        .set(off::RAX, 12)
+        .set(off::RBX, 0x20_0000)
         .set(off::RCX, 2)
-        .set(off::RDX, 3)
+        .set(off::RDX, 0)
         .set(off::RSI, 4)
         .mark(off::CPL);
     assert_eq!(
         e.host(),
-        HostRequest::KvmHypercall {
-            nr: 10,
-            args: [1, 2, 3, 4]
+        HostRequest::KvmMapGpaRange {
+            gpa: 0x20_0000,
+            npages: 2,
+            attrs: 0
         }
     );
-    e.complete(HostResult::Value(1));
-    assert_eq!(e.get(off::RAX), 1);
+    e.complete(HostResult::Value(11));
+    assert_eq!(e.get(off::RAX), 11);
+    // An unaligned GPA is refused inside KVM.
+    let mut e = Env::v2();
+    e.standard(exit::VMMCALL, 0, 0)
+        .set(off::RAX, 12)
+        .set(off::RBX, 0x20_0010)
+        .set(off::RCX, 1)
+        .mark(off::CPL);
+    assert_eq!(e.answered(), (0, 0));
+    assert_eq!(e.get(off::RAX), protocol::kvm_para::err::EINVAL);
 }
 
 #[test]
@@ -1154,7 +1271,7 @@ fn garbage_pages_never_panic() {
                     HostRequest::PortRead { .. } | HostRequest::MmioRead { .. } => {
                         HostResult::Value(next())
                     }
-                    HostRequest::Rdmsr { .. } | HostRequest::KvmHypercall { .. } => {
+                    HostRequest::Rdmsr { .. } | HostRequest::KvmMapGpaRange { .. } => {
                         HostResult::Value(next())
                     }
                     _ => HostResult::Done,

@@ -30,9 +30,13 @@
 //! (`intel/tdx-module`, `src/td_dispatcher/`); each behaviour cites its function. Where
 //! KVM's answer depends on the version, a config field selects it.
 
+pub mod address;
 pub mod ghcb;
 pub mod hostile;
+pub mod kvm_hypercall;
 pub mod oracle;
+pub mod profile;
+pub mod raw;
 pub mod tdx;
 
 #[cfg(test)]
@@ -43,31 +47,10 @@ use std::fmt;
 /// Size of a guest page (x86 4 KiB), as KVM's `PAGE_SIZE`.
 pub const PAGE_SIZE: u64 = 4096;
 
-/// KVM's hypercall error numbers (Linux `include/uapi/linux/kvm_para.h`), as the negative
-/// values KVM writes into the return register.
-pub mod kvm_err {
-    /// `-KVM_ENOSYS` (KVM_ENOSYS = 1000): unknown hypercall.
-    pub const ENOSYS: u64 = protocol::tdx::status::KVM_ENOSYS;
-    /// `-KVM_EPERM` (KVM_EPERM = EPERM = 1): hypercall from CPL > 0.
-    pub const EPERM: u64 = (-1i64) as u64;
-}
-
-/// KVM hypercall numbers (Linux `include/uapi/linux/kvm_para.h`) that x86
-/// `____kvm_emulate_hypercall` knows; any other number answers `-KVM_ENOSYS`.
-pub mod kvm_hc {
-    /// KVM_HC_VAPIC_POLL_IRQ: answers 0, does nothing.
-    pub const VAPIC_POLL_IRQ: u64 = 1;
-    /// KVM_HC_KICK_CPU (needs KVM_FEATURE_PV_UNHALT in the guest's CPUID).
-    pub const KICK_CPU: u64 = 5;
-    /// KVM_HC_CLOCK_PAIRING.
-    pub const CLOCK_PAIRING: u64 = 9;
-    /// KVM_HC_SEND_IPI (needs KVM_FEATURE_PV_SEND_IPI).
-    pub const SEND_IPI: u64 = 10;
-    /// KVM_HC_SCHED_YIELD (needs KVM_FEATURE_PV_SCHED_YIELD).
-    pub const SCHED_YIELD: u64 = 11;
-    /// KVM_HC_MAP_GPA_RANGE (exits to user space when the VMM enabled it).
-    pub const MAP_GPA_RANGE: u64 = 12;
-}
+/// KVM's hypercall error values (`protocol::kvm_para::err`).
+pub use protocol::kvm_para::err as kvm_err;
+/// KVM hypercall numbers (`protocol::kvm_para::hc`).
+pub use protocol::kvm_para::hc as kvm_hc;
 
 /// `kvm_run.system_event.type` values (Linux `include/uapi/linux/kvm.h`).
 pub mod system_event {
@@ -204,15 +187,16 @@ pub enum HostRequest {
         /// Vector, 32..=255.
         vector: u8,
     },
-    /// A KVM hypercall that KVM answers from PV-feature CPUID bits and in-kernel state the
-    /// models do not own (KICK_CPU, CLOCK_PAIRING, SEND_IPI, SCHED_YIELD, MAP_GPA_RANGE):
-    /// answer [`HostResult::Value`] with the return value KVM would give (e.g.
-    /// [`kvm_err::ENOSYS`] when the feature is not in the guest's CPUID).
-    KvmHypercall {
-        /// Hypercall number.
-        nr: u64,
-        /// Arguments a0..a3.
-        args: [u64; 4],
+    /// KVM_EXIT_HYPERCALL for KVM_HC_MAP_GPA_RANGE (a KVM hypercall that passed KVM's checks,
+    /// [`kvm_hypercall::emulate`]; every other hypercall KVM answers itself): answer
+    /// [`HostResult::Value`] with `hypercall.ret`.
+    KvmMapGpaRange {
+        /// a0: the first GPA.
+        gpa: u64,
+        /// a1: pages.
+        npages: u64,
+        /// a2: attributes (KVM_MAP_GPA_RANGE_ENCRYPTED, page size).
+        attrs: u64,
     },
 }
 

@@ -23,7 +23,7 @@ use super::ghcb::{GhcbModel, GhcbStep};
 use super::tdx::{TdxModel, TdxStep};
 use super::{
     FlatMemory, GuestMemory, HostRequest, HostResult, MapGpaResult, SimError, Stop, Tamper,
-    kvm_err, low_bytes_mask,
+    low_bytes_mask,
 };
 use protocol::ghcb::{self, off};
 use protocol::tdx::TdcallRegs;
@@ -75,7 +75,7 @@ impl CannedHost {
             HostRequest::MapGpa { .. } => HostResult::MapGpa(MapGpaResult::Ok {
                 event_pending: false,
             }),
-            HostRequest::KvmHypercall { .. } => HostResult::Value(kvm_err::ENOSYS),
+            HostRequest::KvmMapGpaRange { .. } => HostResult::Value(0),
         }
     }
 }

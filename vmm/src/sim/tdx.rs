@@ -20,22 +20,22 @@
 //!   ([`TDX_OPERAND_INVALID_RCX`] = 0xC000_0100_0000_0001), not the bare class value: the
 //!   module ORs the operand id into bits 31:0 (`tdg_vp_vmcall()`). Compare the upper 32 bits
 //!   (Linux `TDX_SEAMCALL_STATUS_MASK`).
-//! - A failed MapGPA chunk answers INVALID_OPERAND whatever the VMM's error: that is what the
-//!   newest upstream `tdx_complete_vmcall_map_gpa()` in the index does. PROTOCOLS.md's
-//!   "newer: EAGAIN -> RETRY" is a 2026 patch (Annapurve/Shahar, "KVM: TDX: Allow userspace to
-//!   return errors to guest for MAPGPA") not found merged; [`MapGpaErrors::RetryOnEagain`]
-//!   models it.
+//! - A failed MapGPA chunk answers as current KVM does (`tdx_complete_vmcall_map_gpa()`):
+//!   the VMM's EAGAIN -> RETRY, EINVAL -> INVALID_OPERAND ([`MapGpaErrors::RetryOnEagain`],
+//!   the default); v6.16's "any error -> INVALID_OPERAND" is [`MapGpaErrors::AllInvalid`].
 //! - KVM reads the MMIO size and direction into `int`s (`tdx_emulate_mmio()`), so only their
 //!   low 32 bits count: R12 = 0x1_0000_0004 is a valid 4-byte access. IO uses `u64`s
 //!   (`tdx_emulate_io()`): no such truncation there.
 //! - GetQuote and SetupEventNotifyInterrupt are known sub-functions in current KVM (they exit
 //!   to the VMM, pre-answered SUBFUNC_UNSUPPORTED), not "unknown".
 
+use super::kvm_hypercall::{self, Hypercall, HypercallConfig, HypercallOutcome, PvFeatures};
 use super::{
-    Honest, HostRequest, HostResult, MapGpaResult, PAGE_SIZE, SimError, Stop, Tamper, kvm_err,
-    kvm_hc, low_bytes_mask,
+    Honest, HostRequest, HostResult, MapGpaResult, PAGE_SIZE, SimError, Stop, Tamper,
+    low_bytes_mask,
 };
 use protocol::tdx::{self, ExposeMask, TdcallRegs, leaf, status, vmcall};
+use protocol::x86::msr;
 
 /// TDX module status TDX_NO_VALID_VE_INFO: TDG.VP.VEINFO.GET with no #VE information
 /// (intel/tdx-module `include/auto_gen_1_5/tdx_error_codes_defs.h`; `tdg_vp_veinfo_get()`).
@@ -62,16 +62,114 @@ const VERSION_SHIFT: u32 = 16;
 /// RAX\[63:24\]: reserved, must be 0.
 const RESERVED_SHIFT: u32 = 24;
 
-/// How the VMM's MapGPA errors reach the guest (`tdx_complete_vmcall_map_gpa()`).
+/// How the VMM's MapGPA errors reach the guest (`tdx_complete_vmcall_map_gpa()`): a KVM
+/// version difference.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum MapGpaErrors {
-    /// Upstream (v6.16 up to the newest tdx.c in the index): any non-zero `hypercall.ret`
-    /// answers INVALID_OPERAND with R11 = the first GPA not mapped.
-    #[default]
+    /// v6.16 until the 2026 change: any non-zero `hypercall.ret` answers INVALID_OPERAND with
+    /// R11 = the first GPA not mapped.
     AllInvalid,
-    /// The 2026 proposal: EAGAIN answers RETRY, EINVAL INVALID_OPERAND (R11 = the next GPA),
-    /// anything else fails KVM_RUN with EINVAL.
+    /// Current KVM ("KVM: TDX: Allow userspace to return errors to guest for MAPGPA",
+    /// Annapurve/Shahar, 2026; PROTOCOLS.md "Corrections" checked it merged in kvm-x86):
+    /// EAGAIN answers RETRY, EINVAL INVALID_OPERAND (R11 = the next GPA for both), anything
+    /// else fails KVM_RUN with EINVAL.
+    #[default]
     RetryOnEagain,
+}
+
+/// What KVM answers for a standard TDG.VP.VMCALL sub-function it does not know
+/// (`handle_tdvmcall()`'s default case): a KVM version difference.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UnknownSubfunction {
+    /// v6.16 final and newer: TDVMCALL_STATUS_SUBFUNC_UNSUPPORTED.
+    #[default]
+    SubfuncUnsupported,
+    /// v6.16-rc1 only (no release): TDVMCALL_STATUS_INVALID_OPERAND.
+    InvalidOperand,
+}
+
+impl UnknownSubfunction {
+    /// The TDVMCALL status.
+    pub const fn status(self) -> u64 {
+        match self {
+            Self::SubfuncUnsupported => status::SUBFUNC_UNSUPPORTED,
+            Self::InvalidOperand => status::INVALID_OPERAND,
+        }
+    }
+}
+
+/// Which x2APIC MSRs KVM refuses to emulate for a TD because the CPU virtualises them
+/// (`tdx_has_emulated_msr()`): a KVM version difference.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum X2apicMsrs {
+    /// Current KVM (the 2026-03 fix, Maluka, "KVM: TDX: Fix APIC MSR ranges in
+    /// tdx_has_emulated_msr()"): TPR, PPR, EOI and all eight ISR, TMR and IRR registers
+    /// (0x810-0x827) are refused.
+    #[default]
+    Fixed,
+    /// KVM from v6.16 until that fix: `X2APIC_MSR(APIC_ISR + APIC_ISR_NR)` shifted the 8 away,
+    /// so only the first ISR, TMR and IRR registers (0x810, 0x818, 0x820) were refused and
+    /// KVM emulated the other 21.
+    BeforeFix,
+}
+
+/// IA32_FEAT_CTL as `tdx_get_msr()` reads it: FEAT_CTL_LOCKED (bit 0), plus
+/// FEAT_CTL_LMCE_ENABLED when the vCPU's MCG_CAP has LMCE_P (the sim offers no LMCE).
+pub const FEAT_CTL_LOCKED: u64 = 1;
+
+/// `tdx_has_emulated_msr()` (arch/x86/kvm/vmx/tdx.c): the MSRs KVM emulates for a TD's
+/// TDG.VP.VMCALL<Instruction.RDMSR/WRMSR>. Every other MSR is refused; x2APIC registers the
+/// CPU virtualises are refused too (KVM has no access to the virtual-APIC page), which ones
+/// depending on `x2apic` ([`X2apicMsrs`]).
+pub fn tdx_has_emulated_msr(index: u32, x2apic: X2apicMsrs) -> bool {
+    use protocol::apic::{reg, x2apic_msr};
+    /// KVM_MAX_MCE_BANKS (arch/x86/include/asm/kvm_host.h).
+    const MCE_BANKS: u32 = 32;
+    match index {
+        msr::UCODE_REV
+        | msr::ARCH_CAPABILITIES
+        | msr::POWER_CTL
+        | msr::CR_PAT
+        | msr::MTRR_CAP
+        | msr::MTRR_PHYS_BASE0..=msr::MTRR_FIX4K_F8000
+        | msr::MTRR_DEF_TYPE
+        | msr::TSC_DEADLINE
+        | msr::MISC_ENABLE
+        | msr::PLATFORM_INFO
+        | msr::MISC_FEATURES_ENABLES
+        | msr::APIC_BASE
+        | msr::EFER
+        | msr::FEAT_CTL
+        | msr::MCG_CAP
+        | msr::MCG_STATUS
+        | msr::MCG_CTL
+        | msr::MCG_EXT_CTL
+        | msr::KVM_POLL_CONTROL => true,
+        i if (msr::MC0_CTL..msr::MC0_CTL + 4 * MCE_BANKS).contains(&i) => true,
+        i if (msr::MC0_CTL2..msr::MC0_CTL2 + MCE_BANKS).contains(&i) => true,
+        msr::X2APIC_FIRST..=msr::X2APIC_LAST => {
+            // Eight registers from ISR, TMR and IRR (APIC_ISR_NR), or, before the fix, the
+            // first one only.
+            let n = match x2apic {
+                X2apicMsrs::Fixed => 8,
+                X2apicMsrs::BeforeFix => 1,
+            };
+            let virtualised = [reg::ISR, reg::TMR, reg::IRR]
+                .iter()
+                .any(|&r| (x2apic_msr(r)..x2apic_msr(r) + n).contains(&index));
+            !(virtualised
+                || index == x2apic_msr(reg::TPR)
+                || index == x2apic_msr(reg::PPR)
+                || index == x2apic_msr(reg::EOI))
+        }
+        _ => false,
+    }
+}
+
+/// `tdx_is_read_only_msr()`: MSRs KVM reads for a TD but refuses to write (the TDX module
+/// owns them).
+pub fn tdx_is_read_only_msr(index: u32) -> bool {
+    matches!(index, msr::APIC_BASE | msr::EFER | msr::FEAT_CTL)
 }
 
 /// The simulated TD's configuration (what `KVM_TDX_INIT_VM` and the VMM set up).
@@ -90,10 +188,17 @@ pub struct TdxConfig {
     /// This vCPU's index (R9\[31:0\]).
     pub vcpu_index: u32,
     /// The VMM enabled KVM_CAP_EXIT_HYPERCALL for KVM_HC_MAP_GPA_RANGE
-    /// (`user_exit_on_hypercall()`); without it MapGPA answers SUBFUNC_UNSUPPORTED.
+    /// (`user_exit_on_hypercall()`); without it MapGPA answers SUBFUNC_UNSUPPORTED and the
+    /// KVM_HC_MAP_GPA_RANGE hypercall (R10 = 12) `-KVM_ENOSYS`.
     pub map_gpa_exit_enabled: bool,
+    /// Whether KVM enforces the PV CPUID bits on KVM hypercalls (`guest_pv_has()`).
+    pub pv_features: PvFeatures,
     /// How MapGPA errors from the VMM reach the guest.
     pub map_gpa_errors: MapGpaErrors,
+    /// Which x2APIC MSRs KVM refuses for TDG.VP.VMCALL<RDMSR/WRMSR>.
+    pub x2apic_msrs: X2apicMsrs,
+    /// What an unknown standard sub-function answers.
+    pub unknown_subfunction: UnknownSubfunction,
 }
 
 impl Default for TdxConfig {
@@ -106,7 +211,10 @@ impl Default for TdxConfig {
             max_vcpus: 1,
             vcpu_index: 0,
             map_gpa_exit_enabled: true,
+            pv_features: PvFeatures::default(),
             map_gpa_errors: MapGpaErrors::default(),
+            x2apic_msrs: X2apicMsrs::default(),
+            unknown_subfunction: UnknownSubfunction::default(),
         }
     }
 }
@@ -128,6 +236,34 @@ pub struct VeInfo {
     /// Instruction information (R10\[63:32\]).
     pub insn_info: u32,
 }
+
+/// What the TDX module delivers when it raises a #VE ([`TdxModel::raise_ve`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VeDelivery {
+    /// #VE (vector 20), with the information posted.
+    Ve,
+    /// #DF (vector 8, error code 0): the last #VE's information was still unread.
+    DoubleFault,
+}
+
+impl VeDelivery {
+    /// The vector and error code to inject.
+    pub const fn event(self) -> (u8, Option<u32>) {
+        match self {
+            Self::Ve => (protocol::x86::vector::VE, None),
+            Self::DoubleFault => (protocol::x86::vector::DF, Some(0)),
+        }
+    }
+}
+
+/// What tdx-sim reports in TDG.VP.VEINFO.GET R10\[31:0\] (instruction length) and
+/// R10\[63:32\] (instruction information) for an EPT-violation #VE: 0. The TDX module copies
+/// the VMCS's VM-exit instruction length and information (`tdx_inject_ve()`), which the
+/// SDM leaves undefined for EPT violations (vol. 3C 28.2.5); a real TD sees whatever the
+/// CPU left there. 0 is never an instruction's length, so a guest that trusted the field
+/// would visibly misbehave here, as it could on hardware (Linux `ve_instr_len()` returns 0
+/// for EPT violations and warns).
+pub const EPT_VIOLATION_INSN_LEN: u32 = 0;
 
 /// What the model does with one TDCALL, or with a completed host request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -258,15 +394,17 @@ impl<T: Tamper> TdxModel<T> {
         }
     }
 
-    /// Posts #VE information for the next TDG.VP.VEINFO.GET (the VMM injects the #VE).
-    /// Returns false, keeping the old information, if the previous #VE's information was not
-    /// read yet: the TDX module would then deliver #DF, not #VE.
-    pub fn post_ve(&mut self, ve: VeInfo) -> bool {
+    /// The TDX module raises a #VE with information `ve` (`tdx_inject_ve()` in
+    /// `td_dispatcher/vm_exits/td_other_exits.c`): if the last #VE's information is still
+    /// valid (not yet read by TDG.VP.VEINFO.GET) it delivers #DF instead and keeps the old
+    /// information; otherwise it posts `ve` and delivers #VE. The VMM injects what this
+    /// returns. (The module's comment there says #GP(0); its code injects #DF.)
+    pub fn raise_ve(&mut self, ve: VeInfo) -> VeDelivery {
         if self.ve.is_some() {
-            return false;
+            return VeDelivery::DoubleFault;
         }
         self.ve = Some(ve);
-        true
+        VeDelivery::Ve
     }
 
     /// Whether #VE information is waiting for TDG.VP.VEINFO.GET.
@@ -401,7 +539,10 @@ impl<T: Tamper> TdxModel<T> {
             vmcall::GET_TD_VM_CALL_INFO => self.get_td_vm_call_info(p),
             vmcall::GET_QUOTE => self.get_quote(p),
             vmcall::SETUP_EVENT_NOTIFY_INTERRUPT => self.setup_event_notify(p),
-            _ => self.status(p, status::SUBFUNC_UNSUPPORTED),
+            _ => {
+                let code = self.cfg.unknown_subfunction.status();
+                self.status(p, code)
+            }
         }
     }
 
@@ -448,22 +589,30 @@ impl<T: Tamper> TdxModel<T> {
 
     /// R10 != 0: a KVM hypercall (`tdx_emulate_vmcall()` -> `____kvm_emulate_hypercall()`,
     /// CPL 0, 64-bit): number R10, arguments R11-R14, return value in R10
-    /// (`complete_hypercall_exit()`). KVM_HC_VAPIC_POLL_IRQ answers 0; the numbers KVM
-    /// answers from PV-feature CPUID bits or VMM exits go to the VMM; any other number
-    /// answers `-KVM_ENOSYS`.
+    /// (`complete_hypercall_exit()`). KVM answers it inside ([`kvm_hypercall::emulate`]);
+    /// only KVM_HC_MAP_GPA_RANGE with the user exit enabled reaches the VMM.
     fn kvm_hypercall(&mut self, p: Pending) -> TdxStep {
-        let nr = p.kvm.r10;
-        match nr {
-            kvm_hc::VAPIC_POLL_IRQ => self.status(p, 0),
-            kvm_hc::KICK_CPU
-            | kvm_hc::CLOCK_PAIRING
-            | kvm_hc::SEND_IPI
-            | kvm_hc::SCHED_YIELD
-            | kvm_hc::MAP_GPA_RANGE => {
-                let args = [p.kvm.r11, p.kvm.r12, p.kvm.r13, p.kvm.r14];
-                self.ask(p, Op::Hypercall, HostRequest::KvmHypercall { nr, args })
+        let call = Hypercall {
+            nr: p.kvm.r10,
+            args: [p.kvm.r11, p.kvm.r12, p.kvm.r13, p.kvm.r14],
+            cpl: 0,
+            op_64_bit: true,
+        };
+        let cfg = HypercallConfig {
+            map_gpa_range_exit: self.cfg.map_gpa_exit_enabled,
+            pv: self.cfg.pv_features,
+            ..HypercallConfig::default()
+        };
+        match kvm_hypercall::emulate(call, &cfg) {
+            HypercallOutcome::Return(v) => self.status(p, v),
+            HypercallOutcome::MapGpaRange { gpa, npages, attrs } => self.ask(
+                p,
+                Op::Hypercall,
+                HostRequest::KvmMapGpaRange { gpa, npages, attrs },
+            ),
+            HypercallOutcome::NotModelled(what) => {
+                TdxStep::Stop(Stop::NotModelled { what: what.into() })
             }
-            _ => self.status(p, kvm_err::ENOSYS),
         }
     }
 
@@ -561,18 +710,41 @@ impl<T: Tamper> TdxModel<T> {
         }
     }
 
-    /// Instruction.RDMSR (`tdx_handle_exit()` -> `kvm_emulate_rdmsr()` with RCX = R12, index
-    /// as `u32`): the value comes back in R11, a refusal answers INVALID_OPERAND
-    /// (`tdx_complete_emulated_msr()`).
+    /// Instruction.RDMSR (`handle_tdvmcall()` -> `kvm_emulate_rdmsr()` with RCX = R12, index
+    /// as `u32`, -> `tdx_get_msr()`): IA32_FEAT_CTL answers LOCKED (KVM computes it; the sim
+    /// offers no LMCE), IA32_MCG_EXT_CTL is refused (no LMCE), an MSR outside
+    /// [`tdx_has_emulated_msr`] is refused; the others go to the VMM (KVM's
+    /// `kvm_get_msr_common()`). The value comes back in R11, a refusal answers
+    /// INVALID_OPERAND (`tdx_complete_emulated_msr()`).
     fn rdmsr(&mut self, p: Pending) -> TdxStep {
         let index = p.kvm.r12 as u32;
-        self.ask(p, Op::Rdmsr, HostRequest::Rdmsr { index })
+        match index {
+            msr::FEAT_CTL => {
+                let mut p = p;
+                p.kvm.r11 = FEAT_CTL_LOCKED;
+                self.answer(p)
+            }
+            msr::MCG_EXT_CTL => self.status(p, status::INVALID_OPERAND),
+            i if !tdx_has_emulated_msr(i, self.cfg.x2apic_msrs) => {
+                self.status(p, status::INVALID_OPERAND)
+            }
+            _ => self.ask(p, Op::Rdmsr, HostRequest::Rdmsr { index }),
+        }
     }
 
-    /// Instruction.WRMSR (`kvm_emulate_wrmsr()` with RCX = R12, EAX:EDX = R13): a refusal
-    /// answers INVALID_OPERAND (`tdx_complete_emulated_msr()`).
+    /// Instruction.WRMSR (`kvm_emulate_wrmsr()` with RCX = R12, EAX:EDX = R13, ->
+    /// `tdx_set_msr()`): IA32_MCG_EXT_CTL is refused (no LMCE), so are the read-only MSRs
+    /// ([`tdx_is_read_only_msr`]: APIC base, EFER, FEAT_CTL) and any MSR outside
+    /// [`tdx_has_emulated_msr`]; the others go to the VMM. A refusal answers INVALID_OPERAND
+    /// (`tdx_complete_emulated_msr()`).
     fn wrmsr(&mut self, p: Pending) -> TdxStep {
         let (index, value) = (p.kvm.r12 as u32, p.kvm.r13);
+        if index == msr::MCG_EXT_CTL
+            || tdx_is_read_only_msr(index)
+            || !tdx_has_emulated_msr(index, self.cfg.x2apic_msrs)
+        {
+            return self.status(p, status::INVALID_OPERAND);
+        }
         self.ask(p, Op::Wrmsr, HostRequest::Wrmsr { index, value })
     }
 

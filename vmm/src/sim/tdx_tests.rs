@@ -293,6 +293,21 @@ fn unknown_subfunctions() {
 }
 
 #[test]
+fn unknown_subfunction_by_kvm_version() {
+    let sub = 0x7777;
+    let mut m = model();
+    let out = immediate(&mut m, std_call(sub, [0; 4]));
+    assert_eq!(
+        out.r10,
+        status::SUBFUNC_UNSUPPORTED,
+        "v6.16 final and newer"
+    );
+    let mut rc1 = model_with(|c| c.unknown_subfunction = UnknownSubfunction::InvalidOperand);
+    let out = immediate(&mut rc1, std_call(sub, [0; 4]));
+    assert_eq!(out.r10, status::INVALID_OPERAND, "v6.16-rc1");
+}
+
+#[test]
 fn kvm_hypercalls() {
     let mut m = model();
     let out = immediate(&mut m, call(ExposeMask::LINUX.0, 0x1234, 0, [0; 4]));
@@ -309,16 +324,63 @@ fn kvm_hypercalls() {
         ),
     );
     assert_eq!(out.r10, 0);
-    // KVM_HC_MAP_GPA_RANGE: a0..a3 from R11..R14.
+    // Answered inside KVM (____kvm_emulate_hypercall()), never by the VMM: KICK_CPU and
+    // SCHED_YIELD without PV-CPUID enforcement, CLOCK_PAIRING of an unknown clock.
+    for (nr, args, want) in [
+        (protocol::kvm_para::hc::KICK_CPU, [0, 1, 0, 0], 0),
+        (protocol::kvm_para::hc::SCHED_YIELD, [1, 0, 0, 0], 0),
+        (
+            protocol::kvm_para::hc::CLOCK_PAIRING,
+            [0x1000, 7, 0, 0],
+            protocol::kvm_para::err::EOPNOTSUPP,
+        ),
+    ] {
+        let out = immediate(
+            &mut m,
+            call(
+                ExposeMask::LINUX.0,
+                nr,
+                args[0],
+                [args[1], args[2], args[3], 0],
+            ),
+        );
+        assert_eq!(out.r10, want, "hypercall {nr}");
+    }
+    // KVM_HC_MAP_GPA_RANGE: a0..a3 from R11..R14; KVM checks the range, then exits.
     let regs = call(ExposeMask::LINUX.0, 12, 0x1000, [1, 2, 3, 4]);
     assert_eq!(
         host(m.tdcall(&regs)),
-        HostRequest::KvmHypercall {
-            nr: 12,
-            args: [0x1000, 1, 2, 3]
+        HostRequest::KvmMapGpaRange {
+            gpa: 0x1000,
+            npages: 1,
+            attrs: 2
         }
     );
     assert_eq!(complete(&mut m, HostResult::Value(0)).r10, 0);
+    let out = immediate(&mut m, call(ExposeMask::LINUX.0, 12, 0x1001, [1, 0, 0, 0]));
+    assert_eq!(out.r10, protocol::kvm_para::err::EINVAL, "unaligned GPA");
+    let mut off = model_with(|c| c.map_gpa_exit_enabled = false);
+    let out = immediate(
+        &mut off,
+        call(ExposeMask::LINUX.0, 12, 0x1000, [1, 0, 0, 0]),
+    );
+    assert_eq!(out.r10, status::KVM_ENOSYS, "user exit not enabled");
+    let mut enforced =
+        model_with(|c| c.pv_features = crate::sim::kvm_hypercall::PvFeatures::Enforced(0));
+    let out = immediate(
+        &mut enforced,
+        call(
+            ExposeMask::LINUX.0,
+            protocol::kvm_para::hc::KICK_CPU,
+            0,
+            [1, 0, 0, 0],
+        ),
+    );
+    assert_eq!(
+        out.r10,
+        status::KVM_ENOSYS,
+        "PV_UNHALT not in the guest's CPUID"
+    );
 }
 
 #[test]
@@ -535,13 +597,13 @@ fn map_gpa_maxphyaddr_above_gpaw() {
 }
 
 #[test]
-fn map_gpa_vmm_errors_upstream() {
+fn map_gpa_vmm_errors_v6_16() {
     for err in [
         MapGpaResult::Again,
         MapGpaResult::Invalid,
         MapGpaResult::Other(-5),
     ] {
-        let mut m = model();
+        let mut m = model_with(|c| c.map_gpa_errors = MapGpaErrors::AllInvalid);
         host(m.tdcall(&map_gpa(0x20_0000, 4 * MIB2)));
         host(m.complete(HostResult::Done).unwrap());
         let out = complete(&mut m, HostResult::MapGpa(err));
@@ -551,8 +613,12 @@ fn map_gpa_vmm_errors_upstream() {
 }
 
 #[test]
-fn map_gpa_vmm_errors_proposed_abi() {
-    let new = || model_with(|c| c.map_gpa_errors = MapGpaErrors::RetryOnEagain);
+fn map_gpa_vmm_errors_current_kvm_by_default() {
+    assert_eq!(
+        TdxConfig::default().map_gpa_errors,
+        MapGpaErrors::RetryOnEagain
+    );
+    let new = model;
     let mut m = new();
     host(m.tdcall(&map_gpa(0x20_0000, MIB2)));
     let out = complete(&mut m, HostResult::MapGpa(MapGpaResult::Again));
@@ -761,11 +827,14 @@ fn veinfo_get_is_single_shot() {
         insn_len: 3,
         insn_info: 0x10,
     };
-    assert!(m.post_ve(ve));
-    assert!(
-        !m.post_ve(VeInfo::default()),
-        "the first #VE is not read yet"
+    assert_eq!(m.raise_ve(ve), VeDelivery::Ve);
+    assert_eq!(
+        m.raise_ve(VeInfo::default()),
+        VeDelivery::DoubleFault,
+        "the first #VE is not read yet: tdx_inject_ve() delivers #DF"
     );
+    assert_eq!(VeDelivery::DoubleFault.event(), (8, Some(0)));
+    assert_eq!(VeDelivery::Ve.event(), (20, None));
     assert!(m.ve_pending());
     let out = immediate(&mut m, veinfo_get(0));
     assert_eq!(out.rcx, 48);
@@ -776,7 +845,7 @@ fn veinfo_get_is_single_shot() {
     assert!(!m.ve_pending());
     assert_eq!(done(m.tdcall(&veinfo_get(0))).rax, TDX_NO_VALID_VE_INFO);
     // Version 1 is accepted, 2 is not (and still zeroes the outputs).
-    assert!(m.post_ve(ve));
+    assert_eq!(m.raise_ve(ve), VeDelivery::Ve, "read: a new #VE is a #VE");
     assert_eq!(done(m.tdcall(&veinfo_get(2))).rax, TDX_OPERAND_INVALID_RAX);
     assert!(
         m.ve_pending(),
@@ -842,8 +911,8 @@ fn msrs() {
     let mut m = model();
     let regs = std_call(vmcall::RDMSR, [0x1_0000_001b, 0, 0, 0]);
     assert_eq!(host(m.tdcall(&regs)), HostRequest::Rdmsr { index: 0x1b });
-    let out = complete(&mut m, HostResult::Value(0xfee0_0900_0000_0001));
-    assert_eq!((out.r10, out.r11), (status::SUCCESS, 0xfee0_0900_0000_0001));
+    let out = complete(&mut m, HostResult::Value(0xfee0_0d00));
+    assert_eq!((out.r10, out.r11), (status::SUCCESS, 0xfee0_0d00));
     host(m.tdcall(&regs));
     assert_eq!(
         complete(&mut m, HostResult::Refused).r10,
@@ -862,6 +931,96 @@ fn msrs() {
     assert_eq!(
         complete(&mut m, HostResult::Refused).r10,
         status::INVALID_OPERAND
+    );
+}
+
+/// KVM's MSR policy for a TD (`tdx_has_emulated_msr()`, `tdx_is_read_only_msr()`,
+/// `tdx_get_msr()`): refused without asking the VMM.
+#[test]
+fn msr_policy_refuses_what_kvm_does_not_emulate() {
+    use protocol::x86::msr;
+    let refused_rd = [
+        msr::TSC,
+        msr::KERNEL_GS_BASE,
+        msr::MCG_EXT_CTL,
+        0x0bad_0000,
+        0xc001_0131,
+        0x808,
+        0x80b,
+        0x811,
+        0x827,
+    ];
+    for index in refused_rd {
+        let mut m = model();
+        let out = immediate(&mut m, std_call(vmcall::RDMSR, [u64::from(index), 0, 0, 0]));
+        assert_eq!(out.r10, status::INVALID_OPERAND, "RDMSR {index:#x}");
+    }
+    for index in [
+        msr::APIC_BASE,
+        msr::EFER,
+        msr::FEAT_CTL,
+        msr::TSC,
+        msr::KERNEL_GS_BASE,
+    ] {
+        let mut m = model();
+        let out = immediate(&mut m, std_call(vmcall::WRMSR, [u64::from(index), 0, 0, 0]));
+        assert_eq!(out.r10, status::INVALID_OPERAND, "WRMSR {index:#x}");
+    }
+    // FEAT_CTL is read-only and answered by KVM itself: LOCKED.
+    let mut m = model();
+    let out = immediate(
+        &mut m,
+        std_call(vmcall::RDMSR, [u64::from(msr::FEAT_CTL), 0, 0, 0]),
+    );
+    assert_eq!((out.r10, out.r11), (status::SUCCESS, FEAT_CTL_LOCKED));
+    // Emulated ones reach the VMM: EFER and the APIC base (reads), the x2APIC timer.
+    for index in [
+        msr::EFER,
+        msr::APIC_BASE,
+        msr::MISC_ENABLE,
+        0x80f,
+        0x832,
+        0x838,
+    ] {
+        let mut m = model();
+        assert_eq!(
+            host(m.tdcall(&std_call(vmcall::RDMSR, [u64::from(index), 0, 0, 0]))),
+            HostRequest::Rdmsr { index },
+        );
+    }
+    let mut m = model();
+    assert_eq!(
+        host(m.tdcall(&std_call(vmcall::WRMSR, [0x838, 50_000, 0, 0]))),
+        HostRequest::Wrmsr {
+            index: 0x838,
+            value: 50_000
+        }
+    );
+}
+
+#[test]
+fn x2apic_msrs_kvm_refuses_by_version() {
+    let refused = |v: X2apicMsrs| -> Vec<u32> {
+        (0x800..=0x8ff)
+            .filter(|&i| !tdx_has_emulated_msr(i, v))
+            .collect()
+    };
+    let fixed: Vec<u32> = [0x808, 0x80a, 0x80b]
+        .into_iter()
+        .chain(0x810..=0x827)
+        .collect();
+    assert_eq!(refused(X2apicMsrs::Fixed), fixed);
+    assert_eq!(X2apicMsrs::default(), X2apicMsrs::Fixed);
+    assert_eq!(
+        refused(X2apicMsrs::BeforeFix),
+        [0x808, 0x80a, 0x80b, 0x810, 0x818, 0x820],
+        "X2APIC_MSR(APIC_ISR + APIC_ISR_NR) == X2APIC_MSR(APIC_ISR)"
+    );
+    // The model follows the knob: ISR1 is refused now, was emulated before the fix.
+    let mut m = model_with(|c| c.x2apic_msrs = X2apicMsrs::BeforeFix);
+    assert_eq!(
+        host(m.tdcall(&std_call(vmcall::RDMSR, [0x811, 0, 0, 0]))),
+        HostRequest::Rdmsr { index: 0x811 }
     );
 }
 
