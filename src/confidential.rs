@@ -363,13 +363,9 @@ pub fn qemu_args(kind: Confidential, plan: &QemuPlan) -> Vec<String> {
         format!("{}M", plan.mem_mib),
         "-smp".into(),
         "1".into(),
-        "-nodefaults".into(),
-        "-no-user-config".into(),
-        "-display".into(),
-        "none".into(),
-        "-serial".into(),
-        "stdio".into(),
-        "-no-reboot".into(),
+    ]);
+    a.extend(crate::qemu::HEADLESS.iter().map(|s| s.to_string()));
+    a.extend([
         "-net".into(),
         "none".into(),
         "-kernel".into(),

@@ -120,6 +120,18 @@ pub enum Media {
     },
 }
 
+/// The options every QEMU run of ours shares: no default devices or user config, no display,
+/// the serial port on stdio (the KTAP stream), and a reset ends QEMU instead of rebooting.
+pub const HEADLESS: [&str; 7] = [
+    "-nodefaults",
+    "-no-user-config",
+    "-display",
+    "none",
+    "-serial",
+    "stdio",
+    "-no-reboot",
+];
+
 /// Everything that determines one QEMU run.
 #[derive(Clone, Debug)]
 pub struct QemuConfig {
@@ -171,14 +183,8 @@ impl QemuConfig {
             format!("qemu64,model-id={}", self.brand.replace(',', ",,")),
             "-m".into(),
             format!("{}M", self.mem_mib),
-            "-nodefaults".into(),
-            "-no-user-config".into(),
-            "-display".into(),
-            "none".into(),
-            "-serial".into(),
-            "stdio".into(),
-            "-no-reboot".into(),
         ];
+        a.extend(HEADLESS.iter().map(|s| s.to_string()));
         match &self.media {
             Media::Pvh { kernel } => a.extend([
                 "-kernel".into(),
