@@ -194,9 +194,9 @@ impl SplitMix {
 
 /// Ports that carry the run itself (see the module docs): never lied about.
 fn infrastructure_port(port: u16) -> bool {
+    use protocol::pc::{COM1_BASE, COM1_LEN};
     use protocol::testdev::{PIO_BASE, pio};
-    const COM1: std::ops::RangeInclusive<u16> = 0x3f8..=0x3ff;
-    COM1.contains(&port)
+    (COM1_BASE..COM1_BASE + COM1_LEN).contains(&port)
         || port == protocol::exit::EXIT_PORT
         || (PIO_BASE + pio::CASE..PIO_BASE + pio::CASE + 4).contains(&port)
         || (PIO_BASE + pio::BENCH..PIO_BASE + pio::BENCH + 4).contains(&port)
@@ -356,13 +356,18 @@ fn ioio_bytes(info1: u64) -> u64 {
     }
 }
 
-/// The event-injection encoding of #GP (AMD APM vol. 2 15.20): vector 13, type 3
-/// (exception), error code valid (bit 11), valid (bit 31).
-const EVENT_GP: u64 = 13 | (3 << 8) | (1 << 11) | (1 << 31);
+/// The event-injection encoding of #GP (AMD APM vol. 2 15.20): vector 13, type exception,
+/// error code valid, valid.
+const EVENT_GP: u64 = protocol::ghcb::event::VECTOR_GP as u64
+    | protocol::ghcb::event::TYPE_EXCEPTION
+    | protocol::ghcb::event::ERROR_CODE_VALID
+    | protocol::ghcb::event::VALID;
 
-/// EPT-violation exit qualification bits (Intel SDM vol. 3C table 28-7): data read, GLA
-/// valid, access to the translated address.
-const EPT_QUAL_READ_GLA: u64 = 1 | (1 << 7) | (1 << 8);
+/// EPT-violation exit qualification of a read of a translated linear address (Intel SDM
+/// vol. 3C table 28-7).
+const EPT_QUAL_READ_GLA: u64 = protocol::x86::ept_qual::READ
+    | protocol::x86::ept_qual::GLA_VALID
+    | protocol::x86::ept_qual::GLA_TRANSLATED;
 
 /// #VC error codes a spurious #VC carries (SVM exit codes; GHCB spec 2.0 4.1): NPF, CPUID,
 /// IOIO, MSR, VMMCALL.
