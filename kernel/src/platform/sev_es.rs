@@ -1,8 +1,9 @@
 //! The SEV-ES backend: the GHCB MSR protocol and one GHCB page, with a single VMGEXIT.
 //!
-//! Requests that carry data go through the GHCB page (GHCB spec 2.x, section 4): the page is
-//! zeroed, the fields the request needs are written and marked valid, the GHCB MSR is set to
-//! the page's GPA, VMGEXIT. Answers are read once each into private memory
+//! Requests that carry data go through the GHCB page (GHCB spec 2.x, section 4): what earlier
+//! requests left in the page is zeroed, the fields the request needs are written and marked
+//! valid, the GHCB MSR is set to the page's GPA (when an MSR-protocol exchange replaced it),
+//! VMGEXIT. Answers are read once each into private memory
 //! (`protocol::validate::GhcbReply`) and checked there: `sw_exit_info_1` must be 0 (or 1 with
 //! an exception to inject, or 2 with an error reason), returned registers must be marked valid
 //! and fit their width. The host is untrusted; the checks are `protocol::validate`'s, which the
@@ -18,7 +19,7 @@ use crate::platform::{HostError, MsrError, read_fits};
 use core::arch::global_asm;
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use protocol::access::Width;
 use protocol::ghcb::{self, CpuidReg, Ghcb, MsrRequest, exit, ioio, off, valid_bit};
 use protocol::validate::{self, GhcbOutcome};
@@ -187,13 +188,65 @@ pub fn double_fetch() {
     DOUBLE_FETCH.store(true, Ordering::Relaxed);
 }
 
-/// Set by the `ghcb-not-zeroed` fault injection ([`stop_zeroing`]).
-static ZEROING_DISABLED: AtomicBool = AtomicBool::new(false);
-
-/// From now on a request clears only the GHCB's valid bitmap, not the whole page
-/// (`cvmprobe.inject=ghcb-not-zeroed`: a leak put in on purpose, for the host-side check).
+/// From now on a request clears only the GHCB's valid bitmap, not the bytes earlier requests
+/// left (`cvmprobe.inject=ghcb-not-zeroed`: a leak put in on purpose, for the host-side check).
 pub fn stop_zeroing() {
-    ZEROING_DISABLED.store(true, Ordering::Relaxed);
+    let _busy = GHCB_BUSY.lock();
+    CLEAN.store(CLEAN_BITMAP, Ordering::Relaxed);
+}
+
+/// The page words a standard request may leave non-zero besides SW_EXITCODE and
+/// SW_EXITINFO1/2 (which every standard request writes anew): the fields the requests of
+/// this backend send or the host answers in, and the valid bitmap. A standard request zeroes
+/// exactly these, and the start of the shared buffer earlier requests used
+/// ([`BUFFER_DIRTY`]), instead of the whole page: zeroing 4 KiB is one `rep stosq` whose
+/// 512 iterations each cost a guest instruction's emulation on the CI hosts.
+const STANDARD_WORDS: [usize; 7] = [
+    off::SW_SCRATCH,
+    off::RAX,
+    off::RBX,
+    off::RCX,
+    off::RDX,
+    off::VALID_BITMAP,
+    off::VALID_BITMAP + 8,
+];
+
+/// What the next request must zero first: [`CLEAN_STANDARD`], [`CLEAN_PAGE`] or, under the
+/// `ghcb-not-zeroed` fault, [`CLEAN_BITMAP`]. One byte, so a standard request decides with one
+/// load.
+static CLEAN: AtomicU8 = AtomicU8::new(CLEAN_PAGE);
+/// The standard words and the used start of the buffer ([`BUFFER_DIRTY`]).
+const CLEAN_STANDARD: u8 = 0;
+/// The whole page: a request wrote outside the standard words (a raw conformance request);
+/// also at boot, when the first request writes the protocol version into a zeroed page.
+const CLEAN_PAGE: u8 = 1;
+/// Only the valid bitmap (the `ghcb-not-zeroed` fault).
+const CLEAN_BITMAP: u8 = 2;
+
+/// 8-byte words at the start of the shared buffer that standard requests (or the host's
+/// answers to them) wrote since it was last zeroed.
+static BUFFER_DIRTY: AtomicUsize = AtomicUsize::new(0);
+
+/// Records that the first `bytes` of the shared buffer hold data (a plain load and store: the
+/// caller holds the page).
+fn buffer_used(bytes: usize) {
+    let words = bytes.div_ceil(8);
+    if words > BUFFER_DIRTY.load(Ordering::Relaxed) {
+        BUFFER_DIRTY.store(words, Ordering::Relaxed);
+    }
+}
+
+/// The valid-bitmap words marking the 8-byte fields at `offs` (GHCB spec 2.x, 2.2: bit n
+/// marks the field at byte 8n).
+const fn valid_words(offs: &[usize]) -> [u64; 2] {
+    let mut w = [0u64; 2];
+    let mut i = 0;
+    while i < offs.len() {
+        let bit = valid_bit(offs[i]);
+        w[bit / 64] |= 1 << (bit % 64);
+        i += 1;
+    }
+    w
 }
 
 /// A GHCB request under construction; holds the page.
@@ -208,22 +261,75 @@ pub struct Request {
 pub type Response = validate::GhcbReply;
 
 impl Request {
-    /// Takes and zeroes the GHCB, sets the version and usage. `None` if the page is in use
-    /// (a #VC arrived in the middle of a request).
+    /// Takes the GHCB, zeroed, with the version and usage set: the conformance cases' raw
+    /// requests start here. `None` if the page is in use (a #VC arrived in the middle of a
+    /// request).
     pub fn new() -> Option<Self> {
-        let busy = GHCB_BUSY.try_lock()?;
-        let page = GHCB.0.get().cast::<u8>();
-        if ZEROING_DISABLED.load(Ordering::Relaxed) {
-            // SAFETY: as below, the valid bitmap only (the `ghcb-not-zeroed` fault).
-            unsafe { core::ptr::write_bytes(page.add(off::VALID_BITMAP), 0, 16) };
-        } else {
-            // SAFETY: the page is ours while `busy` is held; zeroing it means no private
-            // bytes from an earlier request reach the host.
-            unsafe { core::ptr::write_bytes(page, 0, 4096) };
-        }
-        let r = Self { _busy: busy, page };
-        r.write16(off::PROTOCOL_VERSION, version());
+        let r = Self::take_clean(CLEAN_PAGE)?;
+        // Whatever the raw request writes, the next request zeroes the page again.
+        r.dirty_page();
         Some(r)
+    }
+
+    /// Takes the GHCB for a standard request of exit `code` with SW_EXITINFO1/2: the words
+    /// earlier requests left are zeroed ([`STANDARD_WORDS`]), the exit code and infos
+    /// written. Their valid bits are set by [`Self::send`].
+    fn standard(code: u64, info1: u64, info2: u64) -> Option<Self> {
+        let mut r = Self::take_clean(CLEAN_STANDARD)?;
+        r.put(off::SW_EXIT_CODE, code);
+        r.put(off::SW_EXIT_INFO_1, info1);
+        r.put(off::SW_EXIT_INFO_2, info2);
+        Some(r)
+    }
+
+    /// Takes the page and zeroes what earlier requests left: at least what `at_least` says,
+    /// more if they wrote more ([`CLEAN`]; only the valid bitmap under the `ghcb-not-zeroed`
+    /// fault).
+    fn take_clean(at_least: u8) -> Option<Self> {
+        let busy = GHCB_BUSY.try_lock()?;
+        let mut r = Self {
+            _busy: busy,
+            page: GHCB.0.get().cast::<u8>(),
+        };
+        match CLEAN.load(Ordering::Relaxed).max(at_least) {
+            CLEAN_STANDARD => {
+                for o in STANDARD_WORDS {
+                    r.put(o, 0);
+                }
+                match BUFFER_DIRTY.swap(0, Ordering::Relaxed) {
+                    0 => {}
+                    1 => r.put(off::SHARED_BUFFER, 0),
+                    words => {
+                        for i in 0..words {
+                            r.put(off::SHARED_BUFFER + 8 * i, 0);
+                        }
+                    }
+                }
+            }
+            CLEAN_PAGE => {
+                // SAFETY: the page is ours while `busy` is held; zeroing it means no private
+                // bytes from an earlier request reach the host.
+                unsafe { core::ptr::write_bytes(r.page, 0, 4096) };
+                BUFFER_DIRTY.store(0, Ordering::Relaxed);
+                r.write16(off::PROTOCOL_VERSION, version());
+                CLEAN.store(CLEAN_STANDARD, Ordering::Relaxed);
+            }
+            _ => {
+                // CLEAN_BITMAP: the `ghcb-not-zeroed` fault (stays on).
+                r.put(off::VALID_BITMAP, 0);
+                r.put(off::VALID_BITMAP + 8, 0);
+                r.write16(off::PROTOCOL_VERSION, version());
+            }
+        }
+        Some(r)
+    }
+
+    /// A raw write outside the standard words: the next request zeroes the whole page
+    /// (unless the `ghcb-not-zeroed` fault is on).
+    fn dirty_page(&self) {
+        if CLEAN.load(Ordering::Relaxed) == CLEAN_STANDARD {
+            CLEAN.store(CLEAN_PAGE, Ordering::Relaxed);
+        }
     }
 
     fn write16(&self, off: usize, v: u16) {
@@ -236,17 +342,24 @@ impl Request {
         unsafe { core::ptr::read_volatile(self.page.add(off).cast::<u64>()) }
     }
 
-    /// Writes an 8-byte field and marks it valid.
+    /// Writes the 8-byte word at `off` (a field of [`STANDARD_WORDS`], SW_EXITCODE/INFO1/2 or
+    /// the buffer's start), nothing else.
+    fn put(&mut self, off: usize, v: u64) {
+        // SAFETY: `off` is an 8-byte-aligned word inside the 4 KiB page we hold.
+        unsafe { core::ptr::write_volatile(self.page.add(off).cast::<u64>(), v) };
+    }
+
+    /// Writes an 8-byte field and marks it valid (raw requests).
     pub fn set(&mut self, off: usize, v: u64) -> &mut Self {
         self.set_unmarked(off, v);
         self.mark_valid(off);
         self
     }
 
-    /// Writes an 8-byte field without marking it valid (conformance cases).
+    /// Writes an 8-byte field without marking it valid (raw requests).
     pub fn set_unmarked(&mut self, off: usize, v: u64) -> &mut Self {
-        // SAFETY: as in `write16`.
-        unsafe { core::ptr::write_volatile(self.page.add(off).cast::<u64>(), v) };
+        self.dirty_page();
+        self.put(off, v);
         self
     }
 
@@ -262,23 +375,31 @@ impl Request {
         self
     }
 
-    /// Copies `bytes` into the shared buffer at `at`.
-    pub fn write_buffer(&mut self, at: usize, bytes: &[u8]) -> &mut Self {
-        let n = bytes.len().min(ghcb::SHARED_BUFFER_LEN.saturating_sub(at));
-        for (i, &b) in bytes[..n].iter().enumerate() {
-            // SAFETY: inside the shared buffer of the page we hold.
-            unsafe { core::ptr::write_volatile(self.page.add(off::SHARED_BUFFER + at + i), b) };
+    /// Copies `bytes` to the start of the shared buffer, eight at a time.
+    fn put_buffer(&mut self, bytes: &[u8]) {
+        let n = bytes.len().min(ghcb::SHARED_BUFFER_LEN);
+        buffer_used(n);
+        for (i, chunk) in bytes[..n].chunks(8).enumerate() {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.put(off::SHARED_BUFFER + 8 * i, u64::from_le_bytes(w));
         }
-        self
     }
 
-    /// Reads `out.len()` bytes of the shared buffer once.
-    pub fn read_buffer(&self, at: usize, out: &mut [u8]) {
-        let n = out.len().min(ghcb::SHARED_BUFFER_LEN.saturating_sub(at));
-        for (i, o) in out[..n].iter_mut().enumerate() {
-            // SAFETY: inside the shared buffer of the page we hold.
-            *o = unsafe { core::ptr::read_volatile(self.page.add(off::SHARED_BUFFER + at + i)) };
-        }
+    /// The shared buffer as the scratch area of a standard request that sends `sent` bytes
+    /// there and gets up to `answered` back: SW_SCRATCH holds its GPA.
+    fn scratch(&mut self, sent: &[u8], answered: usize) {
+        self.put_buffer(sent);
+        buffer_used(answered);
+        self.put(off::SW_SCRATCH, self.buffer_gpa());
+    }
+
+    /// Marks the fields of `valid` ([`valid_words`]) valid and sends the request ([`Self::call`]);
+    /// the answer's RAX-RDX are copied out only if `registers` (else they read 0).
+    fn send(&mut self, valid: [u64; 2], registers: bool) -> Response {
+        self.put(off::VALID_BITMAP, valid[0]);
+        self.put(off::VALID_BITMAP + 8, valid[1]);
+        self.exchange(registers)
     }
 
     /// GPA of the shared buffer.
@@ -288,32 +409,36 @@ impl Request {
 
     /// Registers the page in the GHCB MSR, VMGEXIT, and copies the answer out once.
     pub fn call(&mut self) -> Response {
+        self.exchange(true)
+    }
+
+    /// [`Self::call`], copying RAX-RDX out only if `registers` (else they read 0).
+    fn exchange(&mut self, registers: bool) -> Response {
         if !MSR_HOLDS_GHCB.load(Ordering::Relaxed) {
             ghcb_msr_write(ghcb_gpa());
             MSR_HOLDS_GHCB.store(true, Ordering::Relaxed);
         }
         vmgexit();
-        let mut valid = [0u8; 16];
-        for (i, v) in valid.iter_mut().enumerate() {
-            // SAFETY: inside the valid bitmap of the page we hold.
-            *v = unsafe { core::ptr::read_volatile(self.page.add(off::VALID_BITMAP + i)) };
-        }
+        let valid = |r: &Self| {
+            let (lo, hi) = (r.read64(off::VALID_BITMAP), r.read64(off::VALID_BITMAP + 8));
+            (u128::from(hi) << 64 | u128::from(lo)).to_le_bytes()
+        };
         let mut r = Response {
             info1: self.read64(off::SW_EXIT_INFO_1),
             info2: self.read64(off::SW_EXIT_INFO_2),
-            valid,
-            rax: self.read64(off::RAX),
-            rbx: self.read64(off::RBX),
-            rcx: self.read64(off::RCX),
-            rdx: self.read64(off::RDX),
+            valid: valid(self),
+            ..Response::default()
         };
+        if registers {
+            r.rax = self.read64(off::RAX);
+            r.rbx = self.read64(off::RBX);
+            r.rcx = self.read64(off::RCX);
+            r.rdx = self.read64(off::RDX);
+        }
         if DOUBLE_FETCH.load(Ordering::Relaxed) {
             // The `ghcb-double-fetch` fault: the bug this backend must not have.
             r.info1 = self.read64(off::SW_EXIT_INFO_1);
-            for (i, v) in r.valid.iter_mut().enumerate() {
-                // SAFETY: inside the valid bitmap of the page we hold.
-                *v = unsafe { core::ptr::read_volatile(self.page.add(off::VALID_BITMAP + i)) };
-            }
+            r.valid = valid(self);
         }
         r
     }
@@ -326,22 +451,33 @@ enum Checked {
     Exception(u8),
 }
 
-/// Fills a request with exit code and infos (all marked valid), calls, checks SW_EXITINFO1.
+/// The fields every standard request marks valid.
+const STANDARD_VALID: [usize; 3] = [off::SW_EXIT_CODE, off::SW_EXIT_INFO_1, off::SW_EXIT_INFO_2];
+
+/// Takes the page for a standard request (exit code, infos), or says it is in use.
+fn take_standard(code: u64, info1: u64, info2: u64) -> Result<Request, HostError> {
+    Request::standard(code, info1, info2).ok_or(HostError::Unsupported {
+        request: "GHCB request while the GHCB is in use (nested #VC)",
+    })
+}
+
+/// Sends a standard request: exit code and infos, what `fill` adds, the fields of `valid`
+/// marked valid (with the standard three); checks SW_EXITINFO1. The answer's registers are
+/// copied out if `registers`.
 fn standard(
     name: &'static str,
     code: u64,
-    info1: u64,
-    info2: u64,
+    info: (u64, u64),
+    valid: [u64; 2],
+    registers: bool,
     fill: impl FnOnce(&mut Request),
 ) -> Result<Checked, HostError> {
-    let mut r = Request::new().ok_or(HostError::Unsupported {
-        request: "GHCB request while the GHCB is in use (nested #VC)",
-    })?;
-    r.set(off::SW_EXIT_CODE, code)
-        .set(off::SW_EXIT_INFO_1, info1)
-        .set(off::SW_EXIT_INFO_2, info2);
-    fill(&mut r);
-    let resp = r.call();
+    let resp = {
+        let mut r = take_standard(code, info.0, info.1)?;
+        fill(&mut r);
+        let std = const { valid_words(&STANDARD_VALID) };
+        r.send([std[0] | valid[0], std[1] | valid[1]], registers)
+    };
     match resp.outcome(name)? {
         GhcbOutcome::Ok => Ok(Checked::Ok(resp)),
         GhcbOutcome::Exception(vector) => Ok(Checked::Exception(vector)),
@@ -371,22 +507,26 @@ fn ok_or_fault(name: &'static str, c: Checked) -> Result<Response, HostError> {
 pub fn mmio_read<T: MmioValue>(gpa: u64) -> Result<T, HostError> {
     let name = "GHCB MMIO read";
     let size = T::WIDTH.bytes();
-    let mut buf = [0u8; 8];
-    let c = {
-        let mut r = Request::new().ok_or(HostError::Unsupported {
-            request: "GHCB request while the GHCB is in use (nested #VC)",
-        })?;
-        let scratch = r.buffer_gpa();
-        r.set(off::SW_EXIT_CODE, exit::MMIO_READ)
-            .set(off::SW_EXIT_INFO_1, gpa)
-            .set(off::SW_EXIT_INFO_2, size)
-            .set(off::SW_SCRATCH, scratch);
-        let resp = r.call();
-        r.read_buffer(0, &mut buf[..size as usize]);
-        resp
+    let (c, value) = {
+        let mut r = take_standard(exit::MMIO_READ, gpa, size)?;
+        r.scratch(&[], size as usize);
+        let resp = r.send(
+            const {
+                valid_words(&[
+                    off::SW_EXIT_CODE,
+                    off::SW_EXIT_INFO_1,
+                    off::SW_EXIT_INFO_2,
+                    off::SW_SCRATCH,
+                ])
+            },
+            false,
+        );
+        // The answer's bytes, read once; those past the access are not the answer.
+        let value = r.read64(off::SHARED_BUFFER) & (u64::MAX >> (64 - 8 * size));
+        (resp, value)
     };
     match c.outcome(name)? {
-        GhcbOutcome::Ok => Ok(T::from_u64(u64::from_le_bytes(buf))),
+        GhcbOutcome::Ok => Ok(T::from_u64(value)),
         GhcbOutcome::Error(status) => Err(HostError::refused(name, status)),
         // An exception is no answer to an MMIO read.
         GhcbOutcome::Exception(_) => Err(HostError::bad_answer(name, c.info1)),
@@ -394,7 +534,7 @@ pub fn mmio_read<T: MmioValue>(gpa: u64) -> Result<T, HostError> {
 }
 
 /// The #VC error code of a nested page fault (SVM_EXIT_NPF; GHCB spec 2.x 4.1.6): MMIO.
-const VC_NPF: u64 = 0x400;
+const VC_NPF: u64 = exit::NPF;
 
 /// The #VC handler: only a nested page fault (MMIO the host made of memory the guest used) is
 /// emulated. The hardware gives no GPA for it: the handler decodes the instruction, computes
@@ -431,7 +571,7 @@ pub fn handle_vc(
 /// The hypervisor's features (GHCB HV_FEATURES exit, GHCB spec 4.1.12): SW_EXITINFO2.
 pub fn hv_features() -> Result<u64, HostError> {
     let name = "GHCB HV_FEATURES";
-    let c = standard(name, exit::HV_FEATURES, 0, 0, |_| {})?;
+    let c = standard(name, exit::HV_FEATURES, (0, 0), [0; 2], false, |_| {})?;
     ok_or_fault(name, c).map(|r| r.info2)
 }
 
@@ -440,10 +580,9 @@ pub fn mmio_write<T: MmioValue>(gpa: u64, v: T) -> Result<(), HostError> {
     let name = "GHCB MMIO write";
     let size = T::WIDTH.bytes();
     let bytes = v.to_u64().to_le_bytes();
-    let c = standard(name, exit::MMIO_WRITE, gpa, size, |r| {
-        let scratch = r.buffer_gpa();
-        r.write_buffer(0, &bytes[..size as usize])
-            .set(off::SW_SCRATCH, scratch);
+    let valid = const { valid_words(&[off::SW_SCRATCH]) };
+    let c = standard(name, exit::MMIO_WRITE, (gpa, size), valid, false, |r| {
+        r.scratch(&bytes[..size as usize], 0);
     })?;
     ok_or_fault(name, c).map(|_| ())
 }
@@ -472,9 +611,9 @@ pub fn pio_read<T: PioValue>(port: u16) -> Result<T, HostError> {
     } else {
         exit::IOIO
     };
-    let c = standard(name, code, ioio_info(port, T::WIDTH, true), 0, |r| {
-        r.set(off::RAX, 0);
-    })?;
+    let info = ioio_info(port, T::WIDTH, true);
+    let valid = const { valid_words(&[off::RAX]) };
+    let c = standard(name, code, (info, 0), valid, true, |r| r.put(off::RAX, 0))?;
     let resp = ok_or_fault(name, c)?;
     read_reg(
         &resp,
@@ -488,8 +627,10 @@ pub fn pio_read<T: PioValue>(port: u16) -> Result<T, HostError> {
 /// Port write (GHCB IOIO, OUT).
 pub fn pio_write<T: PioValue>(port: u16, v: T) -> Result<(), HostError> {
     let name = "GHCB IOIO write";
-    let c = standard(name, exit::IOIO, ioio_info(port, T::WIDTH, false), 0, |r| {
-        r.set(off::RAX, v.to_u64());
+    let info = ioio_info(port, T::WIDTH, false);
+    let valid = const { valid_words(&[off::RAX]) };
+    let c = standard(name, exit::IOIO, (info, 0), valid, false, |r| {
+        r.put(off::RAX, v.to_u64())
     })?;
     ok_or_fault(name, c).map(|_| ())
 }
@@ -499,10 +640,17 @@ pub fn pio_write_bytes(port: u16, bytes: &[u8]) -> Result<(), HostError> {
     let name = "GHCB IOIO string write";
     for chunk in bytes.chunks(ghcb::SHARED_BUFFER_LEN) {
         let info = ioio_info(port, Width::B1, false) | ioio::STR | ioio::REP;
-        let c = standard(name, exit::IOIO, info, chunk.len() as u64, |r| {
-            let scratch = r.buffer_gpa();
-            r.write_buffer(0, chunk).set(off::SW_SCRATCH, scratch);
-        })?;
+        let valid = const { valid_words(&[off::SW_SCRATCH]) };
+        let c = standard(
+            name,
+            exit::IOIO,
+            (info, chunk.len() as u64),
+            valid,
+            false,
+            |r| {
+                r.scratch(chunk, 0);
+            },
+        )?;
         ok_or_fault(name, c)?;
     }
     Ok(())
@@ -511,9 +659,10 @@ pub fn pio_write_bytes(port: u16, bytes: &[u8]) -> Result<(), HostError> {
 /// CPUID (GHCB CPUID exit: RAX = leaf, RCX = subleaf; RAX-RDX must come back valid, 32-bit).
 pub fn cpuid(leaf: u32, subleaf: u32) -> Result<CpuidResult, HostError> {
     let name = "GHCB CPUID";
-    let c = standard(name, exit::CPUID, 0, 0, |r| {
-        r.set(off::RAX, u64::from(leaf))
-            .set(off::RCX, u64::from(subleaf));
+    let valid = const { valid_words(&[off::RAX, off::RCX]) };
+    let c = standard(name, exit::CPUID, (0, 0), valid, true, |r| {
+        r.put(off::RAX, u64::from(leaf));
+        r.put(off::RCX, u64::from(subleaf));
     })?;
     cpuid_registers(&ok_or_fault(name, c)?)
 }
@@ -533,8 +682,9 @@ pub fn cpuid_registers(resp: &Response) -> Result<CpuidResult, HostError> {
 /// RDMSR (GHCB MSR exit, info1 = 0): an injected #GP is a fault, like on bare metal.
 pub fn rdmsr(msr: u32) -> Result<u64, MsrError> {
     let name = "GHCB MSR read";
-    let c = standard(name, exit::MSR, 0, 0, |r| {
-        r.set(off::RCX, u64::from(msr));
+    let valid = const { valid_words(&[off::RCX]) };
+    let c = standard(name, exit::MSR, (0, 0), valid, true, |r| {
+        r.put(off::RCX, u64::from(msr))
     })
     .map_err(MsrError::Host)?;
     match c {
@@ -566,10 +716,11 @@ pub fn rdmsr(msr: u32) -> Result<u64, MsrError> {
 /// WRMSR (GHCB MSR exit, info1 = 1).
 pub fn wrmsr(msr: u32, v: u64) -> Result<(), MsrError> {
     let name = "GHCB MSR write";
-    let c = standard(name, exit::MSR, 1, 0, |r| {
-        r.set(off::RCX, u64::from(msr))
-            .set(off::RAX, v & 0xffff_ffff)
-            .set(off::RDX, v >> 32);
+    let valid = const { valid_words(&[off::RCX, off::RAX, off::RDX]) };
+    let c = standard(name, exit::MSR, (1, 0), valid, false, |r| {
+        r.put(off::RCX, u64::from(msr));
+        r.put(off::RAX, v & 0xffff_ffff);
+        r.put(off::RDX, v >> 32);
     })
     .map_err(MsrError::Host)?;
     match c {
@@ -587,6 +738,7 @@ impl Request {
     /// Overwrites the protocol-version and GHCB-usage fields with values a standard request
     /// never sends (`protocol::conformance` cases: versions outside 1-2, usage != 0).
     pub fn set_version_and_usage(&mut self, version: u16, usage: u32) -> &mut Self {
+        self.dirty_page();
         self.write16(off::PROTOCOL_VERSION, version);
         // SAFETY: the usage field is a 4-byte-aligned u32 inside the page we hold.
         unsafe { core::ptr::write_volatile(self.page.add(off::GHCB_USAGE).cast::<u32>(), usage) };
