@@ -241,6 +241,12 @@ impl ExposeMask {
     /// What Linux exposes for every TDVMCALL (`TDVMCALL_EXPOSE_REGS_MASK`): RDX, RBX, RSI,
     /// RDI and R8-R15 = 0xFFCC.
     pub const LINUX: ExposeMask = ExposeMask(0xffcc);
+    /// R10-R15 only: the status, the sub-function and the four operand registers, all that
+    /// the standard sub-functions the guest sends take and return (GHCI 1.5 2.4.x: IO, MMIO,
+    /// CPUID, RDMSR, WRMSR and HLT use R12-R15). The TDX module preserves every register it
+    /// does not expose (`save_regs_after_tdvmcall()` writes back only exposed ones), so the
+    /// guest neither zeroes nor reloads RDX, RBX, RSI, RDI, R8 and R9 for a request.
+    pub const ARGS: ExposeMask = ExposeMask(0xfc00);
     /// Bits the TDX module refuses (RAX, RCX, RSP, RBP, and 63:32): TDX_OPERAND_INVALID.
     pub const FORBIDDEN: u64 = 0xffff_ffff_0000_0033;
 
@@ -337,6 +343,18 @@ pub const fn shared_bit(gpaw: u32) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_args_mask_exposes_r10_to_r15_only() {
+        assert!(ExposeMask::ARGS.is_valid());
+        for n in 0..16 {
+            assert_eq!(
+                ExposeMask::ARGS.exposes(n),
+                (10..16).contains(&n),
+                "GPR {n}"
+            );
+        }
+    }
 
     #[test]
     fn linux_mask_is_valid_and_exposes_the_argument_registers() {

@@ -1,9 +1,9 @@
 //! The TDX backend: every request is a TDG.VP.VMCALL through the one `tdcall` wrapper.
 //!
 //! GHCI 1.5 register convention (Linux `__tdx_hypercall`): RAX = 0 (TDG.VP.VMCALL), RCX =
-//! the exposure bitmap (`ExposeMask::LINUX` = 0xFFCC), R10 = 0 (standard), R11 = the
-//! sub-function, R12-R15 = arguments. Out: RAX = TDX module status, R10 = TDVMCALL status,
-//! R11-R15 = results. Every status is checked and every returned value range-checked before
+//! the exposure bitmap (`ExposeMask::ARGS` = 0xFC00 for the standard requests, R10-R15 only;
+//! Linux exposes 0xFFCC), R10 = 0 (standard), R11 = the sub-function, R12-R15 = arguments.
+//! Out: RAX = TDX module status, R10 = TDVMCALL status, R11-R15 = results. Every status is checked and every returned value range-checked before
 //! use: the host is untrusted. The checks are `protocol::validate`'s, which the host tests and
 //! the `validators` fuzz target run too.
 
@@ -18,6 +18,16 @@ use protocol::validate::{self, DecodedAccess, TdvmcallError, VeReport};
 
 global_asm!(
     ".pushsection .text.tdcall, \"ax\"",
+    // The one TDCALL instruction (66 0F 01 CC, spelled as bytes so any assembler takes it),
+    // a function of its own: registers in, registers out, nothing else touched. The
+    // simulated host's breakpoint sits on it (`protocol::tdx::TDCALL_SYMBOL`).
+    ".global cvmprobe_tdcall_insn",
+    ".balign 16",
+    "cvmprobe_tdcall_insn:",
+    ".byte 0x66, 0x0f, 0x01, 0xcc",
+    "ret",
+    // Every register from and back to a `TdcallRegs` (TDG.VP.INFO, TDG.VP.VEINFO.GET, the
+    // conformance tables' raw TDG.VP.VMCALLs).
     ".global cvmprobe_tdcall",
     ".balign 16",
     "cvmprobe_tdcall:",
@@ -42,10 +52,7 @@ global_asm!(
     "mov r14, [rdi + {r14}]",
     "mov r15, [rdi + {r15}]",
     "mov rdi, [rdi + {rdi}]",
-    ".global cvmprobe_tdcall_insn",
-    "cvmprobe_tdcall_insn:",
-    // TDCALL (66 0F 01 CC), spelled as bytes so any assembler takes it.
-    ".byte 0x66, 0x0f, 0x01, 0xcc",
+    "call cvmprobe_tdcall_insn",
     "xchg rdi, [rsp]",
     "mov [rdi + {rax}], rax",
     "mov [rdi + {rcx}], rcx",
@@ -98,6 +105,33 @@ pub fn tdcall(regs: &mut TdcallRegs) {
     // SAFETY: the wrapper reads and writes only `*regs` and the registers it saves and
     // restores; TDCALL itself does not touch guest memory for the leaves used here.
     unsafe { cvmprobe_tdcall(regs) }
+}
+
+/// TDCALL of module leaf `leaf` that takes no input but RAX (TDG.VP.INFO, TDG.VP.VEINFO.GET):
+/// RAX (the status), RCX, RDX, R8, R9, R10 as the TDX module left them, with the registers
+/// handed over directly (no `TdcallRegs` in memory). The TDX module answers these leaves
+/// itself: no register reaches the host, so none needs zeroing.
+#[inline(always)]
+fn tdcall_leaf(leaf: u64) -> [u64; 6] {
+    super::count_request();
+    let (rax, rcx, rdx, r8, r9, r10);
+    // SAFETY: `cvmprobe_tdcall_insn` is TDCALL then RET; these leaves write only the
+    // registers declared here (TDX module ABI, TDG.VP.INFO and TDG.VP.VEINFO.GET outputs; R11
+    // too, declared clobbered) and no memory.
+    unsafe {
+        core::arch::asm!(
+            "call cvmprobe_tdcall_insn",
+            inout("rax") leaf => rax,
+            out("rcx") rcx,
+            out("rdx") rdx,
+            out("r8") r8,
+            out("r9") r9,
+            out("r10") r10,
+            out("r11") _,
+            options(nomem),
+        );
+    }
+    [rax, rcx, rdx, r8, r9, r10]
 }
 
 /// Results of TDG.VP.VMCALL (after the module status was checked).
@@ -159,12 +193,49 @@ pub fn vmcall_raw(mask: ExposeMask, r10: u64, sub: u64, args: [u64; 4]) -> Resul
     Ok(VmcallOut::from(&r))
 }
 
+/// A standard TDG.VP.VMCALL with R11 = `sub`, R12-R15 = `args`, exposing R10-R15 only
+/// (`ExposeMask::ARGS`: the TDX module keeps every other register from the host and restores
+/// it), with the registers handed to the one TDCALL instruction directly (no `TdcallRegs` in
+/// memory: a request's instructions are emulated one by one on the CI hosts). Returns the TDX
+/// module status (RAX) and the results.
+#[inline(always)]
+fn vmcall_fast(sub: u64, args: [u64; 4]) -> (u64, VmcallOut) {
+    super::count_host_call();
+    super::count_request();
+    let (rax, r10, r11, r12, r13, r14, r15);
+    // SAFETY: `cvmprobe_tdcall_insn` is TDCALL then RET. TDG.VP.VMCALL changes RAX, RCX and
+    // the exposed registers R10-R15 (all declared here); the TDX module restores the others.
+    // For sub-functions that name a buffer the host may write guest memory (no `nomem`).
+    unsafe {
+        core::arch::asm!(
+            "call cvmprobe_tdcall_insn",
+            inout("rax") leaf::VP_VMCALL => rax,
+            inout("rcx") ExposeMask::ARGS.0 => _,
+            inout("r10") vmcall::STANDARD => r10,
+            inout("r11") sub => r11,
+            inout("r12") args[0] => r12,
+            inout("r13") args[1] => r13,
+            inout("r14") args[2] => r14,
+            inout("r15") args[3] => r15,
+        );
+    }
+    let out = VmcallOut {
+        status: r10,
+        r11,
+        r12,
+        r13,
+        r14,
+        r15,
+    };
+    (rax, out)
+}
+
 /// A standard TDVMCALL whose module status and TDVMCALL status must both be SUCCESS
 /// (`validate::tdvmcall_status`).
+#[inline(always)]
 fn vmcall(request: &'static str, sub: u64, args: [u64; 4]) -> Result<VmcallOut, HostError> {
-    let r = vmcall_regs(ExposeMask::LINUX, vmcall::STANDARD, sub, args);
-    let out = VmcallOut::from(&r);
-    match validate::tdvmcall_status(r.rax, out.status) {
+    let (rax, out) = vmcall_fast(sub, args);
+    match validate::tdvmcall_status(rax, out.status) {
         Ok(()) => Ok(out),
         Err(TdvmcallError::Module(status)) => Err(HostError::refused(
             "TDCALL(TDG.VP.VMCALL) module status",
@@ -193,19 +264,15 @@ pub struct VpInfo {
 /// TDG.VP.INFO, validated: GPAW must be 48 or 52, or exactly the width the host declared for
 /// a simulated TDX (`validate::vp_info_gpaw`, `super::declared_sim_phys_bits`).
 pub fn vp_info() -> Result<VpInfo, HostError> {
-    let mut r = TdcallRegs {
-        rax: leaf::VP_INFO,
-        ..TdcallRegs::default()
-    };
-    tdcall(&mut r);
-    if r.rax != tdx::TDX_SUCCESS {
-        return Err(HostError::refused("TDG.VP.INFO", r.rax));
+    let [rax, rcx, _, r8, r9, _] = tdcall_leaf(leaf::VP_INFO);
+    if rax != tdx::TDX_SUCCESS {
+        return Err(HostError::refused("TDG.VP.INFO", rax));
     }
-    let gpaw = validate::vp_info_gpaw(r.rcx, super::declared_sim_phys_bits())?;
+    let gpaw = validate::vp_info_gpaw(rcx, super::declared_sim_phys_bits())?;
     Ok(VpInfo {
         gpaw,
-        vcpus: r.r8 as u32,
-        vcpu_index: r.r9 as u32,
+        vcpus: r8 as u32,
+        vcpu_index: r9 as u32,
     })
 }
 
@@ -264,20 +331,16 @@ pub fn mmio_write<T: MmioValue>(gpa: u64, v: T) -> Result<(), HostError> {
 /// TDG.VP.VEINFO.GET: the information of the #VE being handled (TDX module ABI,
 /// TDG.VP.VEINFO.GET; Linux `tdx_get_ve_info()`), unchecked: `validate::ve_report` checks it.
 pub fn veinfo_get() -> Result<VeReport, HostError> {
-    let mut r = TdcallRegs {
-        rax: leaf::VP_VEINFO_GET,
-        ..TdcallRegs::default()
-    };
-    tdcall(&mut r);
-    if r.rax != tdx::TDX_SUCCESS {
-        return Err(HostError::refused("TDG.VP.VEINFO.GET", r.rax));
+    let [rax, rcx, rdx, r8, r9, r10] = tdcall_leaf(leaf::VP_VEINFO_GET);
+    if rax != tdx::TDX_SUCCESS {
+        return Err(HostError::refused("TDG.VP.VEINFO.GET", rax));
     }
     Ok(VeReport {
-        exit_reason: r.rcx as u32,
-        qualification: r.rdx,
-        gla: r.r8,
-        gpa: r.r9,
-        insn_len: r.r10 as u32,
+        exit_reason: rcx as u32,
+        qualification: rdx,
+        gla: r8,
+        gpa: r9,
+        insn_len: r10 as u32,
     })
 }
 
