@@ -42,6 +42,7 @@ fn timed(env: &Env, id: BenchId, f: impl FnOnce()) {
 }
 
 /// Runs the loops against the test device found at boot.
+#[optimize(speed)]
 pub fn run(env: &Env) {
     ktap::plan(0, 0);
     timed(env, BenchId::EmptyLoop, || {

@@ -47,6 +47,7 @@ pub fn init() -> bool {
 /// unlike it, the bytes go to the data register as one string port write (`rep outsb` on
 /// legacy, the GHCB's string IOIO on SEV-ES), which costs one exit per chunk instead of one
 /// per byte — guest instructions and exits are what a run spends its time on.
+#[optimize(speed)]
 pub fn write(bytes: &[u8]) {
     let mut guard = CONSOLE.lock();
     let Some(u) = guard.as_mut() else {

@@ -127,6 +127,7 @@ pub fn mmio_read<T: MmioValue>(gpa: u64) -> T {
 }
 
 #[inline(never)]
+#[optimize(speed)]
 fn mmio_read_slow<T: MmioValue>(gpa: u64) -> T {
     match try_mmio_read(gpa) {
         Ok(v) => v,
@@ -149,6 +150,7 @@ pub fn mmio_write<T: MmioValue>(gpa: u64, v: T) {
 }
 
 #[inline(never)]
+#[optimize(speed)]
 fn mmio_write_slow<T: MmioValue>(gpa: u64, v: T) {
     if let Err(e) = try_mmio_write(gpa, v) {
         record(e);
@@ -156,12 +158,14 @@ fn mmio_write_slow<T: MmioValue>(gpa: u64, v: T) {
 }
 
 /// [`mmio_read`] returning the host error instead of recording it.
+#[optimize(speed)]
 pub fn try_mmio_read<T: MmioValue>(gpa: u64) -> Result<T, HostError> {
     check_not_ram(gpa, T::WIDTH)?;
     platform::mmio_read::<T>(gpa)
 }
 
 /// [`mmio_write`] returning the host error instead of recording it.
+#[optimize(speed)]
 pub fn try_mmio_write<T: MmioValue>(gpa: u64, v: T) -> Result<(), HostError> {
     check_not_ram(gpa, T::WIDTH)?;
     platform::mmio_write(gpa, v)
@@ -180,6 +184,7 @@ pub fn pio_read<T: PioValue>(port: u16) -> T {
 }
 
 #[inline(never)]
+#[optimize(speed)]
 fn pio_read_slow<T: PioValue>(port: u16) -> T {
     match platform::pio_read::<T>(port) {
         Ok(v) => v,
@@ -200,6 +205,7 @@ pub fn pio_write<T: PioValue>(port: u16, v: T) {
 }
 
 #[inline(never)]
+#[optimize(speed)]
 fn pio_write_slow<T: PioValue>(port: u16, v: T) {
     if let Err(e) = platform::pio_write(port, v) {
         record(e);
@@ -208,6 +214,7 @@ fn pio_write_slow<T: PioValue>(port: u16, v: T) {
 
 /// Writes `bytes` to port `port` one byte at a time as a single string operation (the same
 /// as `pio_write::<u8>` for each byte, in one request to the host where the platform allows).
+#[optimize(speed)]
 pub fn pio_write_bytes(port: u16, bytes: &[u8]) {
     if let Err(e) = platform::pio_write_bytes(port, bytes) {
         record(e);
@@ -215,6 +222,7 @@ pub fn pio_write_bytes(port: u16, bytes: &[u8]) {
 }
 
 /// CPUID `leaf`/`subleaf`.
+#[optimize(speed)]
 pub fn cpuid(leaf: u32, subleaf: u32) -> CpuidResult {
     platform::cpuid(leaf, subleaf).unwrap_or_else(|e| {
         record(e);
@@ -223,6 +231,7 @@ pub fn cpuid(leaf: u32, subleaf: u32) -> CpuidResult {
 }
 
 /// RDMSR `msr`.
+#[optimize(speed)]
 pub fn rdmsr(msr: u32) -> Result<u64, MsrError> {
     platform::rdmsr(msr)
 }

@@ -18,6 +18,7 @@ pub struct Line {
 
 impl Line {
     /// A line indented by `depth` KTAP levels.
+    #[optimize(speed)]
     pub fn new(depth: usize) -> Self {
         let mut l = Line {
             buf: [MaybeUninit::uninit(); LINE_MAX],
@@ -42,6 +43,7 @@ impl Line {
 
     /// Appends text the kernel controls (literals, catalog names): one copy, no per-byte work.
     /// Text from outside (command line, host answers) goes through [`Line::bytes`].
+    #[optimize(speed)]
     pub fn str(&mut self, s: &str) -> &mut Self {
         let room = LINE_MAX - 4 - self.len;
         let n = s.len().min(room);
@@ -79,6 +81,7 @@ impl Line {
     }
 
     /// Appends `v` in decimal.
+    #[optimize(speed)]
     pub fn dec(&mut self, v: u64) -> &mut Self {
         let mut tmp = [0u8; 20];
         let mut n = 0;
@@ -97,6 +100,7 @@ impl Line {
         self
     }
 
+    #[optimize(speed)]
     fn finish(&mut self) -> &[u8] {
         if self.truncated {
             for &b in b"..." {
@@ -110,6 +114,7 @@ impl Line {
     }
 
     /// Writes the line to the console.
+    #[optimize(speed)]
     pub fn emit(&mut self) {
         crate::console::write(self.finish());
     }
@@ -148,6 +153,7 @@ pub enum Result<'a> {
 }
 
 /// `ok n name`, `not ok n name`, `ok n name # SKIP reason` or `not ok n name # TODO reason`.
+#[optimize(speed)]
 pub fn result(depth: usize, n: usize, name: &str, r: Result<'_>) {
     let mut l = Line::new(depth);
     match r {
@@ -188,6 +194,7 @@ impl Line {
 }
 
 /// A diagnostic line `# ...` at `depth`, returned for the caller to fill and emit.
+#[optimize(speed)]
 pub fn diag(depth: usize) -> Line {
     let mut l = Line::new(depth);
     l.str("# ");

@@ -249,6 +249,7 @@ static HOST_CALLS: AtomicU64 = AtomicU64::new(0);
 
 /// Counts one request to the host (the backends call it at each TDG.VP.VMCALL / VMGEXIT).
 #[inline(always)]
+#[optimize(speed)]
 fn count_host_call() {
     HOST_CALLS.fetch_add(1, Ordering::Relaxed);
 }
@@ -273,6 +274,7 @@ static ANSWERING: AtomicU64 = AtomicU64::new(0);
 
 /// Counts one trap to the host, right before the TDCALL or VMGEXIT (their wrappers call it).
 #[inline(always)]
+#[optimize(speed)]
 fn count_request() {
     let n = REQUESTS.fetch_add(1, Ordering::Relaxed) + 1;
     ANSWERING.store(n, Ordering::Relaxed);
@@ -336,6 +338,7 @@ pub fn disable_width_check() {
 /// A host's answer `v` to a `width`-byte read (or a 32-bit CPUID/MSR half): checked by
 /// `protocol::validate::width_fits`, or truncated after [`disable_width_check`].
 #[inline(always)]
+#[optimize(speed)]
 fn read_fits(width: protocol::access::Width, v: u64, what: &'static str) -> Result<u64, HostError> {
     if WIDTH_CHECK_DISABLED.load(Ordering::Relaxed) {
         return Ok(v & width.mask());
@@ -363,6 +366,7 @@ pub fn memslot_va(gpa: u64) -> Option<u64> {
 
 /// One trap to the host that no device serves (the benchmark's floor): TDX TDG.VP.INFO, SEV-ES
 /// GHCB HV_FEATURES; nothing on legacy. Returns whether the host answered well.
+#[optimize(speed)]
 pub fn trap_floor() -> bool {
     match kind_raw() {
         KIND_TDX => tdx::vp_info().is_ok(),
@@ -396,6 +400,7 @@ pub fn describe(line: &mut crate::ktap::Line) {
 
 /// MMIO read of a `T` at `gpa`.
 #[inline(always)]
+#[optimize(speed)]
 pub fn mmio_read<T: MmioValue>(gpa: u64) -> Result<T, HostError> {
     match kind_raw() {
         KIND_LEGACY => Ok(legacy::mmio_read::<T>(gpa)),
@@ -406,6 +411,7 @@ pub fn mmio_read<T: MmioValue>(gpa: u64) -> Result<T, HostError> {
 
 /// MMIO write of `v` at `gpa`.
 #[inline(always)]
+#[optimize(speed)]
 pub fn mmio_write<T: MmioValue>(gpa: u64, v: T) -> Result<(), HostError> {
     match kind_raw() {
         KIND_LEGACY => {
@@ -419,6 +425,7 @@ pub fn mmio_write<T: MmioValue>(gpa: u64, v: T) -> Result<(), HostError> {
 
 /// Port read of a `T` (1, 2 or 4 bytes).
 #[inline(always)]
+#[optimize(speed)]
 pub fn pio_read<T: PioValue>(port: u16) -> Result<T, HostError> {
     match kind_raw() {
         KIND_LEGACY => Ok(legacy::pio_read::<T>(port)),
@@ -429,6 +436,7 @@ pub fn pio_read<T: PioValue>(port: u16) -> Result<T, HostError> {
 
 /// Port write of `v` (1, 2 or 4 bytes).
 #[inline(always)]
+#[optimize(speed)]
 pub fn pio_write<T: PioValue>(port: u16, v: T) -> Result<(), HostError> {
     match kind_raw() {
         KIND_LEGACY => {
@@ -441,6 +449,7 @@ pub fn pio_write<T: PioValue>(port: u16, v: T) -> Result<(), HostError> {
 }
 
 /// String port write of `bytes` (1-byte units).
+#[optimize(speed)]
 pub fn pio_write_bytes(port: u16, bytes: &[u8]) -> Result<(), HostError> {
     match kind_raw() {
         KIND_LEGACY => {
@@ -453,6 +462,7 @@ pub fn pio_write_bytes(port: u16, bytes: &[u8]) -> Result<(), HostError> {
 }
 
 /// CPUID.
+#[optimize(speed)]
 pub fn cpuid(leaf: u32, subleaf: u32) -> Result<CpuidResult, HostError> {
     match kind_raw() {
         KIND_LEGACY => legacy::cpuid(leaf, subleaf),
@@ -462,6 +472,7 @@ pub fn cpuid(leaf: u32, subleaf: u32) -> Result<CpuidResult, HostError> {
 }
 
 /// RDMSR.
+#[optimize(speed)]
 pub fn rdmsr(msr: u32) -> Result<u64, MsrError> {
     match kind_raw() {
         KIND_LEGACY => legacy::rdmsr(msr).map_err(MsrError::Fault),

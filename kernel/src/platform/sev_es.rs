@@ -43,6 +43,7 @@ unsafe extern "C" {
 }
 
 /// VMGEXIT. The host reads the GHCB MSR and, for GHCB requests, the GHCB page.
+#[optimize(speed)]
 fn vmgexit() {
     super::count_host_call();
     super::count_request();
@@ -274,6 +275,7 @@ impl Request {
     /// Takes the GHCB for a standard request of exit `code` with SW_EXITINFO1/2: the words
     /// earlier requests left are zeroed ([`STANDARD_WORDS`]), the exit code and infos
     /// written. Their valid bits are set by [`Self::send`].
+    #[optimize(speed)]
     fn standard(code: u64, info1: u64, info2: u64) -> Option<Self> {
         let mut r = Self::take_clean(CLEAN_STANDARD)?;
         r.put(off::SW_EXIT_CODE, code);
@@ -285,6 +287,7 @@ impl Request {
     /// Takes the page and zeroes what earlier requests left: at least what `at_least` says,
     /// more if they wrote more ([`CLEAN`]; only the valid bitmap under the `ghcb-not-zeroed`
     /// fault).
+    #[optimize(speed)]
     fn take_clean(at_least: u8) -> Option<Self> {
         let busy = GHCB_BUSY.try_lock()?;
         let mut r = Self {
@@ -293,9 +296,16 @@ impl Request {
         };
         match CLEAN.load(Ordering::Relaxed).max(at_least) {
             CLEAN_STANDARD => {
-                for o in STANDARD_WORDS {
-                    r.put(o, 0);
-                }
+                // One store each, spelled out: the kernel is built for size, and a loop over
+                // the offsets costs four emulated instructions a word.
+                let [a, b, c, d, e, f, g] = STANDARD_WORDS;
+                r.put(a, 0);
+                r.put(b, 0);
+                r.put(c, 0);
+                r.put(d, 0);
+                r.put(e, 0);
+                r.put(f, 0);
+                r.put(g, 0);
                 match BUFFER_DIRTY.swap(0, Ordering::Relaxed) {
                     0 => {}
                     1 => r.put(off::SHARED_BUFFER, 0),
@@ -376,6 +386,7 @@ impl Request {
     }
 
     /// Copies `bytes` to the start of the shared buffer, eight at a time.
+    #[optimize(speed)]
     fn put_buffer(&mut self, bytes: &[u8]) {
         let n = bytes.len().min(ghcb::SHARED_BUFFER_LEN);
         buffer_used(n);
@@ -388,6 +399,7 @@ impl Request {
 
     /// The shared buffer as the scratch area of a standard request that sends `sent` bytes
     /// there and gets up to `answered` back: SW_SCRATCH holds its GPA.
+    #[optimize(speed)]
     fn scratch(&mut self, sent: &[u8], answered: usize) {
         self.put_buffer(sent);
         buffer_used(answered);
@@ -396,6 +408,7 @@ impl Request {
 
     /// Marks the fields of `valid` ([`valid_words`]) valid and sends the request ([`Self::call`]);
     /// the answer's RAX-RDX are copied out only if `registers` (else they read 0).
+    #[optimize(speed)]
     fn send(&mut self, valid: [u64; 2], registers: bool) -> Response {
         self.put(off::VALID_BITMAP, valid[0]);
         self.put(off::VALID_BITMAP + 8, valid[1]);
@@ -413,6 +426,7 @@ impl Request {
     }
 
     /// [`Self::call`], copying RAX-RDX out only if `registers` (else they read 0).
+    #[optimize(speed)]
     fn exchange(&mut self, registers: bool) -> Response {
         if !MSR_HOLDS_GHCB.load(Ordering::Relaxed) {
             ghcb_msr_write(ghcb_gpa());
@@ -455,6 +469,7 @@ enum Checked {
 const STANDARD_VALID: [usize; 3] = [off::SW_EXIT_CODE, off::SW_EXIT_INFO_1, off::SW_EXIT_INFO_2];
 
 /// Takes the page for a standard request (exit code, infos), or says it is in use.
+#[optimize(speed)]
 fn take_standard(code: u64, info1: u64, info2: u64) -> Result<Request, HostError> {
     Request::standard(code, info1, info2).ok_or(HostError::Unsupported {
         request: "GHCB request while the GHCB is in use (nested #VC)",
@@ -464,6 +479,7 @@ fn take_standard(code: u64, info1: u64, info2: u64) -> Result<Request, HostError
 /// Sends a standard request: exit code and infos, what `fill` adds, the fields of `valid`
 /// marked valid (with the standard three); checks SW_EXITINFO1. The answer's registers are
 /// copied out if `registers`.
+#[optimize(speed)]
 fn standard(
     name: &'static str,
     code: u64,
@@ -487,6 +503,7 @@ fn standard(
 
 /// A returned register: marked valid, and within `width` unless the `no-width-check` fault
 /// injection removed that check (`super::read_fits`).
+#[optimize(speed)]
 fn read_reg(
     resp: &Response,
     off: usize,
@@ -496,6 +513,7 @@ fn read_reg(
     read_fits(width, resp.reg_valid(off, what)?, what)
 }
 
+#[optimize(speed)]
 fn ok_or_fault(name: &'static str, c: Checked) -> Result<Response, HostError> {
     match c {
         Checked::Ok(r) => Ok(r),
@@ -504,6 +522,7 @@ fn ok_or_fault(name: &'static str, c: Checked) -> Result<Response, HostError> {
 }
 
 /// MMIO read (GHCB MMIO_READ: info1 = GPA, info2 = size, scratch = shared buffer).
+#[optimize(speed)]
 pub fn mmio_read<T: MmioValue>(gpa: u64) -> Result<T, HostError> {
     let name = "GHCB MMIO read";
     let size = T::WIDTH.bytes();
@@ -569,6 +588,7 @@ pub fn handle_vc(
 }
 
 /// The hypervisor's features (GHCB HV_FEATURES exit, GHCB spec 4.1.12): SW_EXITINFO2.
+#[optimize(speed)]
 pub fn hv_features() -> Result<u64, HostError> {
     let name = "GHCB HV_FEATURES";
     let c = standard(name, exit::HV_FEATURES, (0, 0), [0; 2], false, |_| {})?;
@@ -576,6 +596,7 @@ pub fn hv_features() -> Result<u64, HostError> {
 }
 
 /// MMIO write (GHCB MMIO_WRITE).
+#[optimize(speed)]
 pub fn mmio_write<T: MmioValue>(gpa: u64, v: T) -> Result<(), HostError> {
     let name = "GHCB MMIO write";
     let size = T::WIDTH.bytes();
@@ -596,6 +617,7 @@ fn ioio_size(w: Width) -> u64 {
 }
 
 /// IOIO exit information for a non-string access (AMD APM vol. 2 15.10.2).
+#[optimize(speed)]
 fn ioio_info(port: u16, w: Width, input: bool) -> u64 {
     (u64::from(port) << ioio::PORT_SHIFT)
         | ioio_size(w)
@@ -604,6 +626,7 @@ fn ioio_info(port: u16, w: Width, input: bool) -> u64 {
 }
 
 /// Port read (GHCB IOIO, IN): RAX must come back valid and within the width.
+#[optimize(speed)]
 pub fn pio_read<T: PioValue>(port: u16) -> Result<T, HostError> {
     let name = "GHCB IOIO read";
     let code = if super::port_reads_broken() {
@@ -625,6 +648,7 @@ pub fn pio_read<T: PioValue>(port: u16) -> Result<T, HostError> {
 }
 
 /// Port write (GHCB IOIO, OUT).
+#[optimize(speed)]
 pub fn pio_write<T: PioValue>(port: u16, v: T) -> Result<(), HostError> {
     let name = "GHCB IOIO write";
     let info = ioio_info(port, T::WIDTH, false);
@@ -636,6 +660,7 @@ pub fn pio_write<T: PioValue>(port: u16, v: T) -> Result<(), HostError> {
 }
 
 /// String port write (GHCB IOIO with STR|REP: count in info2, data in the shared buffer).
+#[optimize(speed)]
 pub fn pio_write_bytes(port: u16, bytes: &[u8]) -> Result<(), HostError> {
     let name = "GHCB IOIO string write";
     for chunk in bytes.chunks(ghcb::SHARED_BUFFER_LEN) {
@@ -657,6 +682,7 @@ pub fn pio_write_bytes(port: u16, bytes: &[u8]) -> Result<(), HostError> {
 }
 
 /// CPUID (GHCB CPUID exit: RAX = leaf, RCX = subleaf; RAX-RDX must come back valid, 32-bit).
+#[optimize(speed)]
 pub fn cpuid(leaf: u32, subleaf: u32) -> Result<CpuidResult, HostError> {
     let name = "GHCB CPUID";
     let valid = const { valid_words(&[off::RAX, off::RCX]) };
@@ -680,6 +706,7 @@ pub fn cpuid_registers(resp: &Response) -> Result<CpuidResult, HostError> {
 }
 
 /// RDMSR (GHCB MSR exit, info1 = 0): an injected #GP is a fault, like on bare metal.
+#[optimize(speed)]
 pub fn rdmsr(msr: u32) -> Result<u64, MsrError> {
     let name = "GHCB MSR read";
     let valid = const { valid_words(&[off::RCX]) };
@@ -714,6 +741,7 @@ pub fn rdmsr(msr: u32) -> Result<u64, MsrError> {
 }
 
 /// WRMSR (GHCB MSR exit, info1 = 1).
+#[optimize(speed)]
 pub fn wrmsr(msr: u32, v: u64) -> Result<(), MsrError> {
     let name = "GHCB MSR write";
     let valid = const { valid_words(&[off::RCX, off::RAX, off::RDX]) };

@@ -112,6 +112,7 @@ pub fn tdcall(regs: &mut TdcallRegs) {
 /// handed over directly (no `TdcallRegs` in memory). The TDX module answers these leaves
 /// itself: no register reaches the host, so none needs zeroing.
 #[inline(always)]
+#[optimize(speed)]
 fn tdcall_leaf(leaf: u64) -> [u64; 6] {
     super::count_request();
     let (rax, rcx, rdx, r8, r9, r10);
@@ -199,6 +200,7 @@ pub fn vmcall_raw(mask: ExposeMask, r10: u64, sub: u64, args: [u64; 4]) -> Resul
 /// memory: a request's instructions are emulated one by one on the CI hosts). Returns the TDX
 /// module status (RAX) and the results.
 #[inline(always)]
+#[optimize(speed)]
 fn vmcall_fast(sub: u64, args: [u64; 4]) -> (u64, VmcallOut) {
     super::count_host_call();
     super::count_request();
@@ -233,6 +235,7 @@ fn vmcall_fast(sub: u64, args: [u64; 4]) -> (u64, VmcallOut) {
 /// A standard TDVMCALL whose module status and TDVMCALL status must both be SUCCESS
 /// (`validate::tdvmcall_status`).
 #[inline(always)]
+#[optimize(speed)]
 fn vmcall(request: &'static str, sub: u64, args: [u64; 4]) -> Result<VmcallOut, HostError> {
     let (rax, out) = vmcall_fast(sub, args);
     match validate::tdvmcall_status(rax, out.status) {
@@ -263,6 +266,7 @@ pub struct VpInfo {
 
 /// TDG.VP.INFO, validated: GPAW must be 48 or 52, or exactly the width the host declared for
 /// a simulated TDX (`validate::vp_info_gpaw`, `super::declared_sim_phys_bits`).
+#[optimize(speed)]
 pub fn vp_info() -> Result<VpInfo, HostError> {
     let [rax, rcx, _, r8, r9, _] = tdcall_leaf(leaf::VP_INFO);
     if rax != tdx::TDX_SUCCESS {
@@ -298,6 +302,7 @@ pub fn gpaw() -> Option<Gpaw> {
 }
 
 /// MMIO read through `#VE.RequestMMIO` on the shared alias of `gpa`.
+#[optimize(speed)]
 pub fn mmio_read<T: MmioValue>(gpa: u64) -> Result<T, HostError> {
     let w = T::WIDTH;
     let out = vmcall(
@@ -314,6 +319,7 @@ pub fn mmio_read<T: MmioValue>(gpa: u64) -> Result<T, HostError> {
 }
 
 /// MMIO write through `#VE.RequestMMIO`.
+#[optimize(speed)]
 pub fn mmio_write<T: MmioValue>(gpa: u64, v: T) -> Result<(), HostError> {
     vmcall(
         "TDVMCALL MMIO write",
@@ -330,6 +336,7 @@ pub fn mmio_write<T: MmioValue>(gpa: u64, v: T) -> Result<(), HostError> {
 
 /// TDG.VP.VEINFO.GET: the information of the #VE being handled (TDX module ABI,
 /// TDG.VP.VEINFO.GET; Linux `tdx_get_ve_info()`), unchecked: `validate::ve_report` checks it.
+#[optimize(speed)]
 pub fn veinfo_get() -> Result<VeReport, HostError> {
     let [rax, rcx, rdx, r8, r9, r10] = tdcall_leaf(leaf::VP_VEINFO_GET);
     if rax != tdx::TDX_SUCCESS {
@@ -395,6 +402,7 @@ pub fn handle_ve(
 }
 
 /// Port read through `Instruction.IO`.
+#[optimize(speed)]
 pub fn pio_read<T: PioValue>(port: u16) -> Result<T, HostError> {
     let w = T::WIDTH;
     let subfn = if super::port_reads_broken() {
@@ -416,6 +424,7 @@ pub fn pio_read<T: PioValue>(port: u16) -> Result<T, HostError> {
 }
 
 /// Port write through `Instruction.IO`.
+#[optimize(speed)]
 pub fn pio_write<T: PioValue>(port: u16, v: T) -> Result<(), HostError> {
     vmcall(
         "TDVMCALL IO write",
@@ -439,6 +448,7 @@ pub fn pio_write_bytes(port: u16, bytes: &[u8]) -> Result<(), HostError> {
 }
 
 /// CPUID through `Instruction.CPUID` (outputs must fit 32 bits).
+#[optimize(speed)]
 pub fn cpuid(leaf: u32, subleaf: u32) -> Result<CpuidResult, HostError> {
     let out = vmcall(
         "TDVMCALL CPUID",
@@ -456,6 +466,7 @@ pub fn cpuid(leaf: u32, subleaf: u32) -> Result<CpuidResult, HostError> {
 
 /// RDMSR through `Instruction.RDMSR`. KVM refuses MSRs it does not emulate with
 /// INVALID_OPERAND, which is what a #GP is on this platform.
+#[optimize(speed)]
 pub fn rdmsr(msr: u32) -> Result<u64, MsrError> {
     match vmcall("TDVMCALL RDMSR", vmcall::RDMSR, [u64::from(msr), 0, 0, 0]) {
         Ok(out) => Ok(out.r11),
@@ -467,6 +478,7 @@ pub fn rdmsr(msr: u32) -> Result<u64, MsrError> {
 }
 
 /// WRMSR through `Instruction.WRMSR`.
+#[optimize(speed)]
 pub fn wrmsr(msr: u32, v: u64) -> Result<(), MsrError> {
     match vmcall("TDVMCALL WRMSR", vmcall::WRMSR, [u64::from(msr), v, 0, 0]) {
         Ok(_) => Ok(()),
