@@ -278,42 +278,59 @@ pub fn floor_of(platform: PlatformKind) -> Mechanism {
     }
 }
 
-/// The floors measured in one bench run: several samples of each mechanism, taken between
-/// the guest's bench runs so that a floor and the requests it is compared with see the same
-/// host load.
+/// The floors measured in one bench run: each mechanism sampled before, between and after the
+/// guest's bench runs, so that a platform's requests are compared with the floor of its
+/// mechanism measured right before and right after them, under the same host load.
 #[derive(Clone, Debug, Default)]
 pub struct Floors {
-    samples: Vec<Floor>,
+    /// `(round, floor)`: round `i` ran before platform `i`'s bench run and after platform
+    /// `i - 1`'s.
+    samples: Vec<(usize, Floor)>,
     /// Why a measurement failed, if one did.
     pub failed: Option<String>,
 }
 
 impl Floors {
-    /// Measures each mechanism once more.
-    fn sample(&mut self) {
+    /// Measures each mechanism once more, in round `round`.
+    fn sample(&mut self, round: usize) {
         for m in Mechanism::ALL {
             match floor::measure(m, FLOOR_ITERATIONS) {
-                Ok(f) => self.samples.push(f),
+                Ok(f) => self.samples.push((round, f)),
                 Err(e) => self.failed = Some(format!("{}: {e}", m.describe())),
             }
         }
     }
 
-    /// The median sample of `m` (by time per iteration).
+    /// The median sample of `m` over the whole run (by time per iteration).
     pub fn median(&self, m: Mechanism) -> Option<Floor> {
         let mut v: Vec<Floor> = self
             .samples
             .iter()
-            .filter(|f| f.mechanism == m)
-            .copied()
+            .filter(|(_, f)| f.mechanism == m)
+            .map(|&(_, f)| f)
             .collect();
         v.sort_by_key(|f| f.per_op());
         v.get(v.len() / 2).copied()
     }
 
+    /// Time per iteration of `m` around the bench run between rounds `round` and
+    /// `round + 1`: the mean of the samples taken right before and right after it, ns.
+    pub fn around(&self, m: Mechanism, round: usize) -> Option<f64> {
+        let v: Vec<f64> = self
+            .samples
+            .iter()
+            .filter(|(r, f)| f.mechanism == m && (*r == round || *r == round + 1))
+            .map(|(_, f)| f.per_op().as_nanos() as f64)
+            .collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    }
+
     /// Samples of `m`.
     pub fn count(&self, m: Mechanism) -> usize {
-        self.samples.iter().filter(|f| f.mechanism == m).count()
+        self.samples
+            .iter()
+            .filter(|(_, f)| f.mechanism == m)
+            .count()
     }
 }
 
@@ -468,17 +485,17 @@ pub fn run_all(kernel: &Path, opts: &BenchOptions) -> BenchReport {
 
     // The guest's bench runs, with the floors sampled before, between and after them.
     let mut floors = Floors::default();
-    floors.sample();
+    floors.sample(0);
     let mut all_micro: Vec<(PlatformKind, Figure<Vec<Micro>>)> = Vec::new();
-    for p in PlatformKind::ALL {
+    for (i, p) in PlatformKind::ALL.into_iter().enumerate() {
         all_micro.push((p, micro(kernel, p, app)));
-        floors.sample();
+        floors.sample(i + 1);
     }
 
     let _ = writeln!(
         out,
         "\nexit floors: tiny guests looping over one request mechanism ({FLOOR_ITERATIONS} \
-         iterations, median of {} runs between the bench runs below)",
+         iterations; median of {} runs, one before, between and after the bench runs below)",
         floors.count(Mechanism::PortIo)
     );
     let _ = writeln!(
@@ -505,11 +522,21 @@ pub fn run_all(kernel: &Path, opts: &BenchOptions) -> BenchReport {
             }
         }
     }
+    // A platform's requests against its mechanism's floor measured right around its run.
     let floor_ns = |p: PlatformKind| {
-        floors
-            .median(floor_of(p))
-            .map(|f| f.per_op().as_nanos() as f64)
+        let round = PlatformKind::ALL.iter().position(|&q| q == p)?;
+        floors.around(floor_of(p), round)
     };
+    for p in PlatformKind::ALL {
+        if let Some(f) = floor_ns(p) {
+            let _ = writeln!(
+                out,
+                "  {:<11} its floor ({}) right before and after its bench run: {f:.0} ns",
+                vmm::sim_name(p),
+                floor_of(p).describe()
+            );
+        }
+    }
 
     let counts: Vec<(PlatformKind, Figure<MicroCount>)> = if opts.count {
         PlatformKind::ALL
@@ -827,6 +854,36 @@ mod tests {
         );
         let s = Stats::of(vec![Duration::from_millis(4), Duration::from_millis(2)]);
         assert_eq!(s.median, Duration::from_millis(3));
+    }
+
+    #[test]
+    fn a_platform_gets_the_floors_measured_around_its_run() {
+        let f = |m, us: u64| Floor {
+            mechanism: m,
+            iterations: 10,
+            wall: Duration::from_micros(10 * us),
+            exits: 11,
+            ioctls: vmm::IoctlCounts::default(),
+        };
+        let bp = Mechanism::Breakpoint;
+        let floors = Floors {
+            samples: vec![
+                (0, f(bp, 10)),
+                (1, f(bp, 20)),
+                (2, f(bp, 40)),
+                (3, f(bp, 12)),
+                (2, f(Mechanism::PortIo, 5)),
+            ],
+            failed: None,
+        };
+        assert_eq!(floors.around(bp, 1), Some(30_000.0), "rounds 1 and 2");
+        assert_eq!(floors.around(bp, 3), Some(12_000.0), "the last round alone");
+        assert_eq!(floors.around(Mechanism::MsrThenBreakpoint, 0), None);
+        assert_eq!(
+            floors.median(bp).map(|f| f.per_op()),
+            Some(Duration::from_micros(20))
+        );
+        assert_eq!(floors.count(bp), 4);
     }
 
     #[test]
