@@ -550,6 +550,7 @@ fn inject(f: Fault) {
 const UNASSIGNED_PORT: u16 = 0xf00;
 
 /// Runs the selected cases; returns whether any failed.
+#[optimize(speed)]
 pub fn run(cfg: &RunConfig, env: &Env) -> bool {
     match cfg.mode {
         Mode::Full => {}
