@@ -133,7 +133,7 @@ fn sev_es_cbit(ctx: &mut Ctx<'_>) {
 }
 
 /// The guest's self-check of its GHCB's mapping. The host is the authority: under the
-/// built-in VMM the case passes only if the host's own check (`vmm::simulated::GhcbMapping`,
+/// built-in VMM the case passes only if the host's own check (`vmm::platform::GhcbMapping`,
 /// `protocol::ghcb::GHCB_MAPPING_CASE`) found the page shared at every GHCB request too.
 fn sev_es_ghcb_shared(ctx: &mut Ctx<'_>) {
     let c = 1u64 << sev_es::cbit();
