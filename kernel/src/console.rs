@@ -8,7 +8,7 @@ use uart_16550::spec::registers::LSR;
 use uart_16550::{Config, Uart16550};
 
 /// COM1 base port.
-const COM1: u16 = 0x3f8;
+const COM1: u16 = protocol::pc::COM1_BASE;
 /// Transmit FIFO depth of a 16550A: how many bytes may follow one "THR empty" status.
 const FIFO_DEPTH: usize = 16;
 

@@ -30,11 +30,8 @@ use crate::arch::insn::{self, Fault};
 use protocol::ghcb::{self, MSR_SEV_STATUS, SEV_STATUS_SEV_ES};
 use protocol::x86::vector;
 
-/// CPUID leaf 0x21 subleaf 0 on TDX: EBX, EDX, ECX = "Inte", "lTDX", "    " (GHCI 1.5,
-/// 2.4.5 "TDX detection"; Linux `tdx_early_init`).
-const TDX_IDENT: [&[u8; 4]; 3] = [b"Inte", b"lTDX", b"    "];
-/// The TDX identification leaf.
-const TDX_LEAF: u32 = 0x21;
+/// The TDX identification leaf (`protocol::tdx::CPUID_LEAF`, 0x21).
+const TDX_LEAF: u32 = protocol::tdx::CPUID_LEAF;
 /// The extended-leaf range's maximum leaf.
 const EXT_MAX_LEAF: u32 = 0x8000_0000;
 
@@ -84,12 +81,14 @@ pub fn detect() -> Detected {
     if leaf0.eax >= TDX_LEAF
         && let Ok(r) = insn::cpuid(TDX_LEAF, 0)
     {
+        // EBX, EDX, ECX spell "IntelTDX    " (GHCI 1.5 2.4.5 "TDX detection"; Linux
+        // `tdx_early_init`).
         let got = [
             r.ebx.to_le_bytes(),
             r.edx.to_le_bytes(),
             r.ecx.to_le_bytes(),
         ];
-        if got.iter().zip(TDX_IDENT).all(|(g, want)| g == want) {
+        if got.as_flattened() == protocol::tdx::CPUID_IDENT {
             return Detected::Tdx;
         }
     }
