@@ -11,6 +11,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// Where QEMU and OVMF are, shared with the CLI and the tests.
+#[path = "src/tools.rs"]
+mod tools;
+
 fn main() {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
     for p in [
@@ -36,6 +40,50 @@ fn main() {
     let efi = build_efi(&root, &efi_target_dir(&root), &elf);
     println!("cargo:rustc-env=CVMPROBE_EFI_APP={}", efi.display());
     println!("cargo:rustc-env=CVMPROBE_BIOS_IMAGE={}", bios_image(&elf));
+    warn_missing_tools(&root);
+}
+
+/// Warns (at every build: cargo replays a build script's warnings) when QEMU or OVMF is
+/// missing, with how many tests will skip (or fail, under CI) and how to install it.
+fn warn_missing_tools(root: &Path) {
+    for k in [
+        "PATH",
+        tools::QEMU_ENV,
+        tools::OVMF_ENV,
+        tools::REQUIRE_ENV,
+        "CI",
+    ] {
+        println!("cargo:rerun-if-env-changed={k}");
+    }
+    let qemu = tools::find_qemu();
+    let ovmf = tools::ovmf_code();
+    // What was found, or where it would appear: a path that does not exist makes cargo rerun
+    // this script at every build, so installing the tool ends the warning.
+    let qemu_path = match &qemu {
+        Ok(p) | Err(p) => p.clone(),
+    };
+    println!("cargo:rerun-if-changed={}", qemu_path.display());
+    println!("cargo:rerun-if-changed={}", ovmf.display());
+    let ovmf = if ovmf.is_file() {
+        Ok(ovmf.as_path())
+    } else {
+        Err(ovmf.as_path())
+    };
+    if qemu.is_ok() && ovmf.is_ok() {
+        return;
+    }
+    let tests = root.join("tests");
+    println!("cargo:rerun-if-changed={}", tests.display());
+    let warnings = tools::missing_tool_warnings(
+        qemu.as_deref().map_err(PathBuf::as_path),
+        ovmf,
+        tools::count_marks(&tests, tools::QEMU_TEST_MARK),
+        tools::count_marks(&tests, tools::OVMF_TEST_MARK),
+        tools::tools_required(),
+    );
+    for w in warnings {
+        println!("cargo:warning={w}");
+    }
 }
 
 /// Makes the BIOS disk image next to the ELF, with the command-line placeholder as its

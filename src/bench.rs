@@ -60,19 +60,13 @@ fn ms(d: Duration) -> f64 {
 
 fn request(mode: Option<&str>, append: &[String]) -> RunRequest {
     RunRequest {
-        platform: PlatformKind::Legacy,
-        filter: String::new(),
         extra_cmdline: mode
             .map(|m| format!("cvmprobe.mode={m}"))
             .into_iter()
             .chain(append.iter().cloned())
             .collect(),
         timeout: Duration::from_secs(300),
-        verbose: false,
-        progress: false,
-        phys_bits: None,
-        kvm: protocol::kvm::KvmProfile::Current,
-        builtin_boot: vmm::Boot::Pvh,
+        ..RunRequest::new(PlatformKind::Legacy)
     }
 }
 

@@ -78,7 +78,12 @@ pub struct BenchArgs {
     #[arg(long)]
     pub no_images: bool,
     /// The QEMU binary.
-    #[arg(long, value_name = "PATH", default_value = "qemu-system-x86_64")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "CVMPROBE_QEMU",
+        default_value = "qemu-system-x86_64"
+    )]
     pub qemu: PathBuf,
     /// Extra kernel command-line token for every measured run, repeatable (as `run
     /// --append`; the tests use it to make one platform fail).
@@ -128,9 +133,10 @@ pub struct RunArgs {
     #[arg(long, value_enum)]
     pub vmm: Option<VmmArg>,
     /// Platform the guest runs as: tdx-sim and sev-es-sim are the built-in VMM's simulated
-    /// TDX and SEV-ES hosts; `all` runs the three in turn.
-    #[arg(long, value_enum, default_value = "legacy")]
-    pub platform: PlatformArg,
+    /// TDX and SEV-ES hosts; `all` runs the three in turn. Default: every platform this host
+    /// can run (all three with /dev/kvm; legacy under QEMU without it or with QEMU options).
+    #[arg(long, value_enum)]
+    pub platform: Option<PlatformArg>,
     /// How the guest boots: the ELF through PVH; the BIOS/UEFI disk image through firmware
     /// (QEMU `-M pc`); cvmprobe.efi through OVMF with -kernel (efi) or from an ESP image (esp);
     /// or the built-in VMM's rebuild of the firmware's UEFI hand-off (efi-handoff).
@@ -138,7 +144,7 @@ pub struct RunArgs {
     pub boot: Boot,
     /// OVMF code file for --boot uefi|efi|esp (the variable store is the sibling OVMF_VARS
     /// file); with --confidential the firmware given to `-bios` (TDVF, the SEV OVMF).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", env = "CVMPROBE_OVMF")]
     pub ovmf: Option<PathBuf>,
     /// Accelerator for QEMU (default: kvm when /dev/kvm opens, else tcg). Implies --vmm qemu.
     #[arg(long, value_enum)]
@@ -146,6 +152,11 @@ pub struct RunArgs {
     /// QEMU machine model (default: microvm for PVH, pc for disk images). Implies --vmm qemu.
     #[arg(long, value_enum)]
     pub machine: Option<Machine>,
+    /// When QEMU stops on a KVM internal error, run again under TCG (the verdict is then
+    /// TCG's, and says so). Without it a KVM internal error is the run's result. Implies
+    /// --vmm qemu.
+    #[arg(long)]
+    pub tcg_fallback: bool,
     /// Cases to run: comma-separated `suite` or `suite.case` patterns, `*` as wildcard
     /// (e.g. `mmio,io.u8_*`). Default: all.
     #[arg(long, default_value = "")]
@@ -156,11 +167,17 @@ pub struct RunArgs {
     /// Write a JUnit XML report to FILE.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
-    /// Copy the guest's serial output to stdout as it arrives.
+    /// Copy the guest's serial output to stdout as it arrives, list every skipped case (not
+    /// only the reasons), and say what the host set up.
     #[arg(long, short)]
     pub verbose: bool,
     /// The QEMU binary.
-    #[arg(long, value_name = "PATH", default_value = "qemu-system-x86_64")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "CVMPROBE_QEMU",
+        default_value = "qemu-system-x86_64"
+    )]
     pub qemu: PathBuf,
     /// Extra kernel command-line token, repeatable (e.g. `--append cvmprobe.inject=panic`,
     /// the test-only fault injection).
@@ -211,6 +228,9 @@ pub struct ParseArgs {
     /// Write a JUnit XML report to FILE.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// List every skipped test (not only the reasons).
+    #[arg(long, short)]
+    pub verbose: bool,
 }
 
 /// Parses a probability, 0 to 1 (`--lie-rate`).
@@ -298,12 +318,18 @@ mod tests {
         assert_eq!(c.run.filter, "io");
         assert!(Cli::try_parse_from(["cvmprobe", "--accel", "hvf"]).is_err());
         let c = Cli::try_parse_from(["cvmprobe", "--platform", "all"]).unwrap();
-        assert_eq!(c.run.platform.kinds().len(), 3);
+        assert_eq!(c.run.platform.map(PlatformArg::kinds).unwrap().len(), 3);
         let c = Cli::try_parse_from(["cvmprobe", "--platform", "sev-es-sim"]).unwrap();
         assert_eq!(
-            c.run.platform.kinds(),
+            c.run.platform.map(PlatformArg::kinds).unwrap(),
             [protocol::platform::PlatformKind::SevEs]
         );
+        let c = Cli::try_parse_from(["cvmprobe"]).unwrap();
+        assert_eq!(
+            c.run.platform, None,
+            "no default: every platform the host can run"
+        );
+        assert!(!c.run.tcg_fallback);
         assert!(Cli::try_parse_from(["cvmprobe", "--platform", "sev"]).is_err());
         let c = Cli::try_parse_from(["cvmprobe", "--phys-bits", "46"]).unwrap();
         assert_eq!(c.run.phys_bits, Some(46));

@@ -363,13 +363,9 @@ pub fn qemu_args(kind: Confidential, plan: &QemuPlan) -> Vec<String> {
         format!("{}M", plan.mem_mib),
         "-smp".into(),
         "1".into(),
-        "-nodefaults".into(),
-        "-no-user-config".into(),
-        "-display".into(),
-        "none".into(),
-        "-serial".into(),
-        "stdio".into(),
-        "-no-reboot".into(),
+    ]);
+    a.extend(crate::qemu::HEADLESS.iter().map(|s| s.to_string()));
+    a.extend([
         "-net".into(),
         "none".into(),
         "-kernel".into(),
@@ -422,52 +418,22 @@ pub fn sev_bits(facts: &HostFacts) -> ((u8, u8), Option<&'static str>) {
 /// Guest RAM for a confidential guest (TDVF and OVMF want more than the kernel).
 pub const MEM_MIB: u64 = 256;
 
-/// `cvmprobe run --vmm qemu --confidential tdx|sev-es [--dry-run] [--ovmf PATH]`: checks the
-/// host, then boots `cvmprobe.efi` in a TD or an SEV-ES guest with [`qemu_args`] and reads the
-/// verdict as any QEMU run. A host that lacks something is an error naming every missing piece
-/// (exit 2) and nothing starts; `--dry-run` prints the command line and the check instead.
-pub fn cmd_run(a: &crate::cli::RunArgs, kind: Confidential) -> anyhow::Result<bool> {
-    use crate::cli::{PlatformArg, VmmArg};
-    use anyhow::bail;
-    if a.vmm != Some(VmmArg::Qemu) {
-        bail!("--confidential boots a real TD or SEV-ES guest under QEMU: add --vmm qemu");
-    }
-    if a.platform != PlatformArg::Legacy {
-        bail!(
-            "--platform selects the built-in VMM's simulated hosts; on a real host the platform \
-             is --confidential {}",
-            kind.name()
-        );
-    }
-    if !matches!(a.boot, crate::qemu::Boot::Pvh | crate::qemu::Boot::Efi) {
-        bail!(
-            "--confidential always boots cvmprobe.efi with -kernel (QEMU starts confidential \
-             guests only through firmware): drop --boot {}",
-            a.boot.name()
-        );
-    }
-    if a.machine.is_some() || a.accel.is_some() || a.phys_bits.is_some() || a.hostile.is_some() {
-        bail!(
-            "--confidential takes QEMU's documented machine (q35, -accel kvm, -cpu host): drop \
-             --machine, --accel, --phys-bits and --hostile"
-        );
-    }
+/// `cvmprobe run --vmm qemu --confidential KIND` (the flags already checked by
+/// `command::plan_run`; `req` is the run: filter, extra tokens, timeout, platform `KIND`):
+/// checks the host, then boots `cvmprobe.efi` as a TD or SEV-ES guest with QEMU's documented
+/// command line. The verdict is judged, as every run's, against what that command line
+/// provides (`QemuConfig::environment` reads it). `None` with `--dry-run`: the command line
+/// and the host check are printed, nothing is started. A host that lacks something is an error
+/// naming every missing piece (exit 2).
+pub fn run(
+    a: &crate::cli::RunArgs,
+    kind: Confidential,
+    req: &crate::run::RunRequest,
+) -> Result<Option<crate::report::Summary>, crate::command::CommandError> {
+    use crate::command::CommandError;
     let facts = HostFacts::read(kind, &a.qemu, a.ovmf.as_deref());
     let missing = check(kind, &facts);
     let (sev, sev_note) = sev_bits(&facts);
-    let req = crate::run::RunRequest {
-        platform: kind.platform(),
-        filter: a.filter.clone(),
-        extra_cmdline: a.append.clone(),
-        timeout: a.timeout,
-        verbose: a.verbose,
-        progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
-        phys_bits: None,
-        // Only the built-in VMM's sims play a KVM release; a real host's guest reports the
-        // release each answer matches (no `cvmprobe.kvm=` reaches it).
-        kvm: protocol::kvm::KvmProfile::Current,
-        builtin_boot: vmm::Boot::Pvh,
-    };
     let firmware = facts
         .firmware
         .clone()
@@ -477,8 +443,8 @@ pub fn cmd_run(a: &crate::cli::RunArgs, kind: Confidential) -> anyhow::Result<bo
         firmware,
         payload: PathBuf::from(crate::efi_images::EFI_APP),
         // No brand key: with `-cpu host` the brand string is the host's, so
-        // cpuid.brand_string skips with the reason.
-        cmdline: crate::run::kernel_cmdline(&req),
+        // cpuid.brand_string skips with the reason (the environment provides no brand).
+        cmdline: crate::run::kernel_cmdline(req),
         sev_bits: if kind == Confidential::SevEs {
             sev
         } else {
@@ -503,11 +469,11 @@ pub fn cmd_run(a: &crate::cli::RunArgs, kind: Confidential) -> anyhow::Result<bo
         {
             println!("# note: {n}");
         }
-        return Ok(true);
+        return Ok(None);
     }
     if !missing.is_empty() {
         let list: Vec<String> = missing.iter().map(|m| format!("  - {m}")).collect();
-        bail!(
+        return Err(CommandError::Host(format!(
             "this host cannot start {}, so nothing was started. Missing:\n{}\n(`--dry-run` \
              prints the QEMU command line anyway)",
             match kind {
@@ -515,9 +481,9 @@ pub fn cmd_run(a: &crate::cli::RunArgs, kind: Confidential) -> anyhow::Result<bo
                 Confidential::SevEs => "an AMD SEV-ES guest",
             },
             list.join("\n")
-        );
+        )));
     }
-    crate::efi_images::app()?;
+    crate::efi_images::app().map_err(crate::images::ImageError::from)?;
     let cfg = crate::qemu::QemuConfig {
         binary: a.qemu.clone(),
         machine: crate::qemu::Machine::Pc,
@@ -532,21 +498,15 @@ pub fn cmd_run(a: &crate::cli::RunArgs, kind: Confidential) -> anyhow::Result<bo
         kind.name(),
         cfg.shell_line()
     );
-    let mut result = crate::run::run_qemu(&req, &cfg)?;
-    result.summary.environment = format!("qemu q35/kvm, {} guest, cvmprobe.efi", kind.name());
-    print!(
-        "{}",
-        result
-            .summary
-            .render(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-    );
-    if let Some(p) = &a.junit {
-        let mut f = std::fs::File::create(p)
-            .map_err(|e| anyhow::anyhow!("cannot create the JUnit file {}: {e}", p.display()))?;
-        crate::junit::write_junit(&mut f, "cvmprobe", &result.summary.junit_cases())
-            .map_err(|e| anyhow::anyhow!("cannot write the JUnit file {}: {e}", p.display()))?;
+    if req.verbose {
+        for l in cfg.environment(req.platform).describe() {
+            eprintln!("cvmprobe: {}: {l}", kind.name());
+        }
     }
-    Ok(result.summary.passed())
+    // A KVM internal error is this run's result: no TCG rerun (TCG runs no TD or SEV-ES guest).
+    let mut result = crate::run::run_qemu(req, &cfg)?;
+    result.summary.environment = format!("qemu q35/kvm, {} guest, cvmprobe.efi", kind.name());
+    Ok(Some(result.summary))
 }
 
 #[cfg(test)]

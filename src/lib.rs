@@ -3,6 +3,8 @@
 //!
 //! - [`bench`]: `cvmprobe bench`.
 //! - [`cli`]: command-line definitions.
+//! - [`command`]: what each subcommand does (`main.rs` only parses the arguments).
+//! - [`environment`]: what the host set up for a run (the verdict's side of every skip).
 //! - [`confidential`]: QEMU command lines and host checks for real TDX / SEV-ES hosts.
 //! - [`efi_images`]: `cvmprobe.efi` and its ESP image.
 //! - [`qemu`]: QEMU command line and runs with a timeout.
@@ -11,17 +13,22 @@
 //! - [`run`]: one run of the guest, from command line to [`report::Summary`].
 //! - [`report`]: the verdict, its table and JUnit cases.
 //! - [`sim_call`]: `cvmprobe sim-call`, one raw request to a simulated host's model.
-//! - [`ktap`]: the KTAP parser.
+//! - [`ktap`]: the KTAP reader (its own crate, `ktap/`, which the fuzz target builds alone).
 //! - [`junit`]: the JUnit writer.
+//! - [`tools`]: where QEMU and OVMF are, and whether their tests may skip.
 pub mod bench;
 pub mod cli;
+pub mod command;
 pub mod confidential;
 pub mod efi_images;
+pub mod environment;
 pub mod hostile;
 pub mod images;
 pub mod junit;
-pub mod ktap;
 pub mod qemu;
 pub mod report;
 pub mod run;
 pub mod sim_call;
+pub mod tools;
+
+pub use cvmprobe_ktap as ktap;

@@ -120,6 +120,18 @@ pub enum Media {
     },
 }
 
+/// The options every QEMU run of ours shares: no default devices or user config, no display,
+/// the serial port on stdio (the KTAP stream), and a reset ends QEMU instead of rebooting.
+pub const HEADLESS: [&str; 7] = [
+    "-nodefaults",
+    "-no-user-config",
+    "-display",
+    "none",
+    "-serial",
+    "stdio",
+    "-no-reboot",
+];
+
 /// Everything that determines one QEMU run.
 #[derive(Clone, Debug)]
 pub struct QemuConfig {
@@ -171,14 +183,8 @@ impl QemuConfig {
             format!("qemu64,model-id={}", self.brand.replace(',', ",,")),
             "-m".into(),
             format!("{}M", self.mem_mib),
-            "-nodefaults".into(),
-            "-no-user-config".into(),
-            "-display".into(),
-            "none".into(),
-            "-serial".into(),
-            "stdio".into(),
-            "-no-reboot".into(),
         ];
+        a.extend(HEADLESS.iter().map(|s| s.to_string()));
         match &self.media {
             Media::Pvh { kernel } => a.extend([
                 "-kernel".into(),
@@ -230,6 +236,97 @@ impl QemuConfig {
             a.extend(["-net".into(), "none".into(), "-device".into(), "edu".into()]);
         }
         a
+    }
+
+    /// What this command line provides the guest on `platform`, read from the arguments QEMU
+    /// gets (so the verdict knows what was attached, not what was meant to be).
+    pub fn environment(
+        &self,
+        platform: protocol::platform::PlatformKind,
+    ) -> crate::environment::Environment {
+        use protocol::catalog::Need;
+        let args = self.args();
+        let pair = |a: &str, b: &str| args.windows(2).any(|w| w[0] == a && w[1] == b);
+        let mut provided = Vec::new();
+        let mut add = |n: Need, how: &str| provided.push((n, how.to_string()));
+        if pair("-device", "pc-testdev") {
+            add(
+                Need::TestDevice,
+                "-device pc-testdev on the QEMU command line",
+            );
+        }
+        if pair("-device", "edu") {
+            add(Need::EduPci, "-device edu on the QEMU command line (-M pc)");
+        }
+        let key = |k: &str| {
+            self.cmdline
+                .split_whitespace()
+                .any(|t| t.starts_with(k) && t.as_bytes().get(k.len()) == Some(&b'='))
+        };
+        if key(protocol::cmdline::KEY_BRAND)
+            && args
+                .iter()
+                .any(|a| a.starts_with("qemu64,model-id=") && a.len() > "qemu64,model-id=".len())
+        {
+            add(
+                Need::Brand,
+                "-cpu qemu64,model-id= on the QEMU command line and cvmprobe.brand= on the \
+                 kernel command line",
+            );
+        }
+        if key(protocol::cmdline::KEY_PLATFORM) {
+            add(
+                Need::PlatformKey,
+                "cvmprobe.platform= on the kernel command line",
+            );
+        }
+        let kernel = args.iter().any(|a| a == "-kernel");
+        match self.media {
+            Media::Pvh { .. } if kernel => {
+                add(
+                    Need::IdentityMap,
+                    "-kernel on the QEMU command line (PVH boot)",
+                );
+            }
+            Media::Efi { .. } => add(
+                Need::IdentityMap,
+                "cvmprobe.efi through OVMF (the firmware's identity map, handed over)",
+            ),
+            Media::Raw { .. } if kernel => add(
+                Need::IdentityMap,
+                "-kernel cvmprobe.efi through the firmware (its identity map, handed over)",
+            ),
+            _ => {}
+        }
+        if args.iter().any(|a| a.starts_with("qemu64")) {
+            add(Need::LocalApic, "-cpu qemu64 (its local APIC)");
+        } else if pair("-cpu", "host") {
+            add(Need::LocalApic, "-cpu host (the host CPU's local APIC)");
+        }
+        if pair("-accel", "kvm") {
+            add(Need::ExactMsrs, "-accel kvm on the QEMU command line");
+        }
+        let boot = match self.media {
+            Media::Pvh { .. } => "PVH",
+            Media::Bios { .. } => "BIOS image",
+            Media::Efi { esp: None, .. } => "cvmprobe.efi with -kernel, OVMF",
+            Media::Efi { esp: Some(_), .. } => "ESP image, OVMF",
+            Media::Raw { .. } => "cvmprobe.efi, confidential guest",
+        };
+        let value = |flag: &str| {
+            args.windows(2)
+                .find(|w| w[0] == flag)
+                .map(|w| w[1].split(',').next().unwrap_or("").to_string())
+        };
+        let machine = value("-machine")
+            .or_else(|| value("-M"))
+            .unwrap_or_else(|| self.machine.name().to_string());
+        let accel = value("-accel").unwrap_or_else(|| self.accel.name().to_string());
+        crate::environment::Environment {
+            platform,
+            runner: format!("QEMU -M {machine} -accel {accel} ({boot})"),
+            provided,
+        }
     }
 
     /// The command as one shell line, quoted so it can be pasted.
@@ -479,5 +576,102 @@ mod tests {
         assert!(a.contains(&"edu".to_string()));
         assert!(a.contains(&"qemu64,model-id=cvmprobe 1,,2".to_string()));
         assert!(cfg.shell_line().contains("'qemu64,model-id=cvmprobe 1,,2'"));
+    }
+
+    #[test]
+    fn environment_follows_the_arguments() {
+        use protocol::catalog::Need;
+        use protocol::platform::PlatformKind;
+        let mut cfg = QemuConfig::new(
+            "qemu-system-x86_64".into(),
+            Machine::Microvm,
+            Accel::Tcg,
+            Path::new("/k"),
+            Boot::Pvh,
+        );
+        cfg.cmdline = "cvmprobe.platform=legacy cvmprobe.brand=b".into();
+        cfg.brand = "b".into();
+        let e = cfg.environment(PlatformKind::Legacy);
+        let has = |n| e.needs().contains(n);
+        assert!(has(Need::TestDevice) && has(Need::Brand) && has(Need::PlatformKey));
+        assert!(has(Need::IdentityMap) && has(Need::LocalApic));
+        assert!(!has(Need::EduPci), "microvm has no PCI bus");
+        assert!(!has(Need::ExactMsrs), "TCG");
+        assert!(!has(Need::BuiltinTestDevice) && !has(Need::MemslotControl));
+        assert!(e.runner.contains("-M microvm -accel tcg"), "{}", e.runner);
+        cfg.machine = Machine::Pc;
+        cfg.accel = Accel::Kvm;
+        cfg.cmdline.clear();
+        let e = cfg.environment(PlatformKind::Legacy);
+        assert!(e.needs().contains(Need::EduPci) && e.needs().contains(Need::ExactMsrs));
+        assert!(!e.needs().contains(Need::Brand) && !e.needs().contains(Need::PlatformKey));
+    }
+
+    #[test]
+    fn environment_of_the_firmware_boots() {
+        use protocol::catalog::Need;
+        use protocol::platform::PlatformKind;
+        let mut cfg = QemuConfig::new(
+            "qemu-system-x86_64".into(),
+            Machine::Pc,
+            Accel::Kvm,
+            Path::new("/k"),
+            Boot::Efi,
+        );
+        // cvmprobe.efi with -kernel: not a PVH boot, but the firmware's identity map.
+        cfg.media = Media::Efi {
+            app: "/cvmprobe.efi".into(),
+            esp: None,
+            code: "/OVMF_CODE.fd".into(),
+            vars: "/vars.fd".into(),
+        };
+        let e = cfg.environment(PlatformKind::Legacy);
+        assert!(e.how(Need::IdentityMap).unwrap().contains("OVMF"), "{e:?}");
+        assert!(
+            e.runner.contains("cvmprobe.efi with -kernel"),
+            "{}",
+            e.runner
+        );
+        cfg.media = Media::Efi {
+            app: "/cvmprobe.efi".into(),
+            esp: Some("/esp.img".into()),
+            code: "/OVMF_CODE.fd".into(),
+            vars: "/vars.fd".into(),
+        };
+        let e = cfg.environment(PlatformKind::Legacy);
+        assert!(e.needs().contains(Need::IdentityMap) && e.runner.contains("ESP"));
+        // The bootloader's BIOS boot keeps its own page tables: no memslot page.
+        cfg.media = Media::Bios {
+            disk: "/bios.img".into(),
+        };
+        assert!(
+            !cfg.environment(PlatformKind::Legacy)
+                .needs()
+                .contains(Need::IdentityMap)
+        );
+        // A confidential guest's command line (`--confidential`): read from its arguments.
+        cfg.media = Media::Raw {
+            args: [
+                "-accel",
+                "kvm",
+                "-cpu",
+                "host",
+                "-machine",
+                "q35,confidential-guest-support=tdx0",
+                "-kernel",
+                "/cvmprobe.efi",
+                "-device",
+                "pc-testdev",
+            ]
+            .map(String::from)
+            .to_vec(),
+        };
+        cfg.cmdline = "cvmprobe.platform=tdx".into();
+        let e = cfg.environment(PlatformKind::Tdx);
+        let has = |n| e.needs().contains(n);
+        assert!(has(Need::TestDevice) && has(Need::PlatformKey) && has(Need::IdentityMap));
+        assert!(has(Need::LocalApic) && has(Need::ExactMsrs));
+        assert!(!has(Need::Brand), "-cpu host keeps the host's brand string");
+        assert!(e.runner.contains("-M q35 -accel kvm"), "{}", e.runner);
     }
 }

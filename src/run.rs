@@ -1,6 +1,7 @@
 //! One run of the guest: build its command line, boot it, follow its KTAP output live, and
 //! turn what it printed plus how it ended into a [`Summary`].
 
+use crate::environment::Environment;
 use crate::ktap::{self, LineClassifier, LineEvent};
 use crate::qemu::{self, QemuConfig, QemuEnd};
 use crate::report::{self, Summary};
@@ -36,6 +37,28 @@ pub struct RunRequest {
     pub builtin_boot: vmm::Boot,
 }
 
+impl RunRequest {
+    /// The default hang limit (`run --timeout`).
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+    /// A request for `platform` with the defaults: every case, no extra tokens, the default
+    /// timeout, quiet, the host's vCPU width, the current KVM's answers, PVH boot. Callers
+    /// change what they need (`RunRequest { filter, ..RunRequest::new(p) }`).
+    pub fn new(platform: PlatformKind) -> Self {
+        Self {
+            platform,
+            filter: String::new(),
+            extra_cmdline: Vec::new(),
+            timeout: Self::DEFAULT_TIMEOUT,
+            verbose: false,
+            progress: false,
+            phys_bits: None,
+            kvm: protocol::kvm::KvmProfile::Current,
+            builtin_boot: vmm::Boot::Pvh,
+        }
+    }
+}
+
 /// Everything a run produced.
 #[derive(Debug)]
 pub struct RunResult {
@@ -45,8 +68,9 @@ pub struct RunResult {
     pub serial: String,
     /// The guest's exit-port verdict, if it reached the port.
     pub guest_exit: Option<GuestExit>,
-    /// QEMU stopped on a KVM internal error (the caller may retry under TCG).
-    pub kvm_internal_error: bool,
+    /// QEMU stopped on a KVM internal error: QEMU's line. The run failed with it; only an
+    /// explicit `--tcg-fallback` reruns under TCG.
+    pub kvm_internal_error: Option<String>,
 }
 
 /// A fresh per-run token (hex), used for host-chosen values the guest must read back.
@@ -79,12 +103,21 @@ pub fn kernel_cmdline(req: &RunRequest) -> String {
     parts.join(" ")
 }
 
-/// The cases a request must report, in order.
-pub fn expected(req: &RunRequest) -> Vec<(&'static str, &'static str, catalog::Expected)> {
+/// The cases a request must report in `env`, in order, with what each must report.
+pub fn expected(
+    req: &RunRequest,
+    env: &Environment,
+) -> Vec<(&'static str, &'static str, catalog::Expected)> {
     let filter = Filter::parse(&req.filter).unwrap_or(Filter::ALL);
-    catalog::planned(req.platform, filter)
+    catalog::planned(req.platform, env.needs(), filter)
         .map(|(s, c, e)| (s.name, c.name, e))
         .collect()
+}
+
+/// How many cases a request must report.
+pub fn case_count(req: &RunRequest) -> usize {
+    let filter = Filter::parse(&req.filter).unwrap_or(Filter::ALL);
+    catalog::planned(req.platform, catalog::Needs::ALL, filter).count()
 }
 
 /// Follows serial lines for the progress bar and verbose passthrough.
@@ -145,9 +178,11 @@ impl Progress {
     }
 }
 
-/// Turns a finished run's output into the summary.
+/// Turns a finished run's output into the summary: what the guest printed, judged against
+/// what the catalog expects in `env` (the environment the runner set up).
 pub fn summarize(
     req: &RunRequest,
+    env: &Environment,
     serial: &str,
     guest_exit: Option<GuestExit>,
     abnormal_end: Option<String>,
@@ -165,8 +200,8 @@ pub fn summarize(
         (None, Some(b)) => Some(format!("the guest bailed out: {}", b.reason)),
         (None, None) => Some("the guest exited without reporting it".to_string()),
     };
-    let exp = expected(req);
-    let mut s = Summary::from_run(&doc, exp.iter().copied(), end_reason.as_deref());
+    let exp = expected(req, env);
+    let mut s = Summary::from_run(&doc, exp.iter().copied(), env, end_reason.as_deref());
     if let Some(e) = &abnormal_end {
         s.problems.push(e.clone());
     }
@@ -241,12 +276,16 @@ pub fn prepare_qemu(
 
 /// Runs the request under QEMU with a configuration from [`prepare_qemu`].
 pub fn run_qemu(req: &RunRequest, cfg: &QemuConfig) -> Result<RunResult, qemu::QemuError> {
-    let total = expected(req).len();
+    let env = cfg.environment(req.platform);
+    let total = case_count(req);
     let mut progress = Progress::new(total, req.progress, req.verbose);
     let r = qemu::run(cfg, req.timeout, |l| progress.line(l));
     progress.finish();
     let r = r?;
-    let kvm_internal_error = matches!(r.end, QemuEnd::KvmInternalError(_));
+    let kvm_internal_error = match &r.end {
+        QemuEnd::KvmInternalError(line) => Some(line.clone()),
+        _ => None,
+    };
     let (guest_exit, abnormal) = match r.end {
         QemuEnd::KvmInternalError(line) => (
             None,
@@ -281,7 +320,7 @@ pub fn run_qemu(req: &RunRequest, cfg: &QemuConfig) -> Result<RunResult, qemu::Q
         });
     }
     let guest_exit = if saw_ktap { guest_exit } else { None };
-    let mut summary = summarize(req, &r.serial, guest_exit, abnormal);
+    let mut summary = summarize(req, &env, &r.serial, guest_exit, abnormal);
     let boot = match cfg.media {
         qemu::Media::Pvh { .. } => "pvh",
         qemu::Media::Bios { .. } => "bios",
@@ -323,7 +362,8 @@ pub fn run_builtin_with(
         kvm: req.kvm,
         boot: req.builtin_boot,
     };
-    let total = expected(req).len();
+    let env = Environment::builtin(req.platform, req.builtin_boot);
+    let total = case_count(req);
     let mut progress = Progress::new(total, req.progress, req.verbose);
     let mut pending = Vec::new();
     let r = vmm::run(&cfg, &mut |bytes: &[u8]| {
@@ -347,7 +387,7 @@ pub fn run_builtin_with(
         ),
         other => (None, Some(format!("the VM ended abnormally: {other}"))),
     };
-    let mut summary = summarize(req, &serial, guest_exit, abnormal);
+    let mut summary = summarize(req, &env, &serial, guest_exit, abnormal);
     merge_host_checks(&mut summary, &report);
     summary.environment = format!(
         "built-in VMM, {}, {}-bit vCPU",
@@ -372,7 +412,7 @@ pub fn run_builtin_with(
             summary,
             serial,
             guest_exit,
-            kvm_internal_error: false,
+            kvm_internal_error: None,
         },
         report,
     ))
@@ -401,6 +441,19 @@ pub fn merge_host_checks(summary: &mut Summary, report: &vmm::RunReport) {
             k.status = CaseStatus::Failed;
             k.diagnostics.push(format!(
                 "host: access log: the case reported ok but made none of its {declared} declared device accesses"
+            ));
+        }
+        // The data check needs the case's own account of the values (REPORT): a case that
+        // says ok without it went unchecked.
+        if made > 0
+            && report
+                .case_check(&k.suite, &k.case)
+                .is_some_and(|c| c.reported == 0)
+        {
+            k.status = CaseStatus::Failed;
+            k.diagnostics.push(format!(
+                "host: access log: data: the case made {made} device accesses but reported none \
+                 of their values (protocol::testdev::mmio::REPORT)"
             ));
         }
     }

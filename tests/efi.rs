@@ -1,7 +1,8 @@
 //! `cvmprobe.efi` under OVMF (TCG: OVMF does not run under these hosts' KVM), booted with
 //! `-kernel` and from an ESP image by the runner and by a QEMU command line written here by
 //! hand; the built-in VMM's UEFI hand-off through the CLI; the confidential-host recipes and
-//! check; the ELF facts the loader relies on.
+//! check; the ELF facts the loader relies on. Without QEMU or OVMF the OVMF tests skip visibly
+//! (and fail under CI).
 
 mod common;
 use common::*;
@@ -30,29 +31,53 @@ fn assert_full_pass(o: &std::process::Output) {
     }
 }
 
-#[test]
-fn efi_app_with_kernel_option_under_ovmf() {
-    need_qemu();
+/// Whether an OVMF test should run (QEMU and OVMF present, or skipped visibly).
+fn ovmf_test(test: &str) -> bool {
+    qemu_or_skip(test) && ovmf_or_skip(test)
+}
+
+/// `cvmprobe.efi` booted `how` (`efi`: QEMU `-kernel`; `esp`: from an ESP image) under OVMF
+/// with TCG: the full legacy suite passes, and the verdict names the boot.
+fn ovmf_run(how: &str) -> std::process::Output {
     let o = cvmprobe(&[
         "run",
         "--vmm",
         "qemu",
         "--boot",
-        "efi",
+        how,
         "--accel",
         "tcg",
         "--timeout",
         "300s",
+        "--verbose",
     ]);
     assert_full_pass(&o);
     assert!(
-        String::from_utf8_lossy(&o.stdout).contains("qemu pc/tcg, efi"),
+        String::from_utf8_lossy(&o.stdout).contains(&format!("qemu pc/tcg, {how}")),
         "{}",
         text(&o)
     );
+    o
+}
+
+#[test]
+fn efi_app_with_kernel_option_under_ovmf() {
+    if !ovmf_test("efi_app_with_kernel_option_under_ovmf") {
+        return;
+    }
+    let o = ovmf_run("efi");
     // The same cases skip, with the same reasons, as the kernel booted through PVH on the
     // same machine: the UEFI path loses nothing.
-    let pvh = cvmprobe(&["run", "--vmm", "qemu", "--machine", "pc", "--accel", "tcg"]);
+    let pvh = cvmprobe(&[
+        "run",
+        "--vmm",
+        "qemu",
+        "--machine",
+        "pc",
+        "--accel",
+        "tcg",
+        "--verbose",
+    ]);
     let skips = |o: &std::process::Output| -> Vec<String> {
         String::from_utf8_lossy(&o.stdout)
             .lines()
@@ -60,28 +85,44 @@ fn efi_app_with_kernel_option_under_ovmf() {
             .map(String::from)
             .collect()
     };
+    assert!(
+        !skips(&o).is_empty(),
+        "--verbose lists the skips\n{}",
+        text(&o)
+    );
     assert_eq!(skips(&o), skips(&pvh), "{}\n{}", text(&o), text(&pvh));
     assert_eq!(verdict_counts(&o), verdict_counts(&pvh));
 }
 
 #[test]
 fn efi_app_from_an_esp_image_under_ovmf() {
-    need_qemu();
-    let o = cvmprobe(&[
-        "run",
-        "--vmm",
-        "qemu",
-        "--boot",
-        "esp",
-        "--accel",
-        "tcg",
-        "--timeout",
-        "300s",
-    ]);
-    assert_full_pass(&o);
+    if !ovmf_test("efi_app_from_an_esp_image_under_ovmf") {
+        return;
+    }
+    ovmf_run("esp");
+}
+
+#[test]
+fn uefi_tests_skip_visibly_without_ovmf_and_fail_when_required() {
+    // Not an OVMF test itself: it runs one in a child with OVMF pointed at nothing.
+    let test = "efi_app_from_an_esp_image_under_ovmf";
+    let missing = [("CVMPROBE_OVMF", "/nonexistent/OVMF_CODE_4M.fd")];
+    let o = rerun_test(test, &missing, &["CI", "CVMPROBE_REQUIRE_QEMU"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let qemu_missing = err.contains(&format!("SKIPPED {test}: ")) && err.contains("does not run");
     assert!(
-        String::from_utf8_lossy(&o.stdout).contains("qemu pc/tcg, esp"),
+        qemu_missing
+            || (err.contains(&format!("SKIPPED {test}: OVMF not found at /nonexistent"))
+                && err.contains("sudo apt-get install ovmf")),
         "{}",
+        text(&o)
+    );
+    let required = [missing[0], ("CVMPROBE_REQUIRE_QEMU", "1")];
+    let o = rerun_test(test, &required, &["CI"]);
+    assert!(
+        !o.status.success(),
+        "required UEFI tests fail\n{}",
         text(&o)
     );
 }
@@ -91,13 +132,15 @@ fn efi_app_from_an_esp_image_under_ovmf() {
 /// and end through the exit port with status (0 << 1) | 1.
 #[test]
 fn efi_app_with_a_hand_written_qemu_line() {
-    need_qemu();
+    if !ovmf_test("efi_app_with_a_hand_written_qemu_line") {
+        return;
+    }
     let bios = ["/usr/share/ovmf/OVMF.fd", "/usr/share/OVMF/OVMF.fd"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
         .expect("the ovmf package's OVMF.fd (apt-get install ovmf)");
     let start = Instant::now();
-    let mut child = Command::new("qemu-system-x86_64")
+    let mut child = Command::new(cvmprobe::tools::qemu_binary())
         .args([
             "-machine", "q35", "-accel", "tcg", "-m", "512M", "-bios", bios,
         ])
@@ -225,7 +268,7 @@ fn confidential_dry_runs_carry_what_qemus_docs_require() {
 fn a_host_without_the_hardware_is_refused_with_what_it_lacks() {
     use cvmprobe::confidential::{Confidential, HostFacts, check};
     for kind in [Confidential::Tdx, Confidential::SevEs] {
-        let facts = HostFacts::read(kind, std::path::Path::new("qemu-system-x86_64"), None);
+        let facts = HostFacts::read(kind, &cvmprobe::tools::qemu_binary(), None);
         let missing = check(kind, &facts);
         if missing.is_empty() {
             eprintln!("SKIPPED: this host can start {} guests", kind.name());

@@ -7,7 +7,6 @@ use common::*;
 
 /// Runs with a fault injected at the first case of `mmio` (so the `io` suite reported first).
 fn inject(fault: &str, timeout: &str) -> std::process::Output {
-    need_qemu();
     let key = format!("cvmprobe.inject={fault}@mmio.u8_roundtrip");
     cvmprobe(&[
         "run",
@@ -24,24 +23,36 @@ fn inject(fault: &str, timeout: &str) -> std::process::Output {
 
 #[test]
 fn guest_panic() {
+    if !qemu_or_skip("guest_panic") {
+        return;
+    }
     let o = inject("panic", "60s");
     assert_fault_report(&o, "panic: injected by cvmprobe.inject=panic");
 }
 
 #[test]
 fn unexpected_exception() {
+    if !qemu_or_skip("unexpected_exception") {
+        return;
+    }
     let o = inject("exception", "60s");
     assert_fault_report(&o, "unexpected exception #UD (vector 6)");
 }
 
 #[test]
 fn triple_fault() {
+    if !qemu_or_skip("triple_fault") {
+        return;
+    }
     let o = inject("triple-fault", "60s");
     assert_fault_report(&o, "triple-faulted");
 }
 
 #[test]
 fn hang_past_timeout() {
+    if !qemu_or_skip("hang_past_timeout") {
+        return;
+    }
     let t = std::time::Instant::now();
     let o = inject("hang", "3s");
     assert_fault_report(&o, "no verdict within the 3.0 s timeout");

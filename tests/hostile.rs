@@ -1,6 +1,7 @@
 //! The hostile host (`--hostile SEED`, `cvmprobe fuzz-host`): the simulated TDX and SEV-ES
-//! hosts lie at a seeded subset of answers, and the guest must report exactly the lied-to
-//! cases failed, never crash or hang. This is CI's bounded hostile slice; the long run and
+//! hosts lie at a seeded subset of answers, and the guest must reject every lie by naming its
+//! request (from a validator or a test's expectation), report no other failure, never crash
+//! or hang. This is CI's bounded hostile slice; the long run and
 //! its figures are in the README ("Hostile host").
 
 mod common;
@@ -65,10 +66,31 @@ fn fuzz_host_slice_catches_every_lie_on_both_sims() {
         lies >= 100,
         "a slice this size tells at least 100 lies: {lies}\n{out}"
     );
-    assert_eq!(total(&out, "lies caught"), lies, "{out}");
+    // Every lie is accounted for: named by a rejection, harmless and rightly ignored, or cut
+    // short by a clean bail-out; none missed.
+    let caught = total(&out, "lies caught");
+    let accounted = caught + total(&out, "harmless lies") + total(&out, "cut by bail-out");
+    assert_eq!(accounted, lies, "{out}");
     for zero in ["lies missed", "false alarms", "crashes", "hangs"] {
         assert_eq!(total(&out, zero), 0, "{zero}\n{out}");
     }
+    // Both kinds of rejection are at work: validators catch malformed answers, and only a
+    // test's expectation can catch a refused request answered "success".
+    let line = out
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("lies caught:"))
+        .unwrap();
+    let by = |what: &str| -> u64 {
+        line.split(what)
+            .nth(1)
+            .and_then(|r| r.trim_start().split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{line}"))
+    };
+    let (validator, expectation) = (by("by a validator"), by("by a test's expectation"));
+    assert_eq!(validator + expectation, caught, "{line}");
+    assert!(validator > 0 && expectation > 0, "{line}");
     assert!(out.contains("fuzz-host verdict: PASS"), "{out}");
 }
 
@@ -147,15 +169,28 @@ fn run_hostile_prints_each_lie_and_its_own_verdict() {
         let lies: Vec<&str> = out.lines().filter(|l| l.starts_with("  lie: ")).collect();
         assert!(!lies.is_empty(), "{platform}\n{out}");
         // Every lied-to case is reported failed (or not reached after a clean bail-out),
-        // except where the only lie is a GHCB rewritten after the guest read it.
+        // except where the only lie is a GHCB rewritten after the guest read it, and its
+        // report names the lie's request in a rejection note.
         for l in lies.iter().filter(|l| !l.contains(": ghcb-rewrite to ")) {
             let case = l["  lie: ".len()..].split(':').next().unwrap();
+            if out.contains(&format!("NOT RUN {case}:")) {
+                continue;
+            }
             assert!(
-                out.contains(&format!("FAILED  {case}"))
-                    || out.contains(&format!("NOT RUN {case}:"))
-                    || out.contains(&format!("SKIPPED {case}:")),
+                out.contains(&format!("FAILED  {case}")),
                 "{platform}: {case} was lied to but is not reported failed\n{out}"
             );
+            let seq: u64 = l
+                .split(" to request ")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no request number: {l}"));
+            let named = out.lines().any(|d| {
+                protocol::ktap::parse_reject_note(d.trim_start())
+                    .is_some_and(|(_, first, last)| (first..=last).contains(&seq))
+            });
+            assert!(named, "{platform}: no rejection names request {seq}\n{out}");
         }
     }
 }

@@ -131,8 +131,37 @@ fn intercepted_instructions_only_in_allowed_functions() {
     );
 }
 
+/// Every address in .text where `pat` occurs, however it was written (a mnemonic, `.byte`).
+fn byte_sites(t: &Text, pat: [u8; 4]) -> Vec<u64> {
+    t.bytes
+        .windows(pat.len())
+        .enumerate()
+        .filter(|(_, w)| *w == pat)
+        .map(|(i, _)| t.addr + i as u64)
+        .collect()
+}
+
+/// Every decoded instruction with mnemonic `m`.
+fn decoded_sites(t: &Text, m: Mnemonic) -> Vec<u64> {
+    Decoder::with_ip(64, &t.bytes, t.addr, DecoderOptions::NONE)
+        .iter()
+        .filter(|i| i.mnemonic() == m)
+        .map(|i| i.ip())
+        .collect()
+}
+
+fn named(t: &Text, sites: &[u64]) -> Vec<String> {
+    sites
+        .iter()
+        .map(|&a| {
+            let (sym, off) = t.symbol_at(a);
+            format!("{sym}+{off:#x} ({a:#x})")
+        })
+        .collect()
+}
+
 #[test]
-fn single_tdcall_vmgexit_and_cpuid_sites_are_where_the_symbols_say() {
+fn tdcall_vmgexit_and_cpuid_sites_are_counted_and_where_the_symbols_say() {
     let t = load();
     for (sym, bytes) in [
         (
@@ -155,6 +184,43 @@ fn single_tdcall_vmgexit_and_cpuid_sites_are_where_the_symbols_say() {
             "{sym} does not point at its instruction"
         );
     }
+    // The simulated hosts put a hardware breakpoint on one TDCALL and one VMGEXIT: any other
+    // site would reach plain KVM. Count them both ways, by bytes (whatever spelled them) and
+    // by disassembly, and name each.
+    let tdcalls = byte_sites(&t, protocol::tdx::TDCALL_BYTES);
+    assert_eq!(
+        decoded_sites(&t, Mnemonic::Tdcall),
+        tdcalls,
+        "byte search and disassembly disagree on TDCALL: {:?}",
+        named(&t, &tdcalls)
+    );
+    let wrapper = t.address_of(protocol::tdx::TDCALL_SYMBOL).unwrap();
+    // Two TDCALLs: the wrapper's, and the `emulation-failure` fault injection's in the test
+    // runner, spelled `.byte 0x66, 0x0f, 0x01, 0xcc`, which executes TDCALL outside TDX on
+    // purpose (KVM cannot emulate it).
+    assert_eq!(tdcalls.len(), 2, "TDCALL sites: {:?}", named(&t, &tdcalls));
+    assert!(tdcalls.contains(&wrapper), "{:?}", named(&t, &tdcalls));
+    for &site in tdcalls.iter().filter(|&&a| a != wrapper) {
+        let (sym, _) = t.symbol_at(site);
+        assert!(
+            sym.starts_with("cvmprobe_kernel::tests::"),
+            "a TDCALL outside the wrapper and the fault injection: {:?}",
+            named(&t, &[site])
+        );
+    }
+    let vmgexits = byte_sites(&t, protocol::ghcb::VMGEXIT_BYTES);
+    assert_eq!(
+        decoded_sites(&t, Mnemonic::Vmgexit),
+        vmgexits,
+        "byte search and disassembly disagree on VMGEXIT: {:?}",
+        named(&t, &vmgexits)
+    );
+    assert_eq!(
+        vmgexits,
+        [t.address_of(protocol::ghcb::VMGEXIT_SYMBOL).unwrap()],
+        "VMGEXIT sites: {:?}",
+        named(&t, &vmgexits)
+    );
 }
 
 /// The simulated platforms watch one CPUID with one hardware breakpoint: a second raw CPUID

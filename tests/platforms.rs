@@ -4,18 +4,25 @@
 
 mod common;
 use common::*;
-use protocol::catalog::{self, Expected, Filter};
+use protocol::catalog::{self, Expected, Filter, Needs};
 use protocol::platform::PlatformKind;
 
-/// The stdout block of one platform in a `--platform all` run.
+/// The `--verbose` list of one platform's skipped cases in a `--platform all` run.
 fn block<'a>(out: &'a str, name: &str) -> &'a str {
-    let head = format!("== platform {name} ==");
+    let head = format!("== skipped on {name} ==");
     let start = out
         .find(&head)
         .unwrap_or_else(|| panic!("no `{head}`\n{out}"));
-    let rest = &out[start + head.len()..];
-    let end = rest.find("== platform ").unwrap_or(rest.len());
+    let rest = out[start + head.len()..].trim_start_matches('\n');
+    let end = rest.find("\n\n").unwrap_or(rest.len());
     &rest[..end]
+}
+
+/// The verdict line of one platform.
+fn verdict_of<'a>(out: &'a str, name: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.starts_with("verdict:") && l.contains(&format!("built-in VMM, {name},")))
+        .unwrap_or_else(|| panic!("{name}: no verdict\n{out}"))
 }
 
 /// The skipped case names of one block (`SKIPPED suite.case: reason`).
@@ -34,7 +41,7 @@ fn all_platforms_pass_with_the_same_cases() {
     if !kvm_or_skip("all_platforms_pass_with_the_same_cases") {
         return;
     }
-    let o = cvmprobe(&["run", "--platform", "all", "--timeout", "60s"]);
+    let o = cvmprobe(&["run", "--platform", "all", "--timeout", "60s", "--verbose"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(
@@ -46,16 +53,13 @@ fn all_platforms_pass_with_the_same_cases() {
     for p in PlatformKind::ALL {
         let name = vmm::sim_name(p);
         let b = block(&out, name);
-        let line = b
-            .lines()
-            .find(|l| l.starts_with("verdict:"))
-            .unwrap_or_else(|| panic!("{name}: no verdict\n{out}"));
+        let line = verdict_of(&out, name);
         assert!(line.contains(&format!("(of {total})")), "{name}: {line}");
         assert!(line.contains(" 0 failed, "), "{name}: {line}");
         assert!(line.contains(" 0 not run"), "{name}: {line}");
         // Skipped: the cases the catalog keeps off this platform, and the edu PCI device
         // (QEMU only). Nothing else.
-        let mut want: Vec<String> = catalog::planned(p, Filter::ALL)
+        let mut want: Vec<String> = catalog::planned(p, Needs::ALL, Filter::ALL)
             .filter(|(_, _, e)| *e == Expected::SkippedForPlatform)
             .map(|(s, c, _)| format!("{}.{}", s.name, c.name))
             .chain(["mmio.pci_edu".to_string()])
@@ -126,10 +130,8 @@ fn narrower_vcpus_run_the_same_cases() {
         ("tdx-sim", Some("GPAW 39, non-architectural")),
         ("sev-es-sim", Some("C-bit 38, no real part's")),
     ] {
-        let line = block(&out, name)
-            .lines()
-            .find(|l| l.starts_with("verdict: PASS"))
-            .unwrap_or_else(|| panic!("{name}: no PASS verdict\n{out}"));
+        let line = verdict_of(&out, name);
+        assert!(line.starts_with("verdict: PASS"), "{line}");
         assert!(line.contains(&format!("(of {total})")), "{line}");
         assert!(line.contains(", 39-bit vCPU"), "{line}");
         if let Some(n) = note {

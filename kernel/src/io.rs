@@ -58,20 +58,58 @@ impl PioValue for u8 {}
 impl PioValue for u16 {}
 impl PioValue for u32 {}
 
-static HOST_ERROR: spin::Mutex<Option<HostError>> = spin::Mutex::new(None);
+/// Host errors kept in full per case; later ones are counted with the range of their
+/// requests (`HostErrors::more`).
+pub const HOST_ERRORS_KEPT: usize = 8;
 
-/// Records `e` for the running case (the first one since [`take_host_error`] wins).
-#[cold]
-pub(crate) fn record(e: HostError) {
-    let mut slot = HOST_ERROR.lock();
-    if slot.is_none() {
-        *slot = Some(e);
+/// The host errors recorded since the last [`take_host_errors`].
+#[derive(Clone, Copy, Debug)]
+pub struct HostErrors {
+    /// The first ones, in order.
+    pub list: [Option<HostError>; HOST_ERRORS_KEPT],
+    /// How many more there were.
+    pub more: u32,
+    /// The requests of those: `(first, last)` request numbers (0 when none was made).
+    pub more_requests: (u64, u64),
+}
+
+impl HostErrors {
+    const NONE: Self = Self {
+        list: [None; HOST_ERRORS_KEPT],
+        more: 0,
+        more_requests: (0, 0),
+    };
+
+    /// Whether none was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.list[0].is_none()
     }
 }
 
-/// The first host error recorded since the last call (the case runner fails the case).
-pub fn take_host_error() -> Option<HostError> {
-    HOST_ERROR.lock().take()
+static HOST_ERRORS: spin::Mutex<HostErrors> = spin::Mutex::new(HostErrors::NONE);
+
+/// Records a host error for the running case (which fails with it).
+#[cold]
+pub fn record_host_error(e: HostError) {
+    let mut errors = HOST_ERRORS.lock();
+    if let Some(slot) = errors.list.iter_mut().find(|s| s.is_none()) {
+        *slot = Some(e);
+        return;
+    }
+    if let Some(seq) = e.seq() {
+        let (first, _) = errors.more_requests;
+        errors.more_requests = (if errors.more == 0 { seq } else { first }, seq);
+    }
+    errors.more += 1;
+}
+
+fn record(e: HostError) {
+    record_host_error(e);
+}
+
+/// The host errors recorded since the last call (the case runner fails the case with them).
+pub fn take_host_errors() -> HostErrors {
+    core::mem::replace(&mut *HOST_ERRORS.lock(), HostErrors::NONE)
 }
 
 /// Reads a `T` from MMIO at guest-physical address `gpa`.

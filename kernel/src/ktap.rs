@@ -143,21 +143,48 @@ pub enum Result<'a> {
     Fail,
     /// `ok n name # SKIP reason`.
     Skip(&'a str),
+    /// `not ok n name # TODO reason` (only the `todo` fault injection prints it).
+    Todo(&'a str),
 }
 
-/// `ok n name`, `not ok n name` or `ok n name # SKIP reason`.
+/// `ok n name`, `not ok n name`, `ok n name # SKIP reason` or `not ok n name # TODO reason`.
 pub fn result(depth: usize, n: usize, name: &str, r: Result<'_>) {
     let mut l = Line::new(depth);
     match r {
-        Result::Pass => l.str("ok "),
-        Result::Fail => l.str("not ok "),
-        Result::Skip(_) => l.str("ok "),
+        Result::Pass | Result::Skip(_) => l.str("ok "),
+        Result::Fail | Result::Todo(_) => l.str("not ok "),
     };
     l.dec(n as u64).str(" ").str(name);
-    if let Result::Skip(reason) = r {
-        l.str(" ").str(ktap::SKIP_DIRECTIVE).str(" ").str(reason);
+    match r {
+        Result::Skip(reason) => {
+            l.str(" ").str(ktap::SKIP_DIRECTIVE).str(" ").str(reason);
+        }
+        Result::Todo(reason) => {
+            l.str(" ").str(ktap::TODO_DIRECTIVE).str(" ").str(reason);
+        }
+        Result::Pass | Result::Fail => {}
     }
     l.emit();
+}
+
+impl Line {
+    /// Appends a rejection note (`protocol::ktap::parse_reject_note`) naming requests
+    /// `first..=last`; nothing when no request was ever made (legacy).
+    pub fn reject_note(&mut self, by: ktap::RejectedBy, first: u64, last: u64) -> &mut Self {
+        if last == 0 {
+            return self;
+        }
+        self.str(ktap::REJECT_NOTE_OPEN).str(by.name());
+        if first >= last {
+            self.str(ktap::REJECTS_REQUEST).dec(last);
+        } else {
+            self.str(ktap::REJECTS_REQUESTS)
+                .dec(first)
+                .str("-")
+                .dec(last);
+        }
+        self.str(ktap::REJECT_NOTE_CLOSE)
+    }
 }
 
 /// A diagnostic line `# ...` at `depth`, returned for the caller to fill and emit.

@@ -55,10 +55,10 @@ fn write_reg(offset: u64, v: u32) -> Result<(), HostError> {
             match unsafe { crate::io::wrmsr(apic::x2apic_msr(offset), u64::from(v)) } {
                 Ok(()) => Ok(()),
                 Err(MsrError::Host(e)) => Err(e),
-                Err(MsrError::Fault(f)) => Err(HostError::Refused {
-                    request: "x2APIC WRMSR (status = vector)",
-                    status: u64::from(f.vector),
-                }),
+                Err(MsrError::Fault(f)) => Err(HostError::refused(
+                    "x2APIC WRMSR (status = vector)",
+                    u64::from(f.vector),
+                )),
             }
         }
     }
@@ -78,8 +78,11 @@ pub fn arm_lapic_oneshot(ticks: u32) -> Result<(), HostError> {
     // LVT timer: one-shot mode (bits 18:17 = 0), unmasked, our vector.
     .and_then(|()| write_reg(reg::LVT_TIMER, u32::from(TIMER_VECTOR)))
     .and_then(|()| write_reg(reg::TIMER_INITIAL, ticks));
-    if armed.is_err() {
-        let _ = write_reg(reg::TIMER_INITIAL, 0);
+    if armed.is_err()
+        && let Err(e) = write_reg(reg::TIMER_INITIAL, 0)
+    {
+        // The caller reports the first error; this one is the running case's too.
+        crate::io::record_host_error(e);
     }
     armed
 }
@@ -91,10 +94,10 @@ pub fn end_of_interrupt(vector: u8) {
             Apic::Xapic => mmio_write(LAPIC_BASE + reg::EOI, 0u32),
             Apic::X2apic => {
                 if let Err(f) = crate::platform::tdx::x2apic_eoi() {
-                    crate::io::record(HostError::Refused {
-                        request: "x2APIC EOI (raw WRMSR 0x80B) faulted (status = vector)",
-                        status: u64::from(f.vector),
-                    });
+                    crate::io::record_host_error(HostError::refused(
+                        "x2APIC EOI (raw WRMSR 0x80B) faulted (status = vector)",
+                        u64::from(f.vector),
+                    ));
                 }
             }
         }

@@ -16,10 +16,168 @@ pub struct CaseSpec {
     pub name: &'static str,
     /// Platforms the case is meant for; elsewhere it reports `# SKIP`.
     pub platforms: Platforms,
+    /// What the case needs from its environment besides its platform; where one is missing
+    /// it reports `# SKIP` with that need's [`Need::reason`], and nowhere else.
+    pub needs: Needs,
     /// One sentence: what the case checks.
     pub doc: &'static str,
     /// Where the expected answer comes from (spec section, device source, KVM function).
     pub source: &'static str,
+}
+
+impl CaseSpec {
+    /// The case with `needs` (the catalog's tables are built with [`case`], which needs
+    /// nothing).
+    pub const fn needs(mut self, needs: &[Need]) -> Self {
+        self.needs = Needs::of(needs);
+        self
+    }
+}
+
+/// Something a case needs from the environment the host set up, besides its platform. A
+/// case skips only for a need of its own that is missing, with the need's [`Need::reason`]
+/// as the skip reason; the host knows what it set up, so a case that skips although the
+/// host provided everything it needs fails the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Need {
+    /// A test device with pc-testdev semantics: QEMU's `-device pc-testdev` or the built-in
+    /// VMM's test device ([`crate::testdev`]).
+    TestDevice = 0,
+    /// The built-in VMM's test device itself: its host-chosen values and its case register.
+    BuiltinTestDevice = 1,
+    /// The built-in VMM's memslot scenario ([`crate::memslot::CONTROL_PORT`]).
+    MemslotControl = 2,
+    /// The identity map the memslot page is reached through: the kernel's own from a PVH boot,
+    /// or the firmware's that cvmprobe.efi hands over (`--boot efi|esp|efi-handoff`); not the
+    /// bootloader's (`--boot bios`).
+    IdentityMap = 3,
+    /// QEMU's `edu` PCI device on a machine with a PCI bus.
+    EduPci = 4,
+    /// A CPUID brand string chosen by the host (`cvmprobe.brand=`).
+    Brand = 5,
+    /// The platform the host set up, named on the command line (`cvmprobe.platform=`).
+    PlatformKey = 6,
+    /// A local APIC with its timer.
+    LocalApic = 7,
+    /// RDMSR that faults on MSRs the CPU does not implement (any accelerator but QEMU's TCG).
+    ExactMsrs = 8,
+}
+
+impl Need {
+    /// Every need.
+    pub const ALL: [Need; 9] = [
+        Self::TestDevice,
+        Self::BuiltinTestDevice,
+        Self::MemslotControl,
+        Self::IdentityMap,
+        Self::EduPci,
+        Self::Brand,
+        Self::PlatformKey,
+        Self::LocalApic,
+        Self::ExactMsrs,
+    ];
+
+    /// The `# SKIP` reason a case reports when this need is missing (the guest prints it,
+    /// the host compares it).
+    pub const fn reason(self) -> &'static str {
+        match self {
+            Self::TestDevice => {
+                "no test device (QEMU: -device pc-testdev; built-in VMM: its test device)"
+            }
+            Self::BuiltinTestDevice => {
+                "needs the built-in VMM's test device: the host chooses its values per run"
+            }
+            Self::MemslotControl => {
+                "no memslot control port: the host does not run the memslot scenario"
+            }
+            Self::IdentityMap => {
+                "the memslot page needs an identity map (PVH boot or cvmprobe.efi's hand-off)"
+            }
+            Self::EduPci => "no edu PCI device (QEMU: -device edu on a machine with a PCI bus)",
+            Self::Brand => {
+                "the host chose no brand string (no cvmprobe.brand= on the command line)"
+            }
+            Self::PlatformKey => {
+                "the host named no platform (no cvmprobe.platform= on the command line)"
+            }
+            Self::LocalApic => "no local APIC (CPUID.1:EDX[9] clear)",
+            Self::ExactMsrs => {
+                "QEMU TCG's RDMSR returns 0 for MSRs it does not model (helper_rdmsr)"
+            }
+        }
+    }
+
+    /// Short name for listings (`cvmprobe list`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::TestDevice => "test-device",
+            Self::BuiltinTestDevice => "builtin-test-device",
+            Self::MemslotControl => "memslot-control",
+            Self::IdentityMap => "identity-map",
+            Self::EduPci => "edu-pci",
+            Self::Brand => "brand",
+            Self::PlatformKey => "platform-key",
+            Self::LocalApic => "local-apic",
+            Self::ExactMsrs => "exact-msrs",
+        }
+    }
+
+    /// The need whose [`Self::reason`] is `reason`.
+    pub fn from_reason(reason: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|n| n.reason() == reason)
+    }
+
+    const fn bit(self) -> u16 {
+        1 << self as u8
+    }
+}
+
+/// A set of [`Need`]s: what a case needs, or what an environment provides.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Needs(u16);
+
+impl Needs {
+    /// The empty set.
+    pub const NONE: Self = Self(0);
+    /// Every need.
+    pub const ALL: Self = Self::of(&Need::ALL);
+
+    /// The set of `needs`.
+    pub const fn of(needs: &[Need]) -> Self {
+        let mut bits = 0;
+        let mut i = 0;
+        while i < needs.len() {
+            bits |= needs[i].bit();
+            i += 1;
+        }
+        Self(bits)
+    }
+
+    /// Whether `n` is in the set.
+    pub const fn contains(self, n: Need) -> bool {
+        self.0 & n.bit() != 0
+    }
+
+    /// The set with `n` added.
+    pub const fn with(self, n: Need) -> Self {
+        Self(self.0 | n.bit())
+    }
+
+    /// The needs in `self` that `provided` lacks.
+    pub const fn missing_from(self, provided: Needs) -> Self {
+        Self(self.0 & !provided.0)
+    }
+
+    /// Whether the set is empty.
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The needs in the set, in [`Need::ALL`] order.
+    pub fn iter(self) -> impl Iterator<Item = Need> {
+        Need::ALL.into_iter().filter(move |n| self.contains(*n))
+    }
 }
 
 /// A group of cases printed as one KTAP subtest block.
@@ -42,6 +200,7 @@ const fn case(
     CaseSpec {
         name,
         platforms,
+        needs: Needs::NONE,
         doc,
         source,
     }
@@ -59,25 +218,29 @@ pub static IO: SuiteSpec = SuiteSpec {
             ALL,
             "a 4-byte OUT to a data register reads back with a 4-byte IN",
             "QEMU hw/misc/pc-testdev.c test_ioport_read/write (port 0xe0)",
-        ),
+        )
+        .needs(&[Need::TestDevice]),
         case(
             "u16_lanes",
             ALL,
             "2-byte accesses to each half of a 4-byte register hit the right byte lanes",
             "QEMU hw/misc/pc-testdev.c test_ioport_read/write (start_bit = (addr & 3) * 8)",
-        ),
+        )
+        .needs(&[Need::TestDevice]),
         case(
             "u8_lanes",
             ALL,
             "1-byte accesses to each of the four byte lanes of a 4-byte register",
             "QEMU hw/misc/pc-testdev.c test_ioport_read/write",
-        ),
+        )
+        .needs(&[Need::TestDevice]),
         case(
             "split_register",
             ALL,
             "a register implemented byte-wise answers a 4-byte access as four 1-byte accesses",
             "QEMU hw/misc/pc-testdev.c test_ioport_byte_ops (port 0xe8, impl.max_access_size = 1)",
-        ),
+        )
+        .needs(&[Need::TestDevice]),
         case(
             "unassigned_port",
             ALL,
@@ -89,7 +252,8 @@ pub static IO: SuiteSpec = SuiteSpec {
             ALL,
             "1-, 2- and 4-byte reads of a register answer the values the host chose for this run",
             "protocol::testdev::host_value (built-in VMM test device; skipped under QEMU)",
-        ),
+        )
+        .needs(&[Need::BuiltinTestDevice]),
     ],
 };
 
@@ -103,49 +267,57 @@ pub static MMIO: SuiteSpec = SuiteSpec {
             ALL,
             "1-byte MMIO writes read back at several offsets",
             "QEMU hw/misc/pc-testdev.c test_iomem_read/write (0xff000000, memory-like)",
-        ),
+        )
+        .needs(&[Need::TestDevice]),
         case(
             "u16_roundtrip",
             ALL,
             "2-byte MMIO writes read back",
             "QEMU hw/misc/pc-testdev.c test_iomem_read/write",
-        ),
+        )
+        .needs(&[Need::TestDevice]),
         case(
             "u32_roundtrip",
             ALL,
             "4-byte MMIO writes read back",
             "QEMU hw/misc/pc-testdev.c test_iomem_read/write",
-        ),
+        )
+        .needs(&[Need::TestDevice]),
         case(
             "u64_roundtrip",
             ALL,
             "8-byte MMIO writes read back (QEMU may split them into two 4-byte accesses)",
             "QEMU hw/misc/pc-testdev.c test_iomem_read/write; system/memory.c access_with_adjusted_size",
-        ),
+        )
+        .needs(&[Need::TestDevice]),
         case(
             "byte_lanes",
             ALL,
             "an 8-byte write read back as bytes, halves and words lands in little-endian lanes",
             "Intel SDM vol. 1 1.3.1 (little-endian byte order)",
-        ),
+        )
+        .needs(&[Need::TestDevice]),
         case(
             "narrow_write_merge",
             ALL,
             "1- and 2-byte writes into an 8-byte value change only their lanes",
             "QEMU hw/misc/pc-testdev.c test_iomem_write (memcpy of len bytes)",
-        ),
+        )
+        .needs(&[Need::TestDevice]),
         case(
             "host_values",
             ALL,
             "1-, 2-, 4- and 8-byte reads of registers answer the values the host chose for this run",
             "protocol::testdev::host_value (built-in VMM test device; skipped under QEMU)",
-        ),
+        )
+        .needs(&[Need::BuiltinTestDevice]),
         case(
             "pci_edu",
             ALL,
             "the QEMU edu PCI device found through config space answers its ID and liveness registers",
             "QEMU docs/specs/edu.rst (0x00 = 0x010000ed, 0x04 reads back the inverse)",
-        ),
+        )
+        .needs(&[Need::EduPci]),
     ],
 };
 
@@ -171,7 +343,8 @@ pub static CPUID: SuiteSpec = SuiteSpec {
             ALL,
             "leaves 0x80000002-4 spell the brand string the host chose for this run",
             "Intel SDM vol. 2A CPUID 0x80000002-4; value from cvmprobe.brand= (QEMU -cpu model-id)",
-        ),
+        )
+        .needs(&[Need::Brand]),
         case(
             "leaf1_apic_id",
             ALL,
@@ -203,7 +376,8 @@ pub static MSR: SuiteSpec = SuiteSpec {
             ALL,
             "IA32_TIME_STAMP_COUNTER read twice increases; TDX: KVM refuses it (INVALID_OPERAND) and RDTSC advances",
             "Intel SDM vol. 3B 18.17 (MSR 0x10); KVM tdx_has_emulated_msr()",
-        ),
+        )
+        .needs(&[Need::ExactMsrs]),
         case(
             "apic_base",
             ALL,
@@ -215,7 +389,8 @@ pub static MSR: SuiteSpec = SuiteSpec {
             ALL,
             "RDMSR and WRMSR of an MSR no one implements fault with #GP and return an error",
             "Intel SDM vol. 2B RDMSR (#GP(0) if ECX is reserved or unimplemented)",
-        ),
+        )
+        .needs(&[Need::ExactMsrs]),
     ],
 };
 
@@ -229,18 +404,33 @@ pub static HALT: SuiteSpec = SuiteSpec {
             ALL,
             "a one-shot timer interrupt wakes a halted vCPU and its handler runs once (TDX: the x2APIC, through MSRs)",
             "Intel SDM vol. 2A HLT; vol. 3A 11.5.4 (APIC timer), 11.12 (x2APIC)",
-        ),
+        )
+        .needs(&[Need::LocalApic]),
         case(
             "repeated_wakeups",
             ALL,
             "three one-shot timers wake three HLTs, one interrupt each",
             "Intel SDM vol. 3A 11.5.4",
-        ),
+        )
+        .needs(&[Need::LocalApic]),
     ],
 };
 
 /// Where the memslot cases' expectations come from.
 const MEMSLOT_SOURCE: &str = "KVM selftests set_memory_region_test.c; Linux arch/x86/coco/tdx/tdx.c handle_mmio(), arch/x86/coco/sev/vc-handle.c vc_handle_mmio(); Intel SDM vol. 2B MOV/MOVZX/MOVSX";
+
+/// What every memslot case needs: the built-in VMM's test device (to announce the case), its
+/// memslot control port, and the identity map the page is reached through.
+const MEMSLOT_NEEDS: [Need; 3] = [
+    Need::BuiltinTestDevice,
+    Need::MemslotControl,
+    Need::IdentityMap,
+];
+
+/// A memslot case.
+const fn memslot(name: &'static str, doc: &'static str) -> CaseSpec {
+    case(name, ALL, doc, MEMSLOT_SOURCE).needs(&MEMSLOT_NEEDS)
+}
 
 /// The host deletes the memslot under a page the guest is using and re-creates it
 /// ([`crate::memslot`]): every case is one RAM -> emulated MMIO -> RAM cycle with one
@@ -249,85 +439,32 @@ pub static MEMSLOT: SuiteSpec = SuiteSpec {
     name: "memslot",
     doc: "memslot deleted under a running vCPU: RAM -> emulated MMIO (#VE/#VC on TDX/SEV-ES) -> RAM, per instruction form",
     cases: &[
-        case(
-            "load_u8",
-            ALL,
-            "mov al, [m8]: the upper 56 bits of RAX are kept",
-            MEMSLOT_SOURCE,
-        ),
-        case(
+        memslot("load_u8", "mov al, [m8]: the upper 56 bits of RAX are kept"),
+        memslot(
             "load_u16",
-            ALL,
             "mov ax, [m16]: the upper 48 bits of RAX are kept",
-            MEMSLOT_SOURCE,
         ),
-        case(
-            "load_u32",
-            ALL,
-            "mov r9d, [m32+disp8]: R9 is zero-extended",
-            MEMSLOT_SOURCE,
-        ),
-        case("load_u64", ALL, "mov r10, [m64+disp8]", MEMSLOT_SOURCE),
-        case(
-            "load_high_u8",
-            ALL,
-            "mov ah, [m8]: bits 15:8 of RAX only",
-            MEMSLOT_SOURCE,
-        ),
-        case(
-            "movzx_u8",
-            ALL,
-            "movzx eax, byte [m]: zero-extended",
-            MEMSLOT_SOURCE,
-        ),
-        case(
-            "movzx_u16",
-            ALL,
-            "movzx r11d, word [m]: zero-extended",
-            MEMSLOT_SOURCE,
-        ),
-        case(
-            "movsx_u8",
-            ALL,
-            "movsx rax, byte [m]: sign-extended to 64 bits",
-            MEMSLOT_SOURCE,
-        ),
-        case(
+        memslot("load_u32", "mov r9d, [m32+disp8]: R9 is zero-extended"),
+        memslot("load_u64", "mov r10, [m64+disp8]"),
+        memslot("load_high_u8", "mov ah, [m8]: bits 15:8 of RAX only"),
+        memslot("movzx_u8", "movzx eax, byte [m]: zero-extended"),
+        memslot("movzx_u16", "movzx r11d, word [m]: zero-extended"),
+        memslot("movsx_u8", "movsx rax, byte [m]: sign-extended to 64 bits"),
+        memslot(
             "movsx_u16",
-            ALL,
             "movsx eax, word [m]: sign-extended to 32 bits, upper half cleared",
-            MEMSLOT_SOURCE,
         ),
-        case(
-            "movsxd",
-            ALL,
-            "movsxd rax, dword [m]: sign-extended to 64 bits",
-            MEMSLOT_SOURCE,
-        ),
-        case(
+        memslot("movsxd", "movsxd rax, dword [m]: sign-extended to 64 bits"),
+        memslot(
             "store_u8",
-            ALL,
             "mov [m8], cl while the page is MMIO: one host write of the agreed value, RAM unchanged",
-            MEMSLOT_SOURCE,
         ),
-        case(
-            "store_u16",
-            ALL,
-            "mov [m16], dx while the page is MMIO",
-            MEMSLOT_SOURCE,
-        ),
-        case(
+        memslot("store_u16", "mov [m16], dx while the page is MMIO"),
+        memslot(
             "store_u32",
-            ALL,
             "mov [rsi+rdx*4], r8d (SIB) while the page is MMIO",
-            MEMSLOT_SOURCE,
         ),
-        case(
-            "store_u64",
-            ALL,
-            "mov [m64], r12 while the page is MMIO",
-            MEMSLOT_SOURCE,
-        ),
+        memslot("store_u64", "mov [m64], r12 while the page is MMIO"),
     ],
 };
 
@@ -341,7 +478,8 @@ pub static PLATFORM: SuiteSpec = SuiteSpec {
             ALL,
             "the platform the guest detected is the one the host set up (cvmprobe.platform=)",
             "GHCI 1.5 2.4.5 (CPUID 0x21 \"IntelTDX    \"); AMD APM vol. 2 15.34.10 (SEV_STATUS bit 1)",
-        ),
+        )
+        .needs(&[Need::PlatformKey]),
         case(
             "tdx_vp_info",
             Platforms::TDX,
@@ -506,32 +644,46 @@ fn glob(pat: &[u8], text: &[u8]) -> bool {
     p == pat.len()
 }
 
-/// What a run on `platform` with `filter` must report for one case.
+/// What a run must report for one case, given its platform and what its environment provides.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Expected {
-    /// The case runs and reports ok / not ok.
+    /// The environment provides everything the case needs: it must run and report ok or not
+    /// ok (a skip, or a `not ok # TODO`, is a failure).
     Runs,
+    /// The environment lacks these needs of the case: it may skip, with one of their
+    /// [`Need::reason`]s.
+    MaySkip(Needs),
     /// The case is not meant for the platform: the guest reports `# SKIP`.
     SkippedForPlatform,
 }
 
-/// The cases a run must report, in order: `(suite, case, expected)`, filtered.
+impl CaseSpec {
+    /// What a run on `platform` in an environment that provides `provided` must report.
+    pub const fn expected(&self, platform: PlatformKind, provided: Needs) -> Expected {
+        if !self.platforms.contains(platform) {
+            return Expected::SkippedForPlatform;
+        }
+        let missing = self.needs.missing_from(provided);
+        if missing.is_empty() {
+            Expected::Runs
+        } else {
+            Expected::MaySkip(missing)
+        }
+    }
+}
+
+/// The cases a run must report, in order: `(suite, case, expected)`, filtered, for a run on
+/// `platform` in an environment that provides `provided`.
 pub fn planned<'f>(
     platform: PlatformKind,
+    provided: Needs,
     filter: Filter<'f>,
 ) -> impl Iterator<Item = (&'static SuiteSpec, &'static CaseSpec, Expected)> + 'f {
     SUITES.iter().copied().flat_map(move |s| {
-        s.cases.iter().filter_map(move |c| {
-            if !filter.selects(s.name, c.name) {
-                return None;
-            }
-            let e = if c.platforms.contains(platform) {
-                Expected::Runs
-            } else {
-                Expected::SkippedForPlatform
-            };
-            Some((s, c, e))
-        })
+        s.cases
+            .iter()
+            .filter(move |c| filter.selects(s.name, c.name))
+            .map(move |c| (s, c, c.expected(platform, provided)))
     })
 }
 
@@ -632,8 +784,55 @@ mod tests {
     #[test]
     fn planned_counts() {
         let all: usize = SUITES.iter().map(|s| s.cases.len()).sum();
-        assert_eq!(planned(PlatformKind::Legacy, Filter::ALL).count(), all);
+        let everything = Needs::ALL;
+        assert_eq!(
+            planned(PlatformKind::Legacy, everything, Filter::ALL).count(),
+            all
+        );
         let f = Filter::parse("io").unwrap();
-        assert_eq!(planned(PlatformKind::Legacy, f).count(), IO.cases.len());
+        assert_eq!(
+            planned(PlatformKind::Legacy, everything, f).count(),
+            IO.cases.len()
+        );
+    }
+
+    #[test]
+    fn a_case_may_skip_only_for_a_missing_need_of_its_own() {
+        let edu = MMIO.cases.iter().find(|c| c.name == "pci_edu").unwrap();
+        let legacy = PlatformKind::Legacy;
+        assert_eq!(edu.expected(legacy, Needs::ALL), Expected::Runs);
+        let no_edu = Needs::of(&[Need::TestDevice, Need::Brand]);
+        assert_eq!(
+            edu.expected(legacy, no_edu),
+            Expected::MaySkip(Needs::of(&[Need::EduPci]))
+        );
+        let vp_info = PLATFORM
+            .cases
+            .iter()
+            .find(|c| c.name == "tdx_vp_info")
+            .unwrap();
+        assert_eq!(
+            vp_info.expected(legacy, Needs::ALL),
+            Expected::SkippedForPlatform
+        );
+        // Cases that need nothing must run wherever their platform is.
+        let unassigned = IO
+            .cases
+            .iter()
+            .find(|c| c.name == "unassigned_port")
+            .unwrap();
+        assert_eq!(unassigned.expected(legacy, Needs::NONE), Expected::Runs);
+    }
+
+    #[test]
+    fn need_reasons_are_distinct_and_round_trip() {
+        let mut seen = std::collections::HashSet::new();
+        for n in Need::ALL {
+            assert!(seen.insert(n.reason()), "{n:?}");
+            assert_eq!(Need::from_reason(n.reason()), Some(n));
+            assert!(Needs::ALL.contains(n));
+            assert!(!Needs::NONE.contains(n));
+        }
+        assert_eq!(Needs::ALL.iter().count(), Need::ALL.len());
     }
 }

@@ -219,6 +219,17 @@ pub enum Fault {
     /// shared GHCB a second time after copying the answer (a double fetch): a host that
     /// rewrites the page after the guest's first read changes what the guest acts on.
     GhcbDoubleFetch,
+    /// The case reports `# SKIP` with the reason of its first need (or the test device's)
+    /// without running: a guest skipping a case its environment can run, which the host's
+    /// verdict must fail.
+    Skip,
+    /// The case reports `not ok # TODO` without running: the host must not count it as a
+    /// skip.
+    Todo,
+    /// The case's first test-device write sends the value with bit 0 flipped while the case
+    /// reports the value it meant (a backend corrupting data): the host's data check must
+    /// fail the case at that access.
+    CorruptData,
     /// From the case on, the SEV-ES backend maps its GHCB page private (C-bit set) instead of
     /// shared: on hardware the host would read ciphertext and the guest would read back
     /// garbage; the host's own check of the GHCB's mapping must report it and fail the run.
@@ -235,7 +246,7 @@ pub enum Fault {
 
 impl Fault {
     /// All faults, for help texts.
-    pub const ALL: [Fault; 14] = [
+    pub const ALL: [Fault; 17] = [
         Self::Panic,
         Self::Exception,
         Self::TripleFault,
@@ -247,6 +258,9 @@ impl Fault {
         Self::NoWidthCheck,
         Self::GhcbNotZeroed,
         Self::GhcbDoubleFetch,
+        Self::Skip,
+        Self::Todo,
+        Self::CorruptData,
         Self::GhcbPrivate,
         Self::SevStatusProbe,
         Self::VeFixupSkipsVeinfo,
@@ -266,6 +280,9 @@ impl Fault {
             Self::NoWidthCheck => "no-width-check",
             Self::GhcbNotZeroed => "ghcb-not-zeroed",
             Self::GhcbDoubleFetch => "ghcb-double-fetch",
+            Self::Skip => "skip",
+            Self::Todo => "todo",
+            Self::CorruptData => "corrupt-data",
             Self::GhcbPrivate => "ghcb-private",
             Self::SevStatusProbe => "sev-status-probe",
             Self::VeFixupSkipsVeinfo => "ve-fixup-skips-veinfo",

@@ -14,6 +14,11 @@
 //!   [`pio::CASE`] (and 0 after it); the host then compares the accesses made during the case
 //!   with the sequence the case declares in [`declared`]. A case passes only when the guest
 //!   said `ok` *and* the host's log matches.
+//! - **The data, both ways**: after a case's accesses the guest writes each value it exchanged
+//!   with the device, in order, to [`mmio::REPORT`]; the host compares each written value with
+//!   what its device received and each read value with what its device answered
+//!   ([`check_data`]), so a value changed anywhere between the test and the device (a
+//!   backend, a simulated host, the device model) fails the case.
 
 use crate::access::{Direction, Width};
 use crate::catalog;
@@ -52,6 +57,10 @@ pub mod mmio {
     pub const ID: u64 = 0x000;
     /// 8-byte read-only per-run seed of [`super::host_value`].
     pub const SEED: u64 = 0x008;
+    /// Write-only, 8 bytes: after its accesses a case writes here each value it exchanged
+    /// with the device, in order (the value it wrote, the value it read back), for the host's
+    /// [`super::check_data`]. Not part of the case's declared sequence.
+    pub const REPORT: u64 = 0x010;
     /// Read-only host-chosen values: an aligned access of any width in
     /// `VALUE..VALUE + VALUE_LEN` answers [`super::host_value`] for (offset, width).
     pub const VALUE: u64 = 0x100;
@@ -340,6 +349,55 @@ pub fn check(steps: &[Step], seen: &[Seen]) -> Result<(), Mismatch> {
     }
 }
 
+/// Most values one case reports through [`mmio::REPORT`] (the longest declaration is 15).
+pub const DATA_MAX: usize = 32;
+
+/// Compares the values the host's device saw (`logged`: written values as received, read
+/// values as answered, each masked to its width, in access order) with the values the guest
+/// says it exchanged (`reported`, through [`mmio::REPORT`]).
+pub fn check_data(logged: &[(Direction, u64)], reported: &[u64]) -> Result<(), DataMismatch> {
+    for (i, (&(dir, l), &r)) in logged.iter().zip(reported).enumerate() {
+        if l != r {
+            return Err(DataMismatch::Differs {
+                index: i,
+                dir,
+                logged: l,
+                reported: r,
+            });
+        }
+    }
+    if logged.len() != reported.len() {
+        return Err(DataMismatch::Count {
+            logged: logged.len(),
+            reported: reported.len(),
+        });
+    }
+    Ok(())
+}
+
+/// Where the guest's reported data parts from the host's log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataMismatch {
+    /// The value of access `index` (0-based) differs.
+    Differs {
+        /// Position.
+        index: usize,
+        /// The access's direction.
+        dir: Direction,
+        /// The value in the host's log.
+        logged: u64,
+        /// The value the guest reported.
+        reported: u64,
+    },
+    /// The guest reported a different number of values than the device saw accesses.
+    Count {
+        /// Accesses the device saw.
+        logged: usize,
+        /// Values the guest reported.
+        reported: usize,
+    },
+}
+
 /// Where a log parts from a declaration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mismatch {
@@ -428,6 +486,36 @@ mod tests {
             size: st.width.bytes(),
             dir: st.dir,
         }
+    }
+
+    #[test]
+    fn data_mismatches_are_found() {
+        let logged = [
+            (Direction::Write, 0),
+            (Direction::Read, 0xffff_ffff),
+            (Direction::Write, 0x1f),
+            (Direction::Read, 0x1f),
+        ];
+        let reported = [0, 0xffff_ffff, 0x1f, 0x1f];
+        assert_eq!(check_data(&logged, &reported), Ok(()));
+        let mut bad = reported;
+        bad[3] = 0x1e;
+        assert_eq!(
+            check_data(&logged, &bad),
+            Err(DataMismatch::Differs {
+                index: 3,
+                dir: Direction::Read,
+                logged: 0x1f,
+                reported: 0x1e
+            })
+        );
+        assert_eq!(
+            check_data(&logged, &reported[..2]),
+            Err(DataMismatch::Count {
+                logged: 4,
+                reported: 2
+            })
+        );
     }
 
     #[test]

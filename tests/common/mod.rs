@@ -22,40 +22,110 @@ pub fn text(o: &Output) -> String {
     )
 }
 
-/// Whether KVM tests should run: `true` when /dev/kvm opens; `false` (with a message) when it
-/// does not and `CVMPROBE_NO_KVM=1` asks to skip them; otherwise the test fails, so a missing
-/// /dev/kvm never passes silently.
+/// Environment variable naming the KVM device the test helpers open (default `/dev/kvm`):
+/// point it at a missing path to try the skip path on a machine that has KVM.
+pub const KVM_DEVICE_ENV: &str = "CVMPROBE_KVM_DEVICE";
+
+/// Says that a test skipped, where `cargo test` shows it: libtest captures `eprintln!` of a
+/// passing test and hides it, so the notice goes straight to the process's stderr.
+pub fn skip_notice(text: &str) {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{text}");
+    let _ = err.flush();
+}
+
+/// Whether KVM tests should run: `true` when the KVM device opens; `false` (with a visible
+/// notice) when it does not and `CVMPROBE_NO_KVM=1` asks to skip them; otherwise the test
+/// fails, so a missing /dev/kvm never passes silently.
 pub fn kvm_or_skip(test: &str) -> bool {
+    let dev = std::env::var(KVM_DEVICE_ENV).unwrap_or_else(|_| "/dev/kvm".into());
     let ok = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
-        .open("/dev/kvm")
+        .open(&dev)
         .is_ok();
     if ok {
         return true;
     }
     if std::env::var("CVMPROBE_NO_KVM").as_deref() == Ok("1") {
-        eprintln!(
-            "SKIPPED {test}: /dev/kvm is not usable and CVMPROBE_NO_KVM=1 asks to skip KVM tests"
-        );
+        skip_notice(&format!(
+            "SKIPPED {test}: {dev} is not usable and CVMPROBE_NO_KVM=1 asks to skip KVM tests"
+        ));
         return false;
     }
     panic!(
-        "{test} needs /dev/kvm (cannot open it read-write); set CVMPROBE_NO_KVM=1 to skip KVM tests explicitly"
+        "{test} needs {dev} (cannot open it read-write); set CVMPROBE_NO_KVM=1 to skip KVM tests explicitly"
     );
 }
 
-/// Fails clearly when QEMU is not installed.
-pub fn need_qemu() {
-    let ok = Command::new("qemu-system-x86_64")
+/// Whether a QEMU test should run: `true` when QEMU answers `--version`; `false` with a
+/// visible notice when it does not; a failure instead when the tools are required
+/// (`CVMPROBE_REQUIRE_QEMU=1`, which `.ci/run` sets, or `CI`). The build script warns how
+/// many tests call this and how to install QEMU.
+pub fn qemu_or_skip(test: &str) -> bool {
+    use cvmprobe::tools;
+    let bin = tools::qemu_binary();
+    let ok = Command::new(&bin)
         .arg("--version")
         .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        ok,
-        "qemu-system-x86_64 is not installed: `sudo apt-get install qemu-system-x86` (.ci/run does this)"
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        return true;
+    }
+    let what = format!(
+        "{} does not run: install QEMU ({}) or point {} at it",
+        bin.display(),
+        tools::QEMU_INSTALL,
+        tools::QEMU_ENV
     );
+    if tools::tools_required() {
+        panic!(
+            "{test} needs QEMU: {what} ({}=1 or CI requires the QEMU tests)",
+            tools::REQUIRE_ENV
+        );
+    }
+    skip_notice(&format!("SKIPPED {test}: {what}"));
+    false
+}
+
+/// Whether a UEFI test should run: QEMU as in [`qemu_or_skip`], and the OVMF code file.
+pub fn ovmf_or_skip(test: &str) -> bool {
+    use cvmprobe::tools;
+    let code = tools::ovmf_code();
+    if code.is_file() {
+        return true;
+    }
+    let what = format!(
+        "OVMF not found at {}: install it ({}) or point {} at it",
+        code.display(),
+        tools::OVMF_INSTALL,
+        tools::OVMF_ENV
+    );
+    if tools::tools_required() {
+        panic!(
+            "{test} needs OVMF: {what} ({}=1 or CI requires the OVMF tests)",
+            tools::REQUIRE_ENV
+        );
+    }
+    skip_notice(&format!("SKIPPED {test}: {what}"));
+    false
+}
+
+/// Runs one test of this test binary again, in a child process with `env` added and the
+/// variables in `unset` removed: how a test checks what another test does in an environment
+/// it cannot change for itself (no QEMU, no KVM). The child captures output as `cargo test`
+/// does.
+pub fn rerun_test(test: &str, env: &[(&str, &str)], unset: &[&str]) -> Output {
+    let mut cmd = Command::new(std::env::current_exe().expect("the test binary"));
+    cmd.args(["--exact", test, "--test-threads", "1"]);
+    for k in unset {
+        cmd.env_remove(k);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("the test binary runs")
 }
 
 /// The number of cases `cvmprobe list` shows for `filter`.

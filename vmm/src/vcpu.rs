@@ -1492,7 +1492,9 @@ mod tests {
         let kvm = match crate::open_kvm() {
             Ok(kvm) => kvm,
             Err(e) if std::env::var("CVMPROBE_NO_KVM").as_deref() == Ok("1") => {
-                eprintln!("{test}: skipped: {e}");
+                // Straight to stderr: libtest hides a passing test's `eprintln!`.
+                use std::io::Write;
+                let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {e}");
                 return None;
             }
             Err(e) => panic!("{test}: KVM is needed: {e} (CVMPROBE_NO_KVM=1 skips)"),

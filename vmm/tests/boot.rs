@@ -150,3 +150,26 @@ fn missing_kernel_is_a_setup_error() {
         "{e}"
     );
 }
+
+#[test]
+fn kvm_skip_notices_are_visible_through_cargo_capture() {
+    // A KVM test in a child that cannot open its KVM device: with CVMPROBE_NO_KVM=1 it passes
+    // and says so on stderr although libtest captures a passing test's output; without it,
+    // it fails saying KVM is needed.
+    let test = "empty_mode_passes";
+    let gone = (common::KVM_DEVICE_ENV, "/nonexistent/kvm");
+    let o = common::rerun_test(test, &[gone, (common::NO_KVM_ENV, "1")], &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("SKIPPED {test}: cannot open /nonexistent/kvm")),
+        "{err}"
+    );
+    let o = common::rerun_test(test, &[gone], &[common::NO_KVM_ENV]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("KVM is needed"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}

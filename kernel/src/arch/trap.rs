@@ -5,7 +5,7 @@
 //! because the #VE/#VC MMIO emulation must read and write guest GPRs.
 
 use core::arch::global_asm;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use x86_64::VirtAddr;
 use x86_64::structures::idt::InterruptDescriptorTable;
 
@@ -220,8 +220,41 @@ pub fn vector_name(v: u64) -> &'static str {
     NAMES.get(v as usize).copied().unwrap_or("IRQ")
 }
 
+/// Traps being handled now (a #VE can arrive inside an interrupt handler), and
+/// `platform::request_seq` when the outermost one arrived.
+static TRAP_DEPTH: AtomicU32 = AtomicU32::new(0);
+static OUTER_ENTRY_REQUEST: AtomicU64 = AtomicU64::new(0);
+
+/// One trap being handled; leaving it (returning, or unwinding the guard) ends it.
+struct Nesting {
+    outer_request: u64,
+}
+
+impl Nesting {
+    fn enter() -> Self {
+        if TRAP_DEPTH.fetch_add(1, Ordering::Relaxed) == 0 {
+            OUTER_ENTRY_REQUEST.store(crate::platform::request_seq(), Ordering::Relaxed);
+        }
+        Self {
+            outer_request: OUTER_ENTRY_REQUEST.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Drop for Nesting {
+    fn drop(&mut self) {
+        TRAP_DEPTH.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Called by `trap_common` with the saved state; returning resumes it (possibly changed).
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
+    // Requests made in here must not rename the answer the interrupted code is checking.
+    let _answering = crate::platform::AnsweringGuard::new();
+    // The request an event followed, for a refusal's note: the last one before the outermost
+    // trap (an event the host injects with an interrupt pending can arrive inside that
+    // interrupt's handler, after its EOI request).
+    let nesting = Nesting::enter();
     let vector = frame.vector as u8;
     if vector == SPURIOUS_VECTOR {
         return;
@@ -245,16 +278,19 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         frame.rip = resume;
         return;
     }
+    // The request an event followed (a spurious one names it; a #VE's own TDG.VP.VEINFO.GET
+    // comes after).
+    let entry_request = nesting.outer_request;
     match (vector, crate::platform::kind()) {
         (VECTOR_VE, protocol::platform::PlatformKind::Tdx) => {
             if let Err(e) = crate::platform::tdx::handle_ve(frame) {
-                crate::platform::emulate::refuse("#VE", frame, &e);
+                crate::platform::emulate::refuse("#VE", frame, &e, entry_request);
             }
             return;
         }
         (VECTOR_VC, protocol::platform::PlatformKind::SevEs) => {
             if let Err(e) = crate::platform::sev_es::handle_vc(frame) {
-                crate::platform::emulate::refuse("#VC", frame, &e);
+                crate::platform::emulate::refuse("#VC", frame, &e, entry_request);
             }
             return;
         }

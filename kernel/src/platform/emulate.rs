@@ -48,8 +48,10 @@ impl EmulationError {
 impl From<HostError> for EmulationError {
     fn from(e: HostError) -> Self {
         match e {
-            HostError::Refused { request, status } => Self::new(request, status),
-            HostError::BadAnswer { request, value } => Self::new(request, value),
+            HostError::Refused {
+                request, status, ..
+            } => Self::new(request, status),
+            HostError::BadAnswer { request, value, .. } => Self::new(request, value),
             HostError::Unsupported { request } => Self::new(request, 0),
         }
     }
@@ -72,34 +74,72 @@ pub struct Refusal {
     /// Whether the access was completed with all ones / dropped (the host failed it) rather
     /// than left to run again.
     pub completed: bool,
+    /// The requests the refusal is about (`platform::request_seq` numbers): from the last
+    /// one before the exception (the answer a spurious event followed) to the last one the
+    /// handler made (TDG.VP.VEINFO.GET); for a host-failed access, that access's request.
+    pub requests: (u64, u64),
 }
 
-/// The first refusal since the last [`take_refusal`].
-static REFUSED: spin::Mutex<Option<Refusal>> = spin::Mutex::new(None);
+/// Refusals kept per case; later ones are counted.
+pub const REFUSALS_KEPT: usize = 4;
+
+/// The refusals since the last [`take_refusals`].
+#[derive(Clone, Copy, Debug)]
+pub struct Refusals {
+    /// The first ones, in order.
+    pub list: [Option<Refusal>; REFUSALS_KEPT],
+    /// How many more there were.
+    pub more: u32,
+    /// The requests of those: first and last request numbers.
+    pub more_requests: (u64, u64),
+}
+
+impl Refusals {
+    const NONE: Self = Self {
+        list: [None; REFUSALS_KEPT],
+        more: 0,
+        more_requests: (0, 0),
+    };
+}
+
+static REFUSED: spin::Mutex<Refusals> = spin::Mutex::new(Refusals::NONE);
 /// RIP of the last refused instruction and how many times in a row it was refused.
 static LAST_REFUSED_RIP: AtomicU64 = AtomicU64::new(0);
 static REFUSED_STREAK: AtomicU32 = AtomicU32::new(0);
 /// [`crate::platform::host_calls`] at the last refusal.
 static LAST_REFUSED_CALLS: AtomicU64 = AtomicU64::new(u64::MAX);
 
-/// The first #VE/#VC refused since the last call (the case runner fails the case with it).
+/// The #VE/#VC refusals since the last call (the case runner fails the case with them).
 /// Also starts a new refusal streak: refusals count "in a row" within one case.
-pub fn take_refusal() -> Option<Refusal> {
+pub fn take_refusals() -> Refusals {
     LAST_REFUSED_RIP.store(0, Ordering::Relaxed);
-    REFUSED.lock().take()
+    core::mem::replace(&mut *REFUSED.lock(), Refusals::NONE)
 }
 
 fn record(r: Refusal) {
-    let mut slot = REFUSED.lock();
-    if slot.is_none() {
+    let mut refusals = REFUSED.lock();
+    if let Some(slot) = refusals.list.iter_mut().find(|s| s.is_none()) {
         *slot = Some(r);
+        return;
     }
+    let (first, _) = refusals.more_requests;
+    refusals.more_requests = (
+        if refusals.more == 0 {
+            r.requests.0
+        } else {
+            first
+        },
+        r.requests.1,
+    );
+    refusals.more += 1;
 }
 
 /// Handles a #VE/#VC the handler returned `e` for: records it for the running case and
 /// returns to the instruction (see the module docs); bails out after [`REFUSE_LIMIT`]
-/// refusals of one instruction in a row.
-pub fn refuse(exception: &'static str, f: &TrapFrame, e: &EmulationError) {
+/// refusals of one instruction in a row. `entry_request` is `platform::request_seq` when
+/// the exception arrived.
+pub fn refuse(exception: &'static str, f: &TrapFrame, e: &EmulationError, entry_request: u64) {
+    let requests = (entry_request, crate::platform::request_seq());
     // "In a row": the same instruction, with no request to the host since (an exception
     // raised again later, after the guest made progress, starts a new streak).
     let calls = crate::platform::host_calls();
@@ -111,13 +151,14 @@ pub fn refuse(exception: &'static str, f: &TrapFrame, e: &EmulationError) {
         1
     };
     if streak >= REFUSE_LIMIT {
-        bail(exception, f, e);
+        bail(exception, f, e, requests);
     }
     record(Refusal {
         exception,
         error: *e,
         rip: f.rip,
         completed: false,
+        requests,
     });
 }
 
@@ -255,11 +296,13 @@ pub fn complete(f: &mut TrapFrame, access: &Access, gpa: u64) -> Result<(), Emul
     // The access was made (the host saw it) whether or not its answer was good.
     EMULATED.fetch_add(1, Ordering::Relaxed);
     if let Err(e) = done {
+        let seq = e.seq().unwrap_or_else(crate::platform::request_seq);
         record(Refusal {
             exception,
             error: e.into(),
             rip: f.rip,
             completed: true,
+            requests: (seq, seq),
         });
     }
     LAST_REFUSED_RIP.store(0, Ordering::Relaxed);
@@ -267,9 +310,9 @@ pub fn complete(f: &mut TrapFrame, access: &Access, gpa: u64) -> Result<(), Emul
     Ok(())
 }
 
-/// Prints `Bail out! <exception>: <what> ...` and ends the run (a #VE/#VC that is not the
-/// emulated-MMIO case, or one that could not be emulated).
-pub fn bail(exception: &str, f: &TrapFrame, e: &EmulationError) -> ! {
+/// Prints `Bail out! <exception>: <what> ... [validator rejects requests a-b]` and ends the
+/// run (a #VE/#VC that is not the emulated-MMIO case, or one that could not be emulated).
+pub fn bail(exception: &str, f: &TrapFrame, e: &EmulationError, requests: (u64, u64)) -> ! {
     let mut l = crate::ktap::Line::new(0);
     l.str(protocol::ktap::BAIL_OUT)
         .str(" ")
@@ -286,6 +329,11 @@ pub fn bail(exception: &str, f: &TrapFrame, e: &EmulationError) -> ! {
             l.str(" ").hex(u64::from(b));
         }
     }
+    l.reject_note(
+        protocol::ktap::RejectedBy::Validator,
+        requests.0,
+        requests.1,
+    );
     l.emit_emergency();
     crate::platform::exit(protocol::exit::EXIT_BAIL)
 }

@@ -81,9 +81,11 @@ pub fn pio_write_bytes(port: u16, bytes: &[u8]) {
 /// platform is not what detection found, and the vector comes back as the error.
 #[inline(never)]
 pub fn cpuid(leaf: u32, subleaf: u32) -> Result<CpuidResult, super::HostError> {
-    insn::cpuid(leaf, subleaf).map_err(|f| super::HostError::Refused {
-        request: "raw CPUID raised an exception (status = vector): not a legacy VM",
-        status: u64::from(f.vector),
+    insn::cpuid(leaf, subleaf).map_err(|f| {
+        super::HostError::refused(
+            "raw CPUID raised an exception (status = vector): not a legacy VM",
+            u64::from(f.vector),
+        )
     })
 }
 

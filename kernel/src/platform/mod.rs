@@ -27,6 +27,8 @@ pub enum HostError {
         request: &'static str,
         /// The status the host returned.
         status: u64,
+        /// The number of the request that got the answer ([`request_seq`]).
+        seq: u64,
     },
     /// The host's answer to `request` is out of range (`value`).
     BadAnswer {
@@ -34,20 +36,49 @@ pub enum HostError {
         request: &'static str,
         /// The value returned.
         value: u64,
+        /// The number of the request that got the answer ([`request_seq`]).
+        seq: u64,
     },
-    /// The request cannot be made on this platform (e.g. a RAM GPA given to the MMIO API).
+    /// The request cannot be made on this platform (e.g. a RAM GPA given to the MMIO API):
+    /// nothing was asked.
     Unsupported {
         /// What was asked.
         request: &'static str,
     },
 }
 
+impl HostError {
+    /// The host refused the request whose answer is being checked ([`answering`]) with
+    /// `status`.
+    pub fn refused(request: &'static str, status: u64) -> Self {
+        Self::Refused {
+            request,
+            status,
+            seq: answering(),
+        }
+    }
+
+    /// The host's answer to the request being checked ([`answering`]) is out of range.
+    pub fn bad_answer(request: &'static str, value: u64) -> Self {
+        Self::BadAnswer {
+            request,
+            value,
+            seq: answering(),
+        }
+    }
+
+    /// The number of the request whose answer was refused, if a request was made.
+    pub fn seq(&self) -> Option<u64> {
+        match *self {
+            Self::Refused { seq, .. } | Self::BadAnswer { seq, .. } => Some(seq),
+            Self::Unsupported { .. } => None,
+        }
+    }
+}
+
 impl From<protocol::validate::Invalid> for HostError {
     fn from(e: protocol::validate::Invalid) -> Self {
-        HostError::BadAnswer {
-            request: e.what,
-            value: e.value,
-        }
+        HostError::bad_answer(e.what, e.value)
     }
 }
 
@@ -108,10 +139,7 @@ pub fn init(params: &BootParams) -> (PlatformKind, Result<(), HostError>) {
             KIND.store(KIND_LEGACY, Ordering::Relaxed);
             (
                 PlatformKind::Legacy,
-                Err(HostError::BadAnswer {
-                    request: what,
-                    value,
-                }),
+                Err(HostError::bad_answer(what, value)),
             )
         }
         detect::Detected::Tdx => {
@@ -133,10 +161,10 @@ pub fn init(params: &BootParams) -> (PlatformKind, Result<(), HostError>) {
                 // loader read it from the firmware's own tables); it must be the host's.
                 if params.enc_mask != 1 << info.cbit {
                     KIND.store(KIND_SEV_ES, Ordering::Relaxed);
-                    let e = HostError::BadAnswer {
-                        request: "C-bit (SEV information) against the firmware's page tables",
-                        value: params.enc_mask,
-                    };
+                    let e = HostError::bad_answer(
+                        "C-bit (SEV information) against the firmware's page tables",
+                        params.enc_mask,
+                    );
                     return (PlatformKind::SevEs, Err(e));
                 }
                 // SAFETY: the kernel's identity map, with the C-bit on RAM since entry; the
@@ -228,6 +256,59 @@ fn count_host_call() {
 /// Requests sent to the host so far.
 pub fn host_calls() -> u64 {
     HOST_CALLS.load(Ordering::Relaxed)
+}
+
+/// Traps to the host since boot: every TDCALL and VMGEXIT, counted in their one wrapper each
+/// (TDG.VP.INFO and TDG.VP.VEINFO.GET included, which [`host_calls`] leaves out). A
+/// (simulated) host counts the same traps, so the number names one request on both sides: a
+/// rejected answer is reported with it (`protocol::ktap::parse_reject_note`).
+static REQUESTS: AtomicU64 = AtomicU64::new(0);
+
+/// The request whose answer the running code is checking: the last one it made itself. An
+/// interrupt or exception handler that makes requests of its own (an EOI, TDG.VP.VEINFO.GET)
+/// puts it back when it returns ([`AnsweringGuard`]), so an answer checked after an
+/// interrupt arrived (TDVMCALL<HLT> returns straight into the timer interrupt) is still
+/// named by its own request.
+static ANSWERING: AtomicU64 = AtomicU64::new(0);
+
+/// Counts one trap to the host, right before the TDCALL or VMGEXIT (their wrappers call it).
+#[inline(always)]
+fn count_request() {
+    let n = REQUESTS.fetch_add(1, Ordering::Relaxed) + 1;
+    ANSWERING.store(n, Ordering::Relaxed);
+}
+
+/// The number of the last request made to the host (0 before the first, and always on
+/// legacy).
+pub fn request_seq() -> u64 {
+    REQUESTS.load(Ordering::Relaxed)
+}
+
+/// The request whose answer is being checked (see [`ANSWERING`]).
+pub fn answering() -> u64 {
+    ANSWERING.load(Ordering::Relaxed)
+}
+
+/// Puts [`answering`] back as it was when the guard was made (the trap entry holds one).
+pub struct AnsweringGuard(u64);
+
+impl AnsweringGuard {
+    /// Remembers the request being checked now.
+    pub fn new() -> Self {
+        Self(answering())
+    }
+}
+
+impl Default for AnsweringGuard {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for AnsweringGuard {
+    fn drop(&mut self) {
+        ANSWERING.store(self.0, Ordering::Relaxed);
+    }
 }
 
 /// Makes the TDX and SEV-ES backends send port reads with a wrong request number from now on

@@ -44,6 +44,7 @@ unsafe extern "C" {
 /// VMGEXIT. The host reads the GHCB MSR and, for GHCB requests, the GHCB page.
 fn vmgexit() {
     super::count_host_call();
+    super::count_request();
     // SAFETY: VMGEXIT changes no guest register or memory except what the host writes into
     // the shared GHCB page and the GHCB MSR, both read only through volatile accesses.
     unsafe { cvmprobe_vmgexit() }
@@ -344,10 +345,7 @@ fn standard(
     match resp.outcome(name)? {
         GhcbOutcome::Ok => Ok(Checked::Ok(resp)),
         GhcbOutcome::Exception(vector) => Ok(Checked::Exception(vector)),
-        GhcbOutcome::Error(status) => Err(HostError::Refused {
-            request: name,
-            status,
-        }),
+        GhcbOutcome::Error(status) => Err(HostError::refused(name, status)),
     }
 }
 
@@ -365,10 +363,7 @@ fn read_reg(
 fn ok_or_fault(name: &'static str, c: Checked) -> Result<Response, HostError> {
     match c {
         Checked::Ok(r) => Ok(r),
-        Checked::Exception(vector) => Err(HostError::Refused {
-            request: name,
-            status: u64::from(vector),
-        }),
+        Checked::Exception(vector) => Err(HostError::refused(name, u64::from(vector))),
     }
 }
 
@@ -392,15 +387,9 @@ pub fn mmio_read<T: MmioValue>(gpa: u64) -> Result<T, HostError> {
     };
     match c.outcome(name)? {
         GhcbOutcome::Ok => Ok(T::from_u64(u64::from_le_bytes(buf))),
-        GhcbOutcome::Error(status) => Err(HostError::Refused {
-            request: name,
-            status,
-        }),
+        GhcbOutcome::Error(status) => Err(HostError::refused(name, status)),
         // An exception is no answer to an MMIO read.
-        GhcbOutcome::Exception(_) => Err(HostError::BadAnswer {
-            request: name,
-            value: c.info1,
-        }),
+        GhcbOutcome::Exception(_) => Err(HostError::bad_answer(name, c.info1)),
     }
 }
 

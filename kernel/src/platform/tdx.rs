@@ -94,6 +94,7 @@ unsafe extern "C" {
 /// Executes TDCALL with `regs` in and out. Every register is loaded from `regs` (the caller
 /// starts from `TdcallRegs::default()`), so no stale guest data reaches the TDX module or host.
 pub fn tdcall(regs: &mut TdcallRegs) {
+    super::count_request();
     // SAFETY: the wrapper reads and writes only `*regs` and the registers it saves and
     // restores; TDCALL itself does not touch guest memory for the leaves used here.
     unsafe { cvmprobe_tdcall(regs) }
@@ -165,11 +166,11 @@ fn vmcall(request: &'static str, sub: u64, args: [u64; 4]) -> Result<VmcallOut, 
     let out = VmcallOut::from(&r);
     match validate::tdvmcall_status(r.rax, out.status) {
         Ok(()) => Ok(out),
-        Err(TdvmcallError::Module(status)) => Err(HostError::Refused {
-            request: "TDCALL(TDG.VP.VMCALL) module status",
+        Err(TdvmcallError::Module(status)) => Err(HostError::refused(
+            "TDCALL(TDG.VP.VMCALL) module status",
             status,
-        }),
-        Err(TdvmcallError::Vmcall(status)) => Err(HostError::Refused { request, status }),
+        )),
+        Err(TdvmcallError::Vmcall(status)) => Err(HostError::refused(request, status)),
     }
 }
 
@@ -198,10 +199,7 @@ pub fn vp_info() -> Result<VpInfo, HostError> {
     };
     tdcall(&mut r);
     if r.rax != tdx::TDX_SUCCESS {
-        return Err(HostError::Refused {
-            request: "TDG.VP.INFO",
-            status: r.rax,
-        });
+        return Err(HostError::refused("TDG.VP.INFO", r.rax));
     }
     let gpaw = validate::vp_info_gpaw(r.rcx, super::declared_sim_phys_bits())?;
     Ok(VpInfo {
@@ -272,10 +270,7 @@ pub fn veinfo_get() -> Result<VeReport, HostError> {
     };
     tdcall(&mut r);
     if r.rax != tdx::TDX_SUCCESS {
-        return Err(HostError::Refused {
-            request: "TDG.VP.VEINFO.GET",
-            status: r.rax,
-        });
+        return Err(HostError::refused("TDG.VP.VEINFO.GET", r.rax));
     }
     Ok(VeReport {
         exit_reason: r.rcx as u32,

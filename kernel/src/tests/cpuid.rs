@@ -2,7 +2,7 @@
 
 use super::{Case, Ctx, Suite};
 use crate::io::cpuid;
-use protocol::catalog;
+use protocol::catalog::{self, Need};
 use protocol::cmdline;
 
 pub static SUITE: Suite = Suite {
@@ -49,7 +49,7 @@ fn hypervisor_bit(ctx: &mut Ctx<'_>) {
 
 fn brand_string(ctx: &mut Ctx<'_>) {
     let Some(want) = ctx.env.brand else {
-        ctx.skip("the host chose no brand string (no cvmprobe.brand= on the command line)");
+        ctx.skip(Need::Brand);
         return;
     };
     let mut brand = [0u8; 48];

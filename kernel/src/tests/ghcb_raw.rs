@@ -51,6 +51,9 @@ pub fn run(ctx: &mut Ctx<'_>) {
                 }
             }
             let resp = r.call();
+            // The answer is copied out: release the GHCB before printing anything (the
+            // console needs it; a diagnostic printed while it is held would be lost).
+            drop(r);
             // A CPUID the host says succeeded must return its four registers, marked valid
             // and 32 bits wide, whatever the case probes: every host value is checked.
             let exit_code = page

@@ -4,7 +4,7 @@ use super::{Case, Ctx, Suite};
 use crate::arch::trap::irq_count;
 use crate::io::halt;
 use crate::timer::{self, TIMER_VECTOR};
-use protocol::catalog;
+use protocol::catalog::{self, Need};
 
 pub static SUITE: Suite = Suite {
     spec: &catalog::HALT,
@@ -40,7 +40,7 @@ fn wake_once(ctx: &mut Ctx<'_>) -> bool {
 
 fn timer_wakeup(ctx: &mut Ctx<'_>) {
     if !timer::lapic_present() {
-        ctx.skip("no local APIC (CPUID.1:EDX[9] clear)");
+        ctx.skip(Need::LocalApic);
         return;
     }
     wake_once(ctx);
@@ -48,7 +48,7 @@ fn timer_wakeup(ctx: &mut Ctx<'_>) {
 
 fn repeated_wakeups(ctx: &mut Ctx<'_>) {
     if !timer::lapic_present() {
-        ctx.skip("no local APIC (CPUID.1:EDX[9] clear)");
+        ctx.skip(Need::LocalApic);
         return;
     }
     for _ in 0..3 {

@@ -6,7 +6,7 @@
 use super::{Case, Ctx, Patterns, Suite};
 use crate::io::{pio_read, pio_write};
 use protocol::access::Width;
-use protocol::catalog;
+use protocol::catalog::{self, Need};
 use protocol::qemu_devices::{PC_TESTDEV_IOPORT, UNASSIGNED_PORT};
 use protocol::testdev::{self, Space};
 
@@ -68,9 +68,7 @@ pub fn probe_cvmprobe_testdev() -> Option<u64> {
 fn ports(ctx: &mut Ctx<'_>) -> Option<(u16, u16)> {
     let p = ctx.env.pio_ports();
     if p.is_none() {
-        ctx.skip(
-            "no port-IO test device (QEMU: -device pc-testdev; built-in VMM: its test device)",
-        );
+        ctx.skip(Need::TestDevice);
     }
     p
 }
@@ -81,8 +79,12 @@ fn u32_roundtrip(ctx: &mut Ctx<'_>) {
     };
     let mut p = Patterns::new(0x1032_0001);
     for v in [0u32, u32::MAX, p.next() as u32, p.next() as u32] {
-        pio_write::<u32>(data, v);
-        ctx.check_eq("4-byte read after 4-byte write", v, pio_read::<u32>(data));
+        ctx.dev_pio_write::<u32>(data, v);
+        ctx.check_eq(
+            "4-byte read after 4-byte write",
+            v,
+            ctx.dev_pio_read::<u32>(data),
+        );
     }
 }
 
@@ -92,22 +94,26 @@ fn u16_lanes(ctx: &mut Ctx<'_>) {
     };
     let mut p = Patterns::new(0x1016_0001);
     let v = p.next() as u32;
-    pio_write::<u32>(data, v);
-    ctx.check_eq("low half", v as u16, pio_read::<u16>(data));
-    ctx.check_eq("high half", (v >> 16) as u16, pio_read::<u16>(data + 2));
+    ctx.dev_pio_write::<u32>(data, v);
+    ctx.check_eq("low half", v as u16, ctx.dev_pio_read::<u16>(data));
+    ctx.check_eq(
+        "high half",
+        (v >> 16) as u16,
+        ctx.dev_pio_read::<u16>(data + 2),
+    );
     let hi = p.next() as u16;
-    pio_write::<u16>(data + 2, hi);
+    ctx.dev_pio_write::<u16>(data + 2, hi);
     ctx.check_eq(
         "dword after high-half write",
         (u32::from(hi) << 16) | (v & 0xffff),
-        pio_read::<u32>(data),
+        ctx.dev_pio_read::<u32>(data),
     );
     let lo = p.next() as u16;
-    pio_write::<u16>(data, lo);
+    ctx.dev_pio_write::<u16>(data, lo);
     ctx.check_eq(
         "dword after low-half write",
         (u32::from(hi) << 16) | u32::from(lo),
-        pio_read::<u32>(data),
+        ctx.dev_pio_read::<u32>(data),
     );
 }
 
@@ -117,20 +123,24 @@ fn u8_lanes(ctx: &mut Ctx<'_>) {
     };
     let mut p = Patterns::new(0x1008_0001);
     let v = p.next() as u32;
-    pio_write::<u32>(data, v);
+    ctx.dev_pio_write::<u32>(data, v);
     for lane in 0..4u16 {
         ctx.check_eq(
             "byte lane read",
             (v >> (8 * lane)) as u8,
-            pio_read::<u8>(data + lane),
+            ctx.dev_pio_read::<u8>(data + lane),
         );
     }
     let mut expect = v;
     for lane in 0..4u16 {
         let b = p.next() as u8;
-        pio_write::<u8>(data + lane, b);
+        ctx.dev_pio_write::<u8>(data + lane, b);
         expect = (expect & !(0xff << (8 * lane))) | (u32::from(b) << (8 * lane));
-        ctx.check_eq("dword after byte-lane write", expect, pio_read::<u32>(data));
+        ctx.check_eq(
+            "dword after byte-lane write",
+            expect,
+            ctx.dev_pio_read::<u32>(data),
+        );
     }
 }
 
@@ -141,21 +151,21 @@ fn split_register(ctx: &mut Ctx<'_>) {
     let mut p = Patterns::new(0x10e8_0001);
     for _ in 0..2 {
         let v = p.next() as u32;
-        pio_write::<u32>(byte, v);
+        ctx.dev_pio_write::<u32>(byte, v);
         ctx.check_eq(
             "4-byte read of the byte-wise register",
             v,
-            pio_read::<u32>(byte),
+            ctx.dev_pio_read::<u32>(byte),
         );
         ctx.check_eq(
             "same value through the dword register",
             v,
-            pio_read::<u32>(data),
+            ctx.dev_pio_read::<u32>(data),
         );
         ctx.check_eq(
             "2-byte read at offset 2",
             (v >> 16) as u16,
-            pio_read::<u16>(byte + 2),
+            ctx.dev_pio_read::<u16>(byte + 2),
         );
     }
 }
@@ -168,7 +178,7 @@ fn unassigned_port(ctx: &mut Ctx<'_>) {
 
 fn host_values(ctx: &mut Ctx<'_>) {
     let Some(seed) = ctx.env.seed() else {
-        ctx.skip("needs the built-in VMM's test device: the host chooses these values per run");
+        ctx.skip(Need::BuiltinTestDevice);
         return;
     };
     let port = testdev::PIO_BASE + testdev::pio::VALUE;
@@ -177,16 +187,16 @@ fn host_values(ctx: &mut Ctx<'_>) {
     ctx.check_eq(
         "1-byte host value",
         want(Width::B1) as u8,
-        pio_read::<u8>(port),
+        ctx.dev_pio_read::<u8>(port),
     );
     ctx.check_eq(
         "2-byte host value",
         want(Width::B2) as u16,
-        pio_read::<u16>(port),
+        ctx.dev_pio_read::<u16>(port),
     );
     ctx.check_eq(
         "4-byte host value",
         want(Width::B4) as u32,
-        pio_read::<u32>(port),
+        ctx.dev_pio_read::<u32>(port),
     );
 }

@@ -19,7 +19,7 @@ use super::{Case, Ctx, Suite, TestDevice};
 use crate::io::{pio_read, pio_write};
 use core::arch::asm;
 use protocol::access::Width;
-use protocol::catalog;
+use protocol::catalog::{self, Need};
 use protocol::memslot::{self, CONTROL_ID, CONTROL_PORT, command};
 
 pub static SUITE: Suite = Suite {
@@ -253,17 +253,17 @@ static STORE_U64: StoreForm = store_form!(0x340, Width::B8, "mov qword ptr [rdi]
 /// The run's seed and the page's virtual address, or why the suite cannot run.
 fn setup(ctx: &mut Ctx<'_>) -> Option<(u64, u64)> {
     let TestDevice::Cvmprobe { seed } = ctx.env.device else {
-        ctx.skip("needs the built-in VMM (its test device and memslot control)");
+        ctx.skip(Need::BuiltinTestDevice);
         return None;
     };
     if pio_read::<u32>(CONTROL_PORT) != CONTROL_ID {
-        ctx.skip("no memslot control port: the host does not run the memslot scenario");
+        ctx.skip(Need::MemslotControl);
         return None;
     }
     match crate::platform::memslot_va(memslot::GPA) {
         Some(va) => Some((seed, va)),
         None => {
-            ctx.skip("the memslot page needs the PVH identity map (built-in VMM boot)");
+            ctx.skip(Need::IdentityMap);
             None
         }
     }

@@ -7,7 +7,7 @@
 use super::{Case, Ctx, Patterns, Suite};
 use crate::io::{mmio_read, mmio_write, pio_read, pio_write};
 use protocol::access::Width;
-use protocol::catalog;
+use protocol::catalog::{self, Need};
 use protocol::qemu_devices::{
     EDU_BAR_FALLBACK, EDU_DEVICE, EDU_ID_V1, EDU_REG_ID, EDU_REG_LIVENESS, EDU_VENDOR,
     PCI_CONFIG_ADDRESS, PCI_CONFIG_DATA,
@@ -56,7 +56,7 @@ pub static SUITE: Suite = Suite {
 fn window(ctx: &mut Ctx<'_>) -> Option<u64> {
     let w = ctx.env.mmio_window();
     if w.is_none() {
-        ctx.skip("no MMIO test window (QEMU: -device pc-testdev; built-in VMM: its test device)");
+        ctx.skip(Need::TestDevice);
     }
     w
 }
@@ -68,8 +68,12 @@ fn u8_roundtrip(ctx: &mut Ctx<'_>) {
     let mut p = Patterns::new(0x2008_0001);
     for off in [0x10u64, 0x11, 0x17, 0xfff] {
         let v = p.next() as u8;
-        mmio_write::<u8>(iomem + off, v);
-        ctx.check_eq("1-byte read after write", v, mmio_read::<u8>(iomem + off));
+        ctx.dev_mmio_write::<u8>(iomem + off, v);
+        ctx.check_eq(
+            "1-byte read after write",
+            v,
+            ctx.dev_mmio_read::<u8>(iomem + off),
+        );
     }
 }
 
@@ -80,8 +84,12 @@ fn u16_roundtrip(ctx: &mut Ctx<'_>) {
     let mut p = Patterns::new(0x2016_0001);
     for off in [0x20u64, 0x22, 0x2e] {
         let v = p.next() as u16;
-        mmio_write::<u16>(iomem + off, v);
-        ctx.check_eq("2-byte read after write", v, mmio_read::<u16>(iomem + off));
+        ctx.dev_mmio_write::<u16>(iomem + off, v);
+        ctx.check_eq(
+            "2-byte read after write",
+            v,
+            ctx.dev_mmio_read::<u16>(iomem + off),
+        );
     }
 }
 
@@ -92,8 +100,12 @@ fn u32_roundtrip(ctx: &mut Ctx<'_>) {
     let mut p = Patterns::new(0x2032_0001);
     for off in [0x40u64, 0x44, 0x7c] {
         let v = p.next() as u32;
-        mmio_write::<u32>(iomem + off, v);
-        ctx.check_eq("4-byte read after write", v, mmio_read::<u32>(iomem + off));
+        ctx.dev_mmio_write::<u32>(iomem + off, v);
+        ctx.check_eq(
+            "4-byte read after write",
+            v,
+            ctx.dev_mmio_read::<u32>(iomem + off),
+        );
     }
 }
 
@@ -104,8 +116,12 @@ fn u64_roundtrip(ctx: &mut Ctx<'_>) {
     let mut p = Patterns::new(0x2064_0001);
     for off in [0x80u64, 0x88, 0xf8] {
         let v = p.next();
-        mmio_write::<u64>(iomem + off, v);
-        ctx.check_eq("8-byte read after write", v, mmio_read::<u64>(iomem + off));
+        ctx.dev_mmio_write::<u64>(iomem + off, v);
+        ctx.check_eq(
+            "8-byte read after write",
+            v,
+            ctx.dev_mmio_read::<u64>(iomem + off),
+        );
     }
 }
 
@@ -115,22 +131,26 @@ fn byte_lanes(ctx: &mut Ctx<'_>) {
     };
     let base = iomem + 0x100;
     let v = Patterns::new(0x201a_0001).next();
-    mmio_write::<u64>(base, v);
+    ctx.dev_mmio_write::<u64>(base, v);
     for i in 0..8 {
-        ctx.check_eq("byte lane", (v >> (8 * i)) as u8, mmio_read::<u8>(base + i));
+        ctx.check_eq(
+            "byte lane",
+            (v >> (8 * i)) as u8,
+            ctx.dev_mmio_read::<u8>(base + i),
+        );
     }
     for i in 0..4 {
         ctx.check_eq(
             "2-byte lane",
             (v >> (16 * i)) as u16,
-            mmio_read::<u16>(base + 2 * i),
+            ctx.dev_mmio_read::<u16>(base + 2 * i),
         );
     }
     for i in 0..2 {
         ctx.check_eq(
             "4-byte lane",
             (v >> (32 * i)) as u32,
-            mmio_read::<u32>(base + 4 * i),
+            ctx.dev_mmio_read::<u32>(base + 4 * i),
         );
     }
 }
@@ -142,19 +162,31 @@ fn narrow_write_merge(ctx: &mut Ctx<'_>) {
     let base = iomem + 0x200;
     let mut p = Patterns::new(0x203e_0001);
     let mut expect = p.next();
-    mmio_write::<u64>(base, expect);
+    ctx.dev_mmio_write::<u64>(base, expect);
     let b = p.next() as u8;
-    mmio_write::<u8>(base + 3, b);
+    ctx.dev_mmio_write::<u8>(base + 3, b);
     expect = (expect & !(0xff << 24)) | (u64::from(b) << 24);
-    ctx.check_eq("after 1-byte write at +3", expect, mmio_read::<u64>(base));
+    ctx.check_eq(
+        "after 1-byte write at +3",
+        expect,
+        ctx.dev_mmio_read::<u64>(base),
+    );
     let h = p.next() as u16;
-    mmio_write::<u16>(base + 6, h);
+    ctx.dev_mmio_write::<u16>(base + 6, h);
     expect = (expect & !(0xffff << 48)) | (u64::from(h) << 48);
-    ctx.check_eq("after 2-byte write at +6", expect, mmio_read::<u64>(base));
+    ctx.check_eq(
+        "after 2-byte write at +6",
+        expect,
+        ctx.dev_mmio_read::<u64>(base),
+    );
     let w = p.next() as u32;
-    mmio_write::<u32>(base, w);
+    ctx.dev_mmio_write::<u32>(base, w);
     expect = (expect & !0xffff_ffff) | u64::from(w);
-    ctx.check_eq("after 4-byte write at +0", expect, mmio_read::<u64>(base));
+    ctx.check_eq(
+        "after 4-byte write at +0",
+        expect,
+        ctx.dev_mmio_read::<u64>(base),
+    );
 }
 
 /// PCI configuration mechanism #1 address for bus 0.
@@ -182,7 +214,7 @@ const PCI_COMMAND_MEMORY: u32 = 1 << 1;
 fn pci_edu(ctx: &mut Ctx<'_>) {
     let want = (u32::from(EDU_DEVICE) << 16) | u32::from(EDU_VENDOR);
     let Some(dev) = (0..32).find(|&d| pci_read32(d, PCI_ID) == want) else {
-        ctx.skip("no edu PCI device (QEMU: -device edu on a machine with a PCI bus)");
+        ctx.skip(Need::EduPci);
         return;
     };
     let mut bar = u64::from(pci_read32(dev, PCI_BAR0) & !0xf);
@@ -215,7 +247,7 @@ fn pci_edu(ctx: &mut Ctx<'_>) {
 
 fn host_values(ctx: &mut Ctx<'_>) {
     let Some(seed) = ctx.env.seed() else {
-        ctx.skip("needs the built-in VMM's test device: the host chooses these values per run");
+        ctx.skip(Need::BuiltinTestDevice);
         return;
     };
     let base = testdev::MMIO_BASE + testdev::mmio::VALUE;
@@ -223,21 +255,21 @@ fn host_values(ctx: &mut Ctx<'_>) {
     ctx.check_eq(
         "1-byte host value",
         want(0, Width::B1) as u8,
-        mmio_read::<u8>(base),
+        ctx.dev_mmio_read::<u8>(base),
     );
     ctx.check_eq(
         "2-byte host value",
         want(0x8, Width::B2) as u16,
-        mmio_read::<u16>(base + 0x8),
+        ctx.dev_mmio_read::<u16>(base + 0x8),
     );
     ctx.check_eq(
         "4-byte host value",
         want(0x10, Width::B4) as u32,
-        mmio_read::<u32>(base + 0x10),
+        ctx.dev_mmio_read::<u32>(base + 0x10),
     );
     ctx.check_eq(
         "8-byte host value",
         want(0x18, Width::B8),
-        mmio_read::<u64>(base + 0x18),
+        ctx.dev_mmio_read::<u64>(base + 0x18),
     );
 }

@@ -15,12 +15,17 @@ mod mmio;
 mod msr;
 mod platform;
 
+use crate::io::{MmioValue, PioValue};
 use crate::ktap::{self, Line};
 use alloc::format;
 use alloc::string::String;
-use protocol::catalog::{self, Filter, SuiteSpec};
+use core::cell::Cell;
+use protocol::access::Direction;
+use protocol::catalog::{self, Filter, Need, SuiteSpec};
 use protocol::cmdline::{self, Fault, Inject, Mode};
+use protocol::ktap::RejectedBy;
 use protocol::platform::PlatformKind;
+use protocol::testdev::DATA_MAX;
 
 /// One case: its catalog name and the function that runs it.
 pub struct Case {
@@ -315,7 +320,17 @@ pub struct Ctx<'a> {
     pub env: &'a Env,
     name: &'static str,
     failed: bool,
-    skipped: Option<&'static str>,
+    skipped: Option<Need>,
+    /// The values exchanged with the test device so far, for `protocol::testdev::mmio::REPORT`;
+    /// cells, so a check can take a device read as its argument (`ctx.check_eq(..,
+    /// ctx.dev_pio_read(..))`).
+    exchanged: [Cell<(Direction, u64)>; DATA_MAX],
+    exchanges: Cell<usize>,
+    /// `corrupt-data`: the next device write sends the value with bit 0 flipped.
+    corrupt_next_write: Cell<bool>,
+    /// The requests a failing check names (`[expectation rejects requests a-b]`): those
+    /// made since the previous check; `window.0` is the last request before them.
+    window: (u64, u64),
 }
 
 impl Ctx<'_> {
@@ -331,16 +346,36 @@ impl Ctx<'_> {
         l
     }
 
-    /// Marks the case failed with a diagnostic.
+    /// The requests since the previous check, `(first, last)` (the previous check's window
+    /// again when none was made since), and starts a new window.
+    fn checked(&mut self) -> (u64, u64) {
+        let now = crate::platform::request_seq();
+        let (before, last) = self.window;
+        if now > last {
+            self.window = (last, now);
+            (last + 1, now)
+        } else {
+            (before + 1, last)
+        }
+    }
+
+    /// Marks the case failed with a diagnostic that names the requests since the previous
+    /// check as rejected by this expectation.
     pub fn fail(&mut self, what: &str) {
         self.failed = true;
-        self.diag().str(what).emit();
+        let (first, last) = self.checked();
+        self.diag()
+            .str(what)
+            .reject_note(RejectedBy::Expectation, first, last)
+            .emit();
     }
 
     /// Fails with `what` unless `ok`; returns `ok`.
     pub fn check(&mut self, ok: bool, what: &str) -> bool {
         if !ok {
             self.fail(what);
+        } else {
+            self.checked();
         }
         ok
     }
@@ -352,6 +387,7 @@ impl Ctx<'_> {
         expected: T,
         got: T,
     ) -> bool {
+        let (first, last) = self.checked();
         if expected != got {
             self.failed = true;
             self.diag()
@@ -360,14 +396,72 @@ impl Ctx<'_> {
                 .hex(expected.into())
                 .str(" got ")
                 .hex(got.into())
+                .reject_note(RejectedBy::Expectation, first, last)
                 .emit();
         }
         expected == got
     }
 
-    /// Reports the case as skipped with `reason` (unless it already failed).
-    pub fn skip(&mut self, reason: &'static str) {
-        self.skipped = Some(reason);
+    fn note(&self, dir: Direction, v: u64) {
+        let n = self.exchanges.get();
+        if let Some(slot) = self.exchanged.get(n) {
+            slot.set((dir, v));
+        }
+        self.exchanges.set(n + 1);
+    }
+
+    /// Reads a `T` from test-device port `port`, recording the value for the host's data
+    /// check.
+    pub fn dev_pio_read<T: PioValue>(&self, port: u16) -> T {
+        let v = crate::io::pio_read::<T>(port);
+        self.note(Direction::Read, v.to_u64());
+        v
+    }
+
+    /// Writes `v` to test-device port `port`, recording it for the host's data check.
+    pub fn dev_pio_write<T: PioValue>(&self, port: u16, v: T) {
+        self.note(Direction::Write, v.to_u64());
+        crate::io::pio_write(port, self.maybe_corrupt(v));
+    }
+
+    /// Reads a `T` from test-device MMIO at `gpa`, recording the value.
+    pub fn dev_mmio_read<T: MmioValue>(&self, gpa: u64) -> T {
+        let v = crate::io::mmio_read::<T>(gpa);
+        self.note(Direction::Read, v.to_u64());
+        v
+    }
+
+    /// Writes `v` to test-device MMIO at `gpa`, recording it.
+    pub fn dev_mmio_write<T: MmioValue>(&self, gpa: u64, v: T) {
+        self.note(Direction::Write, v.to_u64());
+        crate::io::mmio_write(gpa, self.maybe_corrupt(v));
+    }
+
+    fn maybe_corrupt<T: MmioValue>(&self, v: T) -> T {
+        if self.corrupt_next_write.replace(false) {
+            T::from_u64(v.to_u64() ^ 1)
+        } else {
+            v
+        }
+    }
+
+    /// Writes the values the case exchanged with the built-in VMM's test device to its
+    /// `REPORT` register, in order, for the host's data check (`protocol::testdev::check_data`).
+    fn report_data(&self) {
+        if !matches!(self.env.device, TestDevice::Cvmprobe { .. }) {
+            return;
+        }
+        let report = protocol::testdev::MMIO_BASE + protocol::testdev::mmio::REPORT;
+        let n = self.exchanges.get().min(DATA_MAX);
+        for slot in &self.exchanged[..n] {
+            crate::io::mmio_write::<u64>(report, slot.get().1);
+        }
+    }
+
+    /// Reports the case as skipped because `need` is missing (unless it already failed): the
+    /// reason printed is [`Need::reason`], which the host compares with what it set up.
+    pub fn skip(&mut self, need: Need) {
+        self.skipped = Some(need);
     }
 }
 
@@ -447,6 +541,8 @@ fn inject(f: Fault) {
             crate::platform::tdx::skip_veinfo_in_fixup();
             let _ = crate::platform::detect::probe_sev_status();
         }
+        // Handled by the case runner.
+        Fault::Skip | Fault::Todo | Fault::CorruptData => {}
     }
 }
 
@@ -512,7 +608,7 @@ pub fn run(cfg: &RunConfig, env: &Env) -> bool {
             n += 1;
             let r = run_case(cfg, env, inject_at, suite, suite_index, ci, case);
             match r {
-                ktap::Result::Fail => failed += 1,
+                ktap::Result::Fail | ktap::Result::Todo(_) => failed += 1,
                 ktap::Result::Skip(_) => skipped += 1,
                 ktap::Result::Pass => all_passed += 1,
             }
@@ -559,7 +655,19 @@ fn run_case(
     if inject_at == Some((suite.spec.name, case.name))
         && let Some(i) = cfg.inject
     {
-        inject(i.fault);
+        match i.fault {
+            Fault::Skip => {
+                env.announce(0);
+                let need = spec.needs.iter().next().unwrap_or(Need::TestDevice);
+                return ktap::Result::Skip(need.reason());
+            }
+            Fault::Todo => {
+                env.announce(0);
+                return ktap::Result::Todo("injected by cvmprobe.inject=todo");
+            }
+            Fault::CorruptData => {}
+            f => inject(f),
+        }
     }
     if !spec.platforms.contains(env.platform) {
         env.announce(0);
@@ -570,19 +678,61 @@ fn run_case(
         name: case.name,
         failed: false,
         skipped: None,
+        exchanged: [const { Cell::new((Direction::Read, 0)) }; DATA_MAX],
+        exchanges: Cell::new(0),
+        corrupt_next_write: Cell::new(
+            inject_at == Some((suite.spec.name, case.name))
+                && cfg.inject.is_some_and(|i| i.fault == Fault::CorruptData),
+        ),
+        window: {
+            let now = crate::platform::request_seq();
+            (now, now)
+        },
     };
-    let _ = crate::io::take_host_error();
-    let _ = crate::platform::emulate::take_refusal();
+    let _ = crate::io::take_host_errors();
+    let _ = crate::platform::emulate::take_refusals();
     (case.run)(&mut ctx);
+    ctx.report_data();
     env.announce(0);
-    if let Some(e) = crate::io::take_host_error() {
-        ctx.failed = true;
+    report_host_errors(&mut ctx);
+    report_refusals(&mut ctx);
+    if ctx.failed {
+        ktap::Result::Fail
+    } else if let Some(need) = ctx.skipped {
+        ktap::Result::Skip(need.reason())
+    } else {
+        ktap::Result::Pass
+    }
+}
+
+/// One diagnostic per host error the case's I/O met, each naming the rejected request.
+fn report_host_errors(ctx: &mut Ctx<'_>) {
+    let errors = crate::io::take_host_errors();
+    if errors.is_empty() {
+        return;
+    }
+    ctx.failed = true;
+    for e in errors.list.iter().flatten() {
         let mut l = ctx.diag();
         l.str("host error: ");
-        describe_host_error(&mut l, &e);
+        describe_host_error(&mut l, e);
         l.emit();
     }
-    if let Some(r) = crate::platform::emulate::take_refusal() {
+    if errors.more > 0 {
+        let (first, last) = errors.more_requests;
+        ctx.diag()
+            .str("and ")
+            .dec(u64::from(errors.more))
+            .str(" more host errors")
+            .reject_note(RejectedBy::Validator, first, last)
+            .emit();
+    }
+}
+
+/// One diagnostic per #VE/#VC the case's handlers refused, each naming its requests.
+fn report_refusals(ctx: &mut Ctx<'_>) {
+    let refusals = crate::platform::emulate::take_refusals();
+    for r in refusals.list.iter().flatten() {
         ctx.failed = true;
         let mut l = ctx.diag();
         l.str(r.exception)
@@ -595,15 +745,19 @@ fn run_case(
             .str(" (")
             .hex(r.error.value)
             .str(") at rip=")
-            .hex(r.rip);
+            .hex(r.rip)
+            .reject_note(RejectedBy::Validator, r.requests.0, r.requests.1);
         l.emit();
     }
-    if ctx.failed {
-        ktap::Result::Fail
-    } else if let Some(why) = ctx.skipped {
-        ktap::Result::Skip(why)
-    } else {
-        ktap::Result::Pass
+    if refusals.more > 0 {
+        ctx.failed = true;
+        let (first, last) = refusals.more_requests;
+        ctx.diag()
+            .str("and ")
+            .dec(u64::from(refusals.more))
+            .str(" more #VE/#VC refusals")
+            .reject_note(RejectedBy::Validator, first, last)
+            .emit();
     }
 }
 
@@ -615,18 +769,23 @@ fn not_for_platform(p: PlatformKind) -> &'static str {
     }
 }
 
-/// Appends a host error to a diagnostic.
+/// Appends a host error to a diagnostic, with the rejection note naming its request.
 pub fn describe_host_error(l: &mut Line, e: &crate::platform::HostError) {
     use crate::platform::HostError;
     match *e {
-        HostError::Refused { request, status } => {
+        HostError::Refused {
+            request, status, ..
+        } => {
             l.str(request).str(" refused with status ").hex(status);
         }
-        HostError::BadAnswer { request, value } => {
+        HostError::BadAnswer { request, value, .. } => {
             l.str(request).str(" answered out of range: ").hex(value);
         }
         HostError::Unsupported { request } => {
             l.str("unsupported: ").str(request);
         }
+    }
+    if let Some(seq) = e.seq() {
+        l.reject_note(RejectedBy::Validator, seq, seq);
     }
 }

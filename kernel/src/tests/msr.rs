@@ -10,7 +10,7 @@
 use super::{Case, Ctx, Patterns, Suite};
 use crate::io::{rdmsr, wrmsr};
 use crate::platform::MsrError;
-use protocol::catalog;
+use protocol::catalog::{self, Need};
 
 pub static SUITE: Suite = Suite {
     spec: &catalog::MSR,
@@ -163,11 +163,6 @@ fn write_read_back(ctx: &mut Ctx<'_>) {
     }
 }
 
-/// QEMU TCG's RDMSR answers 0 for MSRs it does not model (IA32_TSC among them) instead of
-/// raising #GP: target/i386/tcg/sysemu/misc_helper.c, helper_rdmsr, `default:` arm.
-const TCG_RDMSR_REASON: &str =
-    "QEMU TCG's RDMSR returns 0 for MSRs it does not model (helper_rdmsr)";
-
 /// TDX: KVM refuses IA32_TSC through TDG.VP.VMCALL (not in `tdx_has_emulated_msr()`); a TD
 /// reads its TSC natively (RDTSC: the TDX module virtualises the TSC, no exit).
 fn tsc_advances(ctx: &mut Ctx<'_>) {
@@ -188,8 +183,10 @@ fn tsc_advances(ctx: &mut Ctx<'_>) {
         }
         return;
     }
+    // QEMU TCG's RDMSR answers 0 for MSRs it does not model (IA32_TSC among them) instead
+    // of raising #GP: target/i386/tcg/sysemu/misc_helper.c, helper_rdmsr, `default:` arm.
     if ctx.env.is_tcg() {
-        ctx.skip(TCG_RDMSR_REASON);
+        ctx.skip(Need::ExactMsrs);
         return;
     }
     let (Some(a), Some(b)) = (
@@ -231,7 +228,7 @@ fn apic_base(ctx: &mut Ctx<'_>) {
 
 fn missing_msr_faults(ctx: &mut Ctx<'_>) {
     if ctx.env.is_tcg() {
-        ctx.skip(TCG_RDMSR_REASON);
+        ctx.skip(Need::ExactMsrs);
         return;
     }
     match rdmsr(MISSING_MSR) {

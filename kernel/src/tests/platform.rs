@@ -2,7 +2,7 @@
 
 use super::{Case, Ctx, Suite};
 use crate::platform::{sev_es, tdx};
-use protocol::catalog;
+use protocol::catalog::{self, Need};
 use protocol::ghcb::{self, CpuidReg};
 use protocol::platform::PlatformKind;
 
@@ -30,7 +30,7 @@ pub static SUITE: Suite = Suite {
 
 fn detected(ctx: &mut Ctx<'_>) {
     let Some(want) = ctx.env.expected_platform else {
-        ctx.skip("the host named no platform (no cvmprobe.platform= on the command line)");
+        ctx.skip(Need::PlatformKey);
         return;
     };
     let Some(want_kind) = PlatformKind::from_name(want) else {

@@ -418,6 +418,7 @@ pub const fn catalog_cases<const N: usize>(platform: PlatformKind) -> [CaseSpec;
         CaseSpec {
             name: "",
             platforms: Platforms::ALL,
+            needs: crate::catalog::Needs::NONE,
             doc: "",
             source: "",
         }
@@ -427,6 +428,7 @@ pub const fn catalog_cases<const N: usize>(platform: PlatformKind) -> [CaseSpec;
         out[i] = CaseSpec {
             name: cases[i].id,
             platforms: Platforms::only(platform),
+            needs: crate::catalog::Needs::NONE,
             doc: cases[i].doc,
             source: cases[i].source,
         };

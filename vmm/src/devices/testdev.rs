@@ -8,8 +8,9 @@
 //!   register implemented byte by byte (pc-testdev port 0xe8, `impl.max_access_size = 1`);
 //!   `VALUE`, [`testdev::host_value`] of the run's seed; `CASE` and `BENCH`, the guest's
 //!   announcements.
-//! - MMIO at [`MMIO_BASE`]: `ID`; `SEED`; the `VALUE` block; `SCRATCH`, memory-like like
-//!   pc-testdev's IO memory (`test_iomem_read/write`: reads return what was written).
+//! - MMIO at [`MMIO_BASE`]: `ID`; `SEED`; `REPORT`, where a case writes the values it
+//!   exchanged; the `VALUE` block; `SCRATCH`, memory-like like pc-testdev's IO memory
+//!   (`test_iomem_read/write`: reads return what was written).
 //!
 //! Anything else in the two ranges (a register read at the wrong width or alignment, a
 //! write to a read-only register, a gap between registers) reads all ones and ignores writes,
@@ -17,10 +18,11 @@
 //!
 //! **The check.** Every access is logged ([`TestdevAccess`], bounded by [`LOG_CAPACITY`]).
 //! The guest writes a case's [`testdev::case_id`] to `CASE` before the case and 0 after it;
-//! the accesses in between (the `CASE` and `BENCH` writes themselves excepted) are compared
-//! with [`testdev::declared`] when the case closes, giving one [`CaseCheck`]. The per-case
-//! comparison keeps at most the declared count plus one access, so neither the log bound nor
-//! a runaway case changes its verdict.
+//! the accesses in between (the `CASE`, `BENCH` and `REPORT` writes themselves excepted) are
+//! compared with [`testdev::declared`] when the case closes, and so is their data with the
+//! values the case reported through `REPORT` ([`testdev::check_data`]), giving one
+//! [`CaseCheck`]. The per-case comparison keeps at most the declared count plus one access,
+//! so neither the log bound nor a runaway case changes its verdict.
 //!
 //! **Cost.** An access decodes its register from a fixed table, updates the model and pushes
 //! one log entry (the only allocation, amortised); text is made only for findings.
@@ -41,9 +43,10 @@ const LOG_RESERVE: usize = 4096;
 
 /// Width of each port register (`protocol::testdev::pio`: 4-byte registers, one after another).
 const PIO_REG_LEN: u64 = 4;
-/// Width of the MMIO ID register (4 bytes) and the SEED register (8 bytes).
+/// Width of the MMIO ID register (4 bytes), the SEED and REPORT registers (8 bytes).
 const MMIO_ID_LEN: u64 = 4;
 const MMIO_SEED_LEN: u64 = 8;
+const MMIO_REPORT_LEN: u64 = 8;
 
 const _: () = {
     // The port registers are PIO_REG_LEN apart in this order and fit the range.
@@ -63,7 +66,8 @@ const _: () = {
     assert!(pio::BENCH as u64 + PIO_REG_LEN <= PIO_LEN as u64);
     // The MMIO blocks are disjoint, in this order, inside the window.
     assert!(mmio::ID + MMIO_ID_LEN <= mmio::SEED);
-    assert!(mmio::SEED + MMIO_SEED_LEN <= mmio::VALUE);
+    assert!(mmio::SEED + MMIO_SEED_LEN <= mmio::REPORT);
+    assert!(mmio::REPORT + MMIO_REPORT_LEN <= mmio::VALUE);
     assert!(mmio::VALUE + mmio::VALUE_LEN <= mmio::SCRATCH);
     assert!(mmio::SCRATCH + mmio::SCRATCH_LEN <= MMIO_LEN);
 };
@@ -79,13 +83,14 @@ enum Block {
     Bench,
     MmioId,
     Seed,
+    Report,
     MmioValue,
     Scratch,
 }
 
 /// `(space, offset, length, block, name)`: the register map, for decoding and for messages.
 #[rustfmt::skip]
-const BLOCKS: [(Space, u64, u64, Block, &str); 10] = [
+const BLOCKS: [(Space, u64, u64, Block, &str); 11] = [
     (Space::Pio, pio::ID as u64, PIO_REG_LEN, Block::PioId, "ID"),
     (Space::Pio, pio::DATA as u64, PIO_REG_LEN, Block::Data, "DATA"),
     (Space::Pio, pio::DATA_BYTE as u64, PIO_REG_LEN, Block::DataByte, "DATA_BYTE"),
@@ -94,6 +99,7 @@ const BLOCKS: [(Space, u64, u64, Block, &str); 10] = [
     (Space::Pio, pio::BENCH as u64, PIO_REG_LEN, Block::Bench, "BENCH"),
     (Space::Mmio, mmio::ID, MMIO_ID_LEN, Block::MmioId, "ID"),
     (Space::Mmio, mmio::SEED, MMIO_SEED_LEN, Block::Seed, "SEED"),
+    (Space::Mmio, mmio::REPORT, MMIO_REPORT_LEN, Block::Report, "REPORT"),
     (Space::Mmio, mmio::VALUE, mmio::VALUE_LEN, Block::MmioValue, "VALUE"),
     (Space::Mmio, mmio::SCRATCH, mmio::SCRATCH_LEN, Block::Scratch, "SCRATCH"),
 ];
@@ -121,6 +127,8 @@ enum Reg {
     Case,
     /// The bench marker register, written whole.
     Bench,
+    /// The data report register, written whole.
+    Report,
     /// Scratch memory from byte `at`.
     Scratch { at: usize },
     /// Nothing: wrong width or alignment, or a gap (reads all ones, writes vanish).
@@ -150,6 +158,7 @@ fn decode(space: Space, offset: u64, size: usize) -> Reg {
         Block::Seed if size == 8 || (size == 4 && at.is_multiple_of(4)) => Reg::Seed { at },
         Block::Case if size == 4 => Reg::Case,
         Block::Bench if size == 4 => Reg::Bench,
+        Block::Report if size == 8 => Reg::Report,
         Block::Scratch => Reg::Scratch { at: at as usize },
         _ => Reg::Nothing,
     }
@@ -198,12 +207,16 @@ pub struct CaseCheck {
     pub suite: &'static str,
     /// Case name (catalog).
     pub case: &'static str,
-    /// Accesses the case made (announcements excepted).
+    /// Accesses the case made (announcements and reports excepted).
     pub accesses: usize,
+    /// Values the case reported through `REPORT` (0: it reported none, which the caller,
+    /// who sees whether the case ran, judges).
+    pub reported: usize,
     /// `Err` says where the accesses part from the declaration, in one sentence; accesses are
     /// numbered from 1 in the case, and their RIPs are [`TestdevAccess::rip`]s. A case that made no access at all passes: the guest
     /// announces skipped cases too. (A case reported `ok` without SKIP that made none of
-    /// its declared accesses is for the caller, who sees the KTAP result, to flag.)
+    /// its declared accesses is for the caller, who sees the KTAP result, to flag.) When the
+    /// case reported values, `Err` also says which access's data differs from the report.
     pub result: Result<(), String>,
 }
 
@@ -258,9 +271,15 @@ pub struct Testdev {
     /// The raw id last written to `CASE`.
     case_id: u32,
     open: Option<OpenCase>,
-    /// The open case's first `declared + 1` accesses and their RIPs (enough for the check).
+    /// The open case's first `declared + 1` accesses, their RIPs and data (enough for the
+    /// check).
     case_seen: Vec<Seen>,
     case_rips: Vec<u64>,
+    case_data: Vec<(Direction, u64)>,
+    /// The values the open case reported through `REPORT` (at most `DATA_MAX + 1`).
+    case_reported: Vec<u64>,
+    /// How many it reported.
+    case_reported_count: usize,
     case_checks: Vec<CaseCheck>,
     /// `(time, exit count)` of each bench's pending start marker, indexed like `BenchId::ALL`.
     bench_open: [Option<(Instant, u64)>; BenchId::ALL.len()],
@@ -292,6 +311,9 @@ impl Testdev {
             open: None,
             case_seen: Vec::with_capacity(longest + 1),
             case_rips: Vec::with_capacity(longest + 1),
+            case_data: Vec::with_capacity(longest + 1),
+            case_reported: Vec::with_capacity(testdev::DATA_MAX + 1),
+            case_reported_count: 0,
             case_checks: Vec::new(),
             bench_open: [None; BenchId::ALL.len()],
             bench: Vec::new(),
@@ -339,11 +361,11 @@ impl Testdev {
             Reg::Value(w) => put_le(data, testdev::host_value(self.seed, space, offset, w)),
             Reg::Seed { at } => put_le(data, self.seed >> (8 * at)),
             Reg::Scratch { at } => data.copy_from_slice(&self.scratch[at..at + data.len()]),
-            Reg::Case | Reg::Bench | Reg::Nothing => fill_unassigned(data),
+            Reg::Case | Reg::Bench | Reg::Report | Reg::Nothing => fill_unassigned(data),
         }
         let v = le_value(data);
         self.record(space, offset, data.len(), Direction::Read, v, ctx.rip);
-        self.track(space, offset, data.len(), Direction::Read, ctx.rip);
+        self.track(space, offset, data.len(), Direction::Read, v, ctx.rip);
     }
 
     /// A write of `data` at `offset` in `space`: applies and logs it.
@@ -353,6 +375,7 @@ impl Testdev {
         match decode(space, offset, data.len()) {
             Reg::Case => return self.announce(v as u32, ctx.rip),
             Reg::Bench => return self.bench_marker(v as u32, ctx),
+            Reg::Report => return self.report_value(v),
             Reg::Data { lane, bytewise } => {
                 if bytewise {
                     for (i, &b) in data.iter().enumerate() {
@@ -365,12 +388,25 @@ impl Testdev {
             Reg::Scratch { at } => self.scratch[at..at + data.len()].copy_from_slice(data),
             Reg::Id | Reg::Value(_) | Reg::Seed { .. } => {}
             Reg::Nothing => {
-                if let Some((Block::Case | Block::Bench, ..)) = block_at(space, offset) {
+                if let Some((Block::Case | Block::Bench | Block::Report, ..)) =
+                    block_at(space, offset)
+                {
                     self.malformed_announcement(space, offset, data.len(), ctx.rip);
                 }
             }
         }
-        self.track(space, offset, data.len(), Direction::Write, ctx.rip);
+        self.track(space, offset, data.len(), Direction::Write, v, ctx.rip);
+    }
+
+    /// A `REPORT` write: one value the open case says it exchanged.
+    fn report_value(&mut self, v: u64) {
+        if self.open.is_none() {
+            return;
+        }
+        self.case_reported_count += 1;
+        if self.case_reported.len() <= testdev::DATA_MAX {
+            self.case_reported.push(v);
+        }
     }
 
     /// QEMU pc-testdev `test_ioport_read`: `len` bytes from lane `lane` (lane + len <= 4).
@@ -411,7 +447,15 @@ impl Testdev {
     }
 
     /// Adds an access to the open case's sequence.
-    fn track(&mut self, space: Space, offset: u64, size: usize, dir: Direction, rip: u64) {
+    fn track(
+        &mut self,
+        space: Space,
+        offset: u64,
+        size: usize,
+        dir: Direction,
+        data: u64,
+        rip: u64,
+    ) {
         let Some(open) = &mut self.open else {
             return;
         };
@@ -424,6 +468,12 @@ impl Testdev {
                 dir,
             });
             self.case_rips.push(rip);
+            let mask = if size >= 8 {
+                u64::MAX
+            } else {
+                (1u64 << (8 * size)) - 1
+            };
+            self.case_data.push((dir, data & mask));
         }
     }
 
@@ -471,14 +521,56 @@ impl Testdev {
                 )
             })
         };
+        let result = result.and_then(|()| self.check_reported(open.count));
         self.case_checks.push(CaseCheck {
             suite: open.suite,
             case: open.case,
             accesses: open.count,
+            reported: self.case_reported_count,
             result,
         });
         self.case_seen.clear();
         self.case_rips.clear();
+        self.case_data.clear();
+        self.case_reported.clear();
+        self.case_reported_count = 0;
+    }
+
+    /// The data half of the check, once the sequence matched: each reported value against
+    /// the value the device received or answered. Nothing reported is for the caller.
+    fn check_reported(&self, count: usize) -> Result<(), String> {
+        if self.case_reported_count == 0 || count > self.case_data.len() {
+            return Ok(());
+        }
+        match testdev::check_data(&self.case_data, &self.case_reported) {
+            Ok(()) if self.case_reported_count == self.case_reported.len() => Ok(()),
+            Ok(()) => Err(format!(
+                "data: the case reported {} values for {count} accesses",
+                self.case_reported_count
+            )),
+            Err(testdev::DataMismatch::Differs {
+                index,
+                dir,
+                logged,
+                reported,
+            }) => {
+                let (device, guest) = match dir {
+                    Direction::Write => ("received", "wrote"),
+                    Direction::Read => ("answered", "read"),
+                };
+                Err(format!(
+                    "data: access {} ({} at rip {:#x}): the device {device} {logged:#x}, the \
+                     guest says it {guest} {reported:#x}",
+                    index + 1,
+                    describe_seen(&self.case_seen[index]),
+                    self.case_rips[index]
+                ))
+            }
+            Err(testdev::DataMismatch::Count { logged, .. }) => Err(format!(
+                "data: the case reported {} values for {logged} accesses",
+                self.case_reported_count
+            )),
+        }
     }
 
     fn bench_marker(&mut self, v: u32, ctx: &AccessCtx) {
@@ -1048,6 +1140,57 @@ mod tests {
                 .iter()
                 .all(|c| c.result.is_ok() && c.accesses == 0)
         );
+    }
+
+    #[test]
+    fn reported_values_are_compared_with_the_accesses_data() {
+        let run = |report: &[u64]| {
+            check_of(|d| {
+                announce(d, "io", "u32_roundtrip");
+                for v in [0u64, 0xffff_ffff, 0x1234_5678, 0x9abc_def0] {
+                    pio_w(d, pio::DATA, 4, v);
+                    pio_r(d, pio::DATA, 4);
+                }
+                for &v in report {
+                    wr(d, Space::Mmio, mmio::REPORT, 8, v);
+                }
+                pio_w(d, pio::CASE, 4, 0);
+            })
+        };
+        let honest = [
+            0,
+            0,
+            0xffff_ffff,
+            0xffff_ffff,
+            0x1234_5678,
+            0x1234_5678,
+            0x9abc_def0,
+            0x9abc_def0,
+        ];
+        let c = run(&honest);
+        assert_eq!((c.accesses, c.reported), (8, 8));
+        assert_eq!(c.result, Ok(()));
+        // The guest says it read something else than the device answered.
+        let mut wrong = honest;
+        wrong[5] = 0x1234_5679;
+        let e = run(&wrong).result.unwrap_err();
+        assert!(
+            e.starts_with("data: access 6 (a 4-byte read of PIO+0x4 (DATA)"),
+            "{e}"
+        );
+        assert!(
+            e.contains("the device answered 0x12345678, the guest says it read 0x12345679"),
+            "{e}"
+        );
+        // Too few values reported; none reported is the caller's to judge.
+        assert!(
+            run(&honest[..7])
+                .result
+                .unwrap_err()
+                .contains("reported 7 values for 8")
+        );
+        let none = run(&[]);
+        assert_eq!((none.reported, none.result), (0, Ok(())));
     }
 
     fn check_of(f: impl FnOnce(&mut Testdev)) -> CaseCheck {

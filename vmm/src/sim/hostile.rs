@@ -8,10 +8,12 @@
 //!   (COM1), the exit port, the test device's case and bench ports, the memslot scenario's
 //!   control port, and the GHCB MSR protocol's termination request. A lie there would cut the
 //!   channel the verdict travels on; it tests nothing a case does not test already.
-//! - Every lie is one a correct guest can detect from the protocol alone (ranges, widths,
-//!   valid bits, statuses, response codes, the #VE report against the instruction), so the
-//!   verdict can demand that every lied-to case fails: a value that is merely plausible but
-//!   wrong (an MMIO read returning 5 instead of 7) is not a lie this layer tells.
+//! - Every lie is one a correct guest can detect: most from the protocol alone (ranges,
+//!   widths, valid bits, statuses, response codes, the #VE report against the instruction),
+//!   `success-garbage` (a refused request answered "success") only through the test's
+//!   expectation. Each lie carries the number of the request it answered ([`Lie::seq`]), and
+//!   the verdict demands a rejection naming it: a value that is merely plausible but wrong (an
+//!   MMIO read returning 5 instead of 7) is not a lie this layer tells.
 //! - The answer is changed after KVM computed it ([`Tamper`]), so the device models saw the
 //!   request exactly as an honest host would.
 //!
@@ -127,6 +129,11 @@ impl fmt::Display for LieKind {
 pub struct Lie {
     /// The case that was running (`suite.case`).
     pub case: String,
+    /// The number of the request whose answer was the lie: the guest's TDCALLs and VMGEXITs
+    /// since boot, counted from 1 on both sides (the guest names it when it rejects the
+    /// answer). For a spurious event, the request it followed; for #VE information, the
+    /// TDG.VP.VEINFO.GET that will read it.
+    pub seq: u64,
     /// What kind of lie.
     pub kind: LieKind,
     /// The request answered (`TDVMCALL IO read port 0xd104 size 1`).
@@ -139,8 +146,8 @@ impl fmt::Display for Lie {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}: {} to {}: {}",
-            self.case, self.kind, self.request, self.change
+            "{}: {} to request {} ({}): {}",
+            self.case, self.kind, self.seq, self.request, self.change
         )
     }
 }
@@ -152,6 +159,8 @@ pub struct LieLog {
     pub answers: u64,
     /// Answers eligible for a lie (inside a case, not run infrastructure).
     pub eligible: u64,
+    /// Requests (traps) the guest made: the numbering of [`Lie::seq`].
+    pub requests: u64,
     /// The lies, in the order told.
     pub lies: Vec<Lie>,
 }
@@ -209,6 +218,9 @@ pub struct Hostile {
     rewrite: bool,
     /// Whether the VMM can take host-made events now ([`Tamper::set_events_allowed`]).
     events_allowed: bool,
+    /// Traps so far ([`Tamper::set_case`] comes once before each): the current request's
+    /// number.
+    requests: u64,
 }
 
 impl Hostile {
@@ -226,6 +238,7 @@ impl Hostile {
                 last_eligible: false,
                 rewrite: false,
                 events_allowed: true,
+                requests: 0,
             },
             log,
         )
@@ -245,12 +258,17 @@ impl Hostile {
     }
 
     fn record(&mut self, kind: LieKind, request: String, change: String) {
+        self.record_at(self.requests, kind, request, change);
+    }
+
+    fn record_at(&mut self, seq: u64, kind: LieKind, request: String, change: String) {
         let case = self
             .case
             .map(|(suite, case)| format!("{suite}.{case}"))
             .unwrap_or_default();
         self.log.lock().expect("lie log lock").lies.push(Lie {
             case,
+            seq,
             kind,
             request,
             change,
@@ -543,6 +561,8 @@ impl Tamper for Hostile {
 
     fn set_case(&mut self, case: Option<(&'static str, &'static str)>) {
         self.case = case;
+        self.requests += 1;
+        self.log.lock().expect("lie log lock").requests = self.requests;
     }
 
     fn spurious_event(&mut self) -> Option<SpuriousEvent> {
@@ -602,7 +622,9 @@ impl Tamper for Hostile {
             info.gpa ^= 0x1000 << (self.rng.next() % 8);
             LieKind::VeGpaOther
         };
-        self.record(
+        // The guest reads it with its next request, TDG.VP.VEINFO.GET.
+        self.record_at(
+            self.requests + 1,
             kind,
             format!("#VE information for the MMIO access at GPA {before:#x}"),
             format!("GPA {before:#x} -> {:#x}", info.gpa),
@@ -714,6 +736,29 @@ mod tests {
             assert_ne!(a & ghcb::msr::INFO_MASK, ghcb::msr::CPUID_RESP);
             assert_eq!(a >> 12, honest >> 12);
         }
+    }
+
+    #[test]
+    fn lies_carry_the_number_of_their_request() {
+        let (mut h, log) = hostile(1.0);
+        for n in 1..=5 {
+            h.set_case(Some(("io", "u8")));
+            let mut a = TdcallRegs::default();
+            h.tdvmcall(&io_read(0xd104, 1), &mut a);
+            assert_eq!(log.lock().unwrap().lies.last().unwrap().seq, n);
+        }
+        let mut info = VeInfo {
+            exit_reason: 48,
+            exit_qualification: 0,
+            gla: 0,
+            gpa: 1 << 47,
+            insn_len: 3,
+            insn_info: 0,
+        };
+        h.ve_info(&mut info);
+        let l = log.lock().unwrap();
+        assert_eq!(l.requests, 5);
+        assert_eq!(l.lies.last().unwrap().seq, 6, "read by the next request");
     }
 
     #[test]

@@ -278,8 +278,40 @@ impl Document {
 
 /// Parses a whole KTAP log (see the module documentation). Never fails: what is wrong with
 /// the input is in [`Document::problems`].
+///
+/// This is the strict reading our own guest's logs get: every departure from KTAP v1 is a
+/// problem. [`parse_log`] reads other kernels' logs the way `kunit_tool` does.
 pub fn parse(input: &str) -> Document {
-    let mut p = Parser::default();
+    parse_with(input, false)
+}
+
+/// Parses a log of unknown origin (`cvmprobe parse`): strictly ([`parse`]) when it comes from
+/// our guest (its `# cvmprobe-guest` line), else leniently, agreeing with `kunit_tool`'s
+/// `kunit_parser.py` where it is more forgiving than the KTAP text:
+///
+/// - a missing top-level plan is not a problem (kunit_tool: "A missing test plan is not an
+///   error"; its `test_data` logs without one are SUCCESS);
+/// - a nested block whose results are indented deeper than its own `KTAP version`/plan lines
+///   keeps them (kunit_tool ignores indentation; `test_is_test_passed-failure-nested.log`).
+///
+/// The README lists every `kunit_tool` `test_data` log with both verdicts.
+pub fn parse_log(input: &str) -> Document {
+    parse_with(input, !is_from_our_guest(input))
+}
+
+/// Whether `input` is our guest's: a line names the guest build (`# cvmprobe-guest`), after
+/// whatever prefix the console added.
+pub fn is_from_our_guest(input: &str) -> bool {
+    input
+        .lines()
+        .any(|l| l.contains(protocol::ktap::GUEST_DIAG))
+}
+
+fn parse_with(input: &str, lenient: bool) -> Document {
+    let mut p = Parser {
+        lenient,
+        ..Parser::default()
+    };
     let mut last = 0;
     for (i, raw) in input.lines().enumerate() {
         last = i + 1;
@@ -446,6 +478,8 @@ struct Parser {
     stack: Vec<Block>,
     /// Whether [`MAX_DEPTH`] was already reported.
     too_deep_reported: bool,
+    /// Read as `kunit_tool` does where it forgives more than KTAP ([`parse_log`]).
+    lenient: bool,
 }
 
 impl Parser {
@@ -583,6 +617,18 @@ impl Parser {
             return true;
         }
         let starts_block = matches!(kind, Kind::Version(..) | Kind::Subtest(_));
+        if self.lenient
+            && depth > 1
+            && matches!(kind, Kind::Result(_))
+            && top.results.is_empty()
+            && top.child.is_none()
+            && (top.version.is_some() || top.header.is_some() || top.plan.is_some())
+        {
+            // A block of header lines whose results are indented deeper (kunit_tool reads
+            // structure from the header lines, not the indentation): its results live there.
+            top.indent = width;
+            return true;
+        }
         if !starts_block && top.child.as_ref().is_some_and(|c| c.indent == width) {
             if let Some(child) = top.child.take() {
                 self.stack.push(*child);
@@ -787,7 +833,7 @@ impl Parser {
         };
         close_pending_child(&mut self.doc.problems, &mut top, why);
         check_plan(&mut self.doc.problems, &top, "the top level");
-        if top.plan.is_none() {
+        if top.plan.is_none() && !self.lenient {
             self.doc.problems.push(Problem {
                 line: top.version.unwrap_or(top.start_line),
                 message: "no top-level plan (1..N)".to_owned(),
