@@ -28,15 +28,15 @@ fn demangled(name: &str) -> String {
 
 /// Whether the function `sym` (demangled) may hold raw intercepted instructions.
 fn allowed(sym: &str) -> bool {
-    sym.starts_with("cvmprobe_kernel::platform::legacy::")
-        || sym.starts_with("cvmprobe_kernel::platform::detect::")
+    sym.starts_with("cvmprobe_guest::platform::legacy::")
+        || sym.starts_with("cvmprobe_guest::platform::detect::")
         || sym == "cvmprobe_cpuid"
         || sym == protocol::x86::CPUID_SYMBOL
-        || sym == "cvmprobe_kernel::platform::tdx::x2apic_eoi"
-        || sym == "cvmprobe_kernel::platform::sev_es::ghcb_msr_read"
-        || sym == "cvmprobe_kernel::platform::sev_es::ghcb_msr_write"
-        || sym == "cvmprobe_kernel::platform::sev_es::halt"
-        || sym == "cvmprobe_kernel::platform::sev_es::stop_forever"
+        || sym == "cvmprobe_guest::platform::tdx::x2apic_eoi"
+        || sym == "cvmprobe_guest::platform::sev_es::ghcb_msr_read"
+        || sym == "cvmprobe_guest::platform::sev_es::ghcb_msr_write"
+        || sym == "cvmprobe_guest::platform::sev_es::halt"
+        || sym == "cvmprobe_guest::platform::sev_es::stop_forever"
         || matches!(sym, "pvh_start32" | "pvh_start64_low" | "pvh_start64")
 }
 
@@ -203,7 +203,7 @@ fn tdcall_vmgexit_and_cpuid_sites_are_counted_and_where_the_symbols_say() {
     for &site in tdcalls.iter().filter(|&&a| a != wrapper) {
         let (sym, _) = t.symbol_at(site);
         assert!(
-            sym.starts_with("cvmprobe_kernel::tests::"),
+            sym.starts_with("cvmprobe_guest::tests::"),
             "a TDCALL outside the wrapper and the fault injection: {:?}",
             named(&t, &[site])
         );
