@@ -21,6 +21,7 @@
 #define CVMPROBE_PASS			0
 #define CVMPROBE_FAIL			1
 #define CVMPROBE_SKIP			2
+#define CVMPROBE_TODO			3	/* not ok # TODO: the todo fault injection */
 
 /* Exit codes (cvmprobe_ops.exit). */
 #define CVMPROBE_EXIT_PASS		0
@@ -67,7 +68,7 @@ struct cvmprobe_ops {
 	uint32_t paging_levels;
 	uint32_t reserved;
 
-	/* One output line of len bytes, without its newline. */
+	/* One output line of len bytes, its newline included. */
 	void (*write)(void *ctx, const char *line, uint64_t len, uint32_t flags);
 	/* Ends the run; code is a CVMPROBE_EXIT_* value. */
 	void (*exit)(void *ctx, uint32_t code) __attribute__((noreturn));
@@ -94,7 +95,7 @@ struct cvmprobe_ops {
 	/*
 	 * When set, the environment prints the results: plan() gets the number of selected
 	 * cases before the first one runs, result() each case's id (protocol::testdev::case_id,
-	 * see cvmprobe_case_name()), CVMPROBE_PASS/FAIL/SKIP and a skip's reason; write() then
+	 * see cvmprobe_case_name()), its CVMPROBE_PASS/FAIL/SKIP/TODO and a skip's reason; write() then
 	 * gets only diagnostics ("# ..."). When unset, write() gets the whole KTAP report.
 	 */
 	void (*plan)(void *ctx, uint32_t cases);
@@ -194,9 +195,6 @@ uint64_t cvmprobe_memslot_value(uint64_t seed, uint32_t which, uint64_t offset, 
 
 /* "suite.case" of a case id, NUL-ended in buf; its length, 0 for an unknown id. */
 uint64_t cvmprobe_case_name(uint32_t id, char *buf, uint64_t size);
-
-/* Cases in the catalog. */
-uint32_t cvmprobe_case_count(void);
 
 /*
  * Compares the accesses case `id` made to the test device (log, in order; the CASE, BENCH

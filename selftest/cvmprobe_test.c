@@ -106,7 +106,8 @@ static void guest_send(uint64_t msg, uint64_t arg0, uint64_t arg1,
 	channel->arg[0] = arg0;
 	channel->arg[1] = arg1;
 	channel->len = len;
-	memcpy(channel->text, text, len);
+	if (len)
+		memcpy(channel->text, text, len);
 	cvmprobe_pio_write32(CHANNEL_PORT, msg);
 }
 
@@ -115,7 +116,7 @@ static void guest_write(void *ctx, const char *line, uint64_t len, uint32_t flag
 	guest_send(MSG_LINE, flags, 0, line, len);
 }
 
-static void guest_exit(void *ctx, uint32_t code)
+static void __attribute__((noreturn)) guest_exit(void *ctx, uint32_t code)
 {
 	guest_send(MSG_EXIT, code, 0, NULL, 0);
 	for (;;)
@@ -470,7 +471,7 @@ static bool handle_message(void)
 
 	switch (c->msg) {
 	case MSG_LINE:
-		printf("%.*s\n", len, c->text);
+		printf("%.*s", len, c->text);
 		return false;
 	case MSG_PLAN:
 		plan_cases = c->arg[0];
@@ -489,7 +490,7 @@ static bool handle_message(void)
 	}
 }
 
-static void run_guest(struct kvm_vcpu *vcpu)
+static void run_tables(struct kvm_vcpu *vcpu)
 {
 	struct kvm_run *run = vcpu->run;
 	struct kvm_regs regs;
@@ -521,18 +522,18 @@ static void run_guest(struct kvm_vcpu *vcpu)
 
 static struct kvm_vm *create_vm(enum vm_kind kind, struct kvm_vcpu **vcpu)
 {
-	struct vm_shape shape = VM_SHAPE_DEFAULT;
-	struct kvm_vm *vm;
-
 	switch (kind) {
 	case VM_LEGACY:
-		return __vm_create_shape_with_one_vcpu(shape, vcpu, EXTRA_PAGES, guest_code);
+		return __vm_create_shape_with_one_vcpu(VM_SHAPE_DEFAULT, vcpu, EXTRA_PAGES,
+						       guest_code);
 	case VM_SEV_ES:
 		return vm_sev_create_with_one_vcpu(KVM_X86_SEV_ES_VM, guest_code, vcpu);
 	case VM_TDX:
 #ifdef HAVE_TDX_SELFTESTS
-		/* Not vm_create_shape_with_one_vcpu(): it finalizes the TD, and main() writes
-		 * guest memory first. */
+		/*
+		 * Not vm_create_shape_with_one_vcpu(): it finalizes the TD, and main() still
+		 * writes guest memory.
+		 */
 		vm = __vm_create(VM_SHAPE_TDX, 1, EXTRA_PAGES);
 		*vcpu = vm_vcpu_add(vm, 0, guest_code);
 		return vm;
@@ -571,15 +572,17 @@ static void require_vm_kind(enum vm_kind kind)
 	}
 }
 
-static void set_brand(struct kvm_vcpu *vcpu, const char *brand)
+/* What a VMM sets in CPUID: the initial APIC ID (vCPU 0), and a brand string per run. */
+static void set_cpuid(struct kvm_vcpu *vcpu, const char *brand)
 {
+	struct kvm_cpuid_entry2 *e = vcpu_get_cpuid_entry(vcpu, 1);
 	char buf[48] = {};
 	uint32_t i;
 
-	strncpy(buf, brand, sizeof(buf) - 1);
+	e->ebx &= ~0xff000000u;
+	snprintf(buf, sizeof(buf), "%s", brand);
 	for (i = 0; i < 3; i++) {
-		struct kvm_cpuid_entry2 *e = vcpu_get_cpuid_entry(vcpu, 0x80000002 + i);
-
+		e = vcpu_get_cpuid_entry(vcpu, 0x80000002 + i);
 		memcpy(&e->eax, &buf[16 * i], 4);
 		memcpy(&e->ebx, &buf[16 * i + 4], 4);
 		memcpy(&e->ecx, &buf[16 * i + 8], 4);
@@ -674,7 +677,7 @@ int main(int argc, char *argv[])
 
 	/* A brand string per run: the cpuid suite checks it against cvmprobe.brand=. */
 	snprintf(brand, sizeof(brand), "cvmprobe selftest %016lx", seed);
-	set_brand(vcpu, brand);
+	set_cpuid(vcpu, brand);
 	for (v = 0; brand[v]; v++)
 		if (brand[v] == ' ')
 			brand[v] = '_';
@@ -698,7 +701,7 @@ int main(int argc, char *argv[])
 	sem_init(&memslot_cmd, 0, 0);
 	pthread_create(&memslot_thread, NULL, memslot_worker, NULL);
 
-	run_guest(vcpu);
+	run_tables(vcpu);
 
 	kvm_vm_free(vm);
 	ksft_finished();

@@ -89,6 +89,31 @@ pub fn qemu_or_skip(test: &str) -> bool {
     false
 }
 
+/// Whether a KVM-selftest test should run: `true` when a kernel tree is there
+/// (`CVMPROBE_KSRC`, or Debian's linux-source-6.12 tarball); `false` with a visible notice when
+/// it is not; a failure instead when the tools are required (`CVMPROBE_REQUIRE_QEMU=1`, which
+/// `.ci/run` sets, or `CI`). The build script warns how many tests call this.
+pub fn kernel_tree_or_skip(test: &str) -> bool {
+    use cvmprobe::tools;
+    let Err(looked) = tools::kernel_tree() else {
+        return true;
+    };
+    let what = format!(
+        "no kernel tree at {}: install one ({}) or point {} at a tree",
+        looked.display(),
+        tools::KERNEL_TREE_INSTALL,
+        tools::KSRC_ENV
+    );
+    if tools::tools_required() {
+        panic!(
+            "{test} needs a kernel tree: {what} ({}=1 or CI requires it)",
+            tools::REQUIRE_ENV
+        );
+    }
+    skip_notice(&format!("SKIPPED {test}: {what}"));
+    false
+}
+
 /// Whether a UEFI test should run: QEMU as in [`qemu_or_skip`], and the OVMF code file.
 pub fn ovmf_or_skip(test: &str) -> bool {
     use cvmprobe::tools;
