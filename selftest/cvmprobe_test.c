@@ -45,7 +45,6 @@
 #define CHANNEL_PORT		0xd1f0
 #define MEMSLOT_SLOT		10
 #define LAPIC_GPA		0xfee00000ull
-#define EXTRA_PAGES		1024
 
 enum vm_kind { VM_LEGACY, VM_SEV_ES, VM_TDX };
 
@@ -522,25 +521,22 @@ static void run_tables(struct kvm_vcpu *vcpu)
 
 static struct kvm_vm *create_vm(enum vm_kind kind, struct kvm_vcpu **vcpu)
 {
-	switch (kind) {
-	case VM_LEGACY:
-		return __vm_create_shape_with_one_vcpu(VM_SHAPE_DEFAULT, vcpu, EXTRA_PAGES,
-						       guest_code);
-	case VM_SEV_ES:
+	if (kind == VM_LEGACY)
+		return vm_create_with_one_vcpu(vcpu, guest_code);
+	if (kind == VM_SEV_ES)
 		return vm_sev_create_with_one_vcpu(KVM_X86_SEV_ES_VM, guest_code, vcpu);
-	case VM_TDX:
 #ifdef HAVE_TDX_SELFTESTS
-		/*
-		 * Not vm_create_shape_with_one_vcpu(): it finalizes the TD, and main() still
-		 * writes guest memory.
-		 */
-		vm = __vm_create(VM_SHAPE_TDX, 1, EXTRA_PAGES);
-		*vcpu = vm_vcpu_add(vm, 0, guest_code);
-		return vm;
-#endif
-	}
-	TEST_FAIL("No support for %s VMs in this tree", vm_kind_name[kind]);
+	/*
+	 * Not vm_create_shape_with_one_vcpu(): it finalizes the TD, and main() still writes
+	 * guest memory.
+	 */
+	vm = __vm_create(VM_SHAPE_TDX, 1, 0);
+	*vcpu = vm_vcpu_add(vm, 0, guest_code);
+	return vm;
+#else
+	TEST_FAIL("No TDX selftests in this tree");
 	return NULL;
+#endif
 }
 
 static void launch_vm(enum vm_kind kind)

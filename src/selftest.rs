@@ -662,3 +662,128 @@ pub fn nest(flat: &Document) -> Document {
     }
     doc
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(filter: &str) -> SelftestRequest {
+        SelftestRequest {
+            platform: PlatformKind::Legacy,
+            filter: filter.into(),
+            append: Vec::new(),
+            seed: Some(7),
+            timeout: Duration::from_secs(5),
+            verbose: false,
+        }
+    }
+
+    const IO_OK: &str = "Random seed: 0x6b8b4567\nTAP version 13\n# cvmprobe-guest 0.1.0\n\
+        1..6\nok 1 io.u32_roundtrip\nok 2 io.u16_lanes\nok 3 io.u8_lanes\n\
+        ok 4 io.split_register\nok 5 io.unassigned_port\nok 6 io.host_values\n\
+        # Totals: pass:6 fail:0 xfail:0 xpass:0 skip:0 error:0\n";
+
+    #[test]
+    fn flat_results_become_the_guests_suites() {
+        let r = summarize(&req("io"), IO_OK, "", Ended::Code(0));
+        assert!(r.summary.passed(), "{:?}", r.summary);
+        assert_eq!(r.summary.counts().passed, 6);
+        assert!(r.skipped.is_none());
+        assert!(r.summary.cases.iter().all(|c| c.suite == "io"));
+    }
+
+    #[test]
+    fn a_host_finding_fails_its_case_and_stays_with_it() {
+        let out = IO_OK.replace(
+            "ok 1 io.u32_roundtrip\n",
+            "# io.u32_roundtrip: host: access log: undeclared access\nnot ok 1 io.u32_roundtrip\n",
+        );
+        let r = summarize(&req("io"), &out, "", Ended::Code(1));
+        assert!(!r.summary.passed());
+        let c = &r.summary.cases[0];
+        assert_eq!(
+            (c.case.as_str(), &c.status),
+            ("u32_roundtrip", &CaseStatus::Failed)
+        );
+        assert_eq!(
+            c.diagnostics,
+            ["u32_roundtrip: host: access log: undeclared access"]
+        );
+        assert!(r.summary.problems.is_empty(), "{:?}", r.summary.problems);
+    }
+
+    #[test]
+    fn a_missing_case_is_not_run_and_exit_codes_must_agree() {
+        let out = IO_OK.replace("ok 6 io.host_values\n", "");
+        let r = summarize(&req("io"), &out, "", Ended::Code(1));
+        assert_eq!(r.summary.counts().not_run, 1);
+        // Exit 0 with a failed case, or a code that is not kselftest's: a problem.
+        let out = IO_OK.replace("ok 2 io.u16_lanes", "not ok 2 io.u16_lanes");
+        let r = summarize(&req("io"), &out, "", Ended::Code(0));
+        assert_eq!(r.summary.problems.len(), 1, "{:?}", r.summary.problems);
+        let r = summarize(
+            &req("io"),
+            IO_OK,
+            "==== Test Assertion Failure ====\n",
+            Ended::Code(254),
+        );
+        assert!(r.summary.problems[0].contains("exited 254: ==== Test Assertion Failure"));
+        let r = summarize(&req("io"), "TAP version 13\n", "", Ended::Timeout);
+        assert!(!r.summary.passed());
+        assert_eq!(r.summary.counts().not_run, 6);
+    }
+
+    #[test]
+    fn a_skipped_vm_type_skips_every_case_with_the_tests_reason() {
+        let out = "Random seed: 0x6b8b4567\n1..0 # SKIP - Requirement not met: kvm_cpu_has(X86_FEATURE_SEV_ES)\n";
+        let mut rq = req("io");
+        rq.platform = PlatformKind::SevEs;
+        let r = summarize(&rq, out, "", Ended::Code(KSFT_SKIP));
+        let why = "Requirement not met: kvm_cpu_has(X86_FEATURE_SEV_ES)";
+        assert_eq!(r.skipped.as_deref(), Some(why));
+        assert_eq!(r.summary.counts().skipped, 6);
+        assert!(
+            r.summary
+                .cases
+                .iter()
+                .all(|c| c.status == CaseStatus::Skipped(why.into()))
+        );
+    }
+
+    #[test]
+    fn test_args_carry_the_request() {
+        let mut r = req("io");
+        r.append = vec!["cvmprobe.inject=panic".into()];
+        assert_eq!(
+            test_args(&r),
+            [
+                "-t",
+                "legacy",
+                "-s",
+                "0x7",
+                "-a",
+                "cvmprobe.filter=io",
+                "-a",
+                "cvmprobe.inject=panic"
+            ]
+        );
+        r.platform = PlatformKind::Tdx;
+        assert_eq!(test_args(&r)[1], "tdx");
+    }
+
+    #[test]
+    fn the_wrapper_makefile_adds_the_library_to_the_tests_link() {
+        let m = wrapper_makefile(Path::new("/x/libcvmprobe.a"));
+        assert!(m.contains("include Makefile\n"));
+        assert!(m.contains("$(OUTPUT)/$(CVMPROBE_TEST): LDLIBS += /x/libcvmprobe.a\n"));
+    }
+
+    #[test]
+    fn the_environment_provides_all_but_edu() {
+        use protocol::catalog::Need;
+        let e = environment(PlatformKind::Legacy);
+        for n in Need::ALL {
+            assert_eq!(e.needs().contains(n), n != Need::EduPci, "{n:?}");
+        }
+    }
+}

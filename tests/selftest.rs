@@ -273,6 +273,54 @@ fn the_guest_code_calls_nothing_through_the_got() {
     }
 }
 
+#[test]
+fn the_tdx_path_compiles_against_the_tdx_selftests_api() {
+    if !ready("the_tdx_path_compiles_against_the_tdx_selftests_api") {
+        return;
+    }
+    // Debian's 6.12 tree has no TDX selftests, so `cvmprobe selftest` builds the test without
+    // its TDX path. Compile that path too, against the series' API as
+    // tests/fixtures/tdx_selftests declares it, with the tree's own rules (object only).
+    let work = cvmprobe::selftest::work_dir();
+    let _lock = cvmprobe::selftest::lock(&work).unwrap();
+    let ksrc = std::env::var_os(cvmprobe::tools::KSRC_ENV).map(std::path::PathBuf::from);
+    let tree = cvmprobe::selftest::prepare_tree(ksrc.as_deref(), &work).unwrap();
+    let lib = Path::new(env!("CVMPROBE_SELFTEST_LIB"));
+    cvmprobe::selftest::build(&tree, lib, &work).unwrap();
+    let kvm = tree.kvm_dir();
+    let name = format!("{}/cvmprobe_tdx_check", tree.arch_dir);
+    std::fs::write(
+        kvm.join(format!("{name}.c")),
+        cvmprobe::selftest::TEST_SOURCE,
+    )
+    .unwrap();
+    let object = kvm.join(format!("{name}.o"));
+    let _ = std::fs::remove_file(&object);
+    let stub = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tdx_selftests");
+    let o = std::process::Command::new("make")
+        .arg("-C")
+        .arg(&kvm)
+        .arg(format!(
+            "EXTRA_CFLAGS={} -Werror -I{} -I{stub}",
+            cvmprobe::selftest::EXTRA_CFLAGS,
+            work.join("include").display()
+        ))
+        .arg(format!("TEST_GEN_PROGS_x86_64={name}"))
+        .arg(format!("TEST_GEN_PROGS_x86={name}"))
+        .arg(&object)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let bytes = std::fs::read(&object).unwrap();
+    let obj = object::File::parse(&*bytes).unwrap();
+    use object::{Object, ObjectSymbol};
+    assert!(
+        obj.symbols()
+            .any(|s| s.is_undefined() && s.name() == Ok("kvm_arch_vm_finalize_vcpus")),
+        "the TDX path was not compiled in"
+    );
+}
+
 /// The archive's bytes again (`ArchiveMember::data` takes the archive's data).
 fn lib_bytes(lib: &Path) -> &'static [u8] {
     use std::sync::OnceLock;
