@@ -14,10 +14,6 @@ use common::{cvmprobe, kernel_tree_or_skip, kvm_or_skip, text};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-fn ready(test: &str) -> bool {
-    kvm_or_skip(test) && kernel_tree_or_skip(test)
-}
-
 /// `suite.case` -> outcome (`passed`, `failed`, `skipped`, `error`) from a JUnit file.
 fn junit_outcomes(path: &Path) -> BTreeMap<String, &'static str> {
     let xml = std::fs::read_to_string(path).expect("JUnit file written");
@@ -46,7 +42,9 @@ fn junit_outcomes(path: &Path) -> BTreeMap<String, &'static str> {
 
 #[test]
 fn a_normal_vm_runs_what_the_builtin_vmm_runs() {
-    if !ready("a_normal_vm_runs_what_the_builtin_vmm_runs") {
+    if !(kvm_or_skip("a_normal_vm_runs_what_the_builtin_vmm_runs")
+        && kernel_tree_or_skip("a_normal_vm_runs_what_the_builtin_vmm_runs"))
+    {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -89,7 +87,9 @@ fn a_normal_vm_runs_what_the_builtin_vmm_runs() {
 
 #[test]
 fn host_checks_fail_a_guest_that_misbehaves() {
-    if !ready("host_checks_fail_a_guest_that_misbehaves") {
+    if !(kvm_or_skip("host_checks_fail_a_guest_that_misbehaves")
+        && kernel_tree_or_skip("host_checks_fail_a_guest_that_misbehaves"))
+    {
         return;
     }
     // An access the case does not declare: the guest says ok, the run loop's log disagrees.
@@ -137,7 +137,9 @@ fn host_checks_fail_a_guest_that_misbehaves() {
 
 #[test]
 fn a_guest_that_stops_leaves_its_cases_not_run() {
-    if !ready("a_guest_that_stops_leaves_its_cases_not_run") {
+    if !(kvm_or_skip("a_guest_that_stops_leaves_its_cases_not_run")
+        && kernel_tree_or_skip("a_guest_that_stops_leaves_its_cases_not_run"))
+    {
         return;
     }
     let o = cvmprobe(&[
@@ -168,7 +170,9 @@ fn a_guest_that_stops_leaves_its_cases_not_run() {
 
 #[test]
 fn sev_es_and_tdx_vms_run_or_skip_with_the_reason() {
-    if !ready("sev_es_and_tdx_vms_run_or_skip_with_the_reason") {
+    if !(kvm_or_skip("sev_es_and_tdx_vms_run_or_skip_with_the_reason")
+        && kernel_tree_or_skip("sev_es_and_tdx_vms_run_or_skip_with_the_reason"))
+    {
         return;
     }
     let o = cvmprobe(&["selftest", "--platform", "all", "--filter", "platform"]);
@@ -203,15 +207,13 @@ fn sev_es_and_tdx_vms_run_or_skip_with_the_reason() {
 #[test]
 fn the_guest_code_calls_nothing_through_the_got() {
     use object::{Object, ObjectSection, ObjectSymbol};
-    if !ready("the_guest_code_calls_nothing_through_the_got") {
+    if !(kvm_or_skip("the_guest_code_calls_nothing_through_the_got")
+        && kernel_tree_or_skip("the_guest_code_calls_nothing_through_the_got"))
+    {
         return;
     }
-    let work = cvmprobe::selftest::work_dir();
-    let _lock = cvmprobe::selftest::lock(&work).unwrap();
-    let ksrc = std::env::var_os(cvmprobe::tools::KSRC_ENV).map(std::path::PathBuf::from);
-    let tree = cvmprobe::selftest::prepare_tree(ksrc.as_deref(), &work).unwrap();
+    let binary = common::built_selftest();
     let lib = Path::new(env!("CVMPROBE_SELFTEST_LIB"));
-    let binary = cvmprobe::selftest::build(&tree, lib, &work).unwrap();
     // What the library's objects leave to the link.
     let archive = object::read::archive::ArchiveFile::parse(lib_bytes(lib)).unwrap();
     let mut undefined = std::collections::BTreeSet::new();
@@ -275,7 +277,9 @@ fn the_guest_code_calls_nothing_through_the_got() {
 
 #[test]
 fn the_tdx_path_compiles_against_the_tdx_selftests_api() {
-    if !ready("the_tdx_path_compiles_against_the_tdx_selftests_api") {
+    if !(kvm_or_skip("the_tdx_path_compiles_against_the_tdx_selftests_api")
+        && kernel_tree_or_skip("the_tdx_path_compiles_against_the_tdx_selftests_api"))
+    {
         return;
     }
     // Debian's 6.12 tree has no TDX selftests, so `cvmprobe selftest` builds the test without

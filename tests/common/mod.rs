@@ -114,6 +114,17 @@ pub fn kernel_tree_or_skip(test: &str) -> bool {
     false
 }
 
+/// Builds the KVM selftest (as `cvmprobe selftest` does, under its lock) and returns the
+/// binary. Call after [`kernel_tree_or_skip`].
+pub fn built_selftest() -> std::path::PathBuf {
+    let work = cvmprobe::selftest::work_dir();
+    let _lock = cvmprobe::selftest::lock(&work).unwrap();
+    let ksrc = std::env::var_os(cvmprobe::tools::KSRC_ENV).map(std::path::PathBuf::from);
+    let tree = cvmprobe::selftest::prepare_tree(ksrc.as_deref(), &work).unwrap();
+    let lib = std::path::Path::new(env!("CVMPROBE_SELFTEST_LIB"));
+    cvmprobe::selftest::build(&tree, lib, &work).unwrap()
+}
+
 /// Whether a UEFI test should run: QEMU as in [`qemu_or_skip`], and the OVMF code file.
 pub fn ovmf_or_skip(test: &str) -> bool {
     use cvmprobe::tools;
