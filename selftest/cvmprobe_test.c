@@ -179,6 +179,7 @@ static void guest_trap(struct ex_regs *regs)
 
 /* Host state. */
 static struct kvm_vm *vm;
+static struct kvm_run *run;
 static struct channel *host_channel;
 static uint64_t seed;
 
@@ -230,6 +231,8 @@ static void log_access(uint8_t space, uint64_t offset, uint8_t size, bool write,
 		tc.log[tc.nr_log] = (struct cvmprobe_access) {
 			.offset = offset, .data = data, .space = space,
 			.write = write, .size = size,
+			/* From the exit's sync regs, on the VMs that have them. */
+			.rip = run->kvm_valid_regs & KVM_SYNC_X86_REGS ? run->s.regs.regs.rip : 0,
 		};
 	tc.nr_log++;
 }
@@ -403,7 +406,7 @@ static uint64_t pio(uint16_t port, uint8_t size, bool write, uint64_t val)
 	return ~0ull;
 }
 
-static void handle_io(struct kvm_run *run)
+static void handle_io(void)
 {
 	uint8_t *data = (uint8_t *)run + run->io.data_offset;
 	bool write = run->io.direction == KVM_EXIT_IO_OUT;
@@ -420,7 +423,7 @@ static void handle_io(struct kvm_run *run)
 	}
 }
 
-static void handle_mmio(struct kvm_run *run)
+static void handle_mmio(void)
 {
 	uint64_t gpa = run->mmio.phys_addr, val = 0;
 	uint8_t size = run->mmio.len;
@@ -497,7 +500,6 @@ static bool handle_message(void)
 
 static void run_tables(struct kvm_vcpu *vcpu)
 {
-	struct kvm_run *run = vcpu->run;
 	struct kvm_regs regs;
 
 	for (;;) {
@@ -509,11 +511,11 @@ static void run_tables(struct kvm_vcpu *vcpu)
 				if (handle_message())
 					return;
 			} else {
-				handle_io(run);
+				handle_io();
 			}
 			break;
 		case KVM_EXIT_MMIO:
-			handle_mmio(run);
+			handle_mmio();
 			break;
 		default:
 			if (__vcpu_ioctl(vcpu, KVM_GET_REGS, &regs))
@@ -646,6 +648,10 @@ int main(int argc, char *argv[])
 	ksft_print_header();
 
 	vm = create_vm(kind, &vcpu);
+	run = vcpu->run;
+	/* Each exit's RIP for the access log; SEV-ES and TDX vCPUs keep their registers. */
+	if (kind == VM_LEGACY)
+		run->kvm_valid_regs = KVM_SYNC_X86_REGS;
 	for (v = 0; v < 32; v++)
 		vm_install_exception_handler(vm, v, guest_trap);
 	for (v = 0; v < CVMPROBE_IRQ_COUNT; v++)
