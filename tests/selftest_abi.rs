@@ -98,7 +98,10 @@ fn every_function_the_library_exports_is_declared() {
         .filter_map(|s| s.split('(').next())
         .filter(|n| n.starts_with("cvmprobe_"))
         .collect();
-    assert!(exported.len() >= 5, "the export list did not parse: {exported:?}");
+    assert!(
+        exported.len() >= 5,
+        "the export list did not parse: {exported:?}"
+    );
     for f in exported {
         assert!(
             header.contains(&format!(" {f}(")),
