@@ -23,6 +23,8 @@ fn main() {
         "kernel/Cargo.lock",
         "kernel/build.rs",
         "kernel/.cargo/config.toml",
+        "guest/src",
+        "guest/Cargo.toml",
         "protocol/src",
         "protocol/Cargo.toml",
         "linker.ld",
@@ -30,6 +32,10 @@ fn main() {
         "efi/Cargo.toml",
         "efi/Cargo.lock",
         "efi/.cargo/config.toml",
+        "selftest/lib/src",
+        "selftest/lib/Cargo.toml",
+        "selftest/lib/Cargo.lock",
+        "selftest/lib/.cargo/config.toml",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(p).display());
     }
@@ -40,7 +46,35 @@ fn main() {
     let efi = build_efi(&root, &efi_target_dir(&root), &elf);
     println!("cargo:rustc-env=CVMPROBE_EFI_APP={}", efi.display());
     println!("cargo:rustc-env=CVMPROBE_BIOS_IMAGE={}", bios_image(&elf));
+    let lib = build_selftest_lib(&root, &target_subdir(&root, "selftest-lib"));
+    println!("cargo:rustc-env=CVMPROBE_SELFTEST_LIB={}", lib.display());
     warn_missing_tools(&root);
+}
+
+/// `<target>/<name>`, next to the host build's own profile directories.
+fn target_subdir(root: &Path, name: &str) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) => PathBuf::from(d).join(name),
+        None => root.join("target").join(name),
+    }
+}
+
+/// Builds `libcvmprobe.a` (`selftest/lib/`: the guest library behind the C ABI of
+/// `selftest/cvmprobe.h`, for the KVM selftest) for x86_64-unknown-none with `-Zbuild-std` and
+/// no GOT (its `.cargo/config.toml`). Its first build compiles `core` and `alloc` (about a
+/// minute).
+fn build_selftest_lib(root: &Path, target_dir: &Path) -> PathBuf {
+    let mut cmd = nested_cargo(root.join("selftest/lib"), target_dir);
+    cmd.args(["--target", "x86_64-unknown-none"]);
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run cargo to build libcvmprobe.a: {e}"));
+    if !status.success() {
+        panic!(
+            "building libcvmprobe.a failed ({status}); run `cd selftest/lib && cargo build --release` to see why"
+        );
+    }
+    target_dir.join("x86_64-unknown-none/release/libcvmprobe.a")
 }
 
 /// Warns (at every build: cargo replays a build script's warnings) when QEMU or OVMF is
@@ -51,9 +85,26 @@ fn warn_missing_tools(root: &Path) {
         tools::QEMU_ENV,
         tools::OVMF_ENV,
         tools::REQUIRE_ENV,
+        tools::KSRC_ENV,
         "CI",
     ] {
         println!("cargo:rerun-if-env-changed={k}");
+    }
+    let tests = root.join("tests");
+    match tools::kernel_tree() {
+        Ok(p) => println!("cargo:rerun-if-changed={}", p.display()),
+        Err(looked) => {
+            println!("cargo:rerun-if-changed={}", looked.display());
+            println!("cargo:rerun-if-changed={}", tests.display());
+            println!(
+                "cargo:warning={}",
+                tools::missing_kernel_tree_warning(
+                    &looked,
+                    tools::count_marks(&tests, tools::KERNEL_TREE_TEST_MARK),
+                    tools::tools_required()
+                )
+            );
+        }
     }
     let qemu = tools::find_qemu();
     let ovmf = tools::ovmf_code();
@@ -72,7 +123,6 @@ fn warn_missing_tools(root: &Path) {
     if qemu.is_ok() && ovmf.is_ok() {
         return;
     }
-    let tests = root.join("tests");
     println!("cargo:rerun-if-changed={}", tests.display());
     let warnings = tools::missing_tool_warnings(
         qemu.as_deref().map_err(PathBuf::as_path),

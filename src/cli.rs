@@ -31,6 +31,53 @@ pub enum Command {
     /// Run the guest under hostile simulated hosts, seed after seed, and count lies told,
     /// caught and missed, crashes and hangs.
     FuzzHost(FuzzHostArgs),
+    /// Build the KVM selftest that runs the test tables as kvm_util guest code
+    /// (selftest/cvmprobe_test.c) against a kernel tree, run it, print the verdict.
+    Selftest(SelftestArgs),
+}
+
+/// Which kvm_util VM type the selftest creates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SelftestPlatform {
+    /// A normal VM.
+    Legacy,
+    /// An SEV-ES VM (`vm_sev_create_with_one_vcpu`): needs SEV-ES hardware.
+    SevEs,
+    /// A TD: needs a tree with the TDX selftests and TDX hardware.
+    Tdx,
+    /// The three in turn; those the host or the tree lacks are reported skipped.
+    All,
+}
+
+/// Options of `selftest`.
+#[derive(Debug, Args)]
+pub struct SelftestArgs {
+    /// The kernel tree to build against (default: Debian's linux-source-6.12 package,
+    /// /usr/src/linux-source-6.12.tar.xz, unpacked in part under target/selftest/).
+    #[arg(long, value_name = "DIR", env = "CVMPROBE_KSRC")]
+    pub ksrc: Option<PathBuf>,
+    /// The VM type(s).
+    #[arg(long, value_enum, default_value = "all")]
+    pub platform: SelftestPlatform,
+    /// Cases to run (as `run --filter`).
+    #[arg(long, default_value = "")]
+    pub filter: String,
+    /// Extra guest command-line token, repeatable (as `run --append`, e.g.
+    /// `cvmprobe.inject=undeclared-access@io.u32_roundtrip`).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub append: Vec<String>,
+    /// The test device's seed (default: random, printed by the test).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Hang limit for each run of the test.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Write a JUnit XML report to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Show the test's output as it runs, and list every skipped case.
+    #[arg(long, short)]
+    pub verbose: bool,
 }
 
 /// Options of `fuzz-host`.

@@ -2,7 +2,9 @@
 //! them. `run` is split into a pure decision ([`plan_run`]: which VMM, which platforms, what to
 //! say about the choice) and its execution, so the decisions are unit-tested without KVM.
 
-use crate::cli::{BenchArgs, FuzzHostArgs, ListArgs, ParseArgs, PlatformArg, RunArgs, VmmArg};
+use crate::cli::{
+    BenchArgs, FuzzHostArgs, ListArgs, ParseArgs, PlatformArg, RunArgs, SelftestArgs, VmmArg,
+};
 use crate::qemu::{self, Accel, Boot, Machine, QemuConfig};
 use crate::report::{self, Summary};
 use crate::run::{self, RunRequest};
@@ -641,20 +643,29 @@ fn finish(
     junit_path: Option<&Path>,
     verbose: bool,
 ) -> Result<bool, CommandError> {
+    let runs: Vec<(&str, &Summary)> = results
+        .iter()
+        .map(|(p, s)| (vmm::sim_name(*p), s))
+        .collect();
+    finish_labeled(&runs, junit_path, verbose)
+}
+
+/// [`finish`] for runs with their own labels (`cvmprobe selftest`: the kvm_util VM types).
+fn finish_labeled(
+    results: &[(&str, &Summary)],
+    junit_path: Option<&Path>,
+    verbose: bool,
+) -> Result<bool, CommandError> {
     let color = std::io::stdout().is_terminal();
     let mut junit_cases = Vec::new();
     if let [(_, summary)] = results {
         print!("{}", summary.render(color, verbose));
         junit_cases = summary.junit_cases();
     } else {
-        let runs: Vec<(&str, &Summary)> = results
-            .iter()
-            .map(|(p, s)| (vmm::sim_name(*p), s))
-            .collect();
-        print!("{}", report::render_all(&runs, color, verbose));
-        for (p, s) in results {
+        print!("{}", report::render_all(results, color, verbose));
+        for (label, s) in results {
             for mut c in s.junit_cases() {
-                c.suite = format!("{}.{}", vmm::sim_name(*p), c.suite);
+                c.suite = format!("{label}.{}", c.suite);
                 junit_cases.push(c);
             }
         }
@@ -663,6 +674,63 @@ fn finish(
         write_junit(p, &junit_cases)?;
     }
     Ok(results.iter().all(|(_, s)| s.passed()))
+}
+
+/// `cvmprobe selftest`: builds the KVM selftest against a kernel tree and runs it once per VM
+/// type, with `run`'s summary, JUnit and exit code. VM types the host or the tree lacks are
+/// reported skipped, with the test's reason.
+pub fn selftest(a: &SelftestArgs) -> Result<bool, CommandError> {
+    use crate::cli::SelftestPlatform;
+    use crate::selftest::{self, SelftestRequest};
+    check_filter(&a.filter)?;
+    check_append(&a.append)?;
+    let work = selftest::work_dir();
+    let step = |e: selftest::SelftestError| CommandError::context("cvmprobe selftest", e);
+    if a.ksrc.is_none() {
+        eprintln!(
+            "cvmprobe: kernel tree: {} (unpacked in part under {})",
+            selftest::DEFAULT_TARBALL,
+            work.display()
+        );
+    }
+    let _lock = selftest::lock(&work).map_err(step)?;
+    let tree = selftest::prepare_tree(a.ksrc.as_deref(), &work).map_err(step)?;
+    let lib = Path::new(env!("CVMPROBE_SELFTEST_LIB"));
+    let binary = selftest::build(&tree, lib, &work).map_err(step)?;
+    eprintln!("cvmprobe: built {}", binary.display());
+    let platforms: Vec<PlatformKind> = match a.platform {
+        SelftestPlatform::Legacy => vec![PlatformKind::Legacy],
+        SelftestPlatform::SevEs => vec![PlatformKind::SevEs],
+        SelftestPlatform::Tdx => vec![PlatformKind::Tdx],
+        SelftestPlatform::All => selftest::VM_TYPES.iter().map(|(p, _)| *p).collect(),
+    };
+    let mut results = Vec::new();
+    for (i, &platform) in platforms.iter().enumerate() {
+        let req = SelftestRequest {
+            platform,
+            filter: a.filter.clone(),
+            append: a.append.clone(),
+            seed: a.seed,
+            timeout: a.timeout,
+            verbose: a.verbose,
+        };
+        let run = selftest::run(&binary, &req).map_err(step)?;
+        let name = selftest::vm_type_name(platform);
+        match &run.skipped {
+            Some(why) => eprintln!(
+                "cvmprobe: [{}/{}] {name:<10}  SKIP  {why}",
+                i + 1,
+                platforms.len()
+            ),
+            None => eprintln!(
+                "cvmprobe: {}",
+                progress_line(i + 1, platforms.len(), name, &run.summary)
+            ),
+        }
+        results.push((name, run.summary));
+    }
+    let runs: Vec<(&str, &Summary)> = results.iter().map(|(n, s)| (*n, s)).collect();
+    finish_labeled(&runs, a.junit.as_deref(), a.verbose)
 }
 
 fn write_junit(path: &Path, cases: &[junit::JunitCase]) -> Result<(), CommandError> {

@@ -12,6 +12,7 @@
 //! - [`images`]: the BIOS/UEFI disk images and their per-run command line.
 //! - [`run`]: one run of the guest, from command line to [`report::Summary`].
 //! - [`report`]: the verdict, its table and JUnit cases.
+//! - [`selftest`]: `cvmprobe selftest`, the tables inside the upstream KVM selftests.
 //! - [`sim_call`]: `cvmprobe sim-call`, one raw request to a simulated host's model.
 //! - [`ktap`]: the KTAP reader (its own crate, `ktap/`, which the fuzz target builds alone).
 //! - [`junit`]: the JUnit writer.
@@ -28,6 +29,7 @@ pub mod junit;
 pub mod qemu;
 pub mod report;
 pub mod run;
+pub mod selftest;
 pub mod sim_call;
 pub mod tools;
 

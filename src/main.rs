@@ -58,6 +58,7 @@ fn main() -> ExitCode {
             Some(Command::Parse(a)) => command::parse(&a),
             Some(Command::Bench(a)) => command::bench(&a),
             Some(Command::FuzzHost(a)) => command::fuzz_host(&a),
+            Some(Command::Selftest(a)) => command::selftest(&a),
         }
         .map_err(anyhow::Error::from)
     };

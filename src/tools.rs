@@ -63,6 +63,27 @@ pub fn ovmf_code() -> PathBuf {
     }
 }
 
+/// Environment variable naming a kernel tree for `cvmprobe selftest` and its tests (the
+/// default of `--ksrc`).
+pub const KSRC_ENV: &str = "CVMPROBE_KSRC";
+/// Debian's kernel source package (`linux-source-6.12`): the default tree of
+/// `cvmprobe selftest`, unpacked in part under `target/selftest/`.
+pub const KERNEL_TARBALL: &str = "/usr/src/linux-source-6.12.tar.xz";
+/// How to install it on Debian.
+pub const KERNEL_TREE_INSTALL: &str = "sudo apt-get install linux-source-6.12";
+/// The tests' helper that skips a test without a kernel tree (counted by the build script).
+pub const KERNEL_TREE_TEST_MARK: &str = "kernel_tree_or_skip(";
+
+/// The kernel tree the selftest builds against: [`KSRC_ENV`] if set, else
+/// [`KERNEL_TARBALL`]; `Err` with the path looked for when it is missing.
+pub fn kernel_tree() -> Result<PathBuf, PathBuf> {
+    let p = match std::env::var_os(KSRC_ENV) {
+        Some(v) if !v.is_empty() => PathBuf::from(v),
+        _ => PathBuf::from(KERNEL_TARBALL),
+    };
+    if p.exists() { Ok(p) } else { Err(p) }
+}
+
 /// Whether missing tools fail the tests that need them ([`REQUIRE_ENV`]`=1`, or `CI` set).
 pub fn tools_required() -> bool {
     let set = |k: &str| {
@@ -85,6 +106,20 @@ pub fn count_marks(dir: &Path, mark: &str) -> usize {
         .filter_map(|p| std::fs::read_to_string(p).ok())
         .map(|text| text.matches(mark).count())
         .sum()
+}
+
+/// The build script's warning when no kernel tree is there for `cvmprobe selftest`.
+pub fn missing_kernel_tree_warning(looked: &Path, tests: usize, required: bool) -> String {
+    let fate = if required {
+        format!("will FAIL ({REQUIRE_ENV}=1 or CI is set)")
+    } else {
+        format!("will be skipped (set {REQUIRE_ENV}=1 to make them fail)")
+    };
+    format!(
+        "no kernel tree for the KVM selftest ({}; {KSRC_ENV} names another): the {tests} \
+         tests that build it {fate}; install it: {KERNEL_TREE_INSTALL}",
+        looked.display()
+    )
 }
 
 /// The build script's warnings: one per missing tool, naming how many tests skip and the

@@ -15,7 +15,10 @@
 //!   not boot through PVH).
 //!
 //! It also checks that TDCALL, VMGEXIT and CPUID appear where the built-in VMM puts its
-//! breakpoints.
+//! breakpoints, and that the guest library linked into the KVM selftest (`cvmprobe_test`)
+//! keeps the same rule in its Rust code (on SEV-ES and TDX VMs it runs as the guest too).
+
+mod common;
 
 use iced_x86::{Decoder, DecoderOptions, Mnemonic};
 use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
@@ -28,15 +31,15 @@ fn demangled(name: &str) -> String {
 
 /// Whether the function `sym` (demangled) may hold raw intercepted instructions.
 fn allowed(sym: &str) -> bool {
-    sym.starts_with("cvmprobe_kernel::platform::legacy::")
-        || sym.starts_with("cvmprobe_kernel::platform::detect::")
+    sym.starts_with("cvmprobe_guest::platform::legacy::")
+        || sym.starts_with("cvmprobe_guest::platform::detect::")
         || sym == "cvmprobe_cpuid"
         || sym == protocol::x86::CPUID_SYMBOL
-        || sym == "cvmprobe_kernel::platform::tdx::x2apic_eoi"
-        || sym == "cvmprobe_kernel::platform::sev_es::ghcb_msr_read"
-        || sym == "cvmprobe_kernel::platform::sev_es::ghcb_msr_write"
-        || sym == "cvmprobe_kernel::platform::sev_es::halt"
-        || sym == "cvmprobe_kernel::platform::sev_es::stop_forever"
+        || sym == "cvmprobe_guest::platform::tdx::x2apic_eoi"
+        || sym == "cvmprobe_guest::platform::sev_es::ghcb_msr_read"
+        || sym == "cvmprobe_guest::platform::sev_es::ghcb_msr_write"
+        || sym == "cvmprobe_guest::platform::sev_es::halt"
+        || sym == "cvmprobe_guest::platform::sev_es::stop_forever"
         || matches!(sym, "pvh_start32" | "pvh_start64_low" | "pvh_start64")
 }
 
@@ -56,9 +59,13 @@ struct Text {
 }
 
 fn load() -> Text {
-    let data = std::fs::read(KERNEL)
-        .unwrap_or_else(|e| panic!("cannot read {KERNEL}: {e} (run `cargo build`)"));
-    let elf = object::File::parse(&*data).expect("the kernel is an ELF");
+    load_elf(std::path::Path::new(KERNEL))
+}
+
+fn load_elf(path: &std::path::Path) -> Text {
+    let data = std::fs::read(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e} (run `cargo build`)", path.display()));
+    let elf = object::File::parse(&*data).expect("an ELF");
     let text = elf.section_by_name(".text").expect(".text section");
     let (lo, hi) = (text.address(), text.address() + text.size());
     let mut symbols: Vec<(u64, String)> = elf
@@ -100,7 +107,25 @@ impl Text {
 
 #[test]
 fn intercepted_instructions_only_in_allowed_functions() {
-    let t = load();
+    check_intercepted(&load(), |_| true);
+}
+
+#[test]
+fn the_selftests_guest_library_follows_the_same_rule() {
+    if !common::kernel_tree_or_skip("the_selftests_guest_library_follows_the_same_rule") {
+        return;
+    }
+    // The selftest's executable holds kvm_util's C as well (host code that runs CPUID
+    // natively, the ucall's IN): only the Rust library's functions are held to the rule.
+    let t = load_elf(&common::built_selftest());
+    check_intercepted(&t, |sym| {
+        sym.contains("::") || (sym.starts_with("cvmprobe_") && !sym.starts_with("cvmprobe_ops"))
+    });
+}
+
+/// Fails on a raw intercepted instruction in a function `checked` selects that may not hold
+/// one.
+fn check_intercepted(t: &Text, checked: impl Fn(&str) -> bool) {
     let mut decoder = Decoder::with_ip(64, &t.bytes, t.addr, DecoderOptions::NONE);
     let mut violations = Vec::new();
     let mut seen_in_allowed = 0;
@@ -109,6 +134,9 @@ fn intercepted_instructions_only_in_allowed_functions() {
             continue;
         }
         let (sym, off) = t.symbol_at(insn.ip());
+        if !checked(sym) {
+            continue;
+        }
         if allowed(sym) {
             seen_in_allowed += 1;
         } else {
@@ -203,7 +231,7 @@ fn tdcall_vmgexit_and_cpuid_sites_are_counted_and_where_the_symbols_say() {
     for &site in tdcalls.iter().filter(|&&a| a != wrapper) {
         let (sym, _) = t.symbol_at(site);
         assert!(
-            sym.starts_with("cvmprobe_kernel::tests::"),
+            sym.starts_with("cvmprobe_guest::tests::"),
             "a TDCALL outside the wrapper and the fault injection: {:?}",
             named(&t, &[site])
         );

@@ -2,7 +2,7 @@
 //! through the platform backend (`io::pio_*`), so the same console works on legacy, TDX and
 //! SEV-ES without a raw `in`/`out`.
 
-use crate::io;
+use cvmprobe_guest::io;
 use uart_16550::backend::Backend;
 use uart_16550::spec::registers::LSR;
 use uart_16550::{Config, Uart16550};

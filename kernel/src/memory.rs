@@ -1,8 +1,7 @@
-//! The guest's view of its RAM: the ranges the memory map calls RAM, and the heap carved
-//! from them.
+//! The kernel's RAM: the bounds the guest library's MMIO API refuses (from the memory map),
+//! and the heap carved from it.
 
 use crate::boot::{BootParams, MemoryKind};
-use core::sync::atomic::{AtomicU64, Ordering};
 use linked_list_allocator::LockedHeap;
 
 #[global_allocator]
@@ -11,17 +10,11 @@ static HEAP: LockedHeap = LockedHeap::empty();
 /// Heap size carved after the kernel image.
 const HEAP_SIZE: u64 = 256 * 1024;
 
-/// Bounds of the RAM the kernel may touch: `[0, RAM_END)` holds every RAM region below
-/// 4 GiB. MMIO windows live above it (the MMIO API refuses GPAs below it that the memory
-/// map calls RAM). One compare per access keeps the check cheap.
-static RAM_LOW_END: AtomicU64 = AtomicU64::new(0);
-/// RAM regions at or above 4 GiB: `[4 GiB, RAM_HIGH_END)`, 0 if none.
-static RAM_HIGH_END: AtomicU64 = AtomicU64::new(0);
-
 const FOUR_GIB: u64 = 1 << 32;
 
-/// Records the RAM bounds and sets up the heap in usable RAM.
-pub fn init(params: &BootParams) -> Result<(), &'static str> {
+/// `(low, high)`: every RAM region of the memory map below 4 GiB ends at or below `low`,
+/// every one above at or below `high` (0: none) (`cvmprobe_ops.ram_end`, `ram_end_high`).
+pub fn ram_bounds(params: &BootParams) -> (u64, u64) {
     let (mut low, mut high) = (0u64, 0u64);
     for r in params
         .regions()
@@ -36,9 +29,12 @@ pub fn init(params: &BootParams) -> Result<(), &'static str> {
             high = high.max(end);
         }
     }
-    RAM_LOW_END.store(low, Ordering::Relaxed);
-    RAM_HIGH_END.store(high, Ordering::Relaxed);
+    (low, high)
+}
 
+/// Sets up the heap in usable RAM. Runs once the platform is fixed: on SEV-ES the heap's
+/// memory is private from then on.
+pub fn init_heap(params: &BootParams) -> Result<(), &'static core::ffi::CStr> {
     // The first usable RAM above 1 MiB (below it live the BIOS data areas and, on PVH, the
     // start info) with room for the heap, after the kernel image if the region holds it.
     let start = params
@@ -54,24 +50,10 @@ pub fn init(params: &BootParams) -> Result<(), &'static str> {
             let s = (s + 0xfff) & !0xfff;
             (s + HEAP_SIZE <= end).then_some(s)
         })
-        .ok_or("no usable RAM region of the memory map has room for the heap")?;
+        .ok_or(c"no usable RAM region of the memory map has room for the heap")?;
     let va = start + params.phys_offset;
     // SAFETY: [start, start + HEAP_SIZE) is usable RAM (after the kernel image when they share
     // a region) that nothing else uses; it is mapped at `va`; the heap is initialised once.
     unsafe { HEAP.lock().init(va as *mut u8, HEAP_SIZE as usize) };
     Ok(())
-}
-
-/// Whether `[start, end)` overlaps RAM from the memory map. Hot path of every MMIO access:
-/// the common case (device memory above the low RAM, below 4 GiB) is one load and two
-/// compares.
-#[inline(always)]
-pub fn overlaps_ram(start: u64, end: u64) -> bool {
-    if start < RAM_LOW_END.load(Ordering::Relaxed) {
-        return true;
-    }
-    if end <= FOUR_GIB {
-        return false;
-    }
-    start < RAM_HIGH_END.load(Ordering::Relaxed)
 }

@@ -4,6 +4,7 @@
 //! on the host. The guest kernel (`kernel/`) and the host tools (the `cvmprobe` CLI, the
 //! built-in VMM) both depend on this crate, so a number changes in exactly one place.
 //!
+//! - [`abi`]: the guest library's C ABI (`selftest/cvmprobe.h`): operations table, trap frame.
 //! - [`access`]: access widths and directions.
 //! - [`apic`]: the local APIC's registers, their x2APIC MSRs, IA32_APIC_BASE.
 //! - [`catalog`]: every suite and case the guest runs, with the platforms that run it;
@@ -30,6 +31,7 @@
 //!   returns, shared with the host tests and the `validators` fuzz target.
 #![cfg_attr(not(any(feature = "std", test)), no_std)]
 
+pub mod abi;
 pub mod access;
 pub mod apic;
 pub mod catalog;

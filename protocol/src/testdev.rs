@@ -76,6 +76,32 @@ pub mod mmio {
 /// Identification register value: "CVMP" little-endian.
 pub const ID_VALUE: u32 = u32::from_le_bytes(*b"CVMP");
 
+/// The registers by name: `(space, offset, length, name)`, for messages about accesses
+/// (the built-in VMM's device model decodes the same blocks).
+pub const REGISTERS: [(Space, u64, u64, &str); 11] = [
+    (Space::Pio, pio::ID as u64, 4, "ID"),
+    (Space::Pio, pio::DATA as u64, 4, "DATA"),
+    (Space::Pio, pio::DATA_BYTE as u64, 4, "DATA_BYTE"),
+    (Space::Pio, pio::VALUE as u64, 4, "VALUE"),
+    (Space::Pio, pio::CASE as u64, 4, "CASE"),
+    (Space::Pio, pio::BENCH as u64, 4, "BENCH"),
+    (Space::Mmio, mmio::ID, 4, "ID"),
+    (Space::Mmio, mmio::SEED, 8, "SEED"),
+    (Space::Mmio, mmio::REPORT, 8, "REPORT"),
+    (Space::Mmio, mmio::VALUE, mmio::VALUE_LEN, "VALUE"),
+    (Space::Mmio, mmio::SCRATCH, mmio::SCRATCH_LEN, "SCRATCH"),
+];
+
+/// The register holding `offset` in `space` and the offset into it.
+pub fn register_name(space: Space, offset: u64) -> Option<(&'static str, u64)> {
+    REGISTERS
+        .iter()
+        .find(|&&(s, base, len, _)| s == space && offset >= base && offset - base < len)
+        .map(|&(_, base, _, name)| (name, offset - base))
+}
+
+pub mod explain;
+
 /// The two address spaces of the device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Space {
@@ -224,7 +250,7 @@ const VAL: u64 = pio::VALUE as u64;
 const SCR: u64 = mmio::SCRATCH;
 
 /// The accesses each case makes to the test device, in order, as the guest's code does them
-/// (`kernel/src/tests/`). A case that is not listed declares that it makes none.
+/// (`guest/src/tests/`). A case that is not listed declares that it makes none.
 #[rustfmt::skip]
 pub static DECLARED: &[(&str, &str, &[Step])] = &[
     ("io", "u32_roundtrip", &[

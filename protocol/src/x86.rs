@@ -284,6 +284,14 @@ pub const STI_OPCODE: u8 = 0xfb;
 /// Bytes of `CPUID` (0F A2), `RDMSR` (0F 32) and `WRMSR` (0F 30).
 pub const TWO_BYTE_INSN_LEN: u32 = 2;
 
+/// First interrupt vector for devices (the 32 below are exceptions): the guest's local APIC
+/// timer fires on it.
+pub const IRQ_BASE: u8 = 32;
+/// Device-interrupt vectors the guest handles, from [`IRQ_BASE`].
+pub const IRQ_COUNT: u8 = 16;
+/// The local APIC's spurious-interrupt vector the guest programs (SVR); ignored.
+pub const SPURIOUS_VECTOR: u8 = 0xff;
+
 #[cfg(test)]
 mod tests {
     use super::*;

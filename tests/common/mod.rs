@@ -89,6 +89,42 @@ pub fn qemu_or_skip(test: &str) -> bool {
     false
 }
 
+/// Whether a KVM-selftest test should run: `true` when a kernel tree is there
+/// (`CVMPROBE_KSRC`, or Debian's linux-source-6.12 tarball); `false` with a visible notice when
+/// it is not; a failure instead when the tools are required (`CVMPROBE_REQUIRE_QEMU=1`, which
+/// `.ci/run` sets, or `CI`). The build script warns how many tests call this.
+pub fn kernel_tree_or_skip(test: &str) -> bool {
+    use cvmprobe::tools;
+    let Err(looked) = tools::kernel_tree() else {
+        return true;
+    };
+    let what = format!(
+        "no kernel tree at {}: install one ({}) or point {} at a tree",
+        looked.display(),
+        tools::KERNEL_TREE_INSTALL,
+        tools::KSRC_ENV
+    );
+    if tools::tools_required() {
+        panic!(
+            "{test} needs a kernel tree: {what} ({}=1 or CI requires it)",
+            tools::REQUIRE_ENV
+        );
+    }
+    skip_notice(&format!("SKIPPED {test}: {what}"));
+    false
+}
+
+/// Builds the KVM selftest (as `cvmprobe selftest` does, under its lock) and returns the
+/// binary. Call after [`kernel_tree_or_skip`].
+pub fn built_selftest() -> std::path::PathBuf {
+    let work = cvmprobe::selftest::work_dir();
+    let _lock = cvmprobe::selftest::lock(&work).unwrap();
+    let ksrc = std::env::var_os(cvmprobe::tools::KSRC_ENV).map(std::path::PathBuf::from);
+    let tree = cvmprobe::selftest::prepare_tree(ksrc.as_deref(), &work).unwrap();
+    let lib = std::path::Path::new(env!("CVMPROBE_SELFTEST_LIB"));
+    cvmprobe::selftest::build(&tree, lib, &work).unwrap()
+}
+
 /// Whether a UEFI test should run: QEMU as in [`qemu_or_skip`], and the OVMF code file.
 pub fn ovmf_or_skip(test: &str) -> bool {
     use cvmprobe::tools;

@@ -914,7 +914,7 @@ mod tests {
         }
     }
 
-    /// Programs the APIC the way kernel/src/timer.rs does.
+    /// Programs the APIC the way guest/src/timer.rs does.
     fn arm(m: &mut Machine, vector: u32, ticks: u32, now: Instant) {
         for (reg, v) in [
             (APIC_SVR, SVR_ENABLE | 0xff),

@@ -1,16 +1,13 @@
-//! x86_64 CPU setup: GDT/TSS with IST stacks, the IDT and its trap entry, the exception
-//! fixup table, and the raw instruction wrappers (used only by the legacy backend and the
-//! platform detection probe).
+//! x86_64 CPU setup: GDT/TSS with IST stacks, the IDT whose stubs call the guest library's
+//! trap entry, and the identity map's C-bit and shared-page changes.
 
-pub mod fixup;
 pub mod gdt;
-pub mod insn;
+pub mod idt;
 pub mod paging;
-pub mod trap;
 
 /// Installs the GDT, TSS and IDT. Must run first in `kmain`: detection probes MSRs under
 /// the fixup table.
 pub fn init() {
     gdt::init();
-    trap::init();
+    idt::init();
 }

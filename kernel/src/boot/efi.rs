@@ -139,8 +139,8 @@ unsafe extern "C" {
 /// Rust side of the hand-off: the kernel's own tables, its stack and GDT; fills
 /// [`BootParams`] from the block and calls `kmain`.
 extern "C" fn efi_main(handoff_gpa: u64, la57: u64) -> ! {
-    crate::arch::paging::set_five_level(la57 != 0);
     let params = super::params_mut();
+    params.five_level = la57 != 0;
     params.path = BootPath::Efi;
     params.phys_offset = 0;
     // The loader put the image at its physical addresses, in memory the map marks in use.

@@ -56,6 +56,9 @@ pub struct BootParams {
     /// The memory-encryption mask the loader read from the firmware's page tables (UEFI
     /// hand-off only; 0 elsewhere): the C-bit the kernel's tables carry from entry on.
     pub enc_mask: u64,
+    /// Whether the kernel's tables are 5-level (the UEFI hand-off under firmware with
+    /// CR4.LA57).
+    pub five_level: bool,
     regions: [MemoryRegion; Self::MEMORY_MAX],
     nregions: usize,
     cmdline: [u8; Self::CMDLINE_MAX],
@@ -74,6 +77,7 @@ impl BootParams {
             phys_offset: 0,
             image_end_gpa: 0,
             enc_mask: 0,
+            five_level: false,
             regions: [MemoryRegion {
                 base: 0,
                 len: 0,
@@ -154,5 +158,5 @@ pub fn params() -> &'static BootParams {
 
 /// Fails before the console exists: write a marker to the exit port and stop.
 fn early_fail(_why: &'static [u8]) -> ! {
-    crate::platform::exit(protocol::exit::EXIT_BAIL)
+    cvmprobe_guest::platform::exit_via_port(protocol::exit::EXIT_BAIL)
 }

@@ -4,7 +4,7 @@
 //! Written by hand because no rust-vmm crate provides a user-space local APIC (vm-superio has
 //! UART/RTC/i8042 only; KVM's in-kernel APIC would take the whole interrupt path away from the
 //! VMM, which later work needs). It models what the guest's `halt` suite uses
-//! (kernel/src/timer.rs): SVR, the LVT timer in one-shot (and periodic) mode, the divide
+//! (guest/src/timer.rs): SVR, the LVT timer in one-shot (and periodic) mode, the divide
 //! configuration, initial/current count, EOI; plus one pending (IRR) and one in-service (ISR)
 //! vector, which is all a single timer source can produce. Other registers read back what
 //! was written; TSC-deadline mode is not modelled (CPUID says so).
@@ -88,7 +88,7 @@ const LVT_REGS: [u64; 7] = [
 
 /// Nanoseconds per APIC bus clock: KVM clocks the APIC timer at 1 GHz
 /// (`APIC_BUS_CYCLE_NS_DEFAULT` in arch/x86/kvm/lapic.h), as does QEMU; the guest's halt
-/// suite sizes its delay with this (kernel/src/tests/halt.rs `TICKS`).
+/// suite sizes its delay with this (guest/src/tests/halt.rs `TICKS`).
 pub const TICK_NS: u64 = 1;
 
 /// Number of 16-byte register slots in the 4 KiB page that the model keeps (up to 0x3f0).
@@ -449,7 +449,7 @@ mod tests {
         u32::from_le_bytes(d)
     }
 
-    /// What kernel/src/timer.rs `arm_lapic_oneshot` writes.
+    /// What guest/src/timer.rs `arm_lapic_oneshot` writes.
     fn arm(a: &mut Lapic, vector: u32, ticks: u32, now: Instant) {
         w(a, APIC_SVR, SVR_ENABLE | 0xff, now);
         w(a, APIC_TIMER_DIVIDE, 0xb, now);
@@ -552,7 +552,7 @@ mod tests {
         let t0 = Instant::now();
         let mut a = Lapic::default();
         let wr = |a: &mut Lapic, r: u64, v: u64| a.write_msr(x2apic_msr(r), v, t0);
-        // What kernel/src/timer.rs writes on TDX, through MSRs.
+        // What guest/src/timer.rs writes on TDX, through MSRs.
         wr(&mut a, reg::SVR, u64::from(SVR_ENABLE) | 0xff).unwrap();
         wr(&mut a, reg::TIMER_DIVIDE, 0xb).unwrap();
         wr(&mut a, reg::LVT_TIMER, 0x20).unwrap();

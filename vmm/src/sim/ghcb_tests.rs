@@ -1,6 +1,6 @@
 //! Vectors for the GHCB model: PROTOCOLS.md's rules, each valid and invalid, both GHCB
 //! versions where KVM differs, and the guest's own request shapes
-//! (`kernel/src/platform/sev_es.rs`).
+//! (`guest/src/platform/sev_es.rs`).
 
 use super::*;
 use crate::sim::{FlatMemory, GuestMemory, HostRequest, HostResult, SevTermCause, SimError, Stop};

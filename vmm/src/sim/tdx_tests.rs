@@ -1,5 +1,5 @@
 //! Vectors for the TDX model: PROTOCOLS.md's rules, each valid and invalid, and the
-//! guest's own request shapes (`kernel/src/platform/tdx.rs`).
+//! guest's own request shapes (`guest/src/platform/tdx.rs`).
 
 use super::*;
 use crate::sim::{HostRequest, HostResult, MapGpaResult, SimError, Stop, Tamper};
@@ -1115,7 +1115,7 @@ fn complete_out_of_order() {
     );
 }
 
-/// The guest's clean API end to end, checked the way `kernel/src/platform/tdx.rs` checks it.
+/// The guest's clean API end to end, checked the way `guest/src/platform/tdx.rs` checks it.
 #[test]
 fn guest_backend_requests_round_trip() {
     let mut m = model();

@@ -29,7 +29,7 @@ pub fn unexpected_exception(f: &TrapFrame) -> ! {
         l.str(" cr2=").hex(cr2);
     }
     l.emit_emergency();
-    crate::platform::exit(EXIT_BAIL)
+    crate::env::exit(EXIT_BAIL)
 }
 
 struct LineWriter<'a>(&'a mut Line);
@@ -41,8 +41,9 @@ impl Write for LineWriter<'_> {
     }
 }
 
-#[panic_handler]
-fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+/// Prints `Bail out! panic: ...` and ends the run: the body of the environment's panic
+/// handler (a library has none of its own).
+pub fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     let mut l = Line::new(0);
     l.str(BAIL_OUT).str(" panic: ");
     let _ = write!(LineWriter(&mut l), "{}", info.message());
@@ -53,5 +54,5 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
             .dec(u64::from(loc.line()));
     }
     l.emit_emergency();
-    crate::platform::exit(EXIT_BAIL)
+    crate::env::exit(EXIT_BAIL)
 }

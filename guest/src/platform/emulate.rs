@@ -335,5 +335,5 @@ pub fn bail(exception: &str, f: &TrapFrame, e: &EmulationError, requests: (u64, 
         requests.1,
     );
     l.emit_emergency();
-    crate::platform::exit(protocol::exit::EXIT_BAIL)
+    crate::env::exit(protocol::exit::EXIT_BAIL)
 }

@@ -1,7 +1,7 @@
 //! The exception-fixup table: instructions allowed to fault, and where to resume.
 //!
 //! A wrapper that may fault (`rdmsr_safe`) emits an entry `(faulting RIP, resume RIP)` into
-//! the `.ex_table` section; the trap handler looks the faulting RIP up here, records the
+//! the `cvmprobe_ex_table` section; the trap handler looks the faulting RIP up here, records the
 //! fault, and resumes at the fixup code instead of reporting an unexpected exception.
 
 use super::insn::Fault;
@@ -14,16 +14,18 @@ struct Entry {
 }
 
 unsafe extern "C" {
-    static __ex_table_start: Entry;
-    static __ex_table_end: Entry;
+    // Linkers define these for an output section whose name is a C identifier: GNU ld and
+    // lld for the KVM selftest's ordinary link, the kernel's link script explicitly.
+    static __start_cvmprobe_ex_table: Entry;
+    static __stop_cvmprobe_ex_table: Entry;
 }
 
 fn table() -> &'static [Entry] {
-    // SAFETY: the linker script brackets `.ex_table` with these symbols; the section holds
+    // SAFETY: the linker brackets `cvmprobe_ex_table` with these symbols; the section holds
     // only `Entry`-shaped pairs (8-byte aligned quads) and is read-only.
     unsafe {
-        let start = &raw const __ex_table_start;
-        let end = &raw const __ex_table_end;
+        let start = &raw const __start_cvmprobe_ex_table;
+        let end = &raw const __stop_cvmprobe_ex_table;
         let n = (end as usize - start as usize) / core::mem::size_of::<Entry>();
         core::slice::from_raw_parts(start, n)
     }

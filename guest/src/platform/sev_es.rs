@@ -17,11 +17,9 @@ use crate::arch::insn::{self, CpuidResult, Fault};
 use crate::io::{MmioValue, PioValue};
 use crate::platform::{HostError, MsrError, read_fits};
 use core::arch::global_asm;
-use core::cell::UnsafeCell;
-use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use protocol::access::Width;
-use protocol::ghcb::{self, CpuidReg, Ghcb, MsrRequest, exit, ioio, off, valid_bit};
+use protocol::ghcb::{self, CpuidReg, MsrRequest, exit, ioio, off, valid_bit};
 use protocol::validate::{self, GhcbOutcome};
 
 global_asm!(
@@ -121,8 +119,13 @@ pub fn init() -> Result<SevInfo, HostError> {
     validate::sev_cpuid_cbit(cpuid_msr(ghcb::CPUID_SEV_LEAF, CpuidReg::Ebx)?, cbit)?;
     CBIT.store(cbit, Ordering::Relaxed);
     VERSION.store(info.version(), Ordering::Relaxed);
-    // The GHCB lives in the kernel image, whose physical placement only the page tables know
-    // (identity on PVH, the loader's choice in a disk image).
+    // The GHCB is the environment's shared page, whose physical placement only the page
+    // tables know (identity on PVH, the loader's choice in a disk image, kvm_util's).
+    if ghcb_va() == 0 {
+        return Err(HostError::Unsupported {
+            request: "a GHCB: the environment gives no shared page",
+        });
+    }
     let gpa = crate::arch::paging::virt_to_phys(ghcb_va()).ok_or(HostError::Unsupported {
         request: "the GHCB page is not mapped",
     })?;
@@ -151,32 +154,28 @@ pub fn ghcb_gpa() -> u64 {
     GHCB_GPA.load(Ordering::Relaxed)
 }
 
-struct GhcbCell(UnsafeCell<MaybeUninit<Ghcb>>);
-
-// SAFETY: accessed only through `Request`, which holds `GHCB_BUSY` for its lifetime, with
-// volatile accesses (the host writes the page concurrently with nothing else).
-unsafe impl Sync for GhcbCell {}
-
-/// The GHCB page: page-aligned, in `.bss`, mapped shared (C-bit clear). Exported under
-/// `protocol::ghcb::GHCB_SYMBOL` so a test host can watch the guest's reads of it.
-#[unsafe(export_name = "cvmprobe_ghcb")]
-static GHCB: GhcbCell = GhcbCell(UnsafeCell::new(MaybeUninit::zeroed()));
 static GHCB_BUSY: spin::Mutex<()> = spin::Mutex::new(());
 
-/// The virtual address of the GHCB page (for the page-table setup).
+/// The virtual address of the GHCB page: the page the environment keeps shared with the host
+/// (`cvmprobe_ops.shared_page`; cvmprobe's kernel exports it as `protocol::ghcb::GHCB_SYMBOL`
+/// so a test host can watch the guest's reads of it). 0 if the environment has none.
 pub fn ghcb_va() -> u64 {
-    GHCB.0.get() as u64
+    crate::env::shared_page()
 }
 
 /// The `ghcb-private` fault injection: maps the GHCB page private (C-bit set), the mistake
 /// of a guest that forgets to share it. On hardware the host then reads ciphertext; under
 /// sev-es-sim the host's check of the GHCB's mapping reports it and fails the run. Returns
-/// whether the mapping changed (only on the PVH identity map).
+/// whether the mapping changed (only where a 4 KiB entry maps the page alone, as the
+/// kernel's split PVH map and kvm_util's tables do).
 pub fn map_ghcb_private() -> bool {
     let _busy = GHCB_BUSY.lock();
-    // SAFETY: `init` ran (the C-bit and the GHCB's GPA are known) and the page tables were
-    // split around the GHCB by `set_cbit_on_ram`; the GHCB lock keeps requests out meanwhile.
-    unsafe { crate::arch::paging::set_cbit_on_split_page(cbit(), ghcb_gpa()) }
+    if !matches!(crate::arch::paging::walk(ghcb_va()), Some((_, 0x1000))) {
+        return false;
+    }
+    // SAFETY: `init` ran (the C-bit and the GHCB's address are known); the page's 4 KiB leaf
+    // maps nothing else, and the GHCB lock keeps requests out meanwhile.
+    unsafe { crate::arch::paging::set_leaf_bits(ghcb_va(), 1 << cbit()) }.is_some()
 }
 
 /// Set by the `ghcb-double-fetch` fault injection ([`double_fetch`]).
@@ -290,10 +289,11 @@ impl Request {
     #[optimize(speed)]
     fn take_clean(at_least: u8) -> Option<Self> {
         let busy = GHCB_BUSY.try_lock()?;
-        let mut r = Self {
-            _busy: busy,
-            page: GHCB.0.get().cast::<u8>(),
-        };
+        let page = ghcb_va() as *mut u8;
+        if page.is_null() {
+            return None;
+        }
+        let mut r = Self { _busy: busy, page };
         match CLEAN.load(Ordering::Relaxed).max(at_least) {
             CLEAN_STANDARD => {
                 // One store each, spelled out: the kernel is built for size, and a loop over

@@ -13,7 +13,6 @@ pub mod sev_es;
 pub mod tdx;
 
 use crate::arch::insn::{CpuidResult, Fault};
-use crate::boot::{BootParams, BootPath, MemoryKind};
 use crate::io::{MmioValue, PioValue};
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use protocol::platform::PlatformKind;
@@ -120,12 +119,12 @@ pub fn is_legacy() -> bool {
 
 /// Detects the platform and fixes the backend for the rest of the run. On TDX and SEV-ES the
 /// host's first answers are checked here; if they are bad the platform is still fixed (the
-/// console needs a backend to report it) and the error comes back for `kmain` to bail out on.
-pub fn init(params: &BootParams) -> (PlatformKind, Result<(), HostError>) {
-    legacy::set_phys_offset(params.phys_offset);
-    if let Some(bits) =
-        protocol::cmdline::get(params.cmdline(), protocol::cmdline::KEY_SIM_PHYS_BITS)
-            .and_then(protocol::cmdline::parse_sim_phys_bits)
+/// console needs a backend to report it) and the error comes back for [`crate::run`] to bail
+/// out on. On SEV-ES the environment then maps memory with the host's C-bit
+/// ([`crate::env::sev_es_memory`]).
+pub fn init(cmdline: &str) -> (PlatformKind, Result<(), HostError>) {
+    if let Some(bits) = protocol::cmdline::get(cmdline, protocol::cmdline::KEY_SIM_PHYS_BITS)
+        .and_then(protocol::cmdline::parse_sim_phys_bits)
     {
         SIM_PHYS_BITS.store(bits, Ordering::Relaxed);
     }
@@ -156,37 +155,9 @@ pub fn init(params: &BootParams) -> (PlatformKind, Result<(), HostError>) {
                     protocol::ghcb::TERM_PROTOCOL_UNSUPPORTED,
                 ),
             };
-            if params.path == BootPath::Efi {
-                // The firmware's hand-off: private RAM carries the C-bit from entry on (the
-                // loader read it from the firmware's own tables); it must be the host's.
-                if params.enc_mask != 1 << info.cbit {
-                    KIND.store(KIND_SEV_ES, Ordering::Relaxed);
-                    let e = HostError::bad_answer(
-                        "C-bit (SEV information) against the firmware's page tables",
-                        params.enc_mask,
-                    );
-                    return (PlatformKind::SevEs, Err(e));
-                }
-                // SAFETY: the kernel's identity map, with the C-bit on RAM since entry; the
-                // GHCB has not been used yet.
-                unsafe { crate::arch::paging::share_page(info.cbit, sev_es::ghcb_gpa()) };
-            } else if params.path == BootPath::Pvh {
-                let ram_end = params
-                    .regions()
-                    .iter()
-                    .filter(|r| r.kind == MemoryKind::Ram && r.base < 1 << 32)
-                    .map(|r| (r.base + r.len).min(1 << 32))
-                    .max()
-                    .unwrap_or(0);
-                // SAFETY: PVH identity map; the SEV-ES host aliases RAM at the C-bit (both
-                // in hardware and in the simulated platform); nothing has used the old
-                // attributes yet.
-                unsafe {
-                    crate::arch::paging::set_cbit_on_ram(info.cbit, ram_end, sev_es::ghcb_gpa())
-                };
-            }
+            let memory = crate::env::sev_es_memory(info.cbit, sev_es::ghcb_gpa());
             KIND.store(KIND_SEV_ES, Ordering::Relaxed);
-            (PlatformKind::SevEs, Ok(()))
+            (PlatformKind::SevEs, memory)
         }
     }
 }
@@ -347,21 +318,19 @@ fn read_fits(width: protocol::access::Width, v: u64, what: &'static str) -> Resu
 }
 
 /// The virtual address of the memslot scenario's page at `gpa` (`protocol::memslot`), mapped
-/// the way the platform maps MMIO: shared on TDX (the shared bit set in its PVH identity-map
-/// entry, once), without the C-bit on SEV-ES (the RAM-only C-bit setup leaves it so). `None`
-/// outside the boots that run on the kernel's identity map (PVH, UEFI hand-off), which the
-/// page relies on.
+/// the way the platform maps MMIO: shared on TDX (the shared bit set in its leaf entry, once),
+/// without the C-bit on SEV-ES (the environment's mapping). `None` when the environment did
+/// not map it ([`crate::env::map_mmio`]).
 pub fn memslot_va(gpa: u64) -> Option<u64> {
     static SHARED: AtomicBool = AtomicBool::new(false);
-    if !matches!(crate::boot::params().path, BootPath::Pvh | BootPath::Efi) {
-        return None;
-    }
+    let va = crate::env::map_mmio(gpa, protocol::memslot::SIZE)?;
     if kind_raw() == KIND_TDX && !SHARED.swap(true, Ordering::Relaxed) {
-        // SAFETY: PVH identity map; the page's 2 MiB region holds nothing but the memslot
-        // page (protocol::memslot::GPA, in the VMM's RAM-free top GiB).
-        unsafe { crate::arch::paging::set_2m_bits(gpa, tdx::shared_bit()) };
+        // SAFETY: the environment mapped the page for this use; nothing else lives in its
+        // leaf's page (on the kernel's identity map a 2 MiB page, in the VMM's RAM-free top
+        // GiB, holding nothing but the memslot page).
+        unsafe { crate::arch::paging::set_leaf_bits(va, tdx::shared_bit()) }?;
     }
-    Some(gpa + legacy::phys_offset())
+    Some(va)
 }
 
 /// One trap to the host that no device serves (the benchmark's floor): TDX TDG.VP.INFO, SEV-ES
@@ -514,9 +483,10 @@ pub fn end_of_interrupt(vector: u8) {
     crate::timer::end_of_interrupt(vector);
 }
 
-/// Ends the run: writes `code` to the exit port through the backend, then stops the vCPU
-/// for good if the port did not end the VM.
-pub fn exit(code: u32) -> ! {
+/// Ends a run through the isa-debug-exit port (QEMU's, the built-in VMM's): writes `code`
+/// there through the backend, then stops the vCPU for good if the port did not end the VM.
+/// The kernel's `exit` operation.
+pub fn exit_via_port(code: u32) -> ! {
     let _ = pio_write::<u32>(protocol::exit::EXIT_PORT, code);
     match kind_raw() {
         KIND_TDX => tdx::stop_forever(),

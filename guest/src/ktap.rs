@@ -17,7 +17,8 @@ pub struct Line {
 }
 
 impl Line {
-    /// A line indented by `depth` KTAP levels.
+    /// A line indented by `depth` KTAP levels (none when the environment prints the results:
+    /// its report is flat, [`crate::env::prints_results`]).
     #[optimize(speed)]
     pub fn new(depth: usize) -> Self {
         let mut l = Line {
@@ -25,8 +26,10 @@ impl Line {
             len: 0,
             truncated: false,
         };
-        for _ in 0..depth {
-            l.str(ktap::INDENT);
+        if !crate::env::prints_results() {
+            for _ in 0..depth {
+                l.str(ktap::INDENT);
+            }
         }
         l
     }
@@ -113,15 +116,15 @@ impl Line {
         unsafe { self.buf[..=self.len].assume_init_ref() }
     }
 
-    /// Writes the line to the console.
+    /// Writes the line out through the environment ([`crate::env::write`]).
     #[optimize(speed)]
     pub fn emit(&mut self) {
-        crate::console::write(self.finish());
+        crate::env::write(self.finish(), false);
     }
 
-    /// Writes the line from a fault context (see `console::write_emergency`).
+    /// Writes the line from a fault context (an interrupted writer may hold the console).
     pub fn emit_emergency(&mut self) {
-        crate::console::write_emergency(self.finish());
+        crate::env::write(self.finish(), true);
     }
 }
 

@@ -318,6 +318,7 @@ pub fn hypervisor_signature() -> [u8; 12] {
 pub struct Ctx<'a> {
     /// Devices and platform.
     pub env: &'a Env,
+    suite: &'static str,
     name: &'static str,
     failed: bool,
     skipped: Option<Need>,
@@ -339,9 +340,13 @@ impl Ctx<'_> {
         self.name
     }
 
-    /// A diagnostic line `# <case>: ` at case depth, for the caller to fill and emit.
+    /// A diagnostic line `# <case>: ` at case depth, for the caller to fill and emit
+    /// (`# <suite>.<case>: ` when the environment prints the results: its report is flat).
     pub fn diag(&self) -> Line {
         let mut l = ktap::diag(1);
+        if crate::env::prints_results() {
+            l.str(self.suite).str(".");
+        }
         l.str(self.name).str(": ");
         l
     }
@@ -552,8 +557,15 @@ const UNASSIGNED_PORT: u16 = 0xf00;
 /// Runs the selected cases; returns whether any failed.
 #[optimize(speed)]
 pub fn run(cfg: &RunConfig, env: &Env) -> bool {
+    // The environment prints the results (a KVM selftest's flat kselftest report): it gets
+    // the case count and each case's result, and no KTAP structure is printed here.
+    let flat = crate::env::prints_results();
     match cfg.mode {
         Mode::Full => {}
+        Mode::Empty if flat => {
+            crate::env::plan(0);
+            return false;
+        }
         Mode::Empty => {
             ktap::plan(0, 0);
             return false;
@@ -571,7 +583,11 @@ pub fn run(cfg: &RunConfig, env: &Env) -> bool {
             .count()
     };
     let nsuites = SUITES.iter().filter(|s| selected(s) > 0).count();
-    ktap::plan(0, nsuites);
+    if flat {
+        crate::env::plan(SUITES.iter().map(|s| selected(s) as u32).sum());
+    } else {
+        ktap::plan(0, nsuites);
+    }
 
     // Where an injected fault happens: the named case, else the first case of the second
     // selected suite (so the first suite's results are on record), else the first case.
@@ -598,9 +614,11 @@ pub fn run(cfg: &RunConfig, env: &Env) -> bool {
             continue;
         }
         si += 1;
-        ktap::version(1);
-        ktap::subtest(1, suite.spec.name);
-        ktap::plan(1, total);
+        if !flat {
+            ktap::version(1);
+            ktap::subtest(1, suite.spec.name);
+            ktap::plan(1, total);
+        }
         let (mut n, mut failed, mut skipped) = (0usize, 0usize, 0usize);
         for (ci, case) in suite.cases.iter().enumerate() {
             if !f.selects(suite.spec.name, case.name) {
@@ -613,7 +631,11 @@ pub fn run(cfg: &RunConfig, env: &Env) -> bool {
                 ktap::Result::Skip(_) => skipped += 1,
                 ktap::Result::Pass => all_passed += 1,
             }
-            ktap::result(1, n, case.name, r);
+            if flat {
+                report_flat(protocol::testdev::case_id(suite_index, ci), r);
+            } else {
+                ktap::result(1, n, case.name, r);
+            }
         }
         let r = if failed > 0 {
             any_failed = true;
@@ -623,9 +645,14 @@ pub fn run(cfg: &RunConfig, env: &Env) -> bool {
         } else {
             ktap::Result::Pass
         };
-        ktap::result(0, si, suite.spec.name, r);
+        if !flat {
+            ktap::result(0, si, suite.spec.name, r);
+        }
         all_failed += failed as u64;
         all_skipped += skipped as u64;
+    }
+    if flat {
+        return any_failed;
     }
     // kselftest's closing line (tools/testing/selftests/kselftest.h, ksft_print_cnts()): the
     // end marker a log reader such as LAVA's monitor waits for (ci-templates/).
@@ -639,6 +666,18 @@ pub fn run(cfg: &RunConfig, env: &Env) -> bool {
         .str(" error:0")
         .emit();
     any_failed
+}
+
+/// One case's result, to an environment that prints the results.
+fn report_flat(id: u32, r: ktap::Result<'_>) {
+    use protocol::abi::{RESULT_FAIL, RESULT_PASS, RESULT_SKIP, RESULT_TODO};
+    let (result, reason) = match r {
+        ktap::Result::Pass => (RESULT_PASS, ""),
+        ktap::Result::Fail => (RESULT_FAIL, ""),
+        ktap::Result::Skip(why) => (RESULT_SKIP, why),
+        ktap::Result::Todo(why) => (RESULT_TODO, why),
+    };
+    crate::env::result(id, result, reason);
 }
 
 /// Runs one case (announcing it to the host's test device) and returns its result.
@@ -676,6 +715,7 @@ fn run_case(
     }
     let mut ctx = Ctx {
         env,
+        suite: suite.spec.name,
         name: case.name,
         failed: false,
         skipped: None,

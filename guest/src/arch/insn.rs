@@ -118,14 +118,14 @@ pub unsafe fn rep_outsb(port: u16, bytes: &[u8]) {
 pub fn rdmsr_safe(msr: u32) -> Result<u64, Fault> {
     let (lo, hi): (u32, u32);
     let failed: u32;
-    // SAFETY: RDMSR at CPL0 only reads; if it faults, the trap handler finds the `.ex_table`
+    // SAFETY: RDMSR at CPL0 only reads; if it faults, the trap handler finds the `cvmprobe_ex_table`
     // entry for label 2 and resumes at label 4, which flags the failure and returns zeros.
     unsafe {
         asm!(
             "xor {f:e}, {f:e}",
             "2: rdmsr",
             "3:",
-            ".pushsection .ex_table, \"a\"",
+            ".pushsection cvmprobe_ex_table, \"a\"",
             ".balign 8",
             ".quad 2b, 4f",
             ".popsection",
@@ -162,7 +162,7 @@ pub unsafe fn wrmsr_safe(msr: u32, v: u64) -> Result<(), Fault> {
             "xor {f:e}, {f:e}",
             "2: wrmsr",
             "3:",
-            ".pushsection .ex_table, \"a\"",
+            ".pushsection cvmprobe_ex_table, \"a\"",
             ".balign 8",
             ".quad 2b, 4f",
             ".popsection",
@@ -219,7 +219,7 @@ core::arch::global_asm!(
     "xor eax, eax",
     "pop rbx",
     "ret",
-    ".pushsection .ex_table, \"a\"",
+    ".pushsection cvmprobe_ex_table, \"a\"",
     ".balign 8",
     ".quad cvmprobe_cpuid_insn, 2f",
     ".popsection",
