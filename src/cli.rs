@@ -251,9 +251,9 @@ pub struct RunArgs {
     /// shared bit / C-bit below it (tdx-sim GPAW = N below 48, non-architectural).
     #[arg(long, value_name = "N", value_parser = parse_phys_bits)]
     pub phys_bits: Option<u8>,
-    /// With --vmm qemu: boot cvmprobe.efi as a real TD (tdx) or SEV-ES guest with QEMU's
-    /// documented command line; the host is checked first and what it lacks is named (exit 2).
-    #[arg(long, value_enum, requires = "vmm")]
+    /// Boot cvmprobe.efi as a real TD (tdx) or SEV-ES guest with QEMU's documented command
+    /// line; the host is checked first and what it lacks is named (exit 2). Implies --vmm qemu.
+    #[arg(long, value_enum)]
     pub confidential: Option<crate::confidential::Confidential>,
     /// With --confidential: print the QEMU command line and the host check, start nothing.
     #[arg(long, requires = "confidential")]
@@ -415,7 +415,7 @@ mod tests {
             (r.confidential, r.dry_run),
             (Some(crate::confidential::Confidential::SevEs), true)
         );
-        assert!(Cli::try_parse_from(["cvmprobe", "--confidential", "tdx"]).is_err());
+        assert!(Cli::try_parse_from(["cvmprobe", "--confidential", "tdx"]).is_ok());
         assert!(Cli::try_parse_from(["cvmprobe", "--dry-run"]).is_err());
         let c = Cli::try_parse_from(["cvmprobe", "parse", "-"]).unwrap();
         assert!(matches!(c.command, Some(Command::Parse(_))));

@@ -350,9 +350,10 @@ fn plan_confidential(
     a: &RunArgs,
     kind: crate::confidential::Confidential,
 ) -> Result<RunPlan, CommandError> {
-    if a.vmm != Some(VmmArg::Qemu) {
+    if a.vmm == Some(VmmArg::Builtin) {
         return Err(usage(
-            "--confidential boots a real TD or SEV-ES guest under QEMU: add --vmm qemu",
+            "--confidential boots a real TD or SEV-ES guest under QEMU (the built-in VMM only \
+             simulates them: --platform tdx-sim|sev-es-sim): drop --vmm builtin",
         ));
     }
     if a.platform.is_some() {
@@ -1138,7 +1139,10 @@ mod tests {
             &kvm(),
         )
         .unwrap_err();
-        assert!(e.to_string().contains("add --vmm qemu"), "{e}");
+        assert!(e.to_string().contains("drop --vmm builtin"), "{e}");
+        // Without --vmm it is QEMU's, as --accel and --machine imply.
+        let p = plan_run(&args(&["run", "--confidential", "tdx"]), &kvm()).unwrap();
+        assert!(matches!(p.runner, Runner::Confidential(_)));
     }
 
     #[test]
