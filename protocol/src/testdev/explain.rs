@@ -1,7 +1,8 @@
 //! The host's check of one case against its declaration, as a value with a one-sentence
-//! [`Display`](core::fmt::Display): the check the built-in VMM's test device makes, for a
-//! host that logs the accesses itself (the KVM selftest, `selftest/cvmprobe_test.c`, through
-//! the guest library's `cvmprobe_check_case`). No allocation: it runs inside that selftest's
+//! [`Display`](core::fmt::Display): the check the built-in VMM's test device makes (through
+//! [`check_log`], on the part of the log it keeps), and the one a host that logs the accesses
+//! itself makes (the KVM selftest, `selftest/cvmprobe_test.c`, through the guest library's
+//! `cvmprobe_check_case` and [`check_case`]). No allocation: it runs inside that selftest's
 //! host half, which shares the guest library's `no_std` build.
 
 use super::{DataMismatch, Mismatch, Seen, Step, check, check_data};
@@ -104,10 +105,50 @@ pub fn declared_len(steps: &[Step]) -> usize {
     steps.iter().map(|s| usize::from(s.times)).sum()
 }
 
+/// One case's log as a host kept it: its first accesses (`seen`, their `rips` and `data`:
+/// written values as received, read values as answered, in order) and the first values it
+/// reported, with how many of each it made in all. A host may keep only the first few: the
+/// built-in VMM keeps the declared count plus one access (enough for the check) and
+/// [`super::DATA_MAX`] + 1 values, so a runaway case neither grows its memory nor changes its
+/// verdict.
+#[derive(Clone, Copy, Debug)]
+pub struct CaseLog<'a> {
+    /// The first accesses, at most [`CHECK_MAX`] of them.
+    pub seen: &'a [Seen],
+    /// Their RIPs (0, or missing: not recorded).
+    pub rips: &'a [u64],
+    /// Their data, one entry per kept access.
+    pub data: &'a [(Direction, u64)],
+    /// Accesses the case made: `seen.len()`, or more when the host kept only the first.
+    pub accesses: usize,
+    /// The first values the case reported.
+    pub reported: &'a [u64],
+    /// Values the case reported: `reported.len()`, or more when the host kept only the first.
+    pub reported_count: usize,
+}
+
+impl<'a> CaseLog<'a> {
+    /// A log that kept every access and every reported value.
+    pub fn complete(
+        seen: &'a [Seen],
+        rips: &'a [u64],
+        data: &'a [(Direction, u64)],
+        reported: &'a [u64],
+    ) -> Self {
+        Self {
+            seen,
+            rips,
+            data,
+            accesses: seen.len(),
+            reported,
+            reported_count: reported.len(),
+        }
+    }
+}
+
 /// Checks a case's accesses (`seen`, their `rips` and `data`: written values as received,
-/// read values as answered, in order) against `steps`, then their data against `reported`.
-/// A case that made no access passes (the guest announces skipped cases too), and so does one
-/// that reported nothing: whether it should have is for whoever sees its result.
+/// read values as answered, in order) against `steps`, then their data against `reported`:
+/// [`check_log`] of a [`CaseLog::complete`].
 pub fn check_case(
     steps: &[Step],
     seen: &[Seen],
@@ -115,23 +156,35 @@ pub fn check_case(
     data: &[(Direction, u64)],
     reported: &[u64],
 ) -> Result<(), Finding> {
-    let count = seen.len();
-    if count == 0 {
+    check_log(steps, &CaseLog::complete(seen, rips, data, reported))
+}
+
+/// Checks a case's accesses against `steps`, then, once they match, their data against the
+/// values the case reported. A case that made no access passes the first half (the guest
+/// announces skipped cases too), and one that reported nothing passes the second: whether it
+/// should have is for whoever sees its result. Accesses are numbered from 1 in the case; an
+/// access or a step is named only from the kept part of the log, the counts are the case's.
+pub fn check_log(steps: &[Step], log: &CaseLog<'_>) -> Result<(), Finding> {
+    let seen = log.seen;
+    let count = log.accesses.max(seen.len());
+    if count > 0 {
+        if seen.len() > CHECK_MAX {
+            return Err(Finding::TooMany { count });
+        }
+        let rip = |i: usize| log.rips.get(i).copied().unwrap_or(0);
+        if let Err(m) = check(steps, seen) {
+            return Err(explain(m, steps, seen, &rip, count, declared_len(steps)));
+        }
+    }
+    let reported_count = log.reported_count.max(log.reported.len());
+    let data = &log.data[..log.data.len().min(seen.len())];
+    // Nothing reported is for the caller; data the host did not keep cannot be compared
+    // (and a case that made more accesses than it kept failed the first half).
+    if reported_count == 0 || count > data.len() {
         return Ok(());
     }
-    if count > CHECK_MAX {
-        return Err(Finding::TooMany { count });
-    }
-    let rip = |i: usize| rips.get(i).copied().unwrap_or(0);
-    let declared = declared_len(steps);
-    if let Err(m) = check(steps, seen) {
-        return Err(explain(m, steps, seen, &rip, declared));
-    }
-    if reported.is_empty() {
-        return Ok(());
-    }
-    match check_data(data, reported) {
-        Ok(()) => Ok(()),
+    match check_data(data, log.reported) {
+        Ok(()) if reported_count == log.reported.len() => Ok(()),
         Err(DataMismatch::Differs {
             index,
             logged,
@@ -139,14 +192,14 @@ pub fn check_case(
             ..
         }) => Err(Finding::DataDiffers {
             seen: seen[index],
-            rip: rip(index),
+            rip: log.rips.get(index).copied().unwrap_or(0),
             index,
             logged,
             reported,
         }),
-        Err(DataMismatch::Count { logged, reported }) => Err(Finding::DataCount {
-            reported,
-            accesses: logged,
+        Ok(()) | Err(DataMismatch::Count { .. }) => Err(Finding::DataCount {
+            reported: reported_count,
+            accesses: count,
         }),
     }
 }
@@ -181,21 +234,26 @@ fn matches_with(
     check(steps, &buf[..n]).is_ok()
 }
 
+/// The finding for `m`. `seen` holds the case's first accesses (all of them when `count`, the
+/// accesses it made, is `seen.len()`), `declared` is how many `steps` lists.
 fn explain(
     m: Mismatch,
     steps: &[Step],
     seen: &[Seen],
     rip: &dyn Fn(usize) -> u64,
+    count: usize,
     declared: usize,
 ) -> Finding {
-    let count = seen.len();
+    // One access too many, or one too few, with the rest in order: said so, when the whole
+    // sequence is at hand to tell.
+    let complete = count == seen.len();
     match m {
         Mismatch::Differs {
             index,
             expected,
             seen: a,
         } => {
-            if count == declared + 1 && matches_with(steps, seen, Some(index), None) {
+            if complete && count == declared + 1 && matches_with(steps, seen, Some(index), None) {
                 return Finding::Undeclared {
                     seen: a,
                     rip: rip(index),
@@ -204,13 +262,11 @@ fn explain(
                     declared,
                 };
             }
-            let step = Seen {
-                space: expected.space,
-                offset: expected.offset,
-                size: expected.width.bytes(),
-                dir: expected.dir,
-            };
-            if count + 1 == declared && matches_with(steps, seen, None, Some((index, step))) {
+            let step = step_seen(&expected);
+            if complete
+                && count + 1 == declared
+                && matches_with(steps, seen, None, Some((index, step)))
+            {
                 return Finding::NotMade {
                     expected,
                     index,
@@ -534,5 +590,81 @@ mod tests {
                 accesses: 7
             }
         );
+    }
+    #[test]
+    fn a_log_that_kept_only_the_first_accesses_counts_them_all() {
+        let steps = declared("io", "host_values");
+        let mut seen = log(steps);
+        let id = Seen {
+            space: crate::testdev::Space::Pio,
+            offset: u64::from(crate::testdev::pio::ID),
+            size: 4,
+            dir: Direction::Read,
+        };
+        // 3 declared, 10 made, the first 4 kept (as the built-in VMM keeps them).
+        seen.push(id);
+        let rips = [0x4000, 0x4001, 0x4002, 0x4003];
+        let d = data(&seen);
+        let mut kept = CaseLog::complete(&seen, &rips, &d, &[]);
+        kept.accesses = 10;
+        assert_eq!(
+            format!("{}", check_log(steps, &kept).unwrap_err()),
+            "undeclared access: a 4-byte read of PIO+0x0 (ID) at rip 0x4003, access 4 of 10 \
+             (after the 3 declared)"
+        );
+        // One access too many in front, but more made than kept: not called "the other
+        // ones match", the kept part is not the whole sequence.
+        let steps = declared("io", "u32_roundtrip");
+        let mut seen = log(steps);
+        seen.insert(0, id);
+        let d = data(&seen);
+        let mut kept = CaseLog::complete(&seen, &[], &d, &[]);
+        assert!(matches!(
+            check_log(steps, &kept),
+            Err(Finding::Undeclared { count: 9, .. })
+        ));
+        kept.accesses = 11;
+        assert!(matches!(
+            check_log(steps, &kept),
+            Err(Finding::Differs { index: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn reported_values_are_counted_past_the_kept_ones() {
+        let steps = declared("io", "u16_lanes");
+        let seen = log(steps);
+        let d = data(&seen);
+        let reported: Vec<u64> = d.iter().map(|&(_, v)| v).collect();
+        let mut l = CaseLog::complete(&seen, &[], &d, &reported);
+        assert_eq!(check_log(steps, &l), Ok(()));
+        // The same values kept, more reported than kept.
+        l.reported_count = 40;
+        assert_eq!(
+            check_log(steps, &l),
+            Err(Finding::DataCount {
+                reported: 40,
+                accesses: 7
+            })
+        );
+        // Values reported for a case that made no access.
+        let none = CaseLog::complete(&[], &[], &[], &reported[..2]);
+        let e = check_log(steps, &none).unwrap_err();
+        assert_eq!(
+            format!("{e}"),
+            "data: the case reported 2 values for 0 accesses"
+        );
+    }
+
+    #[test]
+    fn places_name_registers() {
+        use crate::testdev::Space::{Mmio, Pio};
+        let p = |space, offset| format!("{}", Place(space, offset));
+        assert_eq!(p(Pio, 0xc), "PIO+0xc (VALUE)");
+        assert_eq!(p(Pio, 0x9), "PIO+0x9 (DATA_BYTE+0x1)");
+        assert_eq!(p(Pio, 0x18), "PIO+0x18");
+        assert_eq!(p(Mmio, 0x8), "MMIO+0x8 (SEED)");
+        assert_eq!(p(Mmio, 0x1fff), "MMIO+0x1fff (SCRATCH+0xfff)");
+        assert_eq!(p(Mmio, 0x2000), "MMIO+0x2000");
     }
 }

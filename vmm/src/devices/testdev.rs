@@ -20,16 +20,18 @@
 //! The guest writes a case's [`testdev::case_id`] to `CASE` before the case and 0 after it;
 //! the accesses in between (the `CASE`, `BENCH` and `REPORT` writes themselves excepted) are
 //! compared with [`testdev::declared`] when the case closes, and so is their data with the
-//! values the case reported through `REPORT` ([`testdev::check_data`]), giving one
-//! [`CaseCheck`]. The per-case comparison keeps at most the declared count plus one access,
-//! so neither the log bound nor a runaway case changes its verdict.
+//! values the case reported through `REPORT`, giving one [`CaseCheck`]: the check and its
+//! sentence are [`explain::check_log`]'s, the ones the KVM selftest's host makes too. The
+//! per-case comparison keeps at most the declared count plus one access, so neither the log
+//! bound nor a runaway case changes its verdict.
 //!
 //! **Cost.** An access decodes its register from a fixed table, updates the model and pushes
 //! one log entry (the only allocation, amortised); text is made only for findings.
 
 use super::{AccessCtx, RunCounts, fill_unassigned, le_value, put_le};
 use protocol::access::{Direction, Width};
-use protocol::testdev::{self, BenchId, Mismatch, Seen, Space, Step, mmio, pio};
+use protocol::testdev::explain::{self, CaseLog, Place, declared_len};
+use protocol::testdev::{self, BenchId, Seen, Space, Step, mmio, pio};
 use std::time::{Duration, Instant};
 
 pub use protocol::testdev::{MMIO_BASE, MMIO_LEN, PIO_BASE, PIO_LEN};
@@ -296,11 +298,6 @@ pub struct Testdev {
     problems: Vec<String>,
 }
 
-/// Accesses a declaration lists.
-fn declared_len(steps: &[Step]) -> usize {
-    steps.iter().map(|s| usize::from(s.times)).sum()
-}
-
 impl Testdev {
     /// A device answering with `seed`; data register and scratch start at zero (as
     /// pc-testdev's).
@@ -511,26 +508,21 @@ impl Testdev {
         }
     }
 
-    /// Compares the open case's accesses with its declaration and records the verdict.
+    /// Compares the open case's accesses with its declaration, and their data with the values
+    /// it reported ([`explain::check_log`]), and records the verdict.
     fn close_case(&mut self) {
         let Some(open) = self.open.take() else {
             return;
         };
-        let result = if open.count == 0 {
-            Ok(())
-        } else {
-            testdev::check(open.steps, &self.case_seen).map_err(|m| {
-                explain(
-                    m,
-                    open.steps,
-                    &self.case_seen,
-                    &self.case_rips,
-                    open.count,
-                    open.declared,
-                )
-            })
+        let log = CaseLog {
+            seen: &self.case_seen,
+            rips: &self.case_rips,
+            data: &self.case_data,
+            accesses: open.count,
+            reported: &self.case_reported,
+            reported_count: self.case_reported_count,
         };
-        let result = result.and_then(|()| self.check_reported(open.count));
+        let result = explain::check_log(open.steps, &log).map_err(|f| f.to_string());
         self.case_checks.push(CaseCheck {
             suite: open.suite,
             case: open.case,
@@ -543,43 +535,6 @@ impl Testdev {
         self.case_data.clear();
         self.case_reported.clear();
         self.case_reported_count = 0;
-    }
-
-    /// The data half of the check, once the sequence matched: each reported value against
-    /// the value the device received or answered. Nothing reported is for the caller.
-    fn check_reported(&self, count: usize) -> Result<(), String> {
-        if self.case_reported_count == 0 || count > self.case_data.len() {
-            return Ok(());
-        }
-        match testdev::check_data(&self.case_data, &self.case_reported) {
-            Ok(()) if self.case_reported_count == self.case_reported.len() => Ok(()),
-            Ok(()) => Err(format!(
-                "data: the case reported {} values for {count} accesses",
-                self.case_reported_count
-            )),
-            Err(testdev::DataMismatch::Differs {
-                index,
-                dir,
-                logged,
-                reported,
-            }) => {
-                let (device, guest) = match dir {
-                    Direction::Write => ("received", "wrote"),
-                    Direction::Read => ("answered", "read"),
-                };
-                Err(format!(
-                    "data: access {} ({} at rip {:#x}): the device {device} {logged:#x}, the \
-                     guest says it {guest} {reported:#x}",
-                    index + 1,
-                    describe_seen(&self.case_seen[index]),
-                    self.case_rips[index]
-                ))
-            }
-            Err(testdev::DataMismatch::Count { logged, .. }) => Err(format!(
-                "data: the case reported {} values for {logged} accesses",
-                self.case_reported_count
-            )),
-        }
     }
 
     fn bench_marker(&mut self, v: u32, ctx: &AccessCtx) {
@@ -633,7 +588,7 @@ impl Testdev {
         self.problems.push(format!(
             "{size}-byte write to {} at rip {rip:#x}: {name} takes one 4-byte write at its \
              offset, this one was ignored",
-            place(space, offset)
+            Place(space, offset)
         ));
     }
 
@@ -664,128 +619,6 @@ impl Testdev {
 /// The register holding `offset`, with the offset into it.
 pub fn register(space: Space, offset: u64) -> Option<(&'static str, u64)> {
     block_at(space, offset).map(|(_, at, _, name)| (name, at))
-}
-
-fn space_name(space: Space) -> &'static str {
-    match space {
-        Space::Pio => "PIO",
-        Space::Mmio => "MMIO",
-    }
-}
-
-/// `PIO+0xc (VALUE)`, `MMIO+0x1010 (SCRATCH+0x10)`, `PIO+0x18`.
-pub fn place(space: Space, offset: u64) -> String {
-    let s = space_name(space);
-    match register(space, offset) {
-        Some((name, 0)) => format!("{s}+{offset:#x} ({name})"),
-        Some((name, at)) => format!("{s}+{offset:#x} ({name}+{at:#x})"),
-        None => format!("{s}+{offset:#x}"),
-    }
-}
-
-fn dir_name(dir: Direction) -> &'static str {
-    match dir {
-        Direction::Read => "read",
-        Direction::Write => "write",
-    }
-}
-
-/// `a 4-byte read of PIO+0xc (VALUE)`.
-fn describe(space: Space, offset: u64, size: u64, dir: Direction) -> String {
-    format!(
-        "a {size}-byte {} of {}",
-        dir_name(dir),
-        place(space, offset)
-    )
-}
-
-fn describe_seen(a: &Seen) -> String {
-    describe(a.space, a.offset, a.size, a.dir)
-}
-
-fn describe_step(s: &Step) -> String {
-    describe(s.space, s.offset, s.width.bytes(), s.dir)
-}
-
-/// One sentence for a mismatch. `seen`/`rips` hold the case's first accesses (all of them
-/// when `count <= seen.len()`), `count` how many it made, `declared` how many it lists.
-fn explain(
-    m: Mismatch,
-    steps: &[Step],
-    seen: &[Seen],
-    rips: &[u64],
-    count: usize,
-    declared: usize,
-) -> String {
-    let complete = count == seen.len();
-    match m {
-        Mismatch::Differs {
-            index,
-            expected,
-            seen: a,
-        } => {
-            // One access too many, or one too few, with the rest in order: say so.
-            if complete && count == declared + 1 {
-                let mut without = seen.to_vec();
-                without.remove(index);
-                if testdev::check(steps, &without).is_ok() {
-                    return format!(
-                        "undeclared access: {} at rip {:#x}, made as access {} of {count} \
-                         (the other {declared} match the declaration)",
-                        describe_seen(&a),
-                        rips[index],
-                        index + 1
-                    );
-                }
-            }
-            if complete && count + 1 == declared {
-                let mut with = seen.to_vec();
-                with.insert(
-                    index,
-                    Seen {
-                        space: expected.space,
-                        offset: expected.offset,
-                        size: expected.width.bytes(),
-                        dir: expected.dir,
-                    },
-                );
-                if testdev::check(steps, &with).is_ok() {
-                    return format!(
-                        "missing: declared {declared} accesses, saw {count}; access {} ({}) \
-                         was not made (the others match the declaration)",
-                        index + 1,
-                        describe_step(&expected)
-                    );
-                }
-            }
-            format!(
-                "access {}: expected {}, saw {} at rip {:#x}",
-                index + 1,
-                describe_step(&expected),
-                describe_seen(&a),
-                rips[index]
-            )
-        }
-        Mismatch::Missing {
-            expected, seen: n, ..
-        } => format!(
-            "missing: declared {declared} accesses, saw {n}; the first missing one is {}",
-            describe_step(&expected)
-        ),
-        Mismatch::Extra { index, seen: a } => {
-            let what = if declared == 0 {
-                "the case declares none".to_owned()
-            } else {
-                format!("after the {declared} declared")
-            };
-            format!(
-                "undeclared access: {} at rip {:#x}, access {} of {count} ({what})",
-                describe_seen(&a),
-                rips[index],
-                index + 1
-            )
-        }
-    }
 }
 
 #[cfg(test)]
@@ -1414,13 +1247,83 @@ mod tests {
     }
 
     #[test]
-    fn places_name_registers() {
-        assert_eq!(place(Space::Pio, 0xc), "PIO+0xc (VALUE)");
-        assert_eq!(place(Space::Pio, 0x9), "PIO+0x9 (DATA_BYTE+0x1)");
-        assert_eq!(place(Space::Pio, 0x18), "PIO+0x18");
-        assert_eq!(place(Space::Mmio, 0x8), "MMIO+0x8 (SEED)");
-        assert_eq!(place(Space::Mmio, 0x1fff), "MMIO+0x1fff (SCRATCH+0xfff)");
-        assert_eq!(place(Space::Mmio, 0x2000), "MMIO+0x2000");
+    fn messages_name_registers_as_the_device_decodes_them() {
+        // The device decodes with `BLOCKS`, its messages name registers with
+        // `protocol::testdev::register_name` (`explain::Place`): one map.
+        for &(space, base, len, _, _) in &BLOCKS {
+            for off in [base, base + 1, base + len - 1, base + len] {
+                assert_eq!(
+                    register(space, off),
+                    testdev::register_name(space, off),
+                    "{space:?} {off:#x}"
+                );
+            }
+        }
+        let r = {
+            let mut d = dev();
+            pio_w(&mut d, pio::CASE + 2, 2, 0);
+            d.finish()
+        };
+        assert_eq!(
+            r.problems,
+            [
+                "2-byte write to PIO+0x12 (CASE+0x2) at rip 0x10a2f3: CASE takes one 4-byte \
+              write at its offset, this one was ignored"
+            ]
+        );
         assert_eq!(case_id(0, 0), 0x1_0001);
+    }
+
+    #[test]
+    fn a_runaway_case_is_not_called_one_access_too_many() {
+        // An access in front of the declared ones, then more: the device keeps the first
+        // `declared + 1`, which alone would look like one access too many.
+        let c = check_of(|d| {
+            announce(d, "io", "u32_roundtrip");
+            pio_r(d, pio::VALUE, 4);
+            replay(d, testdev::declared("io", "u32_roundtrip"));
+            pio_r(d, pio::VALUE, 4);
+        });
+        assert_eq!(c.accesses, 10);
+        assert_eq!(
+            c.result.unwrap_err(),
+            "access 1: expected a 4-byte write of PIO+0x4 (DATA), saw a 4-byte read of PIO+0xc \
+             (VALUE) at rip 0x10a2f3"
+        );
+    }
+
+    #[test]
+    fn reported_values_past_the_kept_ones_are_counted() {
+        let c = check_of(|d| {
+            announce(d, "io", "host_values");
+            let vals: Vec<u64> = testdev::declared("io", "host_values")
+                .iter()
+                .map(|s| rd(d, s.space, s.offset, s.width.bytes() as usize))
+                .collect();
+            for &v in &vals {
+                wr(d, Space::Mmio, mmio::REPORT, 8, v);
+            }
+            for _ in 0..testdev::DATA_MAX + 10 {
+                wr(d, Space::Mmio, mmio::REPORT, 8, 0);
+            }
+        });
+        assert_eq!((c.accesses, c.reported), (3, testdev::DATA_MAX + 13));
+        assert_eq!(
+            c.result.unwrap_err(),
+            format!(
+                "data: the case reported {} values for 3 accesses",
+                testdev::DATA_MAX + 13
+            )
+        );
+        // Values reported by a case that made no access.
+        let c = check_of(|d| {
+            announce(d, "io", "u32_roundtrip");
+            wr(d, Space::Mmio, mmio::REPORT, 8, 1);
+            wr(d, Space::Mmio, mmio::REPORT, 8, 2);
+        });
+        assert_eq!(
+            c.result.unwrap_err(),
+            "data: the case reported 2 values for 0 accesses"
+        );
     }
 }
