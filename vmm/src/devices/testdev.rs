@@ -584,9 +584,9 @@ impl Testdev {
 
     #[cold]
     fn malformed_announcement(&mut self, space: Space, offset: u64, size: usize, rip: u64) {
-        let (name, _) = register(space, offset).unwrap_or(("?", 0));
+        let (name, width) = block_at(space, offset).map_or(("?", 0), |(_, _, len, n)| (n, len));
         self.problems.push(format!(
-            "{size}-byte write to {} at rip {rip:#x}: {name} takes one 4-byte write at its \
+            "{size}-byte write to {} at rip {rip:#x}: {name} takes one {width}-byte write at its \
              offset, this one was ignored",
             Place(space, offset)
         ));
@@ -1153,6 +1153,7 @@ mod tests {
         pio_r(&mut d, pio::VALUE, 4);
         pio_w(&mut d, pio::CASE, 2, 0x1);
         pio_w(&mut d, pio::BENCH + 1, 1, 0x1);
+        wr(&mut d, Space::Mmio, mmio::REPORT, 4, 0x1);
         pio_w(&mut d, pio::BENCH, 4, 0x7f);
         pio_w(
             &mut d,
@@ -1182,6 +1183,8 @@ mod tests {
                 "2-byte write to PIO+0x10 (CASE) at rip 0x10a2f3: CASE takes one 4-byte write \
                  at its offset, this one was ignored",
                 "1-byte write to PIO+0x15 (BENCH+0x1) at rip 0x10a2f3: BENCH takes one 4-byte \
+                 write at its offset, this one was ignored",
+                "4-byte write to MMIO+0x10 (REPORT) at rip 0x10a2f3: REPORT takes one 8-byte \
                  write at its offset, this one was ignored",
                 "BENCH write of 0x7f at rip 0x10a2f3: not a bench marker \
                  (protocol::testdev::bench_marker)",
