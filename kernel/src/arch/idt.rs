@@ -91,12 +91,14 @@ unsafe extern "C" {
     fn trap_stub_255();
 }
 
-struct IdtCell(core::cell::UnsafeCell<InterruptDescriptorTable>);
+struct IdtCell(core::cell::UnsafeCell<core::mem::MaybeUninit<InterruptDescriptorTable>>);
 
 // SAFETY: filled once by `init` on the boot CPU with interrupts off; read only by the CPU after.
 unsafe impl Sync for IdtCell {}
 
-static IDT: IdtCell = IdtCell(core::cell::UnsafeCell::new(InterruptDescriptorTable::new()));
+/// In `.bss`, built by `init`: a `const` table (`InterruptDescriptorTable::new()`, whose empty
+/// entries are not all zero bytes) would put 4 KiB in `.data`, in the ELF.
+static IDT: IdtCell = IdtCell(core::cell::UnsafeCell::new(core::mem::MaybeUninit::zeroed()));
 
 fn stub(v: usize) -> VirtAddr {
     // SAFETY: `trap_stub_table` is a read-only table of 48 code addresses built by the asm above.
@@ -107,7 +109,8 @@ fn stub(v: usize) -> VirtAddr {
 pub fn init() {
     use super::gdt;
     // SAFETY: runs once on the boot CPU with interrupts off, before any other access to IDT.
-    let idt: &'static mut InterruptDescriptorTable = unsafe { &mut *IDT.0.get() };
+    let idt: &'static mut InterruptDescriptorTable =
+        unsafe { (*IDT.0.get()).write(InterruptDescriptorTable::new()) };
     // SAFETY: every address is one of our stubs, which save state, call `trap_dispatch` and
     // return with IRETQ; IST indexes name stacks set up in `gdt::init`.
     unsafe {
