@@ -40,9 +40,16 @@ pub fn set(ops: Ops) -> Result<(), OpsError> {
     if ops.exit.is_none() {
         return Err(OpsError::Missing("exit"));
     }
-    OPS.call_once(|| OpsCell(ops));
+    let table = OPS.call_once(|| OpsCell(ops));
+    PRINTS_RESULTS.store(
+        table.0.result.is_some(),
+        core::sync::atomic::Ordering::Relaxed,
+    );
     Ok(())
 }
+
+/// [`prints_results`], fixed by [`set`]: read for every output line, so one load.
+static PRINTS_RESULTS: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
 fn ops() -> Option<&'static Ops> {
     OPS.get().map(|c| &c.0)
@@ -140,7 +147,7 @@ pub fn shared_page() -> u64 {
 /// Whether the environment prints the results itself ([`Ops::result`] is set): the library
 /// then prints only diagnostics, one level flat.
 pub fn prints_results() -> bool {
-    ops().is_some_and(|o| o.result.is_some())
+    PRINTS_RESULTS.load(core::sync::atomic::Ordering::Relaxed)
 }
 
 /// Tells the environment how many cases run.
