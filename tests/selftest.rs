@@ -208,9 +208,8 @@ fn sev_es_and_tdx_vms_run_or_skip_with_the_reason() {
 #[test]
 fn the_guest_code_calls_nothing_through_the_got() {
     use object::{Object, ObjectSection, ObjectSymbol};
-    if !(kvm_or_skip("the_guest_code_calls_nothing_through_the_got")
-        && kernel_tree_or_skip("the_guest_code_calls_nothing_through_the_got"))
-    {
+    // A build and a look at its objects: no VM, so no /dev/kvm needed.
+    if !kernel_tree_or_skip("the_guest_code_calls_nothing_through_the_got") {
         return;
     }
     let binary = common::built_selftest();
@@ -278,9 +277,8 @@ fn the_guest_code_calls_nothing_through_the_got() {
 
 #[test]
 fn the_tdx_path_compiles_against_the_tdx_selftests_api() {
-    if !(kvm_or_skip("the_tdx_path_compiles_against_the_tdx_selftests_api")
-        && kernel_tree_or_skip("the_tdx_path_compiles_against_the_tdx_selftests_api"))
-    {
+    // A build and a look at its objects: no VM, so no /dev/kvm needed.
+    if !kernel_tree_or_skip("the_tdx_path_compiles_against_the_tdx_selftests_api") {
         return;
     }
     // Debian's 6.12 tree has no TDX selftests, so `cvmprobe selftest` builds the test without
