@@ -230,10 +230,11 @@ pub fn build(layout: &Layout, cmdline: &[u8]) -> Result<Handoffs, String> {
 /// CPUID.7.0:ECX bit 16: LA57 (Intel SDM vol. 2A, CPUID).
 const CPUID_7_ECX_LA57: u32 = 1 << 16;
 
-/// Reads the kernel ELF, builds the hand-off for `cfg` (platform, width, options), makes the
-/// guest memory (with the unaccepted hole under tdx-sim) and writes everything into it.
+/// Builds the hand-off for `cfg` (platform, width, options) and the kernel ELF `elf`, makes
+/// the guest memory (with the unaccepted hole under tdx-sim) and writes everything into it.
 pub(crate) fn prepare(
     cfg: &crate::VmConfig,
+    elf: &[u8],
     supported: &kvm_bindings::CpuId,
     width: crate::sim::address::AddressWidth,
     mem_size: u64,
@@ -243,13 +244,9 @@ pub(crate) fn prepare(
     use crate::VmmError;
     use protocol::platform::PlatformKind;
     use vm_memory::{Bytes, GuestAddress};
-    let elf = std::fs::read(&cfg.kernel).map_err(|source| VmmError::KernelOpen {
-        path: cfg.kernel.clone(),
-        source,
-    })?;
     let bad = |what: String| VmmError::Config(format!("kernel {}: {what}", cfg.kernel.display()));
-    let range = protocol::elf::load_range(&elf).map_err(|e| bad(format!("{e:?}")))?;
-    let sym = protocol::elf::symbol(&elf, efi::ENTRY_SYMBOL)
+    let range = protocol::elf::load_range(elf).map_err(|e| bad(format!("{e:?}")))?;
+    let sym = protocol::elf::symbol(elf, efi::ENTRY_SYMBOL)
         .map_err(|e| bad(format!("{e:?}")))?
         .ok_or_else(|| {
             bad(format!(
@@ -257,7 +254,7 @@ pub(crate) fn prepare(
                 efi::ENTRY_SYMBOL
             ))
         })?;
-    let entry = protocol::elf::phys_of(&elf, sym)
+    let entry = protocol::elf::phys_of(elf, sym)
         .map_err(|e| bad(format!("{e:?}")))?
         .ok_or_else(|| bad(format!("{} lies in no PT_LOAD segment", efi::ENTRY_SYMBOL)))?;
     if opts.la57 && crate::cpuid::lookup(supported, 7, 0)[2] & CPUID_7_ECX_LA57 == 0 {
@@ -289,7 +286,7 @@ pub(crate) fn prepare(
                 reason: format!("writing {} bytes at {gpa:#x}: {e}", b.len()),
             })
     };
-    for s in protocol::elf::load_segments(&elf).map_err(|e| bad(format!("{e:?}")))? {
+    for s in protocol::elf::load_segments(elf).map_err(|e| bad(format!("{e:?}")))? {
         write(
             s.paddr,
             &elf[s.offset as usize..(s.offset + s.filesz) as usize],

@@ -641,7 +641,12 @@ pub fn run(cfg: &VmConfig, serial_out: &mut dyn FnMut(&[u8])) -> Result<RunRepor
     let kvm = open_kvm()?;
 
     let mem_size = cfg.mem_mib << 20;
-    let trap = platform::trap_sites(&cfg.kernel, cfg.platform)?;
+    // The kernel ELF, read once: the sims' symbols, the hand-off boot's segments.
+    let elf = std::fs::read(&cfg.kernel).map_err(|source| VmmError::KernelOpen {
+        path: cfg.kernel.clone(),
+        source,
+    })?;
+    let trap = platform::trap_sites(&cfg.kernel, &elf, cfg.platform)?;
     let supported = supported_cpuid(&kvm)?;
     let width = address_width(cfg.phys_bits, cpuid::phys_bits(&supported))?;
     let brand = Brand::for_run();
@@ -666,7 +671,8 @@ pub fn run(cfg: &VmConfig, serial_out: &mut dyn FnMut(&[u8])) -> Result<RunRepor
             (mem, entry, None)
         }
         Boot::EfiHandoff(opts) => {
-            let (mem, h) = boot_efi::prepare(cfg, &supported, width, mem_size, &cmdline, opts)?;
+            let (mem, h) =
+                boot_efi::prepare(cfg, &elf, &supported, width, mem_size, &cmdline, opts)?;
             (mem, h.rip, Some(h))
         }
     };
@@ -715,7 +721,7 @@ pub fn run(cfg: &VmConfig, serial_out: &mut dyn FnMut(&[u8])) -> Result<RunRepor
     }
     // sev-es-sim checks the GHCB's mapping at every GHCB-page request (and the hostile host
     // watches the guest's reads of it).
-    host.set_ghcb_va(platform::ghcb_address(&cfg.kernel, cfg.platform)?);
+    host.set_ghcb_va(platform::ghcb_address(&cfg.kernel, &elf, cfg.platform)?);
     let tsc_khz = vcpu.tsc_khz();
 
     kick::install()?;

@@ -92,14 +92,18 @@ fn trap_symbol(platform: PlatformKind) -> Option<&'static str> {
     }
 }
 
-/// The addresses of `platform`'s trapping instructions in the kernel ELF (the virtual
-/// addresses they run at), or `None` for legacy.
-pub fn trap_sites(kernel: &Path, platform: PlatformKind) -> Result<Option<TrapSites>, VmmError> {
+/// The addresses of `platform`'s trapping instructions in the kernel ELF `elf` (read from
+/// `kernel`; the virtual addresses they run at), or `None` for legacy.
+pub fn trap_sites(
+    kernel: &Path,
+    elf: &[u8],
+    platform: PlatformKind,
+) -> Result<Option<TrapSites>, VmmError> {
     let Some(name) = trap_symbol(platform) else {
         return Ok(None);
     };
     let find = |name: &str, what: &str| {
-        symbol_address(kernel, name)?.ok_or_else(|| {
+        symbol_address(kernel, elf, name)?.ok_or_else(|| {
             VmmError::Config(format!(
                 "kernel {} has no symbol {name}: the {} simulation needs it to trap the \
                  guest's {what} (is the ELF stripped?)",
@@ -120,33 +124,28 @@ pub fn trap_sites(kernel: &Path, platform: PlatformKind) -> Result<Option<TrapSi
     Ok(Some(TrapSites { trap, cpuid }))
 }
 
-/// The virtual address of the guest's GHCB page ([`ghcb::GHCB_SYMBOL`]) under sev-es-sim, if
-/// the kernel exports it (the host's check of the GHCB's mapping and the hostile host's
-/// rewrite lie need it).
-pub fn ghcb_address(kernel: &Path, platform: PlatformKind) -> Result<Option<u64>, VmmError> {
+/// The virtual address of the guest's GHCB page ([`ghcb::GHCB_SYMBOL`]) in the kernel ELF
+/// `elf` (read from `kernel`) under sev-es-sim, if the kernel exports it (the host's check of
+/// the GHCB's mapping and the hostile host's rewrite lie need it).
+pub fn ghcb_address(
+    kernel: &Path,
+    elf: &[u8],
+    platform: PlatformKind,
+) -> Result<Option<u64>, VmmError> {
     if platform != PlatformKind::SevEs {
         return Ok(None);
     }
-    symbol_address(kernel, ghcb::GHCB_SYMBOL)
+    symbol_address(kernel, elf, ghcb::GHCB_SYMBOL)
 }
 
-/// The address of symbol `name` in the kernel ELF.
-fn symbol_address(kernel: &Path, name: &str) -> Result<Option<u64>, VmmError> {
-    use object::{Object, ObjectSymbol};
-    let bytes = std::fs::read(kernel).map_err(|source| VmmError::KernelOpen {
-        path: kernel.to_owned(),
-        source,
-    })?;
-    let file = object::File::parse(&*bytes).map_err(|e| {
+/// The address of symbol `name` in the kernel ELF `elf` (read from `kernel`).
+fn symbol_address(kernel: &Path, elf: &[u8], name: &str) -> Result<Option<u64>, VmmError> {
+    protocol::elf::symbol(elf, name).map_err(|e| {
         VmmError::Config(format!(
-            "cannot read the symbols of {}: {e}",
+            "cannot read the symbols of {}: {e:?}",
             kernel.display()
         ))
-    })?;
-    Ok(file
-        .symbols()
-        .find(|s| s.name() == Ok(name))
-        .map(|s| s.address()))
+    })
 }
 
 /// The MSR exits a simulated platform asks for: the MSR filter's, and (for the x2APIC MSRs,
