@@ -89,19 +89,20 @@ const CR0_PE: u64 = 1 << 0;
 /// CR0.ET: extension type, hardwired to 1 on modern CPUs.
 const CR0_ET: u64 = 1 << 4;
 /// RFLAGS bit 1 is reserved and always 1; everything else (IF, TF, VM) clear at entry.
-const RFLAGS_RESERVED: u64 = 1 << 1;
+pub(crate) const RFLAGS_RESERVED: u64 = 1 << 1;
 /// Code segment type 0xb: execute/read, accessed (SDM 3.4.5.1, table 3-1).
-const SEG_TYPE_CODE: u8 = 0xb;
+pub(crate) const SEG_TYPE_CODE: u8 = 0xb;
 /// Data segment type 0x3: read/write, accessed.
-const SEG_TYPE_DATA: u8 = 0x3;
+pub(crate) const SEG_TYPE_DATA: u8 = 0x3;
 /// System segment type 0xb: 32-bit TSS (busy) (SDM table 3-2).
-const SEG_TYPE_TSS32_BUSY: u8 = 0xb;
+pub(crate) const SEG_TYPE_TSS32_BUSY: u8 = 0xb;
 /// Selectors the flat segments pretend to come from (the PVH ABI leaves them unspecified).
 const SEL_CODE: u16 = 0x08;
 const SEL_DATA: u16 = 0x10;
 const SEL_TSS: u16 = 0x18;
 
-fn flat(selector: u16, type_: u8) -> kvm_segment {
+/// A flat 4 GiB ring-0 segment of `type_` (32-bit: D/B set, L clear).
+pub(crate) fn flat(selector: u16, type_: u8) -> kvm_segment {
     kvm_segment {
         base: 0,
         limit: 0xffff_ffff,

@@ -305,30 +305,20 @@ pub const CR4_FIRMWARE: u64 = (1 << 5) | (1 << 9) | (1 << 10);
 /// CR4.LA57.
 pub const CR4_LA57: u64 = protocol::x86::cr::CR4_LA57;
 /// EFER: LME | LMA.
-pub const EFER_LONG: u64 = (1 << 8) | (1 << 10);
+pub const EFER_LONG: u64 = protocol::x86::efer::LME | protocol::x86::efer::LMA;
 
 /// The special registers at the hand-off: 64-bit mode with the firmware's tables, GDT and an
 /// empty IDT; KVM's other reset state (APIC base, CR8) kept from `base`.
 pub fn sregs(h: &Handoffs, base: kvm_bindings::kvm_sregs) -> kvm_bindings::kvm_sregs {
+    use crate::boot::{SEG_TYPE_CODE, SEG_TYPE_DATA, SEG_TYPE_TSS32_BUSY, flat};
     use kvm_bindings::{kvm_dtable, kvm_segment};
-    let seg = |selector: u16, type_: u8, l: u8, db: u8| kvm_segment {
-        base: 0,
-        limit: 0xffff_ffff,
-        selector,
-        type_,
-        present: 1,
-        dpl: 0,
-        db,
-        s: 1,
-        l,
-        g: 1,
-        avl: 0,
-        unusable: 0,
-        padding: 0,
-    };
-    let data = seg(SEL_DATA, 0x3, 0, 1);
+    let data = flat(SEL_DATA, SEG_TYPE_DATA);
     kvm_bindings::kvm_sregs {
-        cs: seg(SEL_CODE64, 0xb, 1, 0),
+        cs: kvm_segment {
+            l: 1,
+            db: 0,
+            ..flat(SEL_CODE64, SEG_TYPE_CODE)
+        },
         ds: data,
         es: data,
         fs: data,
@@ -336,12 +326,10 @@ pub fn sregs(h: &Handoffs, base: kvm_bindings::kvm_sregs) -> kvm_bindings::kvm_s
         ss: data,
         tr: kvm_segment {
             limit: 0x67,
-            type_: 0xb,
             s: 0,
             db: 0,
             g: 0,
-            l: 0,
-            ..seg(0, 0xb, 0, 0)
+            ..flat(0, SEG_TYPE_TSS32_BUSY)
         },
         gdt: kvm_dtable {
             base: h.gdt_base,
@@ -368,7 +356,7 @@ pub fn regs(h: &Handoffs) -> kvm_bindings::kvm_regs {
         rip: h.rip,
         rdi: h.rdi,
         rsp: h.rsp,
-        rflags: 0x2,
+        rflags: crate::boot::RFLAGS_RESERVED,
         ..Default::default()
     }
 }
