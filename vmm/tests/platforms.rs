@@ -30,11 +30,21 @@ fn boot_at(
     cmdline: &str,
     phys_bits: Option<u8>,
 ) -> (RunReport, String) {
+    boot_with(kernel, platform, cmdline, |cfg| cfg.phys_bits = phys_bits)
+}
+
+/// [`boot`] with `tweak` applied to the configuration last.
+fn boot_with(
+    kernel: &Path,
+    platform: PlatformKind,
+    cmdline: &str,
+    tweak: impl FnOnce(&mut VmConfig),
+) -> (RunReport, String) {
     let mut cfg = VmConfig::new(kernel);
     cfg.platform = platform;
-    cfg.phys_bits = phys_bits;
     cfg.cmdline = format!("cvmprobe.platform={} {cmdline}", platform.name());
     cfg.timeout = Duration::from_secs(30);
+    tweak(&mut cfg);
     let report = vmm::run(&cfg, &mut |_| {}).expect("VMM setup");
     let serial = String::from_utf8_lossy(&report.serial).into_owned();
     (report, serial)
@@ -514,14 +524,7 @@ fn boot_kvm(
     kvm: protocol::kvm::KvmProfile,
     cmdline: &str,
 ) -> (RunReport, String) {
-    let mut cfg = VmConfig::new(kernel);
-    cfg.platform = platform;
-    cfg.kvm = kvm;
-    cfg.cmdline = format!("cvmprobe.platform={} {cmdline}", platform.name());
-    cfg.timeout = Duration::from_secs(30);
-    let report = vmm::run(&cfg, &mut |_| {}).expect("VMM setup");
-    let serial = String::from_utf8_lossy(&report.serial).into_owned();
-    (report, serial)
+    boot_with(kernel, platform, cmdline, |cfg| cfg.kvm = kvm)
 }
 
 /// The `suite.case` names the KTAP log reports `not ok`.
