@@ -63,48 +63,14 @@ impl PioValue for u32 {}
 pub const HOST_ERRORS_KEPT: usize = 8;
 
 /// The host errors recorded since the last [`take_host_errors`].
-#[derive(Clone, Copy, Debug)]
-pub struct HostErrors {
-    /// The first ones, in order.
-    pub list: [Option<HostError>; HOST_ERRORS_KEPT],
-    /// How many more there were.
-    pub more: u32,
-    /// The requests of those: `(first, last)` request numbers (0 when none was made).
-    pub more_requests: (u64, u64),
-}
-
-impl HostErrors {
-    const NONE: Self = Self {
-        list: [None; HOST_ERRORS_KEPT],
-        more: 0,
-        more_requests: (0, 0),
-    };
-
-    /// Whether none was recorded.
-    pub fn is_empty(&self) -> bool {
-        self.list[0].is_none()
-    }
-}
+pub type HostErrors = crate::kept::Kept<HostError, HOST_ERRORS_KEPT>;
 
 static HOST_ERRORS: spin::Mutex<HostErrors> = spin::Mutex::new(HostErrors::NONE);
 
 /// Records a host error for the running case (which fails with it).
 #[cold]
 pub fn record_host_error(e: HostError) {
-    let mut errors = HOST_ERRORS.lock();
-    if let Some(slot) = errors.list.iter_mut().find(|s| s.is_none()) {
-        *slot = Some(e);
-        return;
-    }
-    if let Some(seq) = e.seq() {
-        let (first, _) = errors.more_requests;
-        errors.more_requests = (if errors.more == 0 { seq } else { first }, seq);
-    }
-    errors.more += 1;
-}
-
-fn record(e: HostError) {
-    record_host_error(e);
+    HOST_ERRORS.lock().push(e, e.seq().map(|seq| (seq, seq)));
 }
 
 /// The host errors recorded since the last call (the case runner fails the case with them).
@@ -132,7 +98,7 @@ fn mmio_read_slow<T: MmioValue>(gpa: u64) -> T {
     match try_mmio_read(gpa) {
         Ok(v) => v,
         Err(e) => {
-            record(e);
+            record_host_error(e);
             T::from_u64(u64::MAX)
         }
     }
@@ -153,7 +119,7 @@ pub fn mmio_write<T: MmioValue>(gpa: u64, v: T) {
 #[optimize(speed)]
 fn mmio_write_slow<T: MmioValue>(gpa: u64, v: T) {
     if let Err(e) = try_mmio_write(gpa, v) {
-        record(e);
+        record_host_error(e);
     }
 }
 
@@ -189,7 +155,7 @@ fn pio_read_slow<T: PioValue>(port: u16) -> T {
     match platform::pio_read::<T>(port) {
         Ok(v) => v,
         Err(e) => {
-            record(e);
+            record_host_error(e);
             T::from_u64(u64::MAX)
         }
     }
@@ -208,7 +174,7 @@ pub fn pio_write<T: PioValue>(port: u16, v: T) {
 #[optimize(speed)]
 fn pio_write_slow<T: PioValue>(port: u16, v: T) {
     if let Err(e) = platform::pio_write(port, v) {
-        record(e);
+        record_host_error(e);
     }
 }
 
@@ -217,7 +183,7 @@ fn pio_write_slow<T: PioValue>(port: u16, v: T) {
 #[optimize(speed)]
 pub fn pio_write_bytes(port: u16, bytes: &[u8]) {
     if let Err(e) = platform::pio_write_bytes(port, bytes) {
-        record(e);
+        record_host_error(e);
     }
 }
 
@@ -225,7 +191,7 @@ pub fn pio_write_bytes(port: u16, bytes: &[u8]) {
 #[optimize(speed)]
 pub fn cpuid(leaf: u32, subleaf: u32) -> CpuidResult {
     platform::cpuid(leaf, subleaf).unwrap_or_else(|e| {
-        record(e);
+        record_host_error(e);
         CpuidResult::default()
     })
 }
@@ -249,7 +215,7 @@ pub unsafe fn wrmsr(msr: u32, v: u64) -> Result<(), MsrError> {
 /// Halts until an interrupt arrives (interrupts are enabled only while halted).
 pub fn halt() {
     if let Err(e) = platform::halt() {
-        record(e);
+        record_host_error(e);
     }
 }
 

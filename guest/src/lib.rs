@@ -19,6 +19,7 @@ pub mod arch;
 pub mod bench;
 pub mod env;
 pub mod io;
+pub mod kept;
 pub mod ktap;
 pub mod memory;
 pub mod platform;

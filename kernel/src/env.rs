@@ -2,7 +2,7 @@
 //! `cvmprobe_guest::run` (COM1 for output, the isa-debug-exit port, its identity map, its
 //! GHCB page, its heap).
 
-use crate::boot::{BootParams, BootPath, MemoryKind};
+use crate::boot::{BootParams, BootPath};
 use core::cell::UnsafeCell;
 use core::ffi::{c_char, c_void};
 use core::mem::MaybeUninit;
@@ -114,13 +114,7 @@ unsafe extern "C" fn sev_es_memory(
             unsafe { crate::arch::paging::share_page(cbit, ghcb_gpa) };
         }
         BootPath::Pvh => {
-            let ram_end = params
-                .regions()
-                .iter()
-                .filter(|r| r.kind == MemoryKind::Ram && r.base < 1 << 32)
-                .map(|r| (r.base + r.len).min(1 << 32))
-                .max()
-                .unwrap_or(0);
+            let (ram_end, _) = crate::memory::ram_bounds(params);
             // SAFETY: PVH identity map; the SEV-ES host aliases RAM at the C-bit (both in
             // hardware and in the simulated platform); nothing has used the old attributes
             // yet.

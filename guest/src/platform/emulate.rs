@@ -84,23 +84,7 @@ pub struct Refusal {
 pub const REFUSALS_KEPT: usize = 4;
 
 /// The refusals since the last [`take_refusals`].
-#[derive(Clone, Copy, Debug)]
-pub struct Refusals {
-    /// The first ones, in order.
-    pub list: [Option<Refusal>; REFUSALS_KEPT],
-    /// How many more there were.
-    pub more: u32,
-    /// The requests of those: first and last request numbers.
-    pub more_requests: (u64, u64),
-}
-
-impl Refusals {
-    const NONE: Self = Self {
-        list: [None; REFUSALS_KEPT],
-        more: 0,
-        more_requests: (0, 0),
-    };
-}
+pub type Refusals = crate::kept::Kept<Refusal, REFUSALS_KEPT>;
 
 static REFUSED: spin::Mutex<Refusals> = spin::Mutex::new(Refusals::NONE);
 /// RIP of the last refused instruction and how many times in a row it was refused.
@@ -117,21 +101,7 @@ pub fn take_refusals() -> Refusals {
 }
 
 fn record(r: Refusal) {
-    let mut refusals = REFUSED.lock();
-    if let Some(slot) = refusals.list.iter_mut().find(|s| s.is_none()) {
-        *slot = Some(r);
-        return;
-    }
-    let (first, _) = refusals.more_requests;
-    refusals.more_requests = (
-        if refusals.more == 0 {
-            r.requests.0
-        } else {
-            first
-        },
-        r.requests.1,
-    );
-    refusals.more += 1;
+    REFUSED.lock().push(r, Some(r.requests));
 }
 
 /// Handles a #VE/#VC the handler returned `e` for: records it for the running case and

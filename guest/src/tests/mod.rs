@@ -16,6 +16,7 @@ mod msr;
 mod platform;
 
 use crate::io::{MmioValue, PioValue};
+use crate::kept::Kept;
 use crate::ktap::{self, Line};
 use alloc::format;
 use alloc::string::String;
@@ -749,32 +750,19 @@ fn run_case(
 /// One diagnostic per host error the case's I/O met, each naming the rejected request.
 fn report_host_errors(ctx: &mut Ctx<'_>) {
     let errors = crate::io::take_host_errors();
-    if errors.is_empty() {
-        return;
-    }
-    ctx.failed = true;
     for e in errors.list.iter().flatten() {
         let mut l = ctx.diag();
         l.str("host error: ");
         describe_host_error(&mut l, e);
         l.emit();
     }
-    if errors.more > 0 {
-        let (first, last) = errors.more_requests;
-        ctx.diag()
-            .str("and ")
-            .dec(u64::from(errors.more))
-            .str(" more host errors")
-            .reject_note(RejectedBy::Validator, first, last)
-            .emit();
-    }
+    fail_if_any(ctx, &errors, " more host errors");
 }
 
 /// One diagnostic per #VE/#VC the case's handlers refused, each naming its requests.
 fn report_refusals(ctx: &mut Ctx<'_>) {
     let refusals = crate::platform::emulate::take_refusals();
     for r in refusals.list.iter().flatten() {
-        ctx.failed = true;
         let mut l = ctx.diag();
         l.str(r.exception)
             .str(if r.completed {
@@ -790,13 +778,21 @@ fn report_refusals(ctx: &mut Ctx<'_>) {
             .reject_note(RejectedBy::Validator, r.requests.0, r.requests.1);
         l.emit();
     }
-    if refusals.more > 0 {
-        ctx.failed = true;
-        let (first, last) = refusals.more_requests;
+    fail_if_any(ctx, &refusals, " more #VE/#VC refusals");
+}
+
+/// Fails the case if `kept` holds anything, with `and <n><more>` for those not kept in full.
+fn fail_if_any<T: Copy, const N: usize>(ctx: &mut Ctx<'_>, kept: &Kept<T, N>, more: &str) {
+    if kept.is_empty() {
+        return;
+    }
+    ctx.failed = true;
+    if kept.more > 0 {
+        let (first, last) = kept.more_requests;
         ctx.diag()
             .str("and ")
-            .dec(u64::from(refusals.more))
-            .str(" more #VE/#VC refusals")
+            .dec(u64::from(kept.more))
+            .str(more)
             .reject_note(RejectedBy::Validator, first, last)
             .emit();
     }

@@ -173,14 +173,7 @@ fn tsc_advances(ctx: &mut Ctx<'_>) {
             "TDVMCALL RDMSR IA32_TSC refused (#GP)",
         );
         let (a, b) = (crate::arch::insn::rdtsc(), crate::arch::insn::rdtsc());
-        if !ctx.check(b > a, "second RDTSC is not larger") {
-            ctx.diag()
-                .str("first ")
-                .hex(a)
-                .str(" second ")
-                .hex(b)
-                .emit();
-        }
+        check_advances(ctx, a, b, "second RDTSC is not larger");
         return;
     }
     // QEMU TCG's RDMSR answers 0 for MSRs it does not model (IA32_TSC among them) instead
@@ -195,7 +188,12 @@ fn tsc_advances(ctx: &mut Ctx<'_>) {
     ) else {
         return;
     };
-    if !ctx.check(b > a, "second TSC read is not larger") {
+    check_advances(ctx, a, b, "second TSC read is not larger");
+}
+
+/// Fails with `what` and both values unless the second TSC value `b` is larger than `a`.
+fn check_advances(ctx: &mut Ctx<'_>, a: u64, b: u64, what: &str) {
+    if !ctx.check(b > a, what) {
         ctx.diag()
             .str("first ")
             .hex(a)
