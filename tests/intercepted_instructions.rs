@@ -117,7 +117,7 @@ fn the_selftests_guest_library_follows_the_same_rule() {
     }
     // The selftest's executable holds kvm_util's C as well (host code that runs CPUID
     // natively, the ucall's IN): only the Rust library's functions are held to the rule.
-    let t = load_elf(&common::built_selftest());
+    let t = load_elf(&common::built_selftest().binary);
     check_intercepted(&t, |sym| {
         sym.contains("::") || (sym.starts_with("cvmprobe_") && !sym.starts_with("cvmprobe_ops"))
     });

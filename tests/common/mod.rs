@@ -114,15 +114,33 @@ pub fn kernel_tree_or_skip(test: &str) -> bool {
     false
 }
 
-/// Builds the KVM selftest (as `cvmprobe selftest` does, under its lock) and returns the
-/// binary. Call after [`kernel_tree_or_skip`].
-pub fn built_selftest() -> std::path::PathBuf {
+/// The KVM selftest, built (as `cvmprobe selftest` builds it) in a tree that stays locked
+/// while this is alive.
+pub struct BuiltSelftest {
+    /// The build's work directory (`target/selftest`).
+    pub work: std::path::PathBuf,
+    /// The kernel tree it was built in.
+    pub tree: cvmprobe::selftest::Tree,
+    /// The test binary.
+    pub binary: std::path::PathBuf,
+    _lock: cvmprobe::selftest::WorkLock,
+}
+
+/// Builds the KVM selftest under the work directory's lock. Call after
+/// [`kernel_tree_or_skip`].
+pub fn built_selftest() -> BuiltSelftest {
     let work = cvmprobe::selftest::work_dir();
-    let _lock = cvmprobe::selftest::lock(&work).unwrap();
+    let lock = cvmprobe::selftest::lock(&work).unwrap();
     let ksrc = std::env::var_os(cvmprobe::tools::KSRC_ENV).map(std::path::PathBuf::from);
     let tree = cvmprobe::selftest::prepare_tree(ksrc.as_deref(), &work).unwrap();
     let lib = std::path::Path::new(env!("CVMPROBE_SELFTEST_LIB"));
-    cvmprobe::selftest::build(&tree, lib, &work).unwrap()
+    let binary = cvmprobe::selftest::build(&tree, lib, &work).unwrap();
+    BuiltSelftest {
+        work,
+        tree,
+        binary,
+        _lock: lock,
+    }
 }
 
 /// Whether a UEFI test should run: QEMU as in [`qemu_or_skip`], and the OVMF code file.
