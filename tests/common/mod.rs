@@ -79,14 +79,7 @@ pub fn qemu_or_skip(test: &str) -> bool {
         tools::QEMU_INSTALL,
         tools::QEMU_ENV
     );
-    if tools::tools_required() {
-        panic!(
-            "{test} needs QEMU: {what} ({}=1 or CI requires the QEMU tests)",
-            tools::REQUIRE_ENV
-        );
-    }
-    skip_notice(&format!("SKIPPED {test}: {what}"));
-    false
+    missing(test, "QEMU", &what)
 }
 
 /// Whether a KVM-selftest test should run: `true` when a kernel tree is there
@@ -104,14 +97,7 @@ pub fn kernel_tree_or_skip(test: &str) -> bool {
         tools::KERNEL_TREE_INSTALL,
         tools::KSRC_ENV
     );
-    if tools::tools_required() {
-        panic!(
-            "{test} needs a kernel tree: {what} ({}=1 or CI requires it)",
-            tools::REQUIRE_ENV
-        );
-    }
-    skip_notice(&format!("SKIPPED {test}: {what}"));
-    false
+    missing(test, "a kernel tree", &what)
 }
 
 /// The KVM selftest, built (as `cvmprobe selftest` builds it) in a tree that stays locked
@@ -156,10 +142,16 @@ pub fn ovmf_or_skip(test: &str) -> bool {
         tools::OVMF_INSTALL,
         tools::OVMF_ENV
     );
-    if tools::tools_required() {
+    missing(test, "OVMF", &what)
+}
+
+/// `test` lacks `tool` (`what` says where it was looked for and how to install it): a
+/// failure when the tools are required, else a visible skip (`false`).
+fn missing(test: &str, tool: &str, what: &str) -> bool {
+    if cvmprobe::tools::tools_required() {
         panic!(
-            "{test} needs OVMF: {what} ({}=1 or CI requires the OVMF tests)",
-            tools::REQUIRE_ENV
+            "{test} needs {tool}: {what} ({}=1 or CI requires the tests that need it)",
+            cvmprobe::tools::REQUIRE_ENV
         );
     }
     skip_notice(&format!("SKIPPED {test}: {what}"));
