@@ -260,11 +260,6 @@ fn every_cpuid_is_the_one_the_sims_watch() {
     let site = t
         .address_of(protocol::x86::CPUID_SYMBOL)
         .expect("the CPUID symbol");
-    let mut decoder = Decoder::with_ip(64, &t.bytes, t.addr, DecoderOptions::NONE);
-    let cpuids: Vec<u64> = decoder
-        .iter()
-        .filter(|i| i.mnemonic() == Mnemonic::Cpuid)
-        .map(|i| i.ip())
-        .collect();
+    let cpuids = decoded_sites(&t, Mnemonic::Cpuid);
     assert_eq!(cpuids, [site], "CPUID instructions at {cpuids:#x?}");
 }
