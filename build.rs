@@ -40,18 +40,18 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(p).display());
     }
     println!("cargo:rerun-if-env-changed=CVMPROBE_SKIP_IMAGES");
-    let target_dir = kernel_target_dir(&root);
-    let elf = build_kernel(&root, &target_dir);
+    let elf = build_kernel(&root);
     println!("cargo:rustc-env=CVMPROBE_KERNEL_ELF={}", elf.display());
-    let efi = build_efi(&root, &efi_target_dir(&root), &elf);
+    let efi = build_efi(&root, &elf);
     println!("cargo:rustc-env=CVMPROBE_EFI_APP={}", efi.display());
     println!("cargo:rustc-env=CVMPROBE_BIOS_IMAGE={}", bios_image(&elf));
-    let lib = build_selftest_lib(&root, &target_subdir(&root, "selftest-lib"));
+    let lib = build_selftest_lib(&root);
     println!("cargo:rustc-env=CVMPROBE_SELFTEST_LIB={}", lib.display());
     warn_missing_tools(&root);
 }
 
-/// `<target>/<name>`, next to the host build's own profile directories.
+/// `<target>/<name>` (`kernel`, `efi`, `selftest-lib`: each nested build's own target
+/// directory), next to the host build's own profile directories.
 fn target_subdir(root: &Path, name: &str) -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(d) => PathBuf::from(d).join(name),
@@ -63,18 +63,15 @@ fn target_subdir(root: &Path, name: &str) -> PathBuf {
 /// `selftest/cvmprobe.h`, for the KVM selftest) for x86_64-unknown-none with `-Zbuild-std` and
 /// no GOT (its `.cargo/config.toml`). Its first build compiles `core` and `alloc` (about a
 /// minute).
-fn build_selftest_lib(root: &Path, target_dir: &Path) -> PathBuf {
-    let mut cmd = nested_cargo(root.join("selftest/lib"), target_dir);
-    cmd.args(["--target", "x86_64-unknown-none"]);
-    let status = cmd
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run cargo to build libcvmprobe.a: {e}"));
-    if !status.success() {
-        panic!(
-            "building libcvmprobe.a failed ({status}); run `cd selftest/lib && cargo build --release` to see why"
-        );
-    }
-    target_dir.join("x86_64-unknown-none/release/libcvmprobe.a")
+fn build_selftest_lib(root: &Path) -> PathBuf {
+    nested_build(
+        root,
+        "selftest/lib",
+        "selftest-lib",
+        "x86_64-unknown-none",
+        "libcvmprobe.a",
+        &[],
+    )
 }
 
 /// Warns (at every build: cargo replays a build script's warnings) when QEMU or OVMF is
@@ -167,53 +164,58 @@ fn bios_image(_elf: &Path) -> String {
     String::new()
 }
 
-/// `<target>/kernel`, next to the host build's own profile directories.
-fn kernel_target_dir(root: &Path) -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(d) => PathBuf::from(d).join("kernel"),
-        None => root.join("target").join("kernel"),
-    }
-}
-
-/// `<target>/efi`: the UEFI loader's own target directory.
-fn efi_target_dir(root: &Path) -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(d) => PathBuf::from(d).join("efi"),
-        None => root.join("target").join("efi"),
-    }
-}
-
 /// Builds `cvmprobe.efi` (`efi/`, for x86_64-unknown-uefi with `-Zbuild-std` from its
 /// `.cargo/config.toml`: the pinned toolchain ships no prebuilt std for that target), which
 /// embeds the kernel ELF at `elf`. Its first build compiles `core` (about a minute).
-fn build_efi(root: &Path, target_dir: &Path, elf: &Path) -> PathBuf {
-    let mut cmd = nested_cargo(root.join("efi"), target_dir);
-    cmd.args(["--target", "x86_64-unknown-uefi"])
-        .env("CVMPROBE_KERNEL_ELF", elf);
-    let status = cmd
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run cargo to build cvmprobe.efi: {e}"));
-    if !status.success() {
-        panic!(
-            "building cvmprobe.efi failed ({status}); run `cd efi && CVMPROBE_KERNEL_ELF={} cargo build --release` to see why",
-            elf.display()
-        );
-    }
-    target_dir.join("x86_64-unknown-uefi/release/cvmprobe.efi")
+fn build_efi(root: &Path, elf: &Path) -> PathBuf {
+    nested_build(
+        root,
+        "efi",
+        "efi",
+        "x86_64-unknown-uefi",
+        "cvmprobe.efi",
+        &[("CVMPROBE_KERNEL_ELF", elf)],
+    )
 }
 
-fn build_kernel(root: &Path, target_dir: &Path) -> PathBuf {
-    let mut cmd = nested_cargo(root.join("kernel"), target_dir);
-    cmd.args(["--target", "x86_64-unknown-none"]);
+fn build_kernel(root: &Path) -> PathBuf {
+    nested_build(
+        root,
+        "kernel",
+        "kernel",
+        "x86_64-unknown-none",
+        "cvmprobe-kernel",
+        &[],
+    )
+}
+
+/// Builds the crate in `root/dir` for `target` into `<target>/<target_dir>` (with `env` set)
+/// and returns its `artifact`; a failed build panics with the command that shows why.
+fn nested_build(
+    root: &Path,
+    dir: &str,
+    target_dir: &str,
+    target: &str,
+    artifact: &str,
+    env: &[(&str, &Path)],
+) -> PathBuf {
+    let target_dir = target_subdir(root, target_dir);
+    let mut cmd = nested_cargo(root.join(dir), &target_dir);
+    cmd.args(["--target", target]);
+    let mut shown = String::new();
+    for (k, v) in env {
+        cmd.env(k, v);
+        shown += &format!("{k}={} ", v.display());
+    }
     let status = cmd
         .status()
-        .unwrap_or_else(|e| panic!("cannot run cargo to build the kernel: {e}"));
+        .unwrap_or_else(|e| panic!("cannot run cargo to build {artifact}: {e}"));
     if !status.success() {
         panic!(
-            "building the guest kernel failed ({status}); run `cd kernel && cargo build --release` to see why"
+            "building {artifact} failed ({status}); run `cd {dir} && {shown}cargo build --release` to see why"
         );
     }
-    target_dir.join("x86_64-unknown-none/release/cvmprobe-kernel")
+    target_dir.join(target).join("release").join(artifact)
 }
 
 /// `cargo build --release --locked` in `dir` (whose `.cargo/config.toml` then applies) into

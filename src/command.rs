@@ -690,7 +690,7 @@ pub fn selftest(a: &SelftestArgs) -> Result<bool, CommandError> {
     if a.ksrc.is_none() {
         eprintln!(
             "cvmprobe: kernel tree: {} (unpacked in part under {})",
-            selftest::DEFAULT_TARBALL,
+            crate::tools::KERNEL_TARBALL,
             work.display()
         );
     }

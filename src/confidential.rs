@@ -18,6 +18,7 @@
 //! ([`HostFacts::read`]), [`check`] names what is missing, [`qemu_args`] builds the line; the
 //! tests feed synthetic facts.
 
+use crate::qemu::shell_line;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -381,23 +382,6 @@ pub fn qemu_args(kind: Confidential, plan: &QemuPlan) -> Vec<String> {
         "pc-testdev".into(),
     ]);
     a
-}
-
-/// `args` as one line a shell takes back (single quotes where needed).
-pub fn shell_line(qemu: &Path, args: &[String]) -> String {
-    std::iter::once(qemu.display().to_string())
-        .chain(args.iter().cloned())
-        .map(|a| {
-            if a.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_=,./:".contains(c))
-            {
-                a
-            } else {
-                format!("'{}'", a.replace('\'', r"'\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// The SEV bits to put on the command line: the host's, or (no SEV on this host, for a dry run)

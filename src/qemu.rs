@@ -331,12 +331,17 @@ impl QemuConfig {
 
     /// The command as one shell line, quoted so it can be pasted.
     pub fn shell_line(&self) -> String {
-        std::iter::once(self.binary.display().to_string())
-            .chain(self.args())
-            .map(|a| shell_quote(&a))
-            .collect::<Vec<_>>()
-            .join(" ")
+        shell_line(&self.binary, &self.args())
     }
+}
+
+/// `binary args...` as one line a shell takes back, each word quoted by [`shell_quote`].
+pub fn shell_line(binary: &Path, args: &[String]) -> String {
+    std::iter::once(binary.display().to_string())
+        .chain(args.iter().cloned())
+        .map(|a| shell_quote(&a))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Quotes `s` for a POSIX shell when needed.

@@ -9,13 +9,10 @@
 //! The default tree is Debian's `linux-source-6.12` package, unpacked in part (what the
 //! selftests and `make headers` need) under `target/selftest/`.
 
+use crate::tools::{KERNEL_TARBALL, KERNEL_TREE_INSTALL};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Debian's kernel source package (`linux-source-6.12`): the default tree.
-pub const DEFAULT_TARBALL: &str = crate::tools::KERNEL_TARBALL;
-/// How to install it.
-pub const TARBALL_INSTALL: &str = crate::tools::KERNEL_TREE_INSTALL;
 /// The tarball's top directory.
 const TARBALL_TOP: &str = "linux-source-6.12";
 /// What the selftests and `make headers` need from the tree (the rest is 1.5 GB).
@@ -51,7 +48,7 @@ pub const EXTRA_CFLAGS: &str = "-mgeneral-regs-only";
 pub enum SelftestError {
     /// No kernel tree to build against.
     #[error(
-        "no kernel tree: {DEFAULT_TARBALL} is not there (`{TARBALL_INSTALL}` installs it), \
+        "no kernel tree: {KERNEL_TARBALL} is not there (`{KERNEL_TREE_INSTALL}` installs it), \
          and no --ksrc DIR was given"
     )]
     NoTree,
@@ -182,7 +179,7 @@ pub fn prepare_tree(ksrc: Option<&Path>, work_dir: &Path) -> Result<Tree, Selfte
             }
             dir.to_path_buf()
         }
-        None => unpack_default(Path::new(DEFAULT_TARBALL), work_dir)?,
+        None => unpack_default(Path::new(KERNEL_TARBALL), work_dir)?,
     };
     let arch_dir = arch_dir(&root.join(KVM_SELFTESTS));
     Ok(Tree { root, arch_dir })

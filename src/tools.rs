@@ -110,16 +110,21 @@ pub fn count_marks(dir: &Path, mark: &str) -> usize {
 
 /// The build script's warning when no kernel tree is there for `cvmprobe selftest`.
 pub fn missing_kernel_tree_warning(looked: &Path, tests: usize, required: bool) -> String {
-    let fate = if required {
+    format!(
+        "no kernel tree for the KVM selftest ({}; {KSRC_ENV} names another): the {tests} \
+         tests that build it {}; install it: {KERNEL_TREE_INSTALL}",
+        looked.display(),
+        fate(required)
+    )
+}
+
+/// What becomes of the tests whose tool is missing.
+fn fate(required: bool) -> String {
+    if required {
         format!("will FAIL ({REQUIRE_ENV}=1 or CI is set)")
     } else {
         format!("will be skipped (set {REQUIRE_ENV}=1 to make them fail)")
-    };
-    format!(
-        "no kernel tree for the KVM selftest ({}; {KSRC_ENV} names another): the {tests} \
-         tests that build it {fate}; install it: {KERNEL_TREE_INSTALL}",
-        looked.display()
-    )
+    }
 }
 
 /// The build script's warnings: one per missing tool, naming how many tests skip and the
@@ -131,31 +136,27 @@ pub fn missing_tool_warnings(
     ovmf_tests: usize,
     required: bool,
 ) -> Vec<String> {
-    let fate = |n: usize, what: &str| {
+    let outcome = |n: usize, what: &str| {
         let tests = if n == 1 {
             format!("the 1 test that needs {what}")
         } else {
             format!("the {n} tests that need {what}")
         };
-        if required {
-            format!("{tests} will FAIL ({REQUIRE_ENV}=1 or CI is set)")
-        } else {
-            format!("{tests} will be skipped (set {REQUIRE_ENV}=1 to make them fail)")
-        }
+        format!("{tests} {}", fate(required))
     };
     let mut w = Vec::new();
     if let Err(looked) = qemu {
         w.push(format!(
             "QEMU not found ({}; {QEMU_ENV} names another binary): {}; install it: {QEMU_INSTALL}",
             looked.display(),
-            fate(qemu_tests, "QEMU")
+            outcome(qemu_tests, "QEMU")
         ));
     }
     if let Err(looked) = ovmf {
         w.push(format!(
             "OVMF not found ({}; {OVMF_ENV} names another file): {}; install it: {OVMF_INSTALL}",
             looked.display(),
-            fate(ovmf_tests, "OVMF")
+            outcome(ovmf_tests, "OVMF")
         ));
     }
     w

@@ -34,12 +34,7 @@ fn a_closed_stdout_ends_every_subcommand_quietly() {
         vec!["--help"],
         vec!["run", "--help"],
     ];
-    let kvm = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok();
-    if kvm {
+    if cvmprobe::qemu::kvm_usable() {
         runs.push(vec!["run", "--platform", "legacy", "--filter", "cpuid"]);
     }
     for args in runs {

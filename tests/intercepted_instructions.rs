@@ -117,7 +117,7 @@ fn the_selftests_guest_library_follows_the_same_rule() {
     }
     // The selftest's executable holds kvm_util's C as well (host code that runs CPUID
     // natively, the ucall's IN): only the Rust library's functions are held to the rule.
-    let t = load_elf(&common::built_selftest());
+    let t = load_elf(&common::built_selftest().binary);
     check_intercepted(&t, |sym| {
         sym.contains("::") || (sym.starts_with("cvmprobe_") && !sym.starts_with("cvmprobe_ops"))
     });
@@ -260,11 +260,6 @@ fn every_cpuid_is_the_one_the_sims_watch() {
     let site = t
         .address_of(protocol::x86::CPUID_SYMBOL)
         .expect("the CPUID symbol");
-    let mut decoder = Decoder::with_ip(64, &t.bytes, t.addr, DecoderOptions::NONE);
-    let cpuids: Vec<u64> = decoder
-        .iter()
-        .filter(|i| i.mnemonic() == Mnemonic::Cpuid)
-        .map(|i| i.ip())
-        .collect();
+    let cpuids = decoded_sites(&t, Mnemonic::Cpuid);
     assert_eq!(cpuids, [site], "CPUID instructions at {cpuids:#x?}");
 }

@@ -79,14 +79,7 @@ pub fn qemu_or_skip(test: &str) -> bool {
         tools::QEMU_INSTALL,
         tools::QEMU_ENV
     );
-    if tools::tools_required() {
-        panic!(
-            "{test} needs QEMU: {what} ({}=1 or CI requires the QEMU tests)",
-            tools::REQUIRE_ENV
-        );
-    }
-    skip_notice(&format!("SKIPPED {test}: {what}"));
-    false
+    missing(test, "QEMU", &what)
 }
 
 /// Whether a KVM-selftest test should run: `true` when a kernel tree is there
@@ -104,25 +97,36 @@ pub fn kernel_tree_or_skip(test: &str) -> bool {
         tools::KERNEL_TREE_INSTALL,
         tools::KSRC_ENV
     );
-    if tools::tools_required() {
-        panic!(
-            "{test} needs a kernel tree: {what} ({}=1 or CI requires it)",
-            tools::REQUIRE_ENV
-        );
-    }
-    skip_notice(&format!("SKIPPED {test}: {what}"));
-    false
+    missing(test, "a kernel tree", &what)
 }
 
-/// Builds the KVM selftest (as `cvmprobe selftest` does, under its lock) and returns the
-/// binary. Call after [`kernel_tree_or_skip`].
-pub fn built_selftest() -> std::path::PathBuf {
+/// The KVM selftest, built (as `cvmprobe selftest` builds it) in a tree that stays locked
+/// while this is alive.
+pub struct BuiltSelftest {
+    /// The build's work directory (`target/selftest`).
+    pub work: std::path::PathBuf,
+    /// The kernel tree it was built in.
+    pub tree: cvmprobe::selftest::Tree,
+    /// The test binary.
+    pub binary: std::path::PathBuf,
+    _lock: cvmprobe::selftest::WorkLock,
+}
+
+/// Builds the KVM selftest under the work directory's lock. Call after
+/// [`kernel_tree_or_skip`].
+pub fn built_selftest() -> BuiltSelftest {
     let work = cvmprobe::selftest::work_dir();
-    let _lock = cvmprobe::selftest::lock(&work).unwrap();
+    let lock = cvmprobe::selftest::lock(&work).unwrap();
     let ksrc = std::env::var_os(cvmprobe::tools::KSRC_ENV).map(std::path::PathBuf::from);
     let tree = cvmprobe::selftest::prepare_tree(ksrc.as_deref(), &work).unwrap();
     let lib = std::path::Path::new(env!("CVMPROBE_SELFTEST_LIB"));
-    cvmprobe::selftest::build(&tree, lib, &work).unwrap()
+    let binary = cvmprobe::selftest::build(&tree, lib, &work).unwrap();
+    BuiltSelftest {
+        work,
+        tree,
+        binary,
+        _lock: lock,
+    }
 }
 
 /// Whether a UEFI test should run: QEMU as in [`qemu_or_skip`], and the OVMF code file.
@@ -138,10 +142,16 @@ pub fn ovmf_or_skip(test: &str) -> bool {
         tools::OVMF_INSTALL,
         tools::OVMF_ENV
     );
-    if tools::tools_required() {
+    missing(test, "OVMF", &what)
+}
+
+/// `test` lacks `tool` (`what` says where it was looked for and how to install it): a
+/// failure when the tools are required, else a visible skip (`false`).
+fn missing(test: &str, tool: &str, what: &str) -> bool {
+    if cvmprobe::tools::tools_required() {
         panic!(
-            "{test} needs OVMF: {what} ({}=1 or CI requires the OVMF tests)",
-            tools::REQUIRE_ENV
+            "{test} needs {tool}: {what} ({}=1 or CI requires the tests that need it)",
+            cvmprobe::tools::REQUIRE_ENV
         );
     }
     skip_notice(&format!("SKIPPED {test}: {what}"));
