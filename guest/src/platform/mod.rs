@@ -178,7 +178,8 @@ pub fn declared_sim_phys_bits() -> Option<u8> {
 
 /// A KTAP diagnostic (without the `# `) when the platform's parameters are ones only a
 /// simulated platform on a narrow vCPU reports: `tdx-sim: GPAW 46, non-architectural: the host
-/// declared a simulated TDX on a vCPU with 46 physical address bits`. `None` otherwise.
+/// declared a simulated TDX on a vCPU with 46 physical address bits`. Returns whether it wrote
+/// one.
 pub fn describe_simulation(line: &mut crate::ktap::Line) -> bool {
     let Some(bits) = declared_sim_phys_bits() else {
         return false;

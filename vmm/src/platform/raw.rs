@@ -82,15 +82,22 @@ pub enum RawOutcome {
 }
 
 /// One line for the host verdict about a raw instruction the platform forbids.
-pub(super) fn raw_finding(platform: &str, rip: u64, what: &str, exception: &str) -> String {
+pub(super) fn raw_finding(
+    platform: protocol::platform::PlatformKind,
+    rip: u64,
+    what: &str,
+    exception: &str,
+) -> String {
+    use protocol::platform::PlatformKind;
+    let backend = match platform {
+        PlatformKind::Tdx => "TDG.VP.VMCALL",
+        PlatformKind::SevEs => "GHCB",
+        PlatformKind::Legacy => "legacy",
+    };
     format!(
-        "raw {what} under {platform} at RIP {rip:#x}: on hardware this is a {exception}; the \
-         guest must go through its {} backend",
-        if platform == "tdx-sim" {
-            "TDG.VP.VMCALL"
-        } else {
-            "GHCB"
-        }
+        "raw {what} under {} at RIP {rip:#x}: on hardware this is a {exception}; the guest \
+         must go through its {backend} backend",
+        crate::sim_name(platform)
     )
 }
 

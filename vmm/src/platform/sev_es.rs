@@ -28,9 +28,6 @@ use protocol::x86::vector;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-/// The platform's name in findings.
-const SEV_ES_SIM: &str = crate::sim_name(PlatformKind::SevEs);
-
 /// The memslot scenario's exception: #VC with error code NPF, the exit code of a nested page
 /// fault (GHCB spec 2.0, 4.1.6; Linux `vc_handle_exitcode()` sends it to `vc_handle_mmio()`).
 pub const MEMSLOT_EXCEPTION: (u8, Option<u32>) = (vector::VC, Some(ghcb::exit::NPF as u32));
@@ -240,7 +237,7 @@ impl SevEsHost {
                 note(
                     &mut self.findings,
                     raw_finding(
-                        SEV_ES_SIM,
+                        PlatformKind::SevEs,
                         start,
                         &port_io_text(port, &io),
                         "#VC (error code 0x7b)",

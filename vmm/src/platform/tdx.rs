@@ -24,9 +24,6 @@ use protocol::x86::{TWO_BYTE_INSN_LEN, exit_reason, msr as msrs, vector};
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-/// The platform's name in findings.
-const TDX_SIM: &str = crate::sim_name(protocol::platform::PlatformKind::Tdx);
-
 /// tdx-sim's host state.
 pub struct TdxHost {
     /// The TDX module + KVM.
@@ -195,7 +192,7 @@ impl TdxHost {
                 note(
                     &mut self.findings,
                     raw_finding(
-                        TDX_SIM,
+                        protocol::platform::PlatformKind::Tdx,
                         start,
                         &port_io_text(port, &io),
                         "#VE (exit reason 30)",
@@ -212,7 +209,12 @@ impl TdxHost {
             RawInsn::Hlt { start } => {
                 note(
                     &mut self.findings,
-                    raw_finding(TDX_SIM, start, "HLT", "#VE (exit reason 12)"),
+                    raw_finding(
+                        protocol::platform::PlatformKind::Tdx,
+                        start,
+                        "HLT",
+                        "#VE (exit reason 12)",
+                    ),
                 );
                 ve(model, exit_reason::HLT, 0, 1, start)
             }
