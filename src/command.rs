@@ -127,12 +127,11 @@ pub struct Host {
 }
 
 impl Host {
-    /// Probes `/dev/kvm`.
+    /// Probes `/dev/kvm` (once when the built-in VMM can use it: QEMU then can too).
     pub fn probe() -> Self {
-        Self {
-            builtin: vmm::kvm_available().map_err(|e| e.to_string()),
-            qemu_kvm: qemu::kvm_usable(),
-        }
+        let builtin = vmm::kvm_available().map_err(|e| e.to_string());
+        let qemu_kvm = builtin.is_ok() || qemu::kvm_usable();
+        Self { builtin, qemu_kvm }
     }
 }
 
